@@ -1,0 +1,106 @@
+"""Stage 2 contract: a Refiner rewrites the best draft to a preset, a length budget and a locale."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar, Sequence
+
+from pydantic import ValidationError
+
+from agent.errors import ModelOutputError
+from agent.locales import language_name
+from agent.schemas import GroundingFact, RefinedCaption
+from agent.text import fit_length
+from prompts import PromptBundle, StylePreset, render_messages
+
+_JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
+_LABEL_PREFIX = re.compile(r"^\s*(caption|alt text|answer|output)\s*:\s*", re.IGNORECASE)
+
+
+@dataclass
+class RefineJob:
+    """Everything a refiner may use. Facts and image text are already neutralised by the policy engine."""
+
+    preset: StylePreset
+    draft: str
+    locale: str = "en-US"
+    facts: Sequence[GroundingFact] = ()
+    max_chars: int | None = None
+    image_text: str = ""
+    feedback: list[str] = field(default_factory=list)
+
+    @property
+    def limit(self) -> int:
+        return min(self.max_chars or self.preset.max_chars, self.preset.max_chars)
+
+    def prompt(self) -> PromptBundle:
+        return render_messages(self.preset, draft=self.draft, facts=self.facts, locale=self.locale,
+                               language=language_name(self.locale), max_chars=self.limit,
+                               image_text=self.image_text, feedback=self.feedback)
+
+
+class Refiner(ABC):
+    """Base class of every refiner backend. Subclasses implement ``complete`` (messages -> raw text)."""
+
+    name: ClassVar[str] = "base"
+    model_id: str = ""
+
+    @abstractmethod
+    def complete(self, messages: list[dict[str, str]], job: RefineJob) -> str:
+        """Return the model's raw answer to the rendered messages."""
+
+    async def acomplete(self, messages: list[dict[str, str]], job: RefineJob) -> str:
+        return await asyncio.to_thread(self.complete, messages, job)
+
+    def refine(self, job: RefineJob) -> RefinedCaption:
+        """Render, generate, parse and enforce the length limit; ModelOutputError if unusable."""
+        return parse_refined(self.complete(job.prompt().messages, job), job)
+
+    async def arefine(self, job: RefineJob) -> RefinedCaption:
+        return parse_refined(await self.acomplete(job.prompt().messages, job), job)
+
+    def refine_many(self, jobs: Sequence[RefineJob]) -> list[RefinedCaption | Exception]:
+        """Refine several jobs; a failed job yields its exception in place. Servers override for concurrency."""
+        out: list[RefinedCaption | Exception] = []
+        for job in jobs:
+            try:
+                out.append(self.refine(job))
+            except Exception as exc:  # noqa: BLE001 - recorded per item by the caller
+                out.append(exc)
+        return out
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release models or connections."""
+
+
+def parse_refined(raw: str, job: RefineJob) -> RefinedCaption:
+    """Turn a model answer (JSON, or plain text from weak models) into a RefinedCaption that fits the budget."""
+    text = (raw or "").strip()
+    caption, used = None, []
+    match = _JSON_OBJECT.search(text)
+    if match:
+        try:
+            data = json.loads(match.group(0))
+            if isinstance(data, dict) and isinstance(data.get("caption"), str):
+                caption = data["caption"]
+                used = [str(x) for x in data.get("facts_used") or [] if isinstance(x, (str, int))]
+        except json.JSONDecodeError:
+            caption = None
+    if caption is None:
+        if text.startswith("{") or '"caption"' in text:
+            raise ModelOutputError(f"refiner output is not valid JSON: {text[:120]!r}")
+        caption = _LABEL_PREFIX.sub("", text.splitlines()[0] if text else "")
+    caption = caption.strip().strip('"').strip()
+    if len(caption) < max(job.preset.min_chars // 2, 3):
+        raise ModelOutputError(f"refiner output is empty or too short: {caption!r}")
+    if any(tag in caption.lower() for tag in ("<draft>", "<facts>", "json:", "</")):
+        raise ModelOutputError(f"refiner output echoes the prompt: {caption[:120]!r}")
+    known = {f.id for f in job.facts}
+    try:
+        return RefinedCaption(caption=fit_length(caption, job.limit), facts_used=[u for u in used if u in known][:8])
+    except ValidationError as exc:
+        raise ModelOutputError(f"refiner output breaks the schema: {exc}") from exc

@@ -1,0 +1,163 @@
+"""Typed contracts between the stages. Models users write are strict (``extra="forbid"``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Action = Literal["allow", "redact", "regenerate", "fallback", "block", "review"]
+Status = Literal["ok", "review", "blocked", "error"]
+
+# Severity order used to combine rule actions: the strongest wins.
+ACTION_SEVERITY: dict[str, int] = {
+    "allow": 0, "redact": 1, "regenerate": 2, "fallback": 3, "review": 4, "block": 5,
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProductHint(_Strict):
+    """What the caller knows about the product in the image; used as retrieval filters."""
+
+    sku: str | None = Field(None, description="Exact product id in the catalog.", max_length=128)
+    brand: str | None = Field(None, description="Brand name, matched exactly.", max_length=128)
+    category: str | None = Field(None, description="Catalog category, matched exactly.", max_length=128)
+
+    def is_empty(self) -> bool:
+        return not (self.sku or self.brand or self.category)
+
+
+class CaptionRequest(_Strict):
+    """One captioning request. ``image`` is a file path or raw bytes."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    image: Path | str | bytes = Field(description="Path to an image file, or its bytes.")
+    style: str = Field("alt_text", description="Style preset name (see `caption-agent styles`).")
+    locale: str = Field("en-US", description="BCP-47 locale of the output caption.")
+    hint: ProductHint = Field(default_factory=ProductHint, description="Product hint for grounding.")
+    n_candidates: int | None = Field(None, ge=1, le=32, description="Drafts to generate; config default if unset.")
+    max_chars: int | None = Field(None, ge=10, le=5000, description="Tighter length budget than the preset's.")
+    key: str | None = Field(None, description="Caller's id for this item, echoed in the result.")
+
+    def image_label(self) -> str:
+        return "<bytes>" if isinstance(self.image, bytes) else str(self.image)
+
+
+class ImageInfo(BaseModel):
+    source: str = Field(description="Path, or '<bytes>'.")
+    sha256: str
+    width: int
+    height: int
+    format: str | None = None
+
+
+class Candidate(BaseModel):
+    """A draft caption from stage 1, with what it is based on."""
+
+    text: str
+    drafter: str = Field(description="Registry name of the drafter that wrote it.")
+    score: float = Field(description="Drafter's own score (probability-like, in [0, 1]).")
+    logprob: float | None = Field(None, description="Sequence log-probability when the model gives one.")
+    evidence: list[str] = Field(default_factory=list, description="Labels, colours or text it rests on.")
+    rank_score: float | None = Field(None, description="Ranker's score; set by the ranking stage.")
+
+
+class Draft(BaseModel):
+    """Everything stage 1 learnt about one image."""
+
+    image: ImageInfo
+    candidates: list[Candidate]
+    labels: list[tuple[str, float]] = Field(default_factory=list, description="Top classifier labels.")
+    colors: list[str] = Field(default_factory=list, description="Dominant colour names, strongest first.")
+    image_text: str = Field("", description="Text read from the image (untrusted).")
+    model_id: str = ""
+
+
+class GroundingFact(BaseModel):
+    """A fact retrieved from the catalog. ``id`` is '<sku>:<field>' so later stages can cite it."""
+
+    id: str
+    sku: str
+    field: str
+    text: str
+    score: float = Field(description="Relevance in [0, 1] (1 = identical).")
+    fields: dict[str, str] = Field(default_factory=dict, description="Structured product fields.")
+
+
+class RefinedCaption(BaseModel):
+    """Stage 2 output. Every string is bounded so constrained decoding always terminates."""
+
+    caption: str = Field(description="The rewritten caption.", min_length=1, max_length=600)
+    facts_used: list[str] = Field(default_factory=list, max_length=8,
+                                  description="Ids of the facts the caption relies on.")
+
+    @field_validator("facts_used")
+    @classmethod
+    def _bound_ids(cls, value: list[str]) -> list[str]:
+        return [v[:64] for v in value]
+
+
+class PolicyDecision(BaseModel):
+    """One rule's verdict, recorded whatever it was."""
+
+    rule: str
+    action: Action
+    reason: str
+    before: str | None = None
+    after: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModerationOutcome(BaseModel):
+    action: Action
+    text: str
+    decisions: list[PolicyDecision] = Field(default_factory=list)
+    feedback: list[str] = Field(default_factory=list, description="Hints for a regenerate attempt.")
+
+
+class Provenance(BaseModel):
+    drafter: str = ""
+    drafter_model: str = ""
+    ranker: str = ""
+    embedder: str = ""
+    refiner: str = ""
+    refiner_model: str = ""
+    prompt_version: str = ""
+    prompt_hash: str = ""
+    policy_version: str = ""
+    policy_hash: str = ""
+    refine_attempts: int = 0
+    fallbacks: list[str] = Field(default_factory=list, description="Why a stage fell back, if it did.")
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    package_version: str = ""
+
+
+class ErrorRecord(BaseModel):
+    type: str
+    message: str
+    stage: str = ""
+
+
+class CaptionResult(BaseModel):
+    """What the agent returns for one image."""
+
+    key: str | None = None
+    status: Status
+    text: str | None = None
+    style: str
+    locale: str
+    image: ImageInfo | None = None
+    draft: str | None = Field(None, description="The ranked best draft.")
+    candidates: list[Candidate] = Field(default_factory=list)
+    confidence: float | None = Field(None, ge=0.0, le=1.0)
+    facts: list[GroundingFact] = Field(default_factory=list)
+    facts_used: list[str] = Field(default_factory=list)
+    decision: Action | None = None
+    decisions: list[PolicyDecision] = Field(default_factory=list)
+    provenance: Provenance = Field(default_factory=Provenance)
+    error: ErrorRecord | None = None

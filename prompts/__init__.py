@@ -1,0 +1,134 @@
+"""Style presets and prompt templates, shipped as data files and overridable from a user folder."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agent.errors import ConfigError, UnknownStyleError
+
+__all__ = ["StylePreset", "PromptBundle", "list_styles", "load_preset", "render_messages", "prompt_hash"]
+
+
+class StylePreset(BaseModel):
+    """A style preset file (``presets/NAME.yaml``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Preset name; must match the file name.", pattern=r"^[a-z][a-z0-9_]{1,40}$")
+    version: str = Field("1", description="Bump when the wording changes; recorded in provenance.")
+    description: str = Field(description="One line shown by `caption-agent styles`.")
+    max_chars: int = Field(ge=10, le=5000, description="Hard length limit, enforced after generation.")
+    min_chars: int = Field(0, ge=0, description="Shorter output is treated as unusable.")
+    max_words: int | None = Field(None, ge=1, description="Optional word limit.")
+    max_clip_tokens: int | None = Field(None, ge=8, le=77, description="Token limit counted with CLIP's tokenizer.")
+    banned_openings: list[str] = Field(default_factory=list, description="Case-insensitive forbidden starts.")
+    banned_phrases: list[str] = Field(default_factory=list, description="Case-insensitive forbidden phrases.")
+    use_facts: bool = Field(True, description="Pass catalog facts to the refiner.")
+    instructions: str = Field(description="Style instructions placed in the system prompt.")
+
+
+@dataclass(frozen=True)
+class PromptBundle:
+    """A rendered prompt: messages plus the hash that identifies template + preset."""
+
+    messages: list[dict[str, str]]
+    preset: StylePreset
+    hash: str
+
+
+def _bundled_dir() -> Path:
+    return Path(str(resources.files("prompts")))
+
+
+def _preset_dirs(user_dir: Path | None) -> list[Path]:
+    dirs = [_bundled_dir() / "presets"]
+    if user_dir is not None:
+        dirs.insert(0, Path(user_dir))
+    return dirs
+
+
+def list_styles(user_dir: Path | None = None) -> dict[str, StylePreset]:
+    """All presets by name; a user folder's preset overrides a bundled one of the same name."""
+    found: dict[str, StylePreset] = {}
+    for folder in reversed(_preset_dirs(user_dir)):
+        for path in sorted(folder.glob("*.yaml")):
+            found[path.stem] = _load_file(path)
+    return dict(sorted(found.items()))
+
+
+@lru_cache(maxsize=64)
+def _load_file(path: Path) -> StylePreset:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        preset = StylePreset.model_validate(data)
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise ConfigError(f"style preset {str(path)!r} is invalid: {exc}",
+                          fix="compare it with a bundled preset in prompts/presets/.") from exc
+    if preset.name != path.stem:
+        raise ConfigError(f"style preset {str(path)!r} is named {preset.name!r}; the file name must match.")
+    return preset
+
+
+def load_preset(name: str, user_dir: Path | None = None) -> StylePreset:
+    """Load one preset by name, raising UnknownStyleError with the available names."""
+    for folder in _preset_dirs(user_dir):
+        path = folder / f"{name}.yaml"
+        if path.is_file():
+            return _load_file(path)
+    names = ", ".join(list_styles(user_dir))
+    raise UnknownStyleError(f"unknown style {name!r}; available: {names}.")
+
+
+@lru_cache(maxsize=4)
+def _templates() -> tuple[Any, Any, str]:
+    import jinja2
+
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    folder = _bundled_dir() / "templates"
+    system_src = (folder / "system.j2").read_text(encoding="utf-8")
+    user_src = (folder / "user.j2").read_text(encoding="utf-8")
+    digest = hashlib.sha256((system_src + "\0" + user_src).encode()).hexdigest()
+    return env.from_string(system_src), env.from_string(user_src), digest
+
+
+def prompt_hash(preset: StylePreset) -> str:
+    """Hash of the templates plus the preset, recorded in provenance."""
+    _, _, template_digest = _templates()
+    return hashlib.sha256((template_digest + preset.model_dump_json()).encode()).hexdigest()[:16]
+
+
+def render_messages(preset: StylePreset, *, draft: str, facts: Sequence[Any] = (), locale: str = "en-US",
+                    language: str = "English", max_chars: int | None = None, image_text: str = "",
+                    feedback: Sequence[str] = ()) -> PromptBundle:
+    """Render the chat messages for one refinement.
+
+    The system message depends only on the preset, so servers with prefix caching reuse it across requests.
+    Facts and image text must already be neutralised by the policy engine; here they are only delimited.
+    """
+    system_t, user_t, _ = _templates()
+    limit = min(max_chars or preset.max_chars, preset.max_chars)
+    system = system_t.render(preset=preset)
+    user = user_t.render(draft=_delimit_safe(draft), facts=[_SafeFact(f) for f in facts] if preset.use_facts else [],
+                         locale=locale, language=language, max_chars=limit,
+                         image_text=_delimit_safe(image_text), feedback=list(feedback))
+    return PromptBundle(messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+                        preset=preset, hash=prompt_hash(preset))
+
+
+def _delimit_safe(text: str) -> str:
+    """Untrusted text must not close our delimiters and escape into the prompt."""
+    return text.replace("<", "‹").replace(">", "›")
+
+
+class _SafeFact:
+    def __init__(self, fact: Any) -> None:
+        self.id = _delimit_safe(str(fact.id))
+        self.text = _delimit_safe(str(fact.text))
