@@ -1,0 +1,89 @@
+"""The `caption-agent` command line (Typer). Commands are thin wrappers over library calls."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from agent.errors import CaptionAgentError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Write publishable image captions: draft, rank, ground, refine, moderate.")
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML config file.")]
+
+
+def _fail(exc: Exception) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def caption(
+    images: Annotated[list[Path], typer.Argument(help="Image files to caption.")],
+    style: Annotated[Optional[str], typer.Option("--style", "-s", help="Style preset.")] = None,
+    locale: Annotated[Optional[str], typer.Option("--locale", "-l", help="BCP-47 output locale.")] = None,
+    sku: Annotated[Optional[str], typer.Option(help="Product sku (applies to every image).")] = None,
+    brand: Annotated[Optional[str], typer.Option(help="Brand hint.")] = None,
+    category: Annotated[Optional[str], typer.Option(help="Category hint.")] = None,
+    catalog: Annotated[Optional[Path], typer.Option(help="Embedded Chroma folder made by `ingest`.")] = None,
+    n: Annotated[Optional[int], typer.Option("--n", help="Candidate drafts per image.")] = None,
+    refiner: Annotated[Optional[str], typer.Option(help="Refiner backend: local | vllm | none.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Caption IMAGES and print one JSON CaptionResult per line."""
+    from agent.config import AgentConfig
+    from agent.pipeline import CaptionAgent
+    from agent.schemas import CaptionRequest, ProductHint
+
+    try:
+        cfg = AgentConfig.load(config)
+        if catalog is not None:
+            cfg.retrieval.catalog_dir = catalog
+        if refiner is not None:
+            cfg.refiner.backend = refiner
+        agent = CaptionAgent(cfg)
+        hint = ProductHint(sku=sku, brand=brand, category=category)
+        requests = [CaptionRequest(image=p, style=style or cfg.default_style, locale=locale or cfg.default_locale,
+                                   hint=hint, n_candidates=n) for p in images]
+    except CaptionAgentError as exc:
+        _fail(exc)
+    failed = 0
+    for result in agent.caption_batch(requests):
+        failed += result.status == "error"
+        sys.stdout.write(result.model_dump_json(exclude_none=True) + "\n")
+        sys.stdout.flush()
+    if failed:
+        typer.secho(f"{failed} of {len(requests)} images failed; see their error records.", err=True,
+                    fg=typer.colors.YELLOW)
+        raise typer.Exit(1)
+
+
+@app.command()
+def styles(
+    prompts_dir: Annotated[Optional[Path], typer.Option(help="User folder of presets.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the style presets."""
+    from prompts import list_styles
+
+    try:
+        found = list_styles(prompts_dir)
+    except CaptionAgentError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps({k: v.model_dump() for k, v in found.items()}, indent=2))
+        return
+    for name, preset in found.items():
+        typer.echo(f"{name:20s} ≤{preset.max_chars:<5d} {preset.description}")
+
+
+# --- Sub-commands owned by other modules: each adds its registration line below. ---
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
