@@ -1,0 +1,342 @@
+"""CaptionAgent: draft -> rank -> ground -> refine -> moderate, for one image or a batch.
+
+Each stage is a plain object with one method; the agent loads them lazily, once, and runs a batch stage by stage
+so that batched backends (drafter forward passes, concurrent vLLM requests) stay busy. A failing item becomes an
+error record; the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from agent import __version__
+from agent.config import AgentConfig
+from agent.drafters import DRAFTERS
+from agent.errors import BackendError, CaptionAgentError, ModelOutputError
+from agent.images import load_image
+from agent.locales import normalize_locale
+from agent.ranking import ConsensusRanker, Ranker
+from agent.refiners import REFINERS, RefineJob
+from agent.schemas import (Candidate, CaptionRequest, CaptionResult, Draft, ErrorRecord, GroundingFact,
+                           ModerationOutcome, PolicyDecision, ProductHint, Provenance)
+from prompts import StylePreset, load_preset, prompt_hash
+
+ImageLike = Path | str | bytes
+
+
+@dataclass
+class _Item:
+    """Working state of one request while the batch moves through the stages."""
+
+    request: CaptionRequest
+    result: CaptionResult | None = None  # set when the item is finished (error, blocked) before the end
+    preset: StylePreset | None = None
+    locale: str = ""
+    image: Any = None
+    draft: Draft | None = None
+    ranked: list[Candidate] = field(default_factory=list)
+    confidence: float = 0.0
+    facts: list[GroundingFact] = field(default_factory=list)
+    image_text: str = ""
+    faces: int = 0
+    decisions: list[PolicyDecision] = field(default_factory=list)
+    feedback: list[str] = field(default_factory=list)
+    facts_used: list[str] = field(default_factory=list)
+    provenance: Provenance = field(default_factory=Provenance)
+    exc: Exception | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.result is None
+
+    def fail(self, exc: Exception, stage: str) -> None:
+        self.exc = exc
+        record = exc.to_record() if isinstance(exc, CaptionAgentError) else {"type": type(exc).__name__,
+                                                                            "message": str(exc)}
+        self.result = CaptionResult(key=self.request.key, status="error", style=self.request.style,
+                                    locale=self.request.locale, image=self.draft.image if self.draft else None,
+                                    error=ErrorRecord(stage=stage, **record), provenance=self.provenance)
+
+
+class _Timer:
+    def __init__(self, items: Sequence[_Item], stage: str) -> None:
+        self.items, self.stage = items, stage
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        share = (time.perf_counter() - self.start) * 1000 / max(1, len(self.items))
+        for item in self.items:
+            item.provenance.timings_ms[self.stage] = round(item.provenance.timings_ms.get(self.stage, 0) + share, 2)
+
+
+class CaptionAgent:
+    """The public entry point. Models load on first use and are reused across calls."""
+
+    def __init__(self, config: AgentConfig | None = None, **overrides: Any) -> None:
+        self.config = config or AgentConfig.load(**overrides)
+
+    # --- stages, loaded lazily -------------------------------------------------------------------------------
+    @cached_property
+    def drafter(self):
+        return DRAFTERS.get(self.config.drafter.backend)(self.config.drafter)
+
+    @cached_property
+    def embedder(self):
+        from retrieval.embedders import get_embedder
+
+        return get_embedder(self.config.retrieval.embedder)
+
+    @cached_property
+    def ranker(self) -> Ranker:
+        if self.config.ranker.clip_model:
+            from agent.ranking_clip import ClipRanker
+
+            return ClipRanker(self.config.ranker.clip_model, drafter_weight=self.config.ranker.drafter_weight)
+        return ConsensusRanker(self.embedder, drafter_weight=self.config.ranker.drafter_weight)
+
+    @cached_property
+    def retriever(self):
+        settings = self.config.retrieval
+        if settings.catalog_dir is None and settings.chroma_url is None:
+            return None
+        from retrieval import CatalogStore, Retriever
+
+        store = CatalogStore.open(settings, self.embedder)
+        return Retriever(store, top_k=settings.top_k, min_score=settings.min_score)
+
+    @cached_property
+    def refiner(self):
+        if self.config.refiner.backend == "none":
+            return None
+        return REFINERS.get(self.config.refiner.backend)(self.config.refiner)
+
+    @cached_property
+    def policy(self):
+        from policies import PolicyEngine
+
+        return PolicyEngine.load(self.config.policy.file)
+
+    # --- public API ----------------------------------------------------------------------------------------------
+    def caption(self, image: ImageLike, *, style: str | None = None, locale: str | None = None,
+                sku: str | None = None, brand: str | None = None, category: str | None = None,
+                n_candidates: int | None = None, max_chars: int | None = None) -> CaptionResult:
+        """Caption one image. Bad input raises a CaptionAgentError that says how to fix it."""
+        request = self.make_request(image, style=style, locale=locale, sku=sku, brand=brand, category=category,
+                                    n_candidates=n_candidates, max_chars=max_chars)
+        item = _Item(request)
+        self._run([item])
+        if item.result.status == "error" and item.result.error.stage == "input":
+            raise item.exc
+        return item.result
+
+    def make_request(self, image: ImageLike, **fields: Any) -> CaptionRequest:
+        hint = ProductHint(sku=fields.pop("sku", None), brand=fields.pop("brand", None),
+                           category=fields.pop("category", None))
+        fields = {k: v for k, v in fields.items() if v is not None}
+        fields.setdefault("style", self.config.default_style)
+        fields.setdefault("locale", self.config.default_locale)
+        return CaptionRequest(image=image, hint=hint, **fields)
+
+    def caption_batch(self, items: Iterable[CaptionRequest | ImageLike]) -> list[CaptionResult]:
+        """Caption many images; every input yields exactly one result, in order (errors as records)."""
+        work = [_Item(i if isinstance(i, CaptionRequest) else self.make_request(i)) for i in items]
+        self._run(work)
+        return [w.result for w in work]  # type: ignore[misc]
+
+    def _run(self, work: list[_Item]) -> None:
+        for stage in (self._prepare, self._draft, self._rank, self._ground, self._refine_and_moderate):
+            live = [w for w in work if w.live]
+            if live:
+                stage(live)
+
+    def as_runnable(self):
+        """The agent as a LangChain Runnable (invoke / batch / ainvoke / callbacks)."""
+        from agent.runnable import CaptionRunnable
+
+        return CaptionRunnable(agent=self)
+
+    def close(self) -> None:
+        for name in ("drafter", "refiner"):
+            stage = self.__dict__.pop(name, None)
+            if stage is not None:
+                stage.close()
+        retriever = self.__dict__.pop("retriever", None)
+        if retriever is not None:
+            retriever.store.close()
+
+    # --- stages over a batch ------------------------------------------------------------------------------------
+    def _prepare(self, items: list[_Item]) -> None:
+        for item in items:
+            with _Timer([item], "load"):
+                try:
+                    item.preset = load_preset(item.request.style, self.config.prompts_dir)
+                    item.locale = normalize_locale(item.request.locale)
+                    item.image, info = load_image(item.request.image, self.config.images)
+                    item.draft = Draft(image=info, candidates=[])
+                except CaptionAgentError as exc:
+                    item.fail(exc, "input")
+                    continue
+            with _Timer([item], "screen"):
+                screened = self._guard("screen", item, lambda: self.policy.screen_image(item.image, info))
+            if screened is not None:
+                outcome, item.faces = screened
+                item.decisions += outcome.decisions
+                if outcome.action in ("block", "review"):
+                    self._finish(item, outcome, text=None)
+
+    def _draft(self, items: list[_Item]) -> None:
+        n = max(w.request.n_candidates or self.config.drafter.n_candidates for w in items)
+        with _Timer(items, "draft"):
+            try:
+                drafts = self.drafter.draft([w.image for w in items], [w.draft.image for w in items], n)
+            except Exception as exc:  # noqa: BLE001 - a backend crash fails this batch's items, not the process
+                for w in items:
+                    w.fail(exc, "draft")
+                return
+        for item, draft in zip(items, drafts):
+            item.draft = draft.model_copy(update={
+                "candidates": draft.candidates[: item.request.n_candidates or self.config.drafter.n_candidates]})
+            item.image_text = draft.image_text
+            item.provenance.drafter = self.drafter.name
+            item.provenance.drafter_model = draft.model_id or self.drafter.model_id
+            if not item.draft.candidates:
+                item.fail(ModelOutputError("the drafter produced no candidates for this image."), "draft")
+
+    def _rank(self, items: list[_Item]) -> None:
+        for item in items:
+            with _Timer([item], "rank"):
+                item.ranked, item.confidence = self.ranker.rank(item.draft.candidates, item.image)
+                item.provenance.ranker = f"{self.ranker.name}:{self.ranker.model_id}"
+
+    def _ground(self, items: list[_Item]) -> None:
+        for item in items:
+            item.provenance.embedder = getattr(self.embedder, "model_id", "") if "embedder" in self.__dict__ else ""
+            if self.retriever is None or not item.preset.use_facts:
+                continue
+            with _Timer([item], "ground"):
+                hint = item.request.hint
+                query = " ".join(filter(None, [item.ranked[0].text, hint.brand, hint.category]))
+                try:
+                    item.facts = self.retriever.facts(query, hint, locale=None)
+                except CaptionAgentError as exc:
+                    item.fail(exc, "ground")
+
+    def _refine_and_moderate(self, items: list[_Item]) -> None:
+        for item in items:
+            item.provenance.prompt_version = f"{item.preset.name}@{item.preset.version}"
+            item.provenance.prompt_hash = prompt_hash(item.preset)
+            item.provenance.policy_version = self.policy.version
+            item.provenance.policy_hash = self.policy.hash
+            item.provenance.package_version = __version__
+            with _Timer([item], "sanitize"):
+                prepared = self._guard("sanitize", item, lambda: self.policy.prepare_inputs(
+                    item.facts, item.image_text, self._context(item, attempts_left=0)))
+                if prepared is None:
+                    continue
+                item.facts, item.image_text, decisions = prepared
+                item.decisions += decisions
+        pending = [w for w in items if w.live]
+        attempts = self.config.policy.max_regenerations + 1
+        for attempt in range(attempts):
+            if not pending or self.refiner is None:
+                break
+            jobs = [RefineJob(preset=w.preset, draft=w.ranked[0].text, locale=w.locale, facts=w.facts,
+                              max_chars=w.request.max_chars, image_text=w.image_text, feedback=w.feedback)
+                    for w in pending]
+            with _Timer(pending, "refine"):
+                outputs = self.refiner.refine_many(jobs)
+            retry = []
+            for item, out in zip(pending, outputs):
+                item.provenance.refiner = self.refiner.name
+                item.provenance.refiner_model = self.refiner.model_id
+                item.provenance.refine_attempts = attempt + 1
+                if isinstance(out, BackendError) and not isinstance(out, ModelOutputError):
+                    item.fail(out, "refine")  # server down after retries: retryable, not a silent fallback
+                elif isinstance(out, Exception):
+                    item.provenance.fallbacks.append(f"refine: {out}")
+                    self._moderate_fallback(item)
+                else:
+                    item.facts_used = out.facts_used
+                    if self._moderate(item, out.caption, attempts_left=attempts - attempt - 1):
+                        retry.append(item)
+            pending = retry
+        for item in [w for w in items if w.live]:  # no refiner, or nothing left to try
+            if self.refiner is None:
+                item.provenance.fallbacks.append("refine: no refiner configured")
+            self._moderate_fallback(item)
+
+    # --- moderation helpers ---------------------------------------------------------------------------------------
+    def _context(self, item: _Item, attempts_left: int, is_fallback: bool = False):
+        from policies import ModerationContext
+
+        return ModerationContext(preset=item.preset, locale=item.locale, draft=item.ranked[0].text if item.ranked
+                                 else "", facts=item.facts, image_text=item.image_text,
+                                 max_chars=item.request.max_chars, faces=item.faces, attempts_left=attempts_left,
+                                 is_fallback=is_fallback, confidence=item.confidence)
+
+    def _moderate(self, item: _Item, text: str, attempts_left: int) -> bool:
+        """Review refined text; returns True when the item should be regenerated."""
+        with _Timer([item], "moderate"):
+            outcome = self._guard("moderate", item, lambda: self.policy.review(
+                text, self._context(item, attempts_left)))
+        if outcome is None:
+            return False
+        if outcome.action == "regenerate" and attempts_left > 0:
+            item.decisions += outcome.decisions
+            item.feedback = outcome.feedback
+            return True
+        if outcome.action in ("fallback", "regenerate"):
+            item.decisions += outcome.decisions
+            item.provenance.fallbacks.append(f"policy: {outcome.action} after {item.provenance.refine_attempts} "
+                                             f"attempt(s)")
+            self._moderate_fallback(item)
+            return False
+        self._finish(item, outcome, outcome.text)
+        return False
+
+    def _moderate_fallback(self, item: _Item) -> None:
+        """Use the ranked draft, still moderated (redactions apply; regenerate is impossible)."""
+        with _Timer([item], "moderate"):
+            outcome = self._guard("moderate", item, lambda: self.policy.review(
+                item.ranked[0].text, self._context(item, attempts_left=0, is_fallback=True)))
+        if outcome is not None:
+            self._finish(item, outcome, outcome.text if outcome.action not in ("block",) else None)
+
+    def _guard(self, stage: str, item: _Item, call):
+        """Run a policy call; a crash must not fail open, so the item goes to review with the reason."""
+        try:
+            return call()
+        except CaptionAgentError as exc:
+            item.fail(exc, stage)
+        except Exception as exc:  # noqa: BLE001 - recorded as a review decision, never swallowed
+            decision = PolicyDecision(rule=f"engine:{stage}", action="review", reason=f"policy crashed: {exc!r}")
+            item.decisions.append(decision)
+            self._finish(item, ModerationOutcome(action="review", text="", decisions=[]), text=None)
+        return None
+
+    def _finish(self, item: _Item, outcome: ModerationOutcome, text: str | None) -> None:
+        if outcome.decisions and outcome.decisions is not item.decisions:
+            item.decisions += [d for d in outcome.decisions if d not in item.decisions]
+        status = {"block": "blocked", "review": "review"}.get(outcome.action, "ok")
+        item.result = CaptionResult(
+            key=item.request.key, status=status, text=text if status != "blocked" else None, style=item.preset.name,
+            locale=item.locale, image=item.draft.image if item.draft else None,
+            draft=item.ranked[0].text if item.ranked else None, candidates=item.ranked,
+            confidence=round(item.confidence, 4) if item.ranked else None, facts=item.facts,
+            facts_used=item.facts_used, decision=outcome.action,
+            decisions=item.decisions, provenance=item.provenance)
+
+
+def caption(image: ImageLike, **kwargs: Any) -> CaptionResult:
+    """One-shot helper: caption ``image`` with a default CaptionAgent (models load on each call; prefer the class)."""
+    agent = CaptionAgent()
+    try:
+        return agent.caption(image, **kwargs)
+    finally:
+        agent.close()

@@ -1,0 +1,48 @@
+"""The agent as a LangChain Runnable, so `invoke`, `batch`, `ainvoke` and callbacks work."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables.config import ensure_config, get_callback_manager_for_config
+
+from agent.schemas import CaptionRequest, CaptionResult
+
+
+class CaptionRunnable(Runnable[CaptionRequest | dict, CaptionResult]):
+    """Input: a CaptionRequest or its dict; output: a CaptionResult. ``batch`` uses the agent's batched path."""
+
+    def __init__(self, agent: Any) -> None:
+        self.agent = agent
+
+    @staticmethod
+    def _request(value: CaptionRequest | dict) -> CaptionRequest:
+        return value if isinstance(value, CaptionRequest) else CaptionRequest.model_validate(value)
+
+    def invoke(self, input: CaptionRequest | dict, config: RunnableConfig | None = None,
+               **kwargs: Any) -> CaptionResult:
+        return self.batch([input], config)[0]
+
+    def batch(self, inputs: list[CaptionRequest | dict], config: RunnableConfig | list[RunnableConfig] | None = None,
+              *, return_exceptions: bool = False, **kwargs: Any) -> list[CaptionResult]:
+        cfg = ensure_config(config[0] if isinstance(config, list) and config else config)  # type: ignore[arg-type]
+        manager = get_callback_manager_for_config(cfg)
+        run = manager.on_chain_start(None, {"inputs": len(inputs)}, name=cfg.get("run_name") or "CaptionAgent")
+        try:
+            results = self.agent.caption_batch([self._request(v) for v in inputs])
+        except BaseException as exc:
+            run.on_chain_error(exc)
+            raise
+        run.on_chain_end({"statuses": [r.status for r in results]})
+        return results
+
+    async def ainvoke(self, input: CaptionRequest | dict, config: RunnableConfig | None = None,
+                      **kwargs: Any) -> CaptionResult:
+        return await asyncio.to_thread(self.invoke, input, config)
+
+    async def abatch(self, inputs: list[CaptionRequest | dict],
+                     config: RunnableConfig | list[RunnableConfig] | None = None,
+                     *, return_exceptions: bool = False, **kwargs: Any) -> list[CaptionResult]:
+        return await asyncio.to_thread(self.batch, inputs, config)
