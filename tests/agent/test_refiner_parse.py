@@ -1,0 +1,41 @@
+import pytest
+
+from agent.errors import ModelOutputError
+from agent.refiners import RefineJob, parse_refined
+from agent.schemas import GroundingFact
+from agent.text import fit_length, strip_opening
+from prompts import load_preset
+
+FACT = GroundingFact(id="MUG-001:color", sku="MUG-001", field="color", text="color: matte black", score=0.9)
+
+
+def _job(**kw):
+    return RefineJob(preset=load_preset("alt_text"), draft="An espresso.", facts=[FACT], **kw)
+
+
+def test_json_answer_is_parsed_and_unknown_fact_ids_dropped():
+    out = parse_refined('{"caption": "A matte black espresso cup.", "facts_used": ["MUG-001:color", "X:y"]}', _job())
+    assert out.caption == "A matte black espresso cup." and out.facts_used == ["MUG-001:color"]
+
+
+def test_plain_text_from_weak_models_is_accepted():
+    assert parse_refined("Caption: A cup of espresso on a saucer.\nmore", _job()).caption == \
+        "A cup of espresso on a saucer."
+
+
+@pytest.mark.parametrize("raw", ['{"caption": "A cup', "", '{"caption": "<draft>x</draft>"}', '{"caption": ""}'])
+def test_unusable_answers_raise(raw):
+    with pytest.raises(ModelOutputError):
+        parse_refined(raw, _job())
+
+
+def test_length_is_enforced_after_generation():
+    long = "A " + "very " * 60 + "long caption about an espresso cup."
+    out = parse_refined(long, _job(max_chars=60))
+    assert len(out.caption) <= 60 and not out.caption.endswith(" ")
+    assert len(parse_refined(long, _job()).caption) <= 125
+
+
+def test_text_helpers():
+    assert fit_length("one two three", 9) == "one two." and len(fit_length("x" * 50, 10)) == 10
+    assert strip_opening("Image of a cat", ["image of"]) == "A cat"

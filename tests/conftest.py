@@ -1,0 +1,71 @@
+"""Shared fixtures: real bundled models, loaded once per test session; everything offline."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture(scope="session")
+def images_dir() -> Path:
+    return EXAMPLES / "images"
+
+
+@pytest.fixture(scope="session")
+def catalog_file() -> Path:
+    return EXAMPLES / "catalog.jsonl"
+
+
+@pytest.fixture(scope="session")
+def lite_drafter():
+    from agent.drafters.lite import LiteDrafter
+
+    return LiteDrafter()
+
+
+@pytest.fixture(scope="session")
+def local_refiner():
+    from agent.config import RefinerSettings
+    from agent.refiners.local import LocalRefiner
+
+    return LocalRefiner(RefinerSettings(temperature=0))
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from retrieval.embedders import get_embedder
+
+    return get_embedder()
+
+
+@pytest.fixture(scope="session")
+def catalog_dir(tmp_path_factory, catalog_file, embedder) -> Path:
+    """The sample catalog ingested once into an embedded Chroma folder."""
+    from agent.config import RetrievalSettings
+    from retrieval import CatalogStore, ingest_file
+
+    path = tmp_path_factory.mktemp("catalog")
+    with CatalogStore.open(RetrievalSettings(catalog_dir=path), embedder, writer=True) as store:
+        ingest_file(catalog_file, store)
+    return path
+
+
+@pytest.fixture(scope="session")
+def offline_agent(catalog_dir, lite_drafter, local_refiner, embedder):
+    """A CaptionAgent on the embedded defaults, sharing the session's loaded models."""
+    from agent import AgentConfig, CaptionAgent
+
+    agent = CaptionAgent(AgentConfig.load(retrieval={"catalog_dir": catalog_dir}, refiner={"temperature": 0}))
+    agent.__dict__["drafter"] = lite_drafter
+    agent.__dict__["refiner"] = local_refiner
+    yield agent
+    agent.close()
