@@ -95,6 +95,9 @@ class RefinedCaption(BaseModel):
     caption: str = Field(description="The rewritten caption.", min_length=1, max_length=600)
     facts_used: list[str] = Field(default_factory=list, max_length=8,
                                   description="Ids of the facts the caption relies on.")
+    notes: list[str] = Field(default_factory=list, max_length=8,
+                             description="Why earlier answers of this refinement were rejected (refiner's own "
+                                         "schema retries); not part of the model's output schema.")
 
     @field_validator("facts_used")
     @classmethod
