@@ -83,6 +83,7 @@ def styles(
 
 
 # --- Sub-commands owned by other modules: each adds its registration line below. ---
+from retrieval.cli import ingest as _ingest; app.command("ingest")(_ingest)  # noqa: E402,E702
 
 
 if __name__ == "__main__":  # pragma: no cover

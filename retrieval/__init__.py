@@ -1,0 +1,35 @@
+"""Product catalog: schema and readers, the Chroma store, ingestion and the retriever.
+
+Names load lazily: importing ``retrieval`` imports neither chromadb nor sentence-transformers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["CatalogRetriever", "CatalogStore", "IngestSummary", "Product", "Retriever", "ingest_file",
+           "read_catalog"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from retrieval.catalog import Product, read_catalog
+    from retrieval.ingest import IngestSummary, ingest_file
+    from retrieval.retriever import CatalogRetriever, Retriever
+    from retrieval.store import CatalogStore
+
+_LAZY = {
+    "CatalogRetriever": "retrieval.retriever",
+    "CatalogStore": "retrieval.store",
+    "IngestSummary": "retrieval.ingest",
+    "Product": "retrieval.catalog",
+    "Retriever": "retrieval.retriever",
+    "ingest_file": "retrieval.ingest",
+    "read_catalog": "retrieval.catalog",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'retrieval' has no attribute {name!r}")

@@ -1,0 +1,57 @@
+"""`caption-agent ingest`: the Typer command over ``retrieval.ingest.ingest_file``.
+
+Nothing heavy is imported at module top; agent/cli.py registers ``ingest`` as a sub-command.
+Exit codes: 0 all rows ingested, 1 some rows rejected (the rest ingested), 2 fatal error (nothing written).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from agent.errors import CaptionAgentError
+
+
+def ingest(
+    file: Annotated[Path, typer.Argument(help="Catalog file: .csv, .tsv, .jsonl/.ndjson (optionally .gz) or .parquet.")],
+    catalog: Annotated[Optional[Path], typer.Option("--catalog", help="Embedded Chroma folder (created if absent).")] = None,
+    collection: Annotated[Optional[str], typer.Option(help="Collection name (default: products).")] = None,
+    chroma_url: Annotated[Optional[str], typer.Option("--chroma-url", help="http://host:port of a `chroma run` server.")] = None,
+    embedder: Annotated[Optional[str], typer.Option(help="sentence-transformers id or path (default: bundled MiniLM, or the one the collection pins).")] = None,
+    full_snapshot: Annotated[bool, typer.Option("--full-snapshot", help="Remove stored products missing from FILE.")] = False,
+    rejects: Annotated[Optional[Path], typer.Option(help="JSONL file for rejected rows (default: FILE.rejects.jsonl, written only if any).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=4096, help="Products per embedding batch.")] = 64,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML config file.")] = None,
+) -> None:
+    """Ingest a product catalog into the Chroma store (upsert by sku; unchanged rows are skipped)."""
+    from agent.config import AgentConfig
+    from retrieval.ingest import ingest_file
+    from retrieval.store import CatalogStore
+
+    default_rejects = rejects is None
+    rejects_path = rejects if rejects is not None else file.with_name(file.name + ".rejects.jsonl")
+    try:
+        settings = AgentConfig.load(config).retrieval
+        updates = {k: v for k, v in {"catalog_dir": catalog, "collection": collection, "chroma_url": chroma_url,
+                                     "embedder": embedder}.items() if v is not None}
+        settings = settings.model_validate({**settings.model_dump(), **updates})
+        if settings.catalog_dir is None and settings.chroma_url is None:
+            raise typer.BadParameter("give --catalog DIR or --chroma-url URL.")
+        with CatalogStore.open(settings, writer=True) as store:
+            summary = ingest_file(file, store, full_snapshot=full_snapshot, rejects_path=rejects_path,
+                                  batch_size=batch_size, progress=progress and sys.stderr.isatty())
+    except (CaptionAgentError, ValueError) as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    if default_rejects and summary.rejected == 0:
+        rejects_path.unlink(missing_ok=True)  # no stray empty files next to the user's catalog
+        summary.rejects_path = None
+    typer.echo(json.dumps(summary.to_dict(), indent=2) if as_json else summary.render())
+    if summary.rejected:
+        raise typer.Exit(1)

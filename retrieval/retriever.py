@@ -1,0 +1,142 @@
+"""Retriever: product facts for a draft caption, filtered by the request's hints; also a LangChain retriever.
+
+Facts are catalog text returned verbatim; they are data for later stages (the policy engine neutralises
+instructions and redacts PII before any prompt is built). Nothing here builds a prompt.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict, Field
+
+from agent.schemas import GroundingFact, ProductHint
+from retrieval.catalog import Product
+from retrieval.store import CatalogStore, Match
+
+__all__ = ["Retriever", "CatalogRetriever", "build_where", "query_text", "product_facts"]
+
+
+def build_where(hint: ProductHint | None, locale: str | None = None) -> dict[str, Any] | None:
+    """Chroma ``where`` for the hint and locale: exact sku/brand/category, language of the locale.
+
+    Chroma needs ``$and`` for two or more conditions. A named sku is not filtered by language: the caller
+    named the product, and translating its facts is the refiner's job.
+    """
+    hint = hint or ProductHint()
+    conds: list[dict[str, Any]] = [{key: value} for key, value in
+                                   (("sku", hint.sku), ("brand", hint.brand), ("category", hint.category)) if value]
+    if locale and not hint.sku:
+        conds.append({"lang": locale.replace("_", "-").split("-")[0].lower()})
+    if not conds:
+        return None
+    return conds[0] if len(conds) == 1 else {"$and": conds}
+
+
+def query_text(draft: str, hint: ProductHint | None = None) -> str:
+    """The text embedded for a query: the draft plus brand/category hints (a sku carries no meaning)."""
+    parts = [draft.strip()] if draft and draft.strip() else []
+    if hint is not None and hint.brand:
+        parts.append(f"Brand: {hint.brand}")
+    if hint is not None and hint.category:
+        parts.append(f"Category: {hint.category}")
+    return ". ".join(parts)
+
+
+def product_fields(product: Product) -> dict[str, str]:
+    """Every product field as a string; attributes flattened to ``attributes.NAME``."""
+    fields = {"sku": product.sku, "title": product.title, "brand": product.brand or "",
+              "category": product.category or "", "description": product.description, "locale": product.locale}
+    fields.update({f"attributes.{name}": value for name, value in product.attributes.items()})
+    return {k: v for k, v in fields.items() if v}
+
+
+def product_facts(product: Product, score: float) -> list[GroundingFact]:
+    """One fact per useful field: title, brand, category, each attribute ("color: matte black"), description."""
+    fields = product_fields(product)
+    pairs: list[tuple[str, str]] = [("title", product.title)]
+    if product.brand:
+        pairs.append(("brand", f"brand: {product.brand}"))
+    if product.category:
+        pairs.append(("category", f"category: {product.category}"))
+    pairs += [(f"attributes.{name}", f"{name}: {value}") for name, value in product.attributes.items()]
+    if product.description:
+        pairs.append(("description", product.description))
+    return [GroundingFact(id=f"{product.sku}:{field}", sku=product.sku, field=field, text=text,
+                          score=round(score, 4), fields=fields) for field, text in pairs]
+
+
+class Retriever:
+    """Finds the catalog products behind a draft caption and returns their facts.
+
+    ``top_k`` counts products (each yields several facts); ``min_score`` is the minimum cosine similarity
+    between the query and a product's text, ignored when the hint names a sku.
+    """
+
+    def __init__(self, store: CatalogStore, top_k: int = 4, min_score: float = 0.2) -> None:
+        if top_k < 1:
+            raise ValueError("top_k must be at least 1")
+        if not 0.0 <= min_score <= 1.0:
+            raise ValueError("min_score must be within [0, 1]")
+        self.store = store
+        self.top_k = top_k
+        self.min_score = min_score
+
+    def search(self, query: str, hint: ProductHint | None = None, locale: str | None = None,
+               k: int | None = None, min_score: float | None = None) -> list[Match]:
+        """Matching products, best first. A named sku is looked up directly (score 1.0, no threshold)."""
+        hint = hint or ProductHint()
+        k = k or self.top_k
+        where = build_where(hint, locale)
+        if hint.sku:
+            return self.store.lookup(where or {"sku": hint.sku}, k)
+        text = query_text(query, hint)
+        if not text:
+            return []
+        vector = self.store.embedder.encode([text])[0]
+        floor = self.min_score if min_score is None else min_score
+        return [m for m in self.store.query(vector, k, where) if m.score >= floor]
+
+    def facts(self, query: str, hint: ProductHint | None = None, locale: str | None = None,
+              k: int | None = None) -> list[GroundingFact]:
+        """Facts of the top ``k`` products for ``query`` under ``hint``; ids are '<sku>:<field>'."""
+        return [fact for match in self.search(query, hint, locale, k) for fact in product_facts(match.product,
+                                                                                                 match.score)]
+
+    def as_langchain(self, *, k: int | None = None, hint: ProductHint | None = None, locale: str | None = None,
+                     min_score: float | None = None) -> CatalogRetriever:
+        """This retriever as a LangChain ``BaseRetriever`` (one Document per product)."""
+        return CatalogRetriever(store=self.store, k=k or self.top_k, hint=hint, locale=locale,
+                                min_score=self.min_score if min_score is None else min_score)
+
+
+class CatalogRetriever(BaseRetriever):
+    """LangChain retriever over a CatalogStore: ``invoke(query, k=3)`` returns one Document per product.
+
+    ``Document.id`` is the sku; ``metadata`` holds the product fields, ``score`` and ``fact_ids``.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    store: CatalogStore = Field(description="An open CatalogStore.")
+    k: int = Field(4, ge=1, le=100, description="Products returned per query.")
+    min_score: float = Field(0.2, ge=0.0, le=1.0, description="Minimum relevance; ignored for a named sku.")
+    hint: ProductHint | None = Field(None, description="Metadata filter (sku/brand/category).")
+    locale: str | None = Field(None, description="Keep products in this locale's language.")
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun,
+                                k: int | None = None, hint: ProductHint | None = None,
+                                locale: str | None = None) -> list[Document]:
+        retriever = Retriever(self.store, top_k=self.k, min_score=self.min_score)
+        matches = retriever.search(query, hint or self.hint, locale or self.locale, k or self.k)
+        return [_to_document(m) for m in matches]
+
+
+def _to_document(match: Match) -> Document:
+    facts = product_facts(match.product, match.score)
+    metadata: dict[str, Any] = {**product_fields(match.product), "score": round(match.score, 4),
+                                "fact_ids": [f.id for f in facts]}
+    return Document(page_content=match.document, metadata=metadata, id=match.product.sku)
