@@ -1,0 +1,50 @@
+"""What the policy engine knows about one request while it moderates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from agent.schemas import GroundingFact, PolicyDecision
+from prompts import StylePreset
+
+
+@dataclass
+class ModerationContext:
+    """Inputs of one moderation. Build it once per request and pass the same object to ``prepare_inputs``
+    and every ``review`` call: ``prepare_inputs`` records there what it neutralised, so that ``review`` can
+    catch a caption that follows an injected instruction anyway.
+
+    ``facts`` and ``image_text`` may be the raw or the prepared versions; grounding accepts either.
+    """
+
+    preset: StylePreset
+    locale: str
+    draft: str
+    facts: list[GroundingFact] = field(default_factory=list)
+    image_text: str = ""
+    max_chars: int | None = None
+    faces: int = 0
+    attempts_left: int = 0
+    is_fallback: bool = False
+    confidence: float | None = None
+    # Filled by prepare_inputs: instruction-like sentences removed from untrusted text ...
+    neutralised: list[str] = field(default_factory=list)
+    # ... and input decisions that must raise the final action (a rule that crashed on inputs, or a policy
+    # that sends any injection attempt to review). review() folds these into its outcome.
+    input_flags: list[PolicyDecision] = field(default_factory=list)
+
+    @property
+    def limit(self) -> int:
+        """The length budget: the request's, never above the preset's."""
+        return min(self.max_chars or self.preset.max_chars, self.preset.max_chars)
+
+    def sources(self, *, image_text: bool = True) -> list[tuple[str, str]]:
+        """Texts that may support a claim, as (source id, text): the draft, every fact, the image text."""
+        out = [("draft", self.draft)]
+        for fact in self.facts:
+            out.append((f"fact:{fact.id}", fact.text))
+            for key, value in fact.fields.items():
+                out.append((f"fact:{fact.sku}:{key}", str(value)))
+        if image_text and self.image_text:
+            out.append(("image_text", self.image_text))
+        return out

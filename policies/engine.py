@@ -1,0 +1,157 @@
+"""The policy engine: runs the rules of a policy file at the three moderation points.
+
+* ``screen_image`` — before any text: image safety (and the face count the people rule needs);
+* ``prepare_inputs`` — before the prompt: PII masked and instruction-like text cut out of untrusted text;
+* ``review`` — after refinement: every rule on the caption; the strongest action wins.
+
+Every rule records a decision, also when it allows. A rule that raises takes its ``on_error`` action (review
+or block) and says why: the engine never fails open.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent.schemas import GroundingFact, ImageInfo, ModerationOutcome, PolicyDecision
+from policies.context import ModerationContext
+from policies.rules.base import RULES, Rule, RuleResult, strongest
+from policies.schema import LoadedPolicy, RulesConfig, load_policy
+
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL import Image
+
+log = logging.getLogger(__name__)
+
+_INPUT_RULES = ("pii", "injection", "blocklist")  # PII first: an injected URL is masked, then the clause cut
+
+
+class PolicyEngine:
+    """Applies one policy file. Thread-safe; models (NudeNet, langdetect profiles) load once, lazily."""
+
+    def __init__(self, loaded: LoadedPolicy) -> None:
+        self._loaded = loaded
+        self.version: str = loaded.version
+        self.hash: str = loaded.hash
+        self.path: str = loaded.path
+        self._rules: dict[str, list[Rule]] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, path: Path | str | None = None) -> PolicyEngine:
+        """Load and validate a policy file; the bundled ``policies/default.yaml`` when ``path`` is None.
+
+        Raises agent.errors.PolicyError naming every wrong key."""
+        return cls(load_policy(path))
+
+    @property
+    def policy(self) -> LoadedPolicy:
+        return self._loaded
+
+    def rules(self, preset: str) -> list[Rule]:
+        """The rules in force for a style preset, in the order they run."""
+        with self._lock:
+            if preset not in self._rules:
+                config = self._loaded.rules_for(preset)
+                self._rules[preset] = [RULES.get(name)(getattr(config, name)) for name in RulesConfig.model_fields]
+            return self._rules[preset]
+
+    def _rule(self, preset: str, name: str) -> Rule:
+        return next(r for r in self.rules(preset) if r.name == name)
+
+    # -- 1. the image ---------------------------------------------------------------------------------------
+    def screen_image(self, image: Image.Image, info: ImageInfo, preset: str = "") -> tuple[ModerationOutcome, int]:
+        """Image safety before any text is written: (outcome, number of faces)."""
+        rule = self._rule(preset, "image_safety")
+        result = self._run(rule, "image", lambda: rule.check_image(image, info, None), "")
+        faces = int(next((d.details.get("faces", 0) for d in result.decisions), 0) or 0)
+        return ModerationOutcome(action=result.action, text="", decisions=result.decisions), faces
+
+    # -- 2. untrusted inputs --------------------------------------------------------------------------------
+    def prepare_inputs(self, facts: list[GroundingFact], image_text: str, ctx: ModerationContext
+                       ) -> tuple[list[GroundingFact], str, list[PolicyDecision]]:
+        """Mask PII and cut instruction-like text out of catalog facts and image text before the prompt.
+
+        Text a rule could not vet is dropped (fail closed) and flagged so that ``review`` escalates."""
+        rules = [r for r in self.rules(ctx.preset.name) if r.name in _INPUT_RULES and r.config.enabled]
+        decisions = [PolicyDecision(rule=r.name, action="allow", reason="disabled by the policy")
+                     for r in self.rules(ctx.preset.name) if r.name in _INPUT_RULES and not r.config.enabled]
+
+        def clean(text: str, source: str) -> str | None:
+            for rule in rules:
+                result = self._run(rule, "inputs", lambda: rule.check_input(text, source, ctx), text)
+                decisions.extend(d for d in result.decisions if d.action != "allow")
+                if result.decisions and result.decisions[0].details.get("error"):
+                    ctx.input_flags.extend(result.decisions)
+                    return None
+                text = result.text
+            return text
+
+        out_facts: list[GroundingFact] = []
+        for fact in facts:
+            text = clean(fact.text, f"fact {fact.id}")
+            fields: dict[str, str] = {}
+            for key, value in fact.fields.items():
+                cleaned = clean(str(value), f"fact {fact.sku} field {key}")
+                if cleaned is not None:
+                    fields[key] = cleaned
+            if text is not None:
+                out_facts.append(fact.model_copy(update={"text": text, "fields": fields}))
+        cleaned_image_text = clean(image_text, "image text") if image_text else ""
+        if not decisions:
+            decisions.append(PolicyDecision(rule="inputs", action="allow", reason=f"{len(facts)} fact(s) and "
+                                            f"{len(image_text)} chars of image text vetted; nothing to change"))
+        return out_facts, cleaned_image_text or "", decisions
+
+    # -- 3. the caption -------------------------------------------------------------------------------------
+    def review(self, text: str, ctx: ModerationContext) -> ModerationOutcome:
+        """Every rule on the refined caption. The action is the strongest one; ``text`` is the fixed caption.
+
+        A ``fallback`` outcome already carries the moderated ranked draft as ``text`` (its decisions follow,
+        marked ``details.pass = "draft"``); publish ``text`` when the action is allow, redact or fallback."""
+        outcome = self._review(text, ctx)
+        if outcome.action != "fallback" or ctx.is_fallback:
+            return outcome
+        draft_ctx = ModerationContext(**{**ctx.__dict__, "is_fallback": True, "attempts_left": 0,
+                                         "neutralised": ctx.neutralised, "input_flags": ctx.input_flags})
+        second = self._review(ctx.draft, draft_ctx)
+        marked = [d.model_copy(update={"details": {**d.details, "pass": "draft"}}) for d in second.decisions]
+        action = "fallback" if second.action in ("allow", "redact") else second.action
+        return ModerationOutcome(action=action, text=second.text, decisions=outcome.decisions + marked,
+                                 feedback=outcome.feedback)
+
+    def _review(self, text: str, ctx: ModerationContext) -> ModerationOutcome:
+        decisions: list[PolicyDecision] = []
+        feedback: list[str] = []
+        current = text
+        for rule in self.rules(ctx.preset.name):
+            if "output" not in rule.stages:
+                continue
+            if not rule.config.enabled:
+                decisions.append(PolicyDecision(rule=rule.name, action="allow", reason="disabled by the policy"))
+                continue
+            result = self._run(rule, "output", lambda: rule.check_output(current, ctx), current)
+            decisions.extend(result.decisions)
+            feedback.extend(result.feedback)
+            current = result.text
+        decisions.extend(ctx.input_flags)
+        action = strongest(d.action for d in decisions)
+        if action != "regenerate":
+            feedback = []
+        return ModerationOutcome(action=action, text=current, decisions=decisions, feedback=feedback)
+
+    # -- fail closed ----------------------------------------------------------------------------------------
+    def _run(self, rule: Rule, stage: str, call: Any, text: str) -> RuleResult:
+        if not rule.config.enabled:
+            return RuleResult([PolicyDecision(rule=rule.name, action="allow", reason="disabled by the policy")], text)
+        try:
+            return call()
+        except Exception as exc:  # noqa: BLE001 - any failure becomes a recorded, closed decision
+            log.warning("policy rule %s failed at %s: %r", rule.name, stage, exc)
+            action = rule.config.on_error
+            reason = f"rule failed ({type(exc).__name__}: {str(exc)[:200]}); failing closed: {action}"
+            return RuleResult([PolicyDecision(rule=rule.name, action=action, reason=reason,
+                                              details={"error": type(exc).__name__, "stage": stage})], text)
+

@@ -1,0 +1,81 @@
+"""Language: the caption is written in the requested locale's language (langdetect, seeded)."""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Literal
+
+from pydantic import Field
+
+from agent.locales import language_code
+from agent.text import normalize
+from policies.rules.base import Rule, RuleConfig, RuleResult
+
+# langdetect's codes that differ from BCP-47 primary tags, and tags that name one language.
+_SAME = {"zh-cn": "zh", "zh-tw": "zh", "no": "nb", "nn": "nb", "iw": "he", "in": "id", "tl": "fil"}
+_LOCK = threading.Lock()
+
+
+class LanguageConfig(RuleConfig):
+    can_fix = False
+    action: Literal["allow", "regenerate", "fallback", "review", "block"] = "regenerate"
+    on_exhausted: Literal["fallback", "review", "block"] = "review"
+    on_draft: Literal["allow", "review", "block"] = "review"
+    min_chars: int = Field(25, ge=1, description="Shorter text is not checked (detection is unreliable).")
+    min_words: int = Field(4, ge=1, description="Text with fewer words is not checked.")
+    mismatch_probability: float = Field(0.8, gt=0, le=1, description="A different language must be at least this "
+                                        "likely before the caption counts as wrong.")
+    accept_probability: float = Field(0.2, ge=0, le=1, description="The requested language passes if it is at "
+                                      "least this likely.")
+    uncertain_action: Literal["allow", "review"] = Field("allow", description="When neither holds.")
+
+
+def detect(text: str) -> list[tuple[str, float]]:
+    """(language code, probability) best first; deterministic (seeded)."""
+    from langdetect import DetectorFactory, detect_langs
+    from langdetect.lang_detect_exception import LangDetectException
+
+    with _LOCK:  # the factory is global and loads its profiles on first use
+        DetectorFactory.seed = 0
+        try:
+            found = detect_langs(text)
+        except LangDetectException:
+            return []
+    return [(_SAME.get(l.lang, l.lang.split("-")[0]), float(l.prob)) for l in found]
+
+
+class LanguageRule(Rule):
+    name = "language"
+    config_model = LanguageConfig
+    stages = frozenset({"output"})
+    config: LanguageConfig
+
+    def check_output(self, text: str, ctx) -> RuleResult:
+        want = _SAME.get(language_code(ctx.locale), language_code(ctx.locale))
+        # Names, codes and numbers carry no language and mislead detection on short captions.
+        brands = {str(v) for f in ctx.facts for k, v in f.fields.items() if k in ("brand", "title", "name")}
+        sample = normalize(text)
+        for brand in sorted(brands, key=len, reverse=True):
+            sample = sample.replace(brand, " ")
+        sample = re.sub(r"\b[A-Z0-9][A-Z0-9-]+\b|\d+|\[\w+\]", " ", sample)
+        sample = " ".join(sample.split())
+        if len(sample) < self.config.min_chars or len(sample.split()) < self.config.min_words:
+            return self.allow(text, f"too short to detect the language reliably ({len(sample)} chars, "
+                                    f"{len(sample.split())} words); not checked", expected=want)
+        found = detect(sample)
+        probs: dict[str, float] = {}
+        for code, p in found:
+            probs[code] = probs.get(code, 0.0) + p
+        details = {"expected": want, "detected": {k: round(v, 3) for k, v in probs.items()}}
+        if probs.get(want, 0.0) >= self.config.accept_probability:
+            return self.allow(text, f"language {want} detected (p={probs.get(want, 0.0):.2f})", **details)
+        top, p_top = max(probs.items(), key=lambda kv: kv[1], default=("?", 0.0))
+        if p_top >= self.config.mismatch_probability:
+            return self.violation(text, None, f"caption is in {top} (p={p_top:.2f}), locale {ctx.locale} wants "
+                                  f"{want}", ctx, feedback=f"write the caption in the language of {ctx.locale}",
+                                  **details)
+        if self.config.uncertain_action == "review":
+            return self.violation(text, None, f"language uncertain (best {top}, p={p_top:.2f}); wanted {want}",
+                                  ctx, wanted="review", **details)
+        return self.allow(text, f"language uncertain (best {top}, p={p_top:.2f}); allowed by policy", **details)

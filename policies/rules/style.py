@@ -1,0 +1,95 @@
+"""Style: the preset's length limits (characters, words, CLIP tokens), banned openings and banned phrases.
+
+Limits come from the style preset (prompts/presets/*.yaml) and the request's ``max_chars``; the policy may add
+openings and phrases. Long text is trimmed at a word boundary, a banned opening or phrase is cut out; text that
+is too short cannot be fixed and asks for a regenerate.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field
+
+from agent.text import fit_length, normalize, skeleton_map, tidy
+from policies.rules.base import Rule, RuleConfig, RuleResult
+from policies.rules.blocklist import term_pattern
+
+
+class StyleConfig(RuleConfig):
+    action: Literal["allow", "redact", "regenerate", "fallback", "review", "block"] = "redact"
+    on_exhausted: Literal["redact", "fallback", "review", "block"] = "redact"
+    on_draft: Literal["allow", "redact", "review", "block"] = "redact"
+    too_short_action: Literal["allow", "regenerate", "fallback", "review", "block"] = Field(
+        "regenerate", description="Text under the preset's min_chars cannot be fixed in place.")
+    extra_banned_openings: list[str] = Field(default_factory=list, description="Added to the preset's.")
+    extra_banned_phrases: list[str] = Field(default_factory=list, description="Added to the preset's.")
+    clip_tokens: bool = Field(True, description="Enforce the preset's max_clip_tokens with CLIP's tokenizer.")
+
+
+class StyleRule(Rule):
+    name = "style"
+    config_model = StyleConfig
+    stages = frozenset({"output"})
+    config: StyleConfig
+
+    def check_output(self, text: str, ctx) -> RuleResult:
+        preset = ctx.preset
+        fixes: list[str] = []
+        fixed = normalize(text)
+        if fixed != " ".join(text.split()):
+            fixes.append("removed invisible characters")
+        openings = [*preset.banned_openings, *self.config.extra_banned_openings]
+        cut = _strip_opening(fixed, openings)
+        if cut != fixed:
+            fixes.append(f"removed banned opening {fixed[:len(fixed) - len(cut)].strip()!r}")
+            fixed = cut
+        for phrase in [*preset.banned_phrases, *self.config.extra_banned_phrases]:
+            sk, index = skeleton_map(fixed)
+            m = re.search(term_pattern(phrase), sk)
+            if m:
+                a, b = index[m.start()], index[m.end() - 1] + 1
+                fixes.append(f"removed banned phrase {fixed[a:b]!r}")
+                fixed = tidy(fixed[:a] + fixed[b:])
+        if preset.max_words and len(fixed.split()) > preset.max_words:
+            fixes.append(f"{len(fixed.split())} words > {preset.max_words}")
+            fixed = fit_length(" ".join(fixed.split()[:preset.max_words]), len(fixed))
+        if preset.max_clip_tokens and self.config.clip_tokens:
+            from prompts.clip_tokens import count_clip_tokens, fit_clip_tokens
+
+            n = count_clip_tokens(fixed)
+            if n > preset.max_clip_tokens:
+                fixes.append(f"{n} CLIP tokens > {preset.max_clip_tokens}")
+                fixed = fit_clip_tokens(fixed, preset.max_clip_tokens)
+        if len(fixed) > ctx.limit:
+            fixes.append(f"{len(fixed)} characters > {ctx.limit}")
+            fixed = fit_length(fixed, ctx.limit)
+        limits = {"max_chars": ctx.limit, "min_chars": preset.min_chars, "max_words": preset.max_words,
+                  "max_clip_tokens": preset.max_clip_tokens, "chars": len(fixed)}
+        decisions = []
+        if fixes:
+            result = self.violation(text, fixed, "style: " + "; ".join(fixes), ctx,
+                                    feedback=f"at most {ctx.limit} characters; do not start with "
+                                             f"{', '.join(repr(o) for o in openings[:3])}", limits=limits)
+            decisions, fixed = result.decisions, result.text
+        if len(fixed) < preset.min_chars:
+            short = self.violation(fixed, None, f"{len(fixed)} characters < the preset's minimum "
+                                   f"{preset.min_chars}", ctx, wanted=self.config.too_short_action,
+                                   feedback=f"write at least {preset.min_chars} characters", limits=limits)
+            return RuleResult(decisions + short.decisions, fixed, short.feedback)
+        if decisions:
+            return RuleResult(decisions, fixed, result.feedback)
+        return self.allow(text, f"within style limits ({len(text)}/{ctx.limit} characters, no banned "
+                                "opening or phrase)", limits=limits)
+
+
+def _strip_opening(text: str, openings: list[str]) -> str:
+    """Cut a banned opening ("Image of", "A photo of:") however it is disguised, and re-capitalise."""
+    sk, index = skeleton_map(text)
+    for opening in sorted(openings, key=len, reverse=True):
+        m = re.match(r"\W*" + term_pattern(opening)[len(r"(?<![^\W_])"):], sk)
+        if m:
+            rest = text[index[m.end() - 1] + 1:].lstrip(" :,-–—")
+            return rest[:1].upper() + rest[1:]
+    return text
