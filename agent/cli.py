@@ -84,6 +84,9 @@ def styles(
 
 # --- Sub-commands owned by other modules: each adds its registration line below. ---
 from retrieval.cli import ingest as _ingest; app.command("ingest")(_ingest)  # noqa: E402,E702
+from policies.cli import eval_policies, policy_app, review_app  # noqa: E402
+app.add_typer(policy_app, name="policy"); app.add_typer(review_app, name="review")  # noqa: E702
+app.command("eval-policies")(eval_policies)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -106,28 +106,31 @@ class PolicyEngine:
         return out_facts, cleaned_image_text or "", decisions
 
     # -- 3. the caption -------------------------------------------------------------------------------------
-    def review(self, text: str, ctx: ModerationContext) -> ModerationOutcome:
+    def review(self, text: str, ctx: ModerationContext, only: frozenset[str] | set[str] | None = None
+               ) -> ModerationOutcome:
         """Every rule on the refined caption. The action is the strongest one; ``text`` is the fixed caption.
 
         A ``fallback`` outcome already carries the moderated ranked draft as ``text`` (its decisions follow,
-        marked ``details.pass = "draft"``); publish ``text`` when the action is allow, redact or fallback."""
-        outcome = self._review(text, ctx)
+        marked ``details.pass = "draft"``); publish ``text`` when the action is allow, redact or fallback.
+        ``only`` restricts the run to the named rules (the review queue re-checks human edits that way)."""
+        outcome = self._review(text, ctx, only)
         if outcome.action != "fallback" or ctx.is_fallback:
             return outcome
         draft_ctx = ModerationContext(**{**ctx.__dict__, "is_fallback": True, "attempts_left": 0,
                                          "neutralised": ctx.neutralised, "input_flags": ctx.input_flags})
-        second = self._review(ctx.draft, draft_ctx)
+        second = self._review(ctx.draft, draft_ctx, only)
         marked = [d.model_copy(update={"details": {**d.details, "pass": "draft"}}) for d in second.decisions]
         action = "fallback" if second.action in ("allow", "redact") else second.action
         return ModerationOutcome(action=action, text=second.text, decisions=outcome.decisions + marked,
                                  feedback=outcome.feedback)
 
-    def _review(self, text: str, ctx: ModerationContext) -> ModerationOutcome:
+    def _review(self, text: str, ctx: ModerationContext, only: frozenset[str] | set[str] | None
+                ) -> ModerationOutcome:
         decisions: list[PolicyDecision] = []
         feedback: list[str] = []
         current = text
         for rule in self.rules(ctx.preset.name):
-            if "output" not in rule.stages:
+            if "output" not in rule.stages or (only is not None and rule.name not in only):
                 continue
             if not rule.config.enabled:
                 decisions.append(PolicyDecision(rule=rule.name, action="allow", reason="disabled by the policy"))

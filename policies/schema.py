@@ -31,6 +31,7 @@ from policies.rules.people import PeopleConfig
 from policies.rules.pii import PiiConfig
 from policies.rules.style import StyleConfig
 
+_FIX = "correct the keys listed above (docs/policies.md lists every key; `caption-agent policy show` prints the default)."
 RuleName = Literal["image_safety", "injection", "pii", "blocklist", "people", "grounding", "style", "language",
                    "confidence"]
 
@@ -109,15 +110,18 @@ def load_policy(path: Path | str | None = None) -> LoadedPolicy:
     try:
         policy = PolicyFile.model_validate(raw)
     except ValidationError as exc:
-        raise PolicyError(f"policy file {str(path)!r} is invalid:\n{explain(exc, lines)}") from None
+        raise PolicyError(f"policy file {str(path)!r} is invalid:\n{explain(exc, lines)}\n", fix=_FIX) from None
     rules_raw = raw["rules"]
     presets: dict[str, RulesConfig] = {}
+    problems = []
     for name, override in policy.presets.items():
         try:
             presets[name] = RulesConfig.model_validate(merge(rules_raw, override.rules))
         except ValidationError as exc:
-            raise PolicyError(f"policy file {str(path)!r}: override for preset {name!r} is invalid:\n"
-                              f"{explain(exc, lines, prefix=('presets', name, 'rules'))}") from None
+            problems.append(explain(exc, lines, prefix=("presets", name, "rules")))
+    if problems:
+        raise PolicyError(f"policy file {str(path)!r}: preset overrides are invalid:\n" + "\n".join(problems)
+                          + "\n", fix=_FIX)
     return LoadedPolicy(policy, str(path), digest.hexdigest(), policy.rules, presets)
 
 

@@ -1,0 +1,249 @@
+"""Human review queue: results a person must look at go to a JSONL file; their verdicts come back in.
+
+Each queue line carries everything a reviewer needs (caption, draft, candidates, facts, every decision with its
+reason, confidence, image hash and source) plus an empty ``decision`` for the reviewer to fill in:
+``{"verdict": "approve" | "edit" | "reject", "text": "...", "reviewer": "...", "note": "..."}``.
+``import_decisions`` applies verdicts to a results file and writes a new one; edited text is checked again
+by the safety rules (PII, blocklist, injection, style) before it is accepted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from agent.errors import CaptionAgentError, PolicyError
+from agent.schemas import CaptionResult, PolicyDecision
+
+RECHECK_RULES = frozenset({"pii", "blocklist", "injection", "style"})
+
+
+class ReviewDecision(BaseModel):
+    """A reviewer's verdict on one queued result."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    review_id: str = Field(min_length=8, max_length=64)
+    verdict: Literal["approve", "edit", "reject"]
+    text: str | None = Field(None, max_length=5000, description="The corrected caption (verdict 'edit').")
+    reviewer: str = Field("", max_length=120)
+    note: str = Field("", max_length=2000)
+
+    @model_validator(mode="after")
+    def _edit_has_text(self) -> ReviewDecision:
+        if self.verdict == "edit" and not (self.text and self.text.strip()):
+            raise ValueError("verdict 'edit' needs the corrected caption in 'text'")
+        return self
+
+
+def review_id(result: CaptionResult) -> str:
+    """Stable id of a result: same item, style and locale -> same id, across runs."""
+    image = result.image.sha256 if result.image else ""
+    raw = f"{result.key or ''}|{image}|{result.style}|{result.locale}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def needs_review(result: CaptionResult, threshold: float | None = None) -> bool:
+    """True for results a person must see: status or decision 'review', or confidence under ``threshold``."""
+    if result.status == "review" or result.decision == "review":
+        return True
+    return threshold is not None and result.confidence is not None and result.confidence < threshold
+
+
+def queue_item(result: CaptionResult) -> dict[str, Any]:
+    """One queue line: the reasons first, then the whole result, then an empty decision."""
+    reasons = [f"{d.rule}: {d.action}: {d.reason}" for d in result.decisions if d.action != "allow"]
+    if not reasons and result.confidence is not None:
+        reasons.append(f"confidence {result.confidence:.2f}")
+    return {
+        "review_id": review_id(result),
+        "queued_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "key": result.key,
+        "image": result.image.source if result.image else None,
+        "reasons": reasons,
+        "text": result.text,
+        "draft": result.draft,
+        "candidates": [c.text for c in result.candidates],
+        "result": result.model_dump(mode="json", exclude_none=True),
+        "decision": None,
+    }
+
+
+class ReviewQueue:
+    """An append-only JSONL review queue, safe for several writer processes (file lock + fsync)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    def ids(self) -> set[str]:
+        return {item["review_id"] for item in self.items()}
+
+    def items(self) -> Iterator[dict[str, Any]]:
+        if not self.path.is_file():
+            return
+        for n, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise PolicyError(f"review queue {str(self.path)!r} line {n} is not JSON: {exc}",
+                                      fix="repair or remove that line; every line is one JSON object.") from None
+
+    def add(self, result: CaptionResult) -> str:
+        """Queue one result (once: a result already queued is not added again); returns its review id."""
+        from filelock import FileLock
+
+        item = queue_item(result)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.path) + ".lock"):
+            if item["review_id"] in self.ids():
+                return item["review_id"]
+            with self.path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(item, ensure_ascii=False) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        return item["review_id"]
+
+
+def read_results(path: Path | str) -> list[CaptionResult]:
+    out = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(CaptionResult.model_validate_json(line))
+        except ValidationError as exc:
+            raise PolicyError(f"results file {str(path)!r} line {n} is not a CaptionResult: {exc}",
+                              fix="pass the JSONL written by `caption-agent caption` or a batch job.") from None
+    return out
+
+
+def export_reviews(results: Path | str, queue: Path | str, threshold: float | None = None) -> list[str]:
+    """Queue every result in ``results`` that needs review; returns the ids queued now."""
+    q = ReviewQueue(queue)
+    known = q.ids()
+    added = []
+    for result in read_results(results):
+        if needs_review(result, threshold) and review_id(result) not in known:
+            added.append(q.add(result))
+    return added
+
+
+def read_decisions(path: Path | str) -> dict[str, ReviewDecision]:
+    """Verdicts from a JSONL file: plain ReviewDecision lines, or queue lines whose ``decision`` is filled."""
+    out: dict[str, ReviewDecision] = {}
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            if isinstance(data, dict) and "result" in data:  # a queue line edited in place
+                if not data.get("decision"):
+                    continue
+                data = {"review_id": data.get("review_id"), **data["decision"]}
+            decision = ReviewDecision.model_validate(data)
+        except (json.JSONDecodeError, ValidationError) as exc:
+            raise PolicyError(f"decisions file {str(path)!r} line {n} is invalid: {exc}",
+                              fix="each line needs review_id, verdict (approve|edit|reject), and text for "
+                                  "'edit'.") from None
+        if decision.review_id in out:
+            raise PolicyError(f"decisions file {str(path)!r} line {n}: a second verdict for {decision.review_id}.",
+                              fix="keep one verdict per review_id.")
+        out[decision.review_id] = decision
+    return out
+
+
+@dataclass
+class ImportReport:
+    approved: int = 0
+    edited: int = 0
+    rejected: int = 0
+    held: list[str] = field(default_factory=list)       # edits the safety re-check did not accept
+    unmatched: list[str] = field(default_factory=list)  # verdicts for ids not in the results
+
+    def summary(self) -> str:
+        return (f"{self.approved} approved, {self.edited} edited, {self.rejected} rejected, "
+                f"{len(self.held)} edit(s) held for review, {len(self.unmatched)} unmatched verdict(s)")
+
+
+def import_decisions(decisions: Path | str, results: Path | str, out: Path | str, engine: Any = None,
+                     recheck: bool = True) -> ImportReport:
+    """Apply reviewers' verdicts to ``results`` and write every result to ``out`` (JSONL)."""
+    verdicts = read_decisions(decisions)
+    rows = read_results(results)
+    report = ImportReport()
+    seen: set[str] = set()
+    if recheck and engine is None:
+        from policies.engine import PolicyEngine
+
+        engine = PolicyEngine.load()
+    updated = []
+    for result in rows:
+        rid = review_id(result)
+        verdict = verdicts.get(rid)
+        if verdict is not None:
+            seen.add(rid)
+            result = _apply(result, verdict, engine if recheck else None, report)
+        updated.append(result)
+    report.unmatched = sorted(set(verdicts) - seen)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for result in updated:
+            fh.write(result.model_dump_json(exclude_none=True) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(out)
+    return report
+
+
+def _apply(result: CaptionResult, verdict: ReviewDecision, engine: Any, report: ImportReport) -> CaptionResult:
+    who = verdict.reviewer or "a reviewer"
+    note = f": {verdict.note}" if verdict.note else ""
+    if verdict.verdict == "reject":
+        report.rejected += 1
+        decision = PolicyDecision(rule="human_review", action="block", reason=f"rejected by {who}{note}")
+        return result.model_copy(update={"status": "blocked", "text": None, "decision": "block",
+                                         "decisions": [*result.decisions, decision]})
+    if verdict.verdict == "approve":
+        if result.text is None:
+            raise CaptionAgentError(f"result {review_id(result)} has no text to approve.",
+                                    fix="use verdict 'edit' with the caption text, or 'reject'.")
+        report.approved += 1
+        decision = PolicyDecision(rule="human_review", action="allow", reason=f"approved by {who}{note}")
+        return result.model_copy(update={"status": "ok", "decision": "allow",
+                                         "decisions": [*result.decisions, decision]})
+    text = verdict.text.strip() if verdict.text else ""
+    checks: list[PolicyDecision] = []
+    if engine is not None:
+        outcome = engine.review(text, _context(result, engine), only=RECHECK_RULES)
+        checks = [d.model_copy(update={"details": {**d.details, "pass": "human_edit"}}) for d in outcome.decisions]
+        if outcome.action not in ("allow", "redact"):
+            report.held.append(review_id(result))
+            decision = PolicyDecision(rule="human_review", action="review", reason=f"edit by {who} failed the "
+                                      f"safety re-check ({outcome.action}); still in review{note}",
+                                      after=text[:500])
+            return result.model_copy(update={"status": "review", "decision": "review",
+                                             "decisions": [*result.decisions, *checks, decision]})
+        text = outcome.text
+    report.edited += 1
+    decision = PolicyDecision(rule="human_review", action="redact", reason=f"edited by {who}{note}",
+                              before=result.text, after=text)
+    return result.model_copy(update={"status": "ok", "text": text, "decision": "allow",
+                                     "decisions": [*result.decisions, *checks, decision]})
+
+
+def _context(result: CaptionResult, engine: Any) -> Any:
+    from policies.context import ModerationContext
+    from prompts import load_preset
+
+    return ModerationContext(preset=load_preset(result.style), locale=result.locale, draft=result.draft or "",
+                             facts=list(result.facts), attempts_left=0, is_fallback=True)
