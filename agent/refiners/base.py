@@ -101,6 +101,11 @@ def parse_refined(raw: str, job: RefineJob) -> RefinedCaption:
         raise ModelOutputError(f"refiner output echoes the prompt: {caption[:120]!r}")
     known = {f.id for f in job.facts}
     try:
-        return RefinedCaption(caption=fit_length(caption, job.limit), facts_used=[u for u in used if u in known][:8])
+        caption = fit_length(caption, job.limit)
+        if job.preset.max_clip_tokens:  # e.g. dataset_recaption: CLIP's text encoder sees at most 77 tokens
+            from prompts.clip_tokens import fit_clip_tokens
+
+            caption = fit_clip_tokens(caption, job.preset.max_clip_tokens)
+        return RefinedCaption(caption=caption, facts_used=[u for u in used if u in known][:8])
     except ValidationError as exc:
         raise ModelOutputError(f"refiner output breaks the schema: {exc}") from exc

