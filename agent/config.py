@@ -6,7 +6,7 @@ Nested fields use ``__`` in environment names, e.g. ``CAPTION_AGENT_REFINER__BAC
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -34,6 +34,17 @@ class DrafterSettings(_Section):
     prompt: str | None = Field(None, description="Text prompt for the VLM (e.g. 'a photo of' for BLIP).")
     device: str | None = Field(None, description="torch device; auto (cuda if present) when unset.")
     fallback_to_lite: bool = Field(True, description="Use the lite drafter when the configured VLM fails to load.")
+    decoding: Literal["beam", "sample"] = Field("beam", description="How a VLM drafter makes N candidates.")
+    temperature: float = Field(0.8, gt=0, le=2, description="Sampling temperature when decoding = 'sample'.")
+    max_new_tokens: int = Field(40, ge=4, le=512, description="Token budget of one VLM draft.")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="transformers drafter weights: auto = bf16 (or fp16) on CUDA, fp32 on CPU.")
+    trust_remote_code: bool = Field(False, description="Run code shipped in the model repo (transformers drafter).")
+    api_key: str | None = Field(None, description="API key of the vLLM server, if it needs one.")
+    timeout_s: float = Field(60.0, gt=0, description="Per-request timeout of the vllm drafter.")
+    max_retries: int = Field(3, ge=0, le=10, description="vllm drafter retries on connection errors, 429 and 5xx.")
+    max_concurrency: int = Field(16, ge=1, le=512, description="vllm drafter requests in flight at once.")
+    image_max_side: int = Field(1024, ge=32, le=8192, description="Longest side of an image sent to a vLLM server.")
 
 
 class RankerSettings(_Section):

@@ -88,5 +88,12 @@ class BackendUnavailableError(BackendError):
     pass
 
 
+class UnsupportedModelError(BackendError):
+    """The configured model cannot do what the backend needs (e.g. a text-only model for a VLM drafter)."""
+
+    fix = ("point the setting at a model of the expected kind (for drafters: an image-to-text / image-text-to-text "
+           "model such as BLIP, GIT, Florence-2, SmolVLM, Qwen2.5-VL, PaliGemma or LLaVA).")
+
+
 class ModelOutputError(BackendError):
     fix = "the model's output could not be used; the pipeline falls back to the ranked draft."

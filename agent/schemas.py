@@ -43,6 +43,8 @@ class CaptionRequest(_Strict):
     n_candidates: int | None = Field(None, ge=1, le=32, description="Drafts to generate; config default if unset.")
     max_chars: int | None = Field(None, ge=10, le=5000, description="Tighter length budget than the preset's.")
     key: str | None = Field(None, description="Caller's id for this item, echoed in the result.")
+    drafter: str | None = Field(None, description="Drafter backend for this item (lite | transformers | vllm); "
+                                                  "the config's when unset.", max_length=64)
 
     def image_label(self) -> str:
         return "<bytes>" if isinstance(self.image, bytes) else str(self.image)
