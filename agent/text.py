@@ -46,9 +46,9 @@ _CONFUSABLES = str.maketrans({
     "ɡ": "g", "ɑ": "a", "ı": "i", "ſ": "s", "α": "a", "β": "b", "ε": "e", "ι": "i", "κ": "k", "ν": "v",
     "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "ω": "w", "ѵ": "v", "ӏ": "i", "ғ": "f", "һ": "h", "ԍ": "g", "ӧ": "o",
 })
-# Digits and symbols used as letters ("fr33", "$pam", "lgnore" as OCR reads "Ignore"). Only for matching.
-_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s",
-                       "!": "i", "|": "i", "€": "e", "l": "i"})
+# Digits used as letters ("fr33", "sh1t") and OCR's l/I confusion ("lgnore"). Only for matching. Symbols
+# ("$", "@", "!") are not mapped here, a trailing "!" would glue onto the word; matchers allow them per letter.
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "l": "i"})
 
 
 def fold(text: str) -> str:
@@ -57,8 +57,8 @@ def fold(text: str) -> str:
 
 
 def skeleton(text: str) -> str:
-    """Like ``fold`` and also maps leetspeak and OCR confusions (0→o, 1/l/|→i, $→s); both sides of a match
-    must be skeletons."""
+    """Like ``fold`` and also maps digits used as letters and OCR's l/I confusion (0→o, 1/l→i, 3→e, 5→s);
+    both sides of a match must be skeletons."""
     return skeleton_map(text, leet=True)[0]
 
 
@@ -95,6 +95,7 @@ def tidy(text: str) -> str:
     for _ in range(2):  # one cut can expose another (a preposition left before a comma)
         text = re.sub(r"\s+([,.;:!?])", r"\1", text)
         text = re.sub(r"([,;:])\s*(?=[,.;:!?])", "", text)
+        text = re.sub(r"([.!?])[.!?,;:]+", r"\1", text)
         text = re.sub(r"\(\s*\)|\[\s*\]", "", text)
         text = re.sub(r"\b(and|or|with|of|in|from|made of|featuring)\s*([,.;:!?]|$)", r"\2", text)
         text = re.sub(r"\b(and|or)\s+(and|or)\b", r"\1", text)

@@ -38,8 +38,11 @@ class ModerationContext:
         """The length budget: the request's, never above the preset's."""
         return min(self.max_chars or self.preset.max_chars, self.preset.max_chars)
 
-    def sources(self, *, image_text: bool = True) -> list[tuple[str, str]]:
-        """Texts that may support a claim, as (source id, text): the draft, every fact, the image text."""
+    def sources(self, *, image_text: bool = True, trusted_only: bool = False) -> list[tuple[str, str]]:
+        """Texts that may support a claim, as (source id, text): the draft, every fact, the image text.
+
+        ``trusted_only`` cuts instruction-like passages out of facts and image text: what an injected
+        instruction says supports nothing."""
         out = [("draft", self.draft)]
         for fact in self.facts:
             out.append((f"fact:{fact.id}", fact.text))
@@ -47,4 +50,8 @@ class ModerationContext:
                 out.append((f"fact:{fact.sku}:{key}", str(value)))
         if image_text and self.image_text:
             out.append(("image_text", self.image_text))
+        if trusted_only:
+            from policies.rules.injection import strip_instructions
+
+            out = [(sid, text if sid == "draft" else strip_instructions(text, self.neutralised)) for sid, text in out]
         return out

@@ -1,7 +1,8 @@
 """Blocklist and banned topics: whole-word matches that survive disguise.
 
 Text and terms are both reduced to a skeleton (agent.text.skeleton: NFKC, case-folded, diacritics, zero-width
-characters, Cyrillic/Greek look-alikes and leetspeak folded). A term then matches as a whole word, each letter
+characters, Cyrillic/Greek look-alikes and digits-for-letters folded; "$", "@", "!" are accepted for
+s, a, i). A term then matches as a whole word, each letter
 may repeat ("fuuuck") and one separator may sit between letters ("f.u.c.k", "f u c k"); a trailing ``*`` in a
 term allows any word ending. Word boundaries keep "classic" and "assess" clear of "ass".
 """
@@ -41,13 +42,17 @@ class BlocklistConfig(RuleConfig):
         return self
 
 
+# Symbols written for letters ("a$$", "@ss", "sh!t"); the skeleton keeps them, the pattern accepts them.
+_SYMBOLS = {"a": "[a@]", "s": "[s$]", "i": "[i!|]", "e": "[e€]", "o": "[o°]"}
+
+
 def term_pattern(term: str) -> str:
     """Regex (over skeleton text) for one term."""
     wildcard = term.rstrip().endswith("*")
     words = skeleton(term.rstrip("* ")).split()
     parts = []
     for word in words:
-        letters = [re.escape(c) + "+" for c in word]
+        letters = [_SYMBOLS.get(c, re.escape(c)) + "+" for c in word]
         parts.append(r"[\W_]?".join(letters))
     body = r"[\W_]*".join(parts)
     return r"(?<![^\W_])" + body + (r"\w*" if wildcard else "") + r"(?![^\W_])"

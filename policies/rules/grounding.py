@@ -173,10 +173,12 @@ class GroundingRule(Rule):
             claims.append(Claim("name", fold(text[a:b]), a, b, text[a:b]))
         return claims
 
-    def support(self, claim: Claim, ctx) -> list[str]:
-        """Ids of the sources that state ``claim``."""
+    def support(self, claim: Claim, ctx, sources: list[tuple[str, str]] | None = None) -> list[str]:
+        """Ids of the sources that state ``claim``; injected instructions in facts support nothing."""
+        if sources is None:
+            sources = ctx.sources(image_text=self.config.support_from_image_text, trusted_only=True)
         out = []
-        for source, text in ctx.sources(image_text=self.config.support_from_image_text):
+        for source, text in sources:
             if claim.kind == "name":
                 if re.search(r"(?<!\w)" + re.escape(claim.concept) + r"(?!\w)", fold(text)):
                     out.append(source)
@@ -194,8 +196,9 @@ class GroundingRule(Rule):
 
     def check_output(self, text: str, ctx) -> RuleResult:
         claims = self.claims(text, ctx.locale)
-        listed = [{"claim": c.text, "kind": c.kind, "concept": c.concept, "supported_by": self.support(c, ctx)}
-                  for c in claims]
+        sources = ctx.sources(image_text=self.config.support_from_image_text, trusted_only=True)
+        listed = [{"claim": c.text, "kind": c.kind, "concept": c.concept,
+                   "supported_by": self.support(c, ctx, sources)} for c in claims]
         unsupported = [c for c, row in zip(claims, listed) if not row["supported_by"]]
         if not unsupported:
             return self.allow(text, f"all {len(claims)} claim(s) supported", claims=listed)

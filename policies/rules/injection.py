@@ -70,6 +70,8 @@ _OUTPUT_MARKERS = ["as an ai", "language model", "i cannot", "i can't", "i'm sor
 # A sentence ends at . ! ? followed by a space (not inside "www.shop.com" or "1.5"), at CJK stops or a newline.
 _SENTENCE = re.compile(r"(?:[^.!?。！？\n]|[.!?](?!\s|$))+(?:[.!?]+(?=\s|$)|[。！？]+)?\s*|\n")
 _CLAUSE_BREAK = re.compile(r"[,;:–—(]|\band\b|\bund\b|\bet\b|\by\b|\be\b|\bbut\b|\baber\b|\bmais\b|\bpero\b")
+_SOFTENERS = re.compile(r"(?:\b(?:please|kindly|now|just|you (?:must|should|will|have to)|bitte|jetzt|"
+                        r"s'il vous pla[iî]t|por favor|per favore)\s+)+$", re.IGNORECASE)
 _QUOTED = re.compile(r"[\"“”„«‘']([^\"“”„«»’']{3,80})[\"“”»’']")
 _SHOUT = re.compile(r"\b[A-ZÄÖÜ]{3,}(?:\s+[A-ZÄÖÜ]{3,})*\b")
 _AFTER_VERB = re.compile(r"\b(?:say|says|write|output|print|respond with|reply with|answer with|mention|include|add|"
@@ -121,11 +123,27 @@ def find_instructions(text: str) -> list[tuple[int, int]]:
         start = _match_start(sentence)
         if start is None:
             continue
-        # Cut from the clause that holds the instruction, so "Soft cotton tee, ignore..." keeps the tee.
+        # Cut from the clause that holds the instruction, so "Soft cotton tee, ignore..." keeps the tee; with
+        # no clause break (OCR text has no punctuation) from the instruction itself and its softeners.
         breaks = [b.end() for b in _CLAUSE_BREAK.finditer(sentence[:start])]
-        cut = breaks[-1] if breaks else 0
+        if breaks:
+            cut = breaks[-1]
+        else:
+            soft = _SOFTENERS.search(sentence[:start])
+            cut = soft.start() if soft else start
         spans.append((m.start() + cut, m.end()))
     return spans
+
+
+def strip_instructions(text: str, known: list[str] = ()) -> str:
+    """``text`` without its instruction-like passages (and without passages already neutralised)."""
+    for passage in known:
+        if passage:
+            text = text.replace(passage, " ")
+    spans = find_instructions(text)
+    for a, b in reversed(spans):
+        text = text[:a] + " " + text[b:]
+    return text
 
 
 def _match_start(sentence: str) -> int | None:

@@ -22,8 +22,8 @@ class LanguageConfig(RuleConfig):
     action: Literal["allow", "regenerate", "fallback", "review", "block"] = "regenerate"
     on_exhausted: Literal["fallback", "review", "block"] = "review"
     on_draft: Literal["allow", "review", "block"] = "review"
-    min_chars: int = Field(25, ge=1, description="Shorter text is not checked (detection is unreliable).")
-    min_words: int = Field(4, ge=1, description="Text with fewer words is not checked.")
+    min_chars: int = Field(30, ge=1, description="Shorter text is not checked (detection is unreliable).")
+    min_words: int = Field(5, ge=1, description="Text with fewer words is not checked.")
     mismatch_probability: float = Field(0.8, gt=0, le=1, description="A different language must be at least this "
                                         "likely before the caption counts as wrong.")
     accept_probability: float = Field(0.2, ge=0, le=1, description="The requested language passes if it is at "

@@ -56,7 +56,20 @@ _NAME_ON_PERSON = re.compile(r"\b([A-Z][a-z]+(?:\s+[A-Z][a-z]+)+)(?=\s*(?:,\s*(?
 _KEEP = re.compile(r"\b(?:men|women|boys|girls|ladies)['’]s?(?!\w)|(?<=\bfor )(?:men|women|boys|girls|ladies)\b|\b(?:men|women|boys|girls|ladies|unisex)"
                    r"(?=\s+(?:size|sizes|fit|cut|collection|shoes?|jackets?|shirts?|clothing|wear)\b)",
                    re.IGNORECASE)
-_PROPER_BIGRAM = re.compile(r"\b([A-Z][a-z]{1,20}\s+[A-Z][a-z]{1,20})\b")
+# "Maria Lopez", "MARIA LOPEZ" (signs, labels): two capitalised words.
+_PROPER_BIGRAM = re.compile(r"\b([A-Z][a-z]{1,20}\s+[A-Z][a-z]{1,20}|[A-Z]{2,20}\s+[A-Z]{2,20})\b")
+# Capitalised pairs in catalog text that are not people ("Care Instructions", "Stainless Steel").
+_NOT_NAME_WORDS = {"the", "and", "for", "with", "care", "size", "new", "free", "sale", "set", "edition", "collection",
+                   "mayor", "president", "street", "espresso", "coffee", "cup", "steel", "cotton", "leather"}
+
+
+def _name_gap(text: str, m: re.Match[str]) -> str:
+    """What replaces a name: 'a person' as a subject; nothing when it was an apposition ("A person, X, ...")."""
+    before = text[:m.start()].rstrip().lower()
+    if m.group().startswith(",") and m.group().endswith(","):
+        return " "
+    return "a person" if not before.endswith(("a", "an", "the")) else "person"
+
 
 
 class PeopleConfig(RuleConfig):
@@ -81,8 +94,9 @@ class PeopleRule(Rule):
         brands = {fold(str(v)) for f in ctx.facts for k, v in f.fields.items() if k == "brand"}
         texts = [f.text for f in ctx.facts] + [str(v) for f in ctx.facts for k, v in f.fields.items()
                                                 if k != "brand"] + [ctx.image_text]
-        return sorted({m for t in texts for m in _PROPER_BIGRAM.findall(t) if fold(m) not in brands}, key=len,
-                      reverse=True)
+        found = {m.title() for t in texts for m in _PROPER_BIGRAM.findall(t)}
+        return sorted((n for n in found if fold(n) not in brands and not (set(fold(n).split()) & _NOT_NAME_WORDS)),
+                      key=len, reverse=True)
 
     def check_output(self, text: str, ctx) -> RuleResult:
         cfg = self.config
@@ -93,9 +107,10 @@ class PeopleRule(Rule):
         fixed = text
         if cfg.identity == "remove":
             for name in self._names(ctx):
-                if re.search(r"\b" + re.escape(name) + r"\b", fixed):
+                pattern = re.compile(r"(?:,\s*)?\b" + re.escape(name) + r"(?:['’]s)?\b(?:\s*,)?", re.IGNORECASE)
+                if pattern.search(fixed):
                     problems.append(f"name from catalog/image text {name!r}")
-                    fixed = re.sub(r"\b" + re.escape(name) + r"(?:['’]s)?\b", "a person", fixed)
+                    fixed = pattern.sub(lambda m: _name_gap(fixed, m), fixed)
             for m in list(_NAME_ON_PERSON.finditer(fixed)):
                 name = m.group(1) or m.group(2)
                 if fold(name) not in {fold(str(v)) for f in ctx.facts for v in f.fields.values()}:

@@ -7,6 +7,7 @@ kind there. Phone numbers are found with libphonenumber (``phonenumbers``), whic
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
@@ -15,6 +16,7 @@ from pydantic import Field, model_validator
 from agent.text import tidy
 from policies.rules.base import Rule, RuleConfig, RuleResult
 
+_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
 Kind = Literal["email", "phone", "url", "card", "address"]
 ALL_KINDS: tuple[Kind, ...] = ("email", "url", "card", "phone", "address")
 
@@ -85,7 +87,26 @@ def luhn_ok(digits: str) -> bool:
 
 
 def find_pii(text: str, kinds: list[str] | tuple[str, ...] = ALL_KINDS, regions: list[str] = ("US",)) -> list[Span]:
-    """Non-overlapping PII spans in ``text``, earliest first (the longer one wins an overlap)."""
+    """Non-overlapping PII spans in ``text``, earliest first (the longer one wins an overlap).
+
+    Detection runs on the NFKC form without zero-width characters (fullwidth "ｊａｎｅ＠ｓｈｏｐ．ｃｏｍ",
+    "jane@\u200bshop.com"); spans are mapped back to ``text``."""
+    norm, index = _nfkc_map(text)
+    return [Span(index[s.start], index[s.end - 1] + 1, s.kind, text[index[s.start]:index[s.end - 1] + 1])
+            for s in _find(norm, kinds, regions)]
+
+
+def _nfkc_map(text: str) -> tuple[str, list[int]]:
+    out: list[str] = []
+    index: list[int] = []
+    for i, ch in enumerate(text):
+        for c in unicodedata.normalize("NFKC", ch).translate(_ZERO_WIDTH):
+            out.append(c)
+            index.append(i)
+    return "".join(out), index
+
+
+def _find(text: str, kinds: list[str] | tuple[str, ...], regions: list[str] | tuple[str, ...]) -> list[Span]:
     found: list[Span] = []
     if "email" in kinds:
         found += [Span(m.start(), m.end(), "email", m.group()) for p in (_EMAIL, _EMAIL_OBF) for m in p.finditer(text)]
@@ -120,9 +141,16 @@ def _phones(text: str, regions: list[str] | tuple[str, ...]) -> list[Span]:
     spans: dict[tuple[int, int], Span] = {}
     for region in dict.fromkeys(r.upper() for r in regions):
         for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.POSSIBLE):
-            digits = re.sub(r"\D", "", match.raw_string)
+            raw = match.raw_string
+            digits = re.sub(r"\D", "", raw)
             # Bare digit runs (years, SKUs, sizes) are not phone numbers unless written like one.
-            if not 7 <= len(digits) <= 15 or (match.raw_string.isdigit() and not match.raw_string.startswith("0")):
+            if not 7 <= len(digits) <= 15 or (raw.isdigit() and not raw.startswith("0")):
+                continue
+            # A tail of a longer digit group ("4111 [1111 1111 1112]") is not a number of its own.
+            if re.search(r"\d[\s./-]?$", text[:match.start]):
+                continue
+            # Without an international prefix the number must be valid for the region, not merely possible.
+            if not raw.startswith(("+", "00")) and not phonenumbers.is_valid_number(match.number):
                 continue
             if _looks_like_measure(text, match.start, match.end) or _PRODUCT_CODE.search(text[:match.start]):
                 continue
