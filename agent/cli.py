@@ -87,6 +87,7 @@ from retrieval.cli import ingest as _ingest; app.command("ingest")(_ingest)  # n
 from policies.cli import eval_policies, policy_app, review_app  # noqa: E402
 app.add_typer(policy_app, name="policy"); app.add_typer(review_app, name="review")  # noqa: E702
 app.command("eval-policies")(eval_policies)
+from agent.jobs.cli import batch_app; app.add_typer(batch_app, name="batch")  # noqa: E402,E702
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,36 @@
+"""Resumable batch jobs: caption a manifest of images, localize captions into many locales.
+
+Each item has a stable key; results go to an append-only, fsync'd log (JSONL or Parquet) and a re-run skips
+keys already written, so a job can be killed at any moment and re-run without losing or duplicating an item.
+Names load lazily: importing ``agent.jobs`` imports no model, Ray or Prometheus code.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["CaptionJobOptions", "JobSummary", "LocalizeJobOptions", "read_records", "run_caption_job",
+           "run_localize_job"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from agent.jobs.caption_job import CaptionJobOptions, run_caption_job
+    from agent.jobs.engine import JobSummary
+    from agent.jobs.localize_job import LocalizeJobOptions, run_localize_job
+    from agent.jobs.log import read_records
+
+_LAZY = {
+    "CaptionJobOptions": "agent.jobs.caption_job",
+    "run_caption_job": "agent.jobs.caption_job",
+    "JobSummary": "agent.jobs.engine",
+    "LocalizeJobOptions": "agent.jobs.localize_job",
+    "run_localize_job": "agent.jobs.localize_job",
+    "read_records": "agent.jobs.log",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'agent.jobs' has no attribute {name!r}")

@@ -1,0 +1,126 @@
+"""Batch captioning: a manifest in, one record per item out, exactly once across kills and restarts."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+from pydantic import Field
+
+from agent.config import AgentConfig
+from agent.errors import CatalogError
+from agent.jobs.engine import JobOptions, JobSummary, StageSpec, config_fingerprint, error_record, run_job
+from agent.jobs.manifest import CaptionItem, ManifestError, iter_items, read_rows
+
+log = logging.getLogger("caption_agent.jobs")
+
+
+class UnknownSkuError(CatalogError):
+    fix = "correct the sku, ingest the product into the catalog, or leave the sku out to ground by similarity."
+
+
+class CaptionJobOptions(JobOptions):
+    """Options of ``caption-agent batch caption``."""
+
+    style: str | None = Field(None, description="Style for rows that name none; the config default if unset.")
+    locale: str | None = Field(None, description="Locale for rows that name none; the config default if unset.")
+
+
+class CaptionStage:
+    """Captions one batch with a CaptionAgent: unknown skus checked in one store query, then the pipeline's
+    batched stages (decode, draft, rank, ground, refine with bounded concurrency, moderate)."""
+
+    def __init__(self, config: dict[str, Any] | None = None, agent: Any = None) -> None:
+        self._config = config
+        self._agent = agent
+
+    @property
+    def agent(self) -> Any:
+        if self._agent is None:
+            from agent.pipeline import CaptionAgent
+
+            self._agent = CaptionAgent(AgentConfig.load(**(self._config or {})))
+        return self._agent
+
+    def warm(self) -> None:
+        """Load every stage now, on one thread, so that concurrent batches never race to load a model."""
+        a = self.agent
+        for name in ("drafter", "ranker", "retriever", "refiner", "policy"):
+            getattr(a, name)
+
+    def __call__(self, items: Sequence[CaptionItem]) -> list[dict[str, Any]]:
+        unknown = self._unknown_skus(items)
+        runnable = [i for i in items if i.sku not in unknown]
+        results = iter(self.agent.caption_batch([i.request() for i in runnable]))
+        records = []
+        for item in items:
+            if item.sku in unknown:
+                exc = UnknownSkuError(f"sku {item.sku!r} is not in the catalog.")
+                records.append(error_record(item, type(exc).__name__, str(exc), "ground"))
+                continue
+            result = next(results)
+            records.append(item.annotate(result.model_dump(mode="json", exclude_none=True)))
+        return records
+
+    def _unknown_skus(self, items: Sequence[CaptionItem]) -> set[str]:
+        skus = sorted({i.sku for i in items if i.sku})
+        retriever = self.agent.retriever if skus else None
+        if retriever is None:  # no catalog configured: a sku is only a hint and cannot be checked
+            return set()
+        found = retriever.store.content_hashes(skus)
+        return {s for s in skus if s not in found}
+
+    def close(self) -> None:
+        if self._agent is not None:
+            self._agent.close()
+
+
+def count_items(manifest: Path) -> int | None:
+    """Rows in a manifest, for the progress bar's ETA (cheap: no image is read)."""
+    manifest = Path(manifest)
+    if manifest.suffix.lower() == ".parquet" and manifest.is_file():
+        from agent._extras import require
+
+        return require("pyarrow.parquet", "parquet", "Reading a Parquet manifest",
+                       package="pyarrow").ParquetFile(manifest).metadata.num_rows
+    return sum(1 for _ in read_rows(manifest))
+
+
+def run_caption_job(manifest: Path | str, options: CaptionJobOptions, config: AgentConfig | None = None, *,
+                    agent: Any = None) -> JobSummary:
+    """Caption every item of ``manifest`` into ``options.out``; safe to kill and re-run.
+
+    ``agent`` reuses a loaded CaptionAgent (local runner only); otherwise one is built from ``config``.
+    """
+    manifest = Path(manifest)
+    if not manifest.exists():
+        raise ManifestError(f"manifest {str(manifest)!r} does not exist.")
+    config = agent.config if agent is not None else (config or AgentConfig.load())
+    style = options.style or config.default_style
+    locale = options.locale or config.default_locale
+    items = iter_items(manifest, style=style, locale=locale, limits=config.images)
+    if options.limit:
+        items = _take(items, options.limit)
+    total = count_items(manifest)
+    if options.limit and total is not None:
+        total = min(total, options.limit)
+    config_data = config.model_dump(mode="json")
+    spec = StageSpec(stage="agent.jobs.caption_job:CaptionStage", item="agent.jobs.manifest:CaptionItem",
+                     kwargs={"config": config_data})
+    stage = None
+    if options.runner == "local":
+        stage = CaptionStage(config_data, agent=agent)
+        stage.warm()
+    try:
+        return run_job("caption", items, stage, spec, options, fingerprint=config_fingerprint(config), total=total)
+    finally:
+        if stage is not None and agent is None:
+            stage.close()
+
+
+def _take(items: Any, n: int) -> Any:
+    for i, item in enumerate(items):
+        if i >= n:
+            return
+        yield item

@@ -1,0 +1,342 @@
+"""The job driver shared by caption and localization jobs: resume, dedupe, cache, run batches, write.
+
+Only this driver writes the output log, whichever runner computes the batches (local threads or Ray), so the
+exactly-once guarantee does not depend on the runner: computing an item twice is possible after a kill,
+writing it twice is not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Literal, Protocol, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.jobs.log import OutputLog, infer_format
+from agent.jobs.metrics import JobMetrics, Progress
+
+log = logging.getLogger("caption_agent.jobs")
+
+
+class JobOptions(BaseModel):
+    """Settings shared by every batch job (CLI flags of the same names)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    out: Path = Field(description="Output: a .jsonl file, or a Parquet dataset folder (--format parquet).")
+    format: Literal["jsonl", "parquet"] | None = Field(None, description="Output format; from the suffix if unset.")
+    batch_size: int = Field(16, ge=1, le=4096, description="Items per pipeline batch.")
+    workers: int = Field(1, ge=1, le=64, description="Batches in flight at once (local runner).")
+    flush_every: int = Field(32, ge=1, le=100_000, description="Records per write + fsync.")
+    flush_interval_s: float = Field(2.0, gt=0, description="Longest time a finished record waits for its fsync.")
+    retry_errors: bool = Field(False, description="Reprocess the items whose record is an error.")
+    cache_dir: Path | None = Field(None, description="Result cache shared across jobs (SQLite), keyed by item.")
+    limit: int | None = Field(None, ge=1, description="Read only the first N input items.")
+    runner: Literal["local", "ray"] = Field("local", description="Where batches run.")
+    ray_address: str | None = Field(None, description="Ray cluster address; a local Ray instance when unset.")
+    ray_concurrency: int = Field(1, ge=1, le=1024, description="Ray actors (each loads the models once).")
+    metrics_port: int | None = Field(None, ge=0, le=65535, description="Serve Prometheus metrics on this port.")
+    metrics_addr: str = Field("127.0.0.1", description="Address the metrics server binds.")
+    progress: bool = Field(True, description="Show a progress bar on stderr.")
+    allow_config_change: bool = Field(False, description="Resume an output made with other settings.")
+
+
+class JobSummary(BaseModel):
+    """What a job did. ``written`` counts records written by this run."""
+
+    job: str
+    out: str
+    format: str
+    total: int = 0
+    already_done: int = 0
+    duplicates: int = 0
+    written: int = 0
+    ok: int = 0
+    review: int = 0
+    blocked: int = 0
+    errors: int = 0
+    cached: int = 0
+    retried_errors: int = 0
+    skipped_inputs: int = 0
+    repaired_bytes: int = 0
+    error_types: dict[str, int] = Field(default_factory=dict)
+    elapsed_s: float = 0.0
+    items_per_s: float = 0.0
+    metrics_port: int | None = None
+
+
+class Item(Protocol):
+    key: str
+    cache_key: str
+    error: dict[str, str] | None
+
+    def to_json(self) -> str: ...
+
+
+class Stage(Protocol):
+    """A batch stage: one record per item, in order, never raising for one item's fault."""
+
+    def __call__(self, items: Sequence[Any]) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """How a remote worker builds a stage: import paths plus JSON-able arguments (nothing to pickle)."""
+
+    stage: str  # "module:Class", called as Class(**kwargs)
+    item: str  # "module:Class" with from_json
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def import_target(target: str) -> Any:
+    import importlib
+
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def config_fingerprint(config: Any, extra: str = "") -> str:
+    """Hash of the settings that change outputs (timeouts, concurrency, URLs and keys left out)."""
+    from agent import __version__
+
+    data = json.loads(config.model_dump_json())
+    for section, names in {"refiner": ("timeout_s", "max_retries", "max_concurrency", "api_key", "base_url"),
+                           "drafter": ("batch_size", "device", "base_url"),
+                           "retrieval": ("chroma_url",), "policy": ("review_queue",)}.items():
+        for name in names:
+            data.get(section, {}).pop(name, None)
+    text = json.dumps(data, sort_keys=True, default=str) + "\0" + extra + "\0" + __version__
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def error_record(item: Any, etype: str, message: str, stage: str) -> dict[str, Any]:
+    return item.annotate({"key": item.key, "status": "error", "error": {"type": etype, "message": message,
+                                                                          "stage": stage}})
+
+
+class ResultCache:
+    """Finished records by cache key (item key without the caller's id) and settings, in one SQLite file.
+
+    Error records are never cached: a retry must really retry. Only the job driver thread touches it.
+    """
+
+    def __init__(self, folder: Path, fingerprint: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.prefix = fingerprint + ":"
+        self._db = sqlite3.connect(folder / "results.sqlite", timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, record TEXT NOT NULL)")
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT record FROM results WHERE key = ?", (self.prefix + key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put_many(self, pairs: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        rows = [(self.prefix + k, json.dumps(r, ensure_ascii=False)) for k, r in pairs]
+        if rows:
+            with self._db:
+                self._db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?)", rows)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def run_job(kind: str, items: Iterable[Any], stage: Stage | None, spec: StageSpec, options: JobOptions, *,
+            fingerprint: str, total: int | None = None, skipped_inputs: Callable[[], int] | None = None
+            ) -> JobSummary:
+    """Drive one job: open (and repair) the log, skip done keys, answer cache hits, run the rest, write."""
+    fmt = infer_format(options.out, options.format)
+    summary = JobSummary(job=kind, out=str(options.out), format=fmt)
+    start = time.monotonic()
+    metrics = JobMetrics(kind, options.metrics_port, options.metrics_addr)
+    summary.metrics_port = metrics.port
+    cache = ResultCache(options.cache_dir, fingerprint) if options.cache_dir else None
+    memo: dict[str, dict[str, Any]] = {}  # this run's results by cache key: duplicates answer instantly
+    with OutputLog(options.out, fmt, kind=kind, fingerprint=fingerprint,
+                   allow_config_change=options.allow_config_change, flush_every=options.flush_every,
+                   flush_interval_s=options.flush_interval_s) as out:
+        summary.repaired_bytes = out.repaired_bytes
+        if options.retry_errors:
+            summary.retried_errors = out.drop_errors()
+        progress = Progress(total, kind, enabled=options.progress)
+        log.info("job started", extra={"job": kind, "out": str(options.out), "done_before": len(out.index),
+                                       "runner": options.runner})
+
+        def write(records: list[dict[str, Any]], *, cached: bool = False) -> None:
+            out.append(records)
+            n, errors = metrics.record(records, cached=cached)
+            progress.update(done=n, errors=errors, cached=n if cached else 0)
+
+        def pending() -> Iterator[Any]:
+            seen: set[str] = set()
+            for item in reader:
+                summary.total += 1
+                if item.key in out.index:
+                    summary.already_done += 1
+                    progress.update(done=1)
+                    continue
+                if item.key in seen:
+                    summary.duplicates += 1
+                    progress.update(done=1)
+                    continue
+                seen.add(item.key)
+                if item.error:
+                    write([error_record(item, item.error["type"], item.error["message"], item.error["stage"])])
+                    continue
+                hit = memo.get(item.cache_key) or (cache.get(item.cache_key) if cache else None)
+                if hit is not None:
+                    write([item.annotate({**hit, "key": item.key, "cached": True})], cached=True)
+                    continue
+                yield item
+
+        def finished(batch: Sequence[Any], records: list[dict[str, Any]], seconds: float) -> None:
+            metrics.batch_seconds(seconds)
+            write(records)
+            done = [(i.cache_key, r) for i, r in zip(batch, records) if r["status"] != "error"]
+            for cache_key, record in done:
+                memo[cache_key] = record
+            if cache:
+                out.flush()  # the log is the truth: cache only what is already durable there
+                cache.put_many(done)
+
+        reader = _Prefetcher(items, options.batch_size * max(2, options.workers) * 2)
+        try:
+            if options.runner == "ray":
+                from agent.jobs.ray_runner import run_ray
+
+                todo = list(pending())
+                metrics.pending(len(todo))
+                by_key = {i.key: i for i in todo}
+                for keys, records, seconds in run_ray(todo, spec, options):
+                    finished([by_key[k] for k in keys], records, seconds)
+            else:
+                assert stage is not None
+                for batch, records, seconds in run_local(_chunks(pending(), options.batch_size), stage,
+                                                         options.workers):
+                    finished(batch, records, seconds)
+            out.flush()
+            out.compact()
+        finally:
+            reader.close()
+            progress.close()
+            metrics.close()
+            if cache:
+                cache.close()
+    for status in ("ok", "review", "blocked"):
+        setattr(summary, status, metrics.statuses[status])
+    summary.errors = metrics.statuses["error"]
+    summary.written = sum(metrics.statuses.values())
+    summary.cached = metrics.cache_hits
+    summary.error_types = dict(metrics.error_types)
+    summary.skipped_inputs = skipped_inputs() if skipped_inputs else 0
+    summary.elapsed_s = round(time.monotonic() - start, 3)
+    summary.items_per_s = round(summary.written / summary.elapsed_s, 3) if summary.elapsed_s else 0.0
+    log.info("job finished", extra={"summary": summary.model_dump()})
+    return summary
+
+
+def safe_call(stage: Stage, batch: Sequence[Any]) -> list[dict[str, Any]]:
+    """Run a stage; if the stage itself crashes, each item of the batch gets an error record (retryable)."""
+    try:
+        records = stage(batch)
+        if len(records) != len(batch):
+            raise RuntimeError(f"stage returned {len(records)} records for {len(batch)} items")
+        return records
+    except Exception as exc:  # noqa: BLE001 - recorded per item; the job goes on with the next batch
+        log.exception("batch failed", extra={"items": len(batch)})
+        return [error_record(i, type(exc).__name__, str(exc), "job") for i in batch]
+
+
+def run_local(batches: Iterable[list[Any]], stage: Stage, workers: int
+              ) -> Iterator[tuple[list[Any], list[dict[str, Any]], float]]:
+    """Run batches in this process, ``workers`` at a time (so refinement of one overlaps drafting of the next)."""
+
+    def timed(batch: list[Any]) -> tuple[list[Any], list[dict[str, Any]], float]:
+        t0 = time.perf_counter()
+        records = safe_call(stage, batch)
+        return batch, records, time.perf_counter() - t0
+
+    if workers <= 1:
+        for batch in batches:
+            yield timed(batch)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job-batch") as pool:
+        running: set[Future[Any]] = set()
+        for batch in batches:
+            running.add(pool.submit(timed, batch))
+            if len(running) >= workers:
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    yield fut.result()
+        for fut in running:
+            yield fut.result()
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+_END = object()
+
+
+class _Prefetcher:
+    """Pulls an iterator (manifest reading and image hashing) on a thread, ``depth`` items ahead.
+
+    Only reading happens on the thread; filtering and writing stay on the job's single driver thread.
+    """
+
+    def __init__(self, source: Iterable[Any], depth: int) -> None:
+        self._q: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._fill, args=(source,), name="job-prefetch", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _fill(self, source: Iterable[Any]) -> None:
+        try:
+            for item in source:
+                if not self._put(item):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+            self._error = exc
+        self._put(_END)
+
+    def __iter__(self) -> _Prefetcher:
+        return self
+
+    def __next__(self) -> Any:
+        item = self._q.get()
+        if item is _END:
+            self._stop.set()
+            if self._error is not None:
+                raise self._error
+            raise StopIteration
+        return item
+
+    def close(self) -> None:
+        self._stop.set()

@@ -1,0 +1,348 @@
+"""The append-only output log of a batch job and its resume index.
+
+Exactly-once rests on three rules: only one process writes a log (a file lock); records become visible only
+whole (JSONL: a torn last line from a kill is cut off on reopen; Parquet: each part file is written to a
+temporary name, fsync'd and renamed); and a restart skips every key already in the log. A record is durable
+once ``flush`` returns (write + fsync of the file and its folder).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+from agent.errors import CaptionAgentError
+
+Format = Literal["jsonl", "parquet"]
+log = logging.getLogger("caption_agent.jobs")
+
+_HEAD = re.compile(rb'^\{"key":"([^"\\]+)","status":"([a-z]+)"')
+_PART = re.compile(r"^(part|compact)-(\d{8})\.parquet$")
+# Parquet columns; the full record is kept as JSON in `record` so nested fields never change the schema.
+_COLUMNS = ("key", "status", "source", "id", "style", "locale", "text", "draft", "decision", "error_type",
+            "error_stage", "error_message", "record")
+
+
+class OutputLogError(CaptionAgentError):
+    fix = "pass a new --out path, or move the existing output away."
+
+
+class JobLockedError(OutputLogError):
+    fix = "another job is writing this output; wait for it to finish, or pass a different --out path."
+
+
+class JobMismatchError(OutputLogError):
+    fix = ("resume with the same settings, write to a new --out path, or pass --allow-config-change to mix "
+           "results made with different settings in one output.")
+
+
+def infer_format(out: Path, fmt: str | None = None) -> Format:
+    if fmt:
+        if fmt not in ("jsonl", "parquet"):
+            raise OutputLogError(f"unknown output format {fmt!r}.", fix="use --format jsonl or --format parquet.")
+        return fmt  # type: ignore[return-value]
+    return "parquet" if Path(out).suffix.lower() == ".parquet" else "jsonl"
+
+
+def dumps(record: dict[str, Any]) -> bytes:
+    """One JSONL line; ``key`` and ``status`` come first so the resume index can read them without parsing."""
+    ordered = {"key": record["key"], "status": record["status"],
+               **{k: v for k, v in record.items() if k not in ("key", "status")}}
+    return (json.dumps(ordered, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+class OutputLog:
+    """Append-only record log (JSONL file or Parquet dataset folder) with a key -> status index.
+
+    Use as a context manager; ``append`` buffers and ``flush`` makes records durable. Records are dicts with
+    at least ``key`` and ``status``.
+    """
+
+    def __init__(self, path: Path, fmt: Format, *, kind: str, fingerprint: str,
+                 allow_config_change: bool = False, flush_every: int = 32, flush_interval_s: float = 2.0) -> None:
+        self.path = Path(path)
+        self.format = fmt
+        self.flush_every = max(1, flush_every)
+        self.flush_interval_s = flush_interval_s
+        self.index: dict[str, str] = {}
+        self.repaired_bytes = 0
+        self._buffer: list[dict[str, Any]] = []
+        self._last_flush = time.monotonic()
+        self._fh: Any = None
+        self._seq = 0
+        meta_dir = self.path if fmt == "parquet" else self.path.parent
+        if fmt == "parquet":
+            if self.path.exists() and not self.path.is_dir():
+                raise OutputLogError(f"{str(self.path)!r} is a file; Parquet output is a folder of part files.")
+            self.path.mkdir(parents=True, exist_ok=True)
+        else:
+            if self.path.is_dir():
+                raise OutputLogError(f"{str(self.path)!r} is a folder; JSONL output is one file.")
+            meta_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = self._take_lock()
+        try:
+            self._check_header(kind, fingerprint, allow_config_change)
+            self._open_existing()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    # --- paths and guards ----------------------------------------------------------------------------------------
+    def _side(self, name: str) -> Path:
+        # Parquet readers skip files starting with "_"; JSONL keeps its side files beside it.
+        return self.path / f"_{name}" if self.format == "parquet" else self.path.with_name(f"{self.path.name}.{name}")
+
+    def _take_lock(self) -> Any:
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(self._side("lock")), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise JobLockedError(f"output {str(self.path)!r} is locked by another running job.") from None
+        return lock
+
+    def _check_header(self, kind: str, fingerprint: str, allow_change: bool) -> None:
+        header_path = self._side("job.json")
+        header = {"kind": kind, "fingerprint": fingerprint, "format": self.format, "key_version": "k1",
+                  "fingerprints": [fingerprint]}
+        if header_path.is_file():
+            old = json.loads(header_path.read_text(encoding="utf-8"))
+            if old.get("kind") != kind:
+                raise JobMismatchError(f"{str(self.path)!r} holds {old.get('kind')!r} results, not {kind!r}.",
+                                       fix="pass a new --out path for this job.")
+            if old.get("fingerprint") != fingerprint:
+                if not allow_change:
+                    raise JobMismatchError(f"{str(self.path)!r} was written with other settings "
+                                           f"({old.get('fingerprint')} != {fingerprint}).")
+                header["fingerprints"] = list(dict.fromkeys([*old.get("fingerprints", []), fingerprint]))
+            else:
+                return
+        _write_atomic(header_path, json.dumps(header, indent=1).encode())
+
+    # --- opening: repair, index ----------------------------------------------------------------------------------
+    def _open_existing(self) -> None:
+        if self.format == "jsonl":
+            self._open_jsonl()
+        else:
+            self._open_parquet()
+
+    def _open_jsonl(self) -> None:
+        good = 0
+        if self.path.is_file():
+            with open(self.path, "rb") as fh:
+                for number, line in enumerate(fh, 1):
+                    if not line.endswith(b"\n"):
+                        break  # torn last record from a kill: never acknowledged, cut it off below
+                    key, status = _parse_head(line, self.path, number)
+                    self.index[key] = status
+                    good += len(line)
+            size = self.path.stat().st_size
+            if size > good:
+                self.repaired_bytes = size - good
+                log.warning("cut a torn last record off the output log",
+                            extra={"path": str(self.path), "bytes": self.repaired_bytes})
+                with open(self.path, "r+b") as fh:
+                    fh.truncate(good)
+                    os.fsync(fh.fileno())
+        self._fh = open(self.path, "ab")
+        _fsync_dir(self.path.parent)
+
+    def _parquet_files(self) -> list[tuple[str, int, Path]]:
+        return _parquet_files(self.path)
+
+    def _open_parquet(self) -> None:
+        pq = _pq()
+        for tmp in self.path.glob("*.tmp"):
+            tmp.unlink()  # an unfinished part: its records were never acknowledged
+        live = _parquet_files(self.path, live_only=True)
+        for entry in self._parquet_files():
+            if entry not in live:
+                entry[2].unlink()
+        for _, seq, p in live:
+            table = pq.read_table(p, columns=["key", "status"])
+            for key, status in zip(table.column("key").to_pylist(), table.column("status").to_pylist()):
+                self.index[key] = status
+            self._seq = max(self._seq, seq + 1)
+
+    # --- writing -------------------------------------------------------------------------------------------------
+    def append(self, records: list[dict[str, Any]]) -> None:
+        """Buffer records; flush when the batch is full or old enough."""
+        self._buffer.extend(records)
+        if len(self._buffer) >= self.flush_every or time.monotonic() - self._last_flush >= self.flush_interval_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write buffered records and fsync; they survive a kill once this returns."""
+        self._last_flush = time.monotonic()
+        if not self._buffer:
+            return
+        batch, self._buffer = self._buffer, []
+        if self.format == "jsonl":
+            self._fh.write(b"".join(dumps(r) for r in batch))
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        else:
+            self._write_part(batch, f"part-{self._seq:08d}.parquet")
+            self._seq += 1
+        for record in batch:
+            self.index[record["key"]] = record["status"]
+
+    def _write_part(self, records: list[dict[str, Any]], name: str) -> None:
+        pa, pq = _pa(), _pq()
+        table = pa.table({c: pa.array([_column(r, c) for r in records], type=pa.string()) for c in _COLUMNS})
+        tmp = self.path / (name + ".tmp")
+        with open(tmp, "wb") as fh:
+            pq.write_table(table, fh, compression="zstd")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path / name)
+        _fsync_dir(self.path)
+
+    def drop_errors(self) -> int:
+        """Remove error records (atomically) so that a run reprocesses exactly those keys; returns how many."""
+        self.flush()
+        dropped = [k for k, s in self.index.items() if s == "error"]
+        if not dropped:
+            return 0
+        self._rewrite(lambda r: r["status"] != "error")
+        for key in dropped:
+            del self.index[key]
+        return len(dropped)
+
+    def compact(self) -> None:
+        """Parquet: merge part files into one (crash-safe); JSONL: nothing to do."""
+        self.flush()
+        if self.format == "parquet" and len(self._parquet_files()) > 1:
+            self._rewrite(lambda r: True)
+
+    def _rewrite(self, keep: Any) -> None:
+        if self.format == "jsonl":
+            self._fh.close()
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            with open(self.path, "rb") as src, open(tmp, "wb") as dst:
+                for line in src:
+                    if keep(json.loads(line)):
+                        dst.write(line)
+                dst.flush()
+                os.fsync(dst.fileno())
+            os.replace(tmp, self.path)
+            _fsync_dir(self.path.parent)
+            self._fh = open(self.path, "ab")
+            return
+        files = self._parquet_files()
+        records = [r for r in read_records(self.path) if keep(r)]
+        last = max(seq for _, seq, _ in files)
+        self._write_part(records, f"compact-{last:08d}.parquet")
+        for kind, seq, p in files:
+            if not (kind == "compact" and seq == last):
+                p.unlink()
+        self._seq = last + 1
+
+    def close(self) -> None:
+        try:
+            self.flush()
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
+        finally:
+            self._lock.release()
+
+    def __enter__(self) -> OutputLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _parse_head(line: bytes, path: Path, number: int) -> tuple[str, str]:
+    m = _HEAD.match(line)
+    if m:
+        return m.group(1).decode(), m.group(2).decode()
+    try:
+        record = json.loads(line)
+        return str(record["key"]), str(record["status"])
+    except (ValueError, KeyError, TypeError):
+        raise OutputLogError(f"{str(path)!r} line {number} is not a job record; the file was edited or is not "
+                             f"an output of this tool.") from None
+
+
+def _parquet_files(folder: Path, live_only: bool = False) -> list[tuple[str, int, Path]]:
+    """(kind, number, path) of the part files, oldest first. ``live_only`` leaves out parts that a compacted
+    file already holds (a compact file covers every part up to its number; a kill between its rename and the
+    removal of those parts must not count them twice)."""
+    found = []
+    for p in folder.iterdir():
+        m = _PART.match(p.name)
+        if m:
+            found.append((m.group(1), int(m.group(2)), p))
+    found.sort(key=lambda t: (t[1], t[0] == "part"))
+    if not live_only:
+        return found
+    covered = max((seq for kind, seq, _ in found if kind == "compact"), default=-1)
+    return [t for t in found if t[1] > covered or (t[1] == covered and t[0] == "compact")]
+
+
+def _column(record: dict[str, Any], column: str) -> str | None:
+    if column == "record":
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    if column.startswith("error_"):
+        value = (record.get("error") or {}).get(column[6:])
+    else:
+        value = record.get(column)
+    return None if value is None else str(value)
+
+
+def read_records(path: Path | str) -> Iterator[dict[str, Any]]:
+    """Every record of a JSONL output file or a Parquet output (folder or single file), in storage order.
+
+    A torn last JSONL line (a job killed mid-write, not yet reopened) is skipped: it was never acknowledged.
+    """
+    path = Path(path)
+    if path.is_dir() or path.suffix.lower() == ".parquet":
+        pq = _pq()
+        files = [p for _, _, p in _parquet_files(path, live_only=True)] if path.is_dir() else [path]
+        for file in files:
+            table = pq.read_table(file, columns=["record"])
+            for text in table.column("record").to_pylist():
+                yield json.loads(text)
+        return
+    with open(path, "rb") as fh:
+        for line in fh:
+            if line.endswith(b"\n") and line.strip():
+                yield json.loads(line)
+
+
+def _pa() -> Any:
+    from agent._extras import require
+
+    return require("pyarrow", "parquet", "Parquet output")
+
+
+def _pq() -> Any:
+    from agent._extras import require
+
+    return require("pyarrow.parquet", "parquet", "Parquet output", package="pyarrow")

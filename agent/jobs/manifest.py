@@ -1,0 +1,244 @@
+"""Batch inputs: a folder of images or JSONL/CSV/Parquet rows, read lazily into items with stable keys.
+
+An item's ``key`` is its identity in the output log: the image's content hash plus a fingerprint of the request
+(style, locale, product hint, budgets, and the caller's ``id`` when given). The same request for the same bytes
+gets the same key in every run, wherever the file lives, so a restart can skip what is already written.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+
+from agent.config import ImageLimits
+from agent.errors import CaptionAgentError
+from agent.schemas import CaptionRequest, ProductHint
+
+KEY_VERSION = "k1"  # bump when the key recipe changes, so old logs are never matched by accident
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+_HASH_CHUNK = 1 << 20
+
+
+class ManifestError(CaptionAgentError):
+    fix = ("pass a folder of images, or a .jsonl/.csv/.parquet file whose rows have an `image` column "
+           "(optional: id, sku, brand, category, style, locale, n_candidates, max_chars).")
+
+
+class ManifestRow(BaseModel):
+    """One manifest row as users write it. Paths are relative to the manifest's folder."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    image: str = Field(validation_alias=AliasChoices("image", "path", "image_path"), min_length=1,
+                       max_length=4096, description="Image file path (relative to the manifest's folder).")
+    id: str | None = Field(None, max_length=256, description="Caller's id, echoed in the output record.")
+    sku: str | None = Field(None, max_length=128, description="Product id in the catalog.")
+    brand: str | None = Field(None, max_length=128, description="Brand hint.")
+    category: str | None = Field(None, max_length=128, description="Category hint.")
+    style: str | None = Field(None, max_length=64, description="Style preset; the job default when unset.")
+    locale: str | None = Field(None, max_length=35, description="BCP-47 locale; the job default when unset.")
+    n_candidates: int | None = Field(None, ge=1, le=32, description="Drafts per image.")
+    max_chars: int | None = Field(None, ge=10, le=5000, description="Length budget.")
+
+
+def digest(*parts: str) -> str:
+    """A 128-bit hex key over ``parts`` (NUL-separated, so parts cannot run into each other)."""
+    return hashlib.sha256("\0".join((KEY_VERSION, *parts)).encode("utf-8")).hexdigest()[:32]
+
+
+def fingerprint(fields: dict[str, Any]) -> str:
+    """Canonical JSON of the fields that decide an item's output (unset fields left out)."""
+    return json.dumps({k: v for k, v in sorted(fields.items()) if v is not None}, separators=(",", ":"),
+                      ensure_ascii=False)
+
+
+def content_id(path: str, limits: ImageLimits) -> str:
+    """``sha256:<hex>`` of the file's bytes, or a stable marker for a file that cannot be hashed.
+
+    Missing, empty and oversized files still get a key (from the path) so that they yield one error record.
+    """
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        return f"missing:{path}"
+    if size == 0:
+        return f"empty:{path}"
+    if size > limits.max_bytes:
+        return f"oversize:{size}:{path}"
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(_HASH_CHUNK):
+                h.update(chunk)
+    except OSError as exc:
+        return f"unreadable:{type(exc).__name__}:{path}"
+    return "sha256:" + h.hexdigest()
+
+
+@dataclass(frozen=True)
+class CaptionItem:
+    """One unit of a caption job. Plain data, so it pickles to Ray workers and round-trips through JSON."""
+
+    key: str
+    cache_key: str
+    row: int
+    source: str
+    style: str
+    locale: str
+    id: str | None = None
+    sku: str | None = None
+    brand: str | None = None
+    category: str | None = None
+    n_candidates: int | None = None
+    max_chars: int | None = None
+    error: dict[str, str] | None = None  # a row that could not be read: written as an error record as is
+
+    def request(self) -> CaptionRequest:
+        return CaptionRequest(image=self.source, style=self.style, locale=self.locale, key=self.key,
+                              hint=ProductHint(sku=self.sku, brand=self.brand, category=self.category),
+                              n_candidates=self.n_candidates, max_chars=self.max_chars)
+
+    def annotate(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Stamp this item's own fields (where it came from) on a record computed, cached or failed for it."""
+        record.update(source=self.source, row=self.row)
+        record.pop("id", None)
+        if self.id is not None:
+            record["id"] = self.id
+        return record
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> CaptionItem:
+        return cls(**json.loads(text))
+
+
+@dataclass
+class _Raw:
+    row: int
+    data: dict[str, Any] | None
+    text: str  # the row as read, for the key of a row that cannot be parsed
+    problem: str = ""
+
+
+def read_rows(path: Path) -> Iterator[_Raw]:
+    """Rows of a manifest, lazily. A folder lists its image files, sorted, hidden files skipped."""
+    path = Path(path)
+    if path.is_dir():
+        files = (p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                 and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        for i, file in enumerate(files):
+            yield _Raw(i, {"image": os.path.abspath(file)}, str(file.relative_to(path)))
+        return
+    if not path.is_file():
+        raise ManifestError(f"manifest {str(path)!r} does not exist.")
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        yield from _jsonl_rows(path)
+    elif suffix == ".csv":
+        yield from _csv_rows(path)
+    elif suffix == ".parquet":
+        yield from _parquet_rows(path)
+    else:
+        raise ManifestError(f"manifest {str(path)!r} has an unknown type {suffix!r}.")
+
+
+def _jsonl_rows(path: Path) -> Iterator[_Raw]:
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        row = -1
+        for line in fh:
+            if not line.strip():
+                continue
+            row += 1
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield _Raw(row, None, line, f"not valid JSON ({exc.msg} at column {exc.colno})")
+                continue
+            if isinstance(data, str):  # a bare path per line is accepted too
+                data = {"image": data}
+            if not isinstance(data, dict):
+                yield _Raw(row, None, line, f"expected a JSON object, got {type(data).__name__}")
+                continue
+            yield _Raw(row, data, line)
+
+
+def _csv_rows(path: Path) -> Iterator[_Raw]:
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        reader = csv.DictReader(fh)
+        for row, data in enumerate(reader):
+            extra = data.pop(None, None)  # more cells than header columns
+            text = json.dumps(data, sort_keys=True, ensure_ascii=False)
+            if extra:
+                yield _Raw(row, None, text, f"has {len(extra)} more cell(s) than the header")
+                continue
+            yield _Raw(row, {k.strip(): v for k, v in data.items() if k and v not in (None, "")}, text)
+
+
+def _parquet_rows(path: Path) -> Iterator[_Raw]:
+    from agent._extras import require
+
+    pq = require("pyarrow.parquet", "parquet", "Reading a Parquet manifest", package="pyarrow")
+    row = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+        for data in batch.to_pylist():
+            clean = {k: v for k, v in data.items() if v is not None and v != ""}
+            yield _Raw(row, clean, json.dumps(clean, sort_keys=True, default=str, ensure_ascii=False))
+            row += 1
+
+
+def _to_item(raw: _Raw, base: Path, label: str, style: str, locale: str, limits: ImageLimits) -> CaptionItem:
+    problem = raw.problem
+    parsed: ManifestRow | None = None
+    if not problem:
+        try:
+            parsed = ManifestRow.model_validate(raw.data)
+        except ValidationError as exc:
+            problem = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'row'}: {e['msg']}" for e in exc.errors())
+    if parsed is None:
+        error = {"type": "ManifestRowError", "stage": "manifest",
+                 "message": f"{label} row {raw.row}: {problem}. Fix: {ManifestError.fix}"}
+        key = digest("row", label, str(raw.row), raw.text)
+        return CaptionItem(key=key, cache_key=key, row=raw.row, source=f"{label}#{raw.row}", style=style,
+                           locale=locale, error=error)
+    source = parsed.image if os.path.isabs(parsed.image) else os.path.abspath(base / parsed.image)
+    fields = {"style": parsed.style or style, "locale": parsed.locale or locale, "sku": parsed.sku,
+              "brand": parsed.brand, "category": parsed.category, "n_candidates": parsed.n_candidates,
+              "max_chars": parsed.max_chars}
+    content = content_id(source, limits)
+    cache_key = digest("caption", content, fingerprint(fields))
+    key = digest("caption", content, fingerprint({**fields, "id": parsed.id}))
+    return CaptionItem(key=key, cache_key=cache_key, row=raw.row, source=source, id=parsed.id, **fields)
+
+
+def iter_items(manifest: Path, *, style: str, locale: str, limits: ImageLimits | None = None,
+               chunk: int = 64, threads: int = 4) -> Iterator[CaptionItem]:
+    """Items of ``manifest`` in row order; image hashing runs on ``threads`` threads (I/O bound)."""
+    manifest = Path(manifest)
+    limits = limits or ImageLimits()
+    base = manifest if manifest.is_dir() else manifest.parent
+    label = manifest.name
+    rows = read_rows(manifest)
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="manifest-hash") as pool:
+        for group in _chunks(rows, chunk):
+            yield from pool.map(lambda r: _to_item(r, base, label, style, locale, limits), group)
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    group: list[Any] = []
+    for item in items:
+        group.append(item)
+        if len(group) >= size:
+            yield group
+            group = []
+    if group:
+        yield group
