@@ -45,6 +45,8 @@ _PHRASES: list[str] = [
     r"\b(?:include|add|append|insert|mention) (?:the |this |our )?(?:link|url|website|phone|email|e-mail|hashtag|"
     r"phrase|words?|text|slogan)\b",
     r"\binstead,? (?:say|write|output|describe|tell)\b",
+    r"\bforget (?:what|everything|anything) (?:you (?:were|have been|'ve been) )?(?:told|said|instructed)\b",
+    r"\byour (?:only|new|real|actual|true) (?:task|job|goal|purpose|instruction|mission) (?:is|now)\b",
     r"\bdo not (?:describe|mention) (?:the )?(?:image|product|photo|picture)\b",
     r"\bdu bist (?:jetzt|nun|ab jetzt)\b", r"\bab (?:jetzt|sofort) bist du\b",
     r"\b(?:schreib\w*|antworte\w*|gib) (?:\w+ )?(?:stattdessen|nur|einfach|ausschlie\w*)\b",

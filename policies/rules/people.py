@@ -32,7 +32,9 @@ _NEUTRAL = {
 }
 _PERSON = (r"person|people|persons|individual|woman|women|man|men|lady|ladies|gentleman|gentlemen|guy|guys|girl|"
            r"girls|boy|boys|child|children|kid|kids|teen|teenager|adult|adults|model|worker|student|astronaut|"
-           r"athlete|customer|shopper|couple|family|friends")
+           r"athlete|customer|shopper|couple|family|friends|musician|guitarist|pianist|artist|singer|dancer|player|"
+           r"chef|cook|baker|doctor|nurse|teacher|employee|officer|soldier|farmer|driver|rider|runner|cyclist|"
+           r"skier|surfer|hiker|tourist|traveller|traveler|professional|businessperson|actor")
 _AGE = re.compile(r"\b(?:\d{1,3}[- ]years?[- ]old|(?:young|younger|old|older|elderly|aged|middle-aged|teenage|"
                   r"adolescent|senior|mature|youthful|little|baby-faced)(?=\s+(?:\w+\s+)?(?:" + _PERSON + r")\b)"
                   r"|in (?:his|her|their) (?:early |mid |late )?(?:\d0s|teens|twenties|thirties|forties|fifties|"

@@ -160,7 +160,7 @@ def _phones(text: str, regions: list[str] | tuple[str, ...]) -> list[Span]:
 
 # Product identifiers are written like phone numbers (ISBN 978-3-16-148410-0) and are not PII.
 _PRODUCT_CODE = re.compile(r"\b(?:ISBN(?:-1[03])?|EAN|GTIN|UPC|SKU|MPN|ASIN|Art(?:ikel)?\.?-?\s?Nr|Ref|Model|"
-                           r"Item|Part)\.?\s*(?:no\.?|#|:)?\s*$", re.IGNORECASE)
+                           r"Item|Part|Batch|Lot|Serial|S/N|Invoice|Order|Version|Ver)\.?\s*(?:no\.?|#|:)?\s*$", re.IGNORECASE)
 _MEASURE_AFTER = re.compile(r"\s*(?:x|×|cm|mm|m|in|inch|ml|l|g|kg|%|€|\$|£)\b", re.IGNORECASE)
 
 

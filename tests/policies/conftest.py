@@ -1,0 +1,38 @@
+"""Fixtures for the policy tests: the real engine on the bundled default policy."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.schemas import GroundingFact
+
+
+@pytest.fixture(scope="session")
+def engine():
+    from policies import PolicyEngine
+
+    return PolicyEngine.load()
+
+
+@pytest.fixture
+def make_ctx():
+    """ModerationContext factory with the alt_text preset and English defaults."""
+    from policies import ModerationContext
+    from prompts import load_preset
+
+    def make(draft: str = "a white espresso cup on a saucer", preset: str = "alt_text", facts=(), **kw):
+        facts = [f if isinstance(f, GroundingFact) else fact(f) for f in facts]
+        kw.setdefault("locale", "en-US")
+        kw.setdefault("attempts_left", 1)
+        return ModerationContext(preset=load_preset(preset), draft=draft, facts=facts, **kw)
+
+    return make
+
+
+def fact(text: str, sku: str = "SKU1", **fields: str) -> GroundingFact:
+    return GroundingFact(id=f"{sku}:text", sku=sku, field="text", text=text, score=0.9, fields=fields)
+
+
+def fired(outcome) -> dict[str, str]:
+    """rule -> action for the rules that did not allow."""
+    return {d.rule: d.action for d in outcome.decisions if d.action != "allow"}

@@ -1,0 +1,43 @@
+"""The adversarial corpus against the real engine: every case's expected outcome, then the rates per rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from policies.report import evaluate, load_corpus, run_case
+
+CORPUS = Path(__file__).parent / "corpus"
+CASES = load_corpus(CORPUS)
+
+
+def _marks(case):
+    if case.render is not None:
+        return [pytest.mark.slow]  # RapidOCR, about a second per image
+    return []
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=_marks(c)) for c in CASES])
+def test_case(engine, case):
+    if case.render is not None:
+        pytest.importorskip("rapidocr_onnxruntime", reason="needs the [ocr] extra")
+    if case.stage == "image":
+        pytest.importorskip("nudenet", reason="needs the [safety] extra")
+    result = run_case(engine, case)
+    assert not result.problems, f"{case.id}: {result.problems} -> {result.action} {result.text!r}"
+
+
+def test_corpus_covers_every_rule_in_both_directions():
+    positives = {rule for case in CASES for rule in case.fires}
+    assert positives >= {"pii", "injection", "blocklist", "people", "grounding", "style", "language", "confidence"}
+    assert sum(1 for c in CASES if not c.fires) >= 40, "enough clean cases to measure false positives"
+
+
+def test_rates_on_the_text_corpus(engine):
+    text_cases = [c for c in CASES if c.render is None and c.stage != "image"]
+    report = evaluate(engine, text_cases)
+    for name, rates in report.rates.items():
+        if rates.positives:
+            assert rates.catch_rate == 1.0, (name, report.table())
+        assert rates.false_positives == 0, (name, report.table())
