@@ -161,6 +161,7 @@ def run_job(kind: str, items: Iterable[Any], stage: Stage | None, spec: StageSpe
     summary.metrics_port = metrics.port
     cache = ResultCache(options.cache_dir, fingerprint) if options.cache_dir else None
     memo: dict[str, dict[str, Any]] = {}  # this run's results by cache key: duplicates answer instantly
+    waiting: dict[str, list[Any]] = {}  # cache key in flight -> items that will copy its record
     with OutputLog(options.out, fmt, kind=kind, fingerprint=fingerprint,
                    allow_config_change=options.allow_config_change, flush_every=options.flush_every,
                    flush_interval_s=options.flush_interval_s) as out:
@@ -196,11 +197,19 @@ def run_job(kind: str, items: Iterable[Any], stage: Stage | None, spec: StageSpe
                 if hit is not None:
                     write([item.annotate({**hit, "key": item.key, "cached": True})], cached=True)
                     continue
+                if item.cache_key in waiting:  # the same request is being computed: copy its result
+                    waiting[item.cache_key].append(item)
+                    continue
+                waiting[item.cache_key] = []
                 yield item
 
         def finished(batch: Sequence[Any], records: list[dict[str, Any]], seconds: float) -> None:
             metrics.batch_seconds(seconds)
             write(records)
+            for item, record in zip(batch, records):
+                followers = waiting.pop(item.cache_key, [])
+                if followers:
+                    write([f.annotate({**record, "key": f.key, "cached": True}) for f in followers], cached=True)
             done = [(i.cache_key, r) for i, r in zip(batch, records) if r["status"] != "error"]
             for cache_key, record in done:
                 memo[cache_key] = record
