@@ -90,7 +90,7 @@ class GroundingRule(Rule):
                     # Inflection endings only on longer forms: "lin" + "e" would read English "line" as linen.
                     alts.append((len(key), body + (r"\w*" if prefix else _SUFFIXES if len(key) >= 4 else "")))
             alts.sort(reverse=True)  # longest first: "stainless steel" before "steel"
-            pattern = re.compile(r"(?<!\w)(?:" + "|".join(f"({a})" for _, a in alts) + r")(?!\w)")
+            pattern = re.compile(r"(?<!\w)(?:" + "|".join(a for _, a in alts) + r")(?!\w)")
             out.append((kind, pattern, form_to_concept))
         return out
 
@@ -173,32 +173,42 @@ class GroundingRule(Rule):
             claims.append(Claim("name", fold(text[a:b]), a, b, text[a:b]))
         return claims
 
-    def support(self, claim: Claim, ctx, sources: list[tuple[str, str]] | None = None) -> list[str]:
-        """Ids of the sources that state ``claim``; injected instructions in facts support nothing."""
-        if sources is None:
-            sources = ctx.sources(image_text=self.config.support_from_image_text, trusted_only=True)
+    def index(self, ctx) -> list[tuple[str, str, dict[str, set[str]], set[float]]]:
+        """Per source: (id, folded text, kind -> concepts incl. broader ones, number values). Built once per
+        check; injected instructions in facts are cut out first, so they support nothing."""
         out = []
-        for source, text in sources:
+        for source, text in ctx.sources(image_text=self.config.support_from_image_text, trusted_only=True):
+            kinds: dict[str, set[str]] = {}
+            values: set[float] = set()
+            for c in self.claims(text, ctx.locale, names=False):
+                kinds.setdefault(c.kind, set()).add(c.concept)
+                if c.kind == "number":
+                    values |= _number_values(c.concept)
+            for kind in ("colour", "material"):
+                found = kinds.get(kind, set())
+                kinds[kind] = found | {b for c in found for b in self.config.broader.get(c, [])}
+            out.append((source, fold(text), kinds, values))
+        return out
+
+    def support(self, claim: Claim, ctx, index: list | None = None) -> list[str]:
+        """Ids of the sources that state ``claim``."""
+        out = []
+        for source, folded, kinds, values in (index if index is not None else self.index(ctx)):
             if claim.kind == "name":
-                if re.search(r"(?<!\w)" + re.escape(claim.concept) + r"(?!\w)", fold(text)):
-                    out.append(source)
-                continue
-            concepts = {c.concept for c in self.claims(text, ctx.locale, names=False) if c.kind == claim.kind
-                        or (claim.kind == "size" and c.kind == "size")}
-            if claim.kind in ("colour", "material"):
-                concepts |= {b for c in list(concepts) for b in self.config.broader.get(c, [])}
-            if claim.kind == "number":
-                if _number_values(claim.concept) & {v for c in concepts for v in _number_values(c)}:
-                    out.append(source)
-            elif claim.concept in concepts:
+                hit = re.search(r"(?<!\w)" + re.escape(claim.concept) + r"(?!\w)", folded) is not None
+            elif claim.kind == "number":
+                hit = bool(_number_values(claim.concept) & values)
+            else:
+                hit = claim.concept in kinds.get(claim.kind, set())
+            if hit:
                 out.append(source)
         return out
 
     def check_output(self, text: str, ctx) -> RuleResult:
         claims = self.claims(text, ctx.locale)
-        sources = ctx.sources(image_text=self.config.support_from_image_text, trusted_only=True)
+        index = self.index(ctx) if claims else []
         listed = [{"claim": c.text, "kind": c.kind, "concept": c.concept,
-                   "supported_by": self.support(c, ctx, sources)} for c in claims]
+                   "supported_by": self.support(c, ctx, index)} for c in claims]
         unsupported = [c for c, row in zip(claims, listed) if not row["supported_by"]]
         if not unsupported:
             return self.allow(text, f"all {len(claims)} claim(s) supported", claims=listed)

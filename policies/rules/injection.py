@@ -117,6 +117,11 @@ def _skeleton_regex(pattern: str) -> str:
 
 def find_instructions(text: str) -> list[tuple[int, int]]:
     """Spans (clause start .. sentence end) of instruction-like text in ``text``."""
+    return list(_find_instructions(text))
+
+
+@lru_cache(maxsize=4096)  # the same facts are scanned before the prompt and at every review
+def _find_instructions(text: str) -> tuple[tuple[int, int], ...]:
     spans: list[tuple[int, int]] = []
     for m in _SENTENCE.finditer(text):
         sentence = m.group()
@@ -134,7 +139,7 @@ def find_instructions(text: str) -> list[tuple[int, int]]:
             soft = _SOFTENERS.search(sentence[:start])
             cut = soft.start() if soft else start
         spans.append((m.start() + cut, m.end()))
-    return spans
+    return tuple(spans)
 
 
 def strip_instructions(text: str, known: list[str] = ()) -> str:
