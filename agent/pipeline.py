@@ -15,7 +15,6 @@ from typing import Any, Iterable, Sequence
 
 from agent import __version__
 from agent.config import AgentConfig
-from agent.drafters import DRAFTERS
 from agent.errors import BackendError, CaptionAgentError, ModelOutputError
 from agent.images import load_image
 from agent.locales import normalize_locale
@@ -83,8 +82,15 @@ class CaptionAgent:
 
     # --- stages, loaded lazily -------------------------------------------------------------------------------
     @cached_property
+    def drafters(self):
+        """Drafters by name (config default + per-request choices), with the lite fallback the config allows."""
+        from agent.drafters.routing import DrafterRouter
+
+        return DrafterRouter(self.config.drafter)
+
+    @cached_property
     def drafter(self):
-        return DRAFTERS.get(self.config.drafter.backend)(self.config.drafter)
+        return self.drafters.get()[0]
 
     @cached_property
     def embedder(self):
@@ -162,6 +168,9 @@ class CaptionAgent:
         return CaptionRunnable(agent=self)
 
     def close(self) -> None:
+        router = self.__dict__.pop("drafters", None)
+        if router is not None:
+            router.close()
         for name in ("drafter", "refiner"):
             stage = self.__dict__.pop(name, None)
             if stage is not None:
@@ -191,10 +200,20 @@ class CaptionAgent:
                     self._finish(item, outcome, text=None)
 
     def _draft(self, items: list[_Item]) -> None:
+        groups: dict[str, list[_Item]] = {}
+        for w in items:  # one batch per drafter: the config's, or the one a request names
+            groups.setdefault(w.request.drafter or self.config.drafter.backend, []).append(w)
+        for name, group in groups.items():
+            self._draft_group(name, group)
+
+    def _draft_group(self, name: str, items: list[_Item]) -> None:
         n = max(w.request.n_candidates or self.config.drafter.n_candidates for w in items)
         with _Timer(items, "draft"):
             try:
-                drafts = self.drafter.draft([w.image for w in items], [w.draft.image for w in items], n)
+                if name == self.config.drafter.backend:
+                    self.drafters.adopt(name, self.drafter)  # a drafter set on the agent (shared models) wins
+                drafts, drafter, notes = self.drafters.draft(name, [w.image for w in items],
+                                                             [w.draft.image for w in items], n)
             except Exception as exc:  # noqa: BLE001 - a backend crash fails this batch's items, not the process
                 for w in items:
                     w.fail(exc, "draft")
@@ -203,8 +222,9 @@ class CaptionAgent:
             item.draft = draft.model_copy(update={
                 "candidates": draft.candidates[: item.request.n_candidates or self.config.drafter.n_candidates]})
             item.image_text = draft.image_text
-            item.provenance.drafter = self.drafter.name
-            item.provenance.drafter_model = draft.model_id or self.drafter.model_id
+            item.provenance.drafter = drafter.name
+            item.provenance.drafter_model = draft.model_id or drafter.model_id
+            item.provenance.fallbacks.extend(notes)
             if not item.draft.candidates:
                 item.fail(ModelOutputError("the drafter produced no candidates for this image."), "draft")
 

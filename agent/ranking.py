@@ -32,7 +32,11 @@ class Ranker(ABC):
     def rank(self, candidates: Sequence[Candidate], image: Any = None) -> tuple[list[Candidate], float]:
         if not candidates:
             return [], 0.0
-        quality = np.clip(self.scores(candidates, image), 0.0, 1.0)
+        return self.blend(candidates, self.scores(candidates, image))
+
+    def blend(self, candidates: Sequence[Candidate], quality: np.ndarray) -> tuple[list[Candidate], float]:
+        """Confidence = w * drafter probability + (1 - w) * quality, best first."""
+        quality = np.clip(quality, 0.0, 1.0)
         w = self.drafter_weight
         ranked = [c.model_copy(update={"rank_score": round(float(w * drafter_prob(c) + (1 - w) * q), 4)})
                   for c, q in zip(candidates, quality)]
