@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Sequence
+from typing import Callable, Sequence
 
 from PIL import Image
 
@@ -28,10 +28,12 @@ def _describe(settings: DrafterSettings) -> str:
     return f"{settings.backend} ({where})" if where else settings.backend
 
 
-def build_drafter(settings: DrafterSettings) -> tuple[Drafter, str | None]:
+def build_drafter(settings: DrafterSettings,
+                  lite: Callable[[], Drafter] | None = None) -> tuple[Drafter, str | None]:
     """Load the configured drafter; on a load failure use ``lite`` if ``fallback_to_lite``, with a note saying so.
 
-    Raises the load error (which names the model and the fix) when falling back is not allowed.
+    Raises the load error (which names the model and the fix) when falling back is not allowed. ``lite`` supplies
+    an already loaded lite drafter; a new one is loaded otherwise.
     """
     cls = DRAFTERS.get(settings.backend)  # an unknown name is a ConfigError, not a reason to fall back
     try:
@@ -44,7 +46,7 @@ def build_drafter(settings: DrafterSettings) -> tuple[Drafter, str | None]:
             raise
         note = f"drafter: {_describe(settings)} failed to load, used lite instead: {exc}"
         log.warning(note)
-        return DRAFTERS.get("lite")(settings), note
+        return (lite() if lite is not None else DRAFTERS.get("lite")(settings)), note
 
 
 class DrafterRouter:
@@ -53,14 +55,15 @@ class DrafterRouter:
     def __init__(self, settings: DrafterSettings) -> None:
         self.settings = settings
         self._drafters: dict[str, tuple[Drafter, str | None]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # building a drafter may fetch the shared lite one
 
     def get(self, name: str | None = None) -> tuple[Drafter, str | None]:
         """The drafter for ``name`` (the config's backend when None) and its fallback note, if any."""
         name = name or self.settings.backend
         with self._lock:
             if name not in self._drafters:
-                self._drafters[name] = build_drafter(self.settings.model_copy(update={"backend": name}))
+                self._drafters[name] = build_drafter(self.settings.model_copy(update={"backend": name}),
+                                                     lite=None if name == "lite" else lambda: self.get("lite")[0])
             return self._drafters[name]
 
     def adopt(self, name: str, drafter: Drafter) -> None:
