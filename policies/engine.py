@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,9 @@ class PolicyEngine:
         self.path: str = loaded.path
         self._rules: dict[str, list[Rule]] = {}
         self._lock = threading.Lock()
+        # cleaned input text -> the passages cut out of it, so that review() can compare a caption with what an
+        # injection asked for even when the caller builds a fresh ModerationContext (bounded, process-local).
+        self._removed: OrderedDict[str, tuple[str, ...]] = OrderedDict()
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> PolicyEngine:
@@ -80,13 +84,10 @@ class PolicyEngine:
                      for r in self.rules(ctx.preset.name) if r.name in _INPUT_RULES and not r.config.enabled]
 
         def clean(text: str, source: str) -> str | None:
-            for rule in rules:
-                result = self._run(rule, "inputs", lambda: rule.check_input(text, source, ctx), text)
-                decisions.extend(d for d in result.decisions if d.action != "allow")
-                if result.decisions and result.decisions[0].details.get("error"):
-                    ctx.input_flags.extend(result.decisions)
-                    return None
-                text = result.text
+            before = len(ctx.neutralised)
+            text = self._clean(rules, text, source, ctx, decisions)
+            if text is not None and len(ctx.neutralised) > before:
+                self._remember(text, ctx.neutralised[before:])
             return text
 
         out_facts: list[GroundingFact] = []
@@ -105,6 +106,37 @@ class PolicyEngine:
                                             f"{len(image_text)} chars of image text vetted; nothing to change"))
         return out_facts, cleaned_image_text or "", decisions
 
+    def _clean(self, rules: list[Rule], text: str, source: str, ctx: ModerationContext,
+               decisions: list[PolicyDecision]) -> str | None:
+        for rule in rules:
+            result = self._run(rule, "inputs", lambda: rule.check_input(text, source, ctx), text)
+            decisions.extend(d for d in result.decisions if d.action != "allow")
+            if result.decisions and result.decisions[0].details.get("error"):
+                ctx.input_flags.extend(result.decisions)
+                return None  # fail closed: text no rule could vet does not reach the prompt
+            text = result.text
+        return text
+
+    def _remember(self, cleaned: str, passages: list[str]) -> None:
+        rest = cleaned
+        for rule in self.rules(""):
+            placeholder = getattr(rule.config, "placeholder", None)
+            rest = rest.replace(placeholder, "") if placeholder else rest
+        if len(rest.strip()) < 8:  # nothing but the placeholder: too common a key to tie to one request
+            return
+        with self._lock:
+            self._removed[cleaned] = tuple(dict.fromkeys([*self._removed.get(cleaned, ()), *passages]))[-20:]
+            self._removed.move_to_end(cleaned)
+            while len(self._removed) > 20_000:
+                self._removed.popitem(last=False)
+
+    def _recall(self, ctx: ModerationContext) -> None:
+        """Add to ``ctx.neutralised`` what prepare_inputs cut from the (cleaned) texts this context carries."""
+        texts = [ctx.image_text] + [f.text for f in ctx.facts] + [v for f in ctx.facts for v in f.fields.values()]
+        with self._lock:
+            found = [p for t in texts if t in self._removed for p in self._removed[t]]
+        ctx.neutralised.extend(p for p in dict.fromkeys(found) if p not in ctx.neutralised)
+
     # -- 3. the caption -------------------------------------------------------------------------------------
     def review(self, text: str, ctx: ModerationContext, only: frozenset[str] | set[str] | None = None
                ) -> ModerationOutcome:
@@ -113,6 +145,7 @@ class PolicyEngine:
         A ``fallback`` outcome already carries the moderated ranked draft as ``text`` (its decisions follow,
         marked ``details.pass = "draft"``); publish ``text`` when the action is allow, redact or fallback.
         ``only`` restricts the run to the named rules (the review queue re-checks human edits that way)."""
+        self._recall(ctx)
         outcome = self._review(text, ctx, only)
         if outcome.action != "fallback" or ctx.is_fallback:
             return outcome
