@@ -33,6 +33,7 @@ def caption(
     catalog: Annotated[Optional[Path], typer.Option(help="Embedded Chroma folder made by `ingest`.")] = None,
     n: Annotated[Optional[int], typer.Option("--n", help="Candidate drafts per image.")] = None,
     refiner: Annotated[Optional[str], typer.Option(help="Refiner backend: local | vllm | none.")] = None,
+    drafter: Annotated[Optional[str], typer.Option(help="Drafter backend: lite | transformers | vllm.")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Caption IMAGES and print one JSON CaptionResult per line."""
@@ -46,6 +47,8 @@ def caption(
             cfg.retrieval.catalog_dir = catalog
         if refiner is not None:
             cfg.refiner.backend = refiner
+        if drafter is not None:
+            cfg.drafter.backend = drafter
         agent = CaptionAgent(cfg)
         hint = ProductHint(sku=sku, brand=brand, category=category)
         requests = [CaptionRequest(image=p, style=style or cfg.default_style, locale=locale or cfg.default_locale,

@@ -8,6 +8,7 @@ log-probability under the model (raw logits, log-softmax, summed over the genera
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any, Sequence
 
 from PIL import Image
@@ -77,6 +78,7 @@ class TransformersDrafter(Drafter):
             self.tokenizer.padding_side = "left"  # decoder-only batches must end where generation starts
         self._stop_ids = _stop_ids(self.model, self.tokenizer, config)
         self._vocab = int(getattr(config.get_text_config(), "vocab_size", 0) or 32_000)
+        self._lock = threading.Lock()  # one generate() at a time: torch modules are not re-entrant across threads
 
     # --- stage 1 ----------------------------------------------------------------------------------------------
     def draft(self, images: Sequence[Image.Image], infos: Sequence[ImageInfo], n: int) -> list[Draft]:
@@ -100,9 +102,9 @@ class TransformersDrafter(Drafter):
             kwargs.update(num_beams=k, do_sample=False)
         else:
             kwargs.update(num_beams=1, do_sample=True, temperature=self.settings.temperature, top_p=0.95, top_k=0)
-        with torch.inference_mode():
+        with self._lock, torch.inference_mode():
             out = self.model.generate(**inputs, **kwargs)
-        tokens, logprob, counts = self._token_logprobs(out)
+            tokens, logprob, counts = self._token_logprobs(out)
         texts = self.processor.batch_decode(tokens.tolist(), skip_special_tokens=True)
         results: list[list[Candidate]] = []
         for i in range(len(images)):
