@@ -82,6 +82,8 @@ class LocalizeItem:
 
     def annotate(self, record: dict[str, Any]) -> dict[str, Any]:
         record.update(source_key=self.source_key, row=self.row)
+        record.setdefault("style", self.style)
+        record.setdefault("locale", self.locale)
         record.pop("id", None)
         if self.id is not None:
             record["id"] = self.id

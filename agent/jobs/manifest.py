@@ -109,6 +109,8 @@ class CaptionItem:
     def annotate(self, record: dict[str, Any]) -> dict[str, Any]:
         """Stamp this item's own fields (where it came from) on a record computed, cached or failed for it."""
         record.update(source=self.source, row=self.row)
+        record.setdefault("style", self.style)
+        record.setdefault("locale", self.locale)
         record.pop("id", None)
         if self.id is not None:
             record["id"] = self.id
