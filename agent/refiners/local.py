@@ -55,7 +55,9 @@ class LocalRefiner(Refiner):
         prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + _PREFILL
         inputs = self.tokenizer(prompt, return_tensors="pt").to(self._device)
         sample = self.settings.temperature > 0
-        gen_kwargs = {"max_new_tokens": self.settings.max_new_tokens, "do_sample": sample,
+        # ~3 characters per token: a budget tied to the length limit stops rambling early.
+        budget = min(self.settings.max_new_tokens, job.limit // 3 + 8)
+        gen_kwargs = {"max_new_tokens": budget, "do_sample": sample,
                       "pad_token_id": self.tokenizer.eos_token_id, "stop_strings": ['"'], "tokenizer": self.tokenizer}
         if sample:
             gen_kwargs["temperature"] = self.settings.temperature
