@@ -47,6 +47,7 @@ class _Item:
     facts_used: list[str] = field(default_factory=list)
     provenance: Provenance = field(default_factory=Provenance)
     exc: Exception | None = None
+    ctx: Any = None  # one ModerationContext per item: prepare_inputs leaves flags there that review() needs
 
     @property
     def live(self) -> bool:
@@ -293,12 +294,17 @@ class CaptionAgent:
 
     # --- moderation helpers ---------------------------------------------------------------------------------------
     def _context(self, item: _Item, attempts_left: int, is_fallback: bool = False):
-        from policies import ModerationContext
+        """The item's ModerationContext, created once and kept in step with the item."""
+        if item.ctx is None:
+            from policies import ModerationContext
 
-        return ModerationContext(preset=item.preset, locale=item.locale, draft=item.ranked[0].text if item.ranked
-                                 else "", facts=item.facts, image_text=item.image_text,
-                                 max_chars=item.request.max_chars, faces=item.faces, attempts_left=attempts_left,
-                                 is_fallback=is_fallback, confidence=item.confidence)
+            item.ctx = ModerationContext(preset=item.preset, locale=item.locale, draft="")
+        ctx = item.ctx
+        ctx.draft = item.ranked[0].text if item.ranked else ""
+        ctx.facts, ctx.image_text = item.facts, item.image_text
+        ctx.max_chars, ctx.faces, ctx.confidence = item.request.max_chars, item.faces, item.confidence
+        ctx.attempts_left, ctx.is_fallback = attempts_left, is_fallback
+        return ctx
 
     def _moderate(self, item: _Item, text: str, attempts_left: int) -> bool:
         """Review refined text; returns True when the item should be regenerated."""
@@ -312,10 +318,13 @@ class CaptionAgent:
             item.feedback = outcome.feedback
             return True
         if outcome.action in ("fallback", "regenerate"):
-            item.decisions += outcome.decisions
             item.provenance.fallbacks.append(f"policy: {outcome.action} after {item.provenance.refine_attempts} "
                                              f"attempt(s)")
-            self._moderate_fallback(item)
+            if outcome.action == "fallback":  # the engine already moderated the ranked draft into outcome.text
+                self._finish(item, outcome, outcome.text)
+            else:
+                item.decisions += outcome.decisions
+                self._moderate_fallback(item)
             return False
         self._finish(item, outcome, outcome.text)
         return False
