@@ -14,6 +14,7 @@ import queue
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from agent.jobs.log import OutputLog, infer_format
 from agent.jobs.metrics import JobMetrics, Progress
 
 log = logging.getLogger("caption_agent.jobs")
+_MEMO_SIZE = 4096  # results kept in memory for repeats within a run; --cache covers the rest
 
 
 class JobOptions(BaseModel):
@@ -75,9 +77,13 @@ class JobSummary(BaseModel):
 
 
 class Item(Protocol):
-    key: str
-    cache_key: str
-    error: dict[str, str] | None
+    """What the driver needs of a work item (CaptionItem, LocalizeItem)."""
+
+    key: str  # identity in the output log
+    cache_key: str  # identity of the computation (the key without the caller's id)
+    error: dict[str, str] | None  # set when the input row itself is unusable
+
+    def annotate(self, record: dict[str, Any]) -> dict[str, Any]: ...
 
     def to_json(self) -> str: ...
 
@@ -150,7 +156,7 @@ class ResultCache:
         self._db.close()
 
 
-def run_job(kind: str, items: Iterable[Any], stage: Stage | None, spec: StageSpec, options: JobOptions, *,
+def run_job(kind: str, items: Iterable[Item], stage: Stage | None, spec: StageSpec, options: JobOptions, *,
             fingerprint: str, total: int | None = None, skipped_inputs: Callable[[], int] | None = None
             ) -> JobSummary:
     """Drive one job: open (and repair) the log, skip done keys, answer cache hits, run the rest, write."""
@@ -160,7 +166,7 @@ def run_job(kind: str, items: Iterable[Any], stage: Stage | None, spec: StageSpe
     metrics = JobMetrics(kind, options.metrics_port, options.metrics_addr)
     summary.metrics_port = metrics.port
     cache = ResultCache(options.cache_dir, fingerprint) if options.cache_dir else None
-    memo: dict[str, dict[str, Any]] = {}  # this run's results by cache key: duplicates answer instantly
+    memo: OrderedDict[str, dict[str, Any]] = OrderedDict()  # recent results by cache key (bounded LRU)
     waiting: dict[str, list[Any]] = {}  # cache key in flight -> items that will copy its record
     with OutputLog(options.out, fmt, kind=kind, fingerprint=fingerprint,
                    allow_config_change=options.allow_config_change, flush_every=options.flush_every,
@@ -213,6 +219,9 @@ def run_job(kind: str, items: Iterable[Any], stage: Stage | None, spec: StageSpe
             done = [(i.cache_key, r) for i, r in zip(batch, records) if r["status"] != "error"]
             for cache_key, record in done:
                 memo[cache_key] = record
+                memo.move_to_end(cache_key)
+                if len(memo) > _MEMO_SIZE:
+                    memo.popitem(last=False)
             if cache:
                 out.flush()  # the log is the truth: cache only what is already durable there
                 cache.put_many(done)

@@ -228,7 +228,7 @@ class OutputLog:
         dropped = [k for k, s in self.index.items() if s == "error"]
         if not dropped:
             return 0
-        self._rewrite(lambda r: r["status"] != "error")
+        self._rewrite(drop_status="error")
         for key in dropped:
             del self.index[key]
         return len(dropped)
@@ -237,15 +237,16 @@ class OutputLog:
         """Parquet: merge part files into one (crash-safe); JSONL: nothing to do."""
         self.flush()
         if self.format == "parquet" and len(self._parquet_files()) > 1:
-            self._rewrite(lambda r: True)
+            self._rewrite(drop_status=None)
 
-    def _rewrite(self, keep: Any) -> None:
+    def _rewrite(self, drop_status: str | None) -> None:
+        """Copy the log without records of ``drop_status``, streaming, then swap it in with one rename."""
         if self.format == "jsonl":
             self._fh.close()
             tmp = self.path.with_name(self.path.name + ".tmp")
             with open(self.path, "rb") as src, open(tmp, "wb") as dst:
-                for line in src:
-                    if keep(json.loads(line)):
+                for number, line in enumerate(src, 1):
+                    if _parse_head(line, self.path, number)[1] != drop_status:
                         dst.write(line)
                 dst.flush()
                 os.fsync(dst.fileno())
@@ -253,11 +254,24 @@ class OutputLog:
             _fsync_dir(self.path.parent)
             self._fh = open(self.path, "ab")
             return
-        files = self._parquet_files()
-        records = [r for r in read_records(self.path) if keep(r)]
+        pa, pq = _pa(), _pq()
+        files = _parquet_files(self.path, live_only=True)
         last = max(seq for _, seq, _ in files)
-        self._write_part(records, f"compact-{last:08d}.parquet")
-        for kind, seq, p in files:
+        name = f"compact-{last:08d}.parquet"
+        tmp = self.path / (name + ".tmp")
+        schema = pa.schema([(c, pa.string()) for c in _COLUMNS])
+        with open(tmp, "wb") as fh:
+            with pq.ParquetWriter(fh, schema, compression="zstd") as writer:
+                for _, _, part in files:  # one part in memory at a time
+                    table = pq.read_table(part).select(list(_COLUMNS))
+                    if drop_status is not None:
+                        table = table.filter(_pc().not_equal(table["status"], drop_status))
+                    writer.write_table(table)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path / name)
+        _fsync_dir(self.path)
+        for kind, seq, p in self._parquet_files():
             if not (kind == "compact" and seq == last):
                 p.unlink()
         self._seq = last + 1
@@ -340,6 +354,12 @@ def _pa() -> Any:
     from agent._extras import require
 
     return require("pyarrow", "parquet", "Parquet output")
+
+
+def _pc() -> Any:
+    from agent._extras import require
+
+    return require("pyarrow.compute", "parquet", "Parquet output", package="pyarrow")
 
 
 def _pq() -> Any:

@@ -39,13 +39,15 @@ def _start(manifest: Path, out: Path, fmt: str, log: Path) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=open(log, "ab"))
 
 
-def _kill_when(proc: subprocess.Popen, ready, timeout: float = 600) -> bool:
-    """SIGKILL ``proc`` once ``ready()`` holds; False if it exited first."""
+def _kill_after_records(proc: subprocess.Popen, out: Path, fmt: str, target: int, delay: float,
+                        timeout: float = 600) -> bool:
+    """SIGKILL ``proc`` ``delay`` seconds after ``target`` records are on disk; False if it exited first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             return False
-        if ready():
+        if _records_on_disk(out, fmt) >= target:
+            time.sleep(delay)  # lands anywhere: mid-batch, between a write and its fsync, in the next write
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
             return True
@@ -79,8 +81,7 @@ def test_sigkill_at_random_points_then_rerun_leaves_every_item_once(tmp_path, im
         have = _records_on_disk(out, fmt)
         target = rng.randint(have + 1, max(have + 1, len(expected) - 3))
         proc = _start(manifest, out, fmt, log)
-        delay = rng.uniform(0, 0.4)
-        killed = _kill_when(proc, lambda: _records_on_disk(out, fmt) >= target and (time.sleep(delay) or True))
+        killed = _kill_after_records(proc, out, fmt, target, rng.uniform(0, 0.4))
         if killed:
             now = _records_on_disk(out, fmt)
             mid_run_kills += now < len(expected)
