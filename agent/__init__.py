@@ -5,7 +5,9 @@ Importing this package loads no model, starts no thread and touches no network; 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from agent._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -36,9 +38,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'agent' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

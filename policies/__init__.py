@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from agent._lazy import lazy_exports
 
 __all__ = ["ModerationContext", "PolicyEngine", "ReviewQueue", "load_policy"]
 
@@ -23,9 +25,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'policies' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -7,7 +7,9 @@ Names load lazily: importing ``agent.jobs`` imports no model, Ray or Prometheus 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from agent._lazy import lazy_exports
 
 __all__ = ["CaptionJobOptions", "JobSummary", "LocalizeJobOptions", "read_records", "run_caption_job",
            "run_localize_job"]
@@ -28,9 +30,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'agent.jobs' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
