@@ -89,7 +89,10 @@ def styles(
 from retrieval.cli import ingest as _ingest; app.command("ingest")(_ingest)  # noqa: E402,E702
 from policies.cli import eval_policies, policy_app, review_app  # noqa: E402
 app.add_typer(policy_app, name="policy"); app.add_typer(review_app, name="review")  # noqa: E702
-app.command("eval-policies")(eval_policies)
+eval_app = typer.Typer(no_args_is_help=True, help="Evaluate captions and policies.")
+eval_app.command("policies")(eval_policies)
+app.add_typer(eval_app, name="eval")
+app.command("eval-policies", hidden=True)(eval_policies)  # older spelling
 from agent.jobs.cli import batch_app; app.add_typer(batch_app, name="batch")  # noqa: E402,E702
 
 

@@ -161,6 +161,16 @@ class CaptionAgent:
             live = [w for w in work if w.live]
             if live:
                 stage(live)
+        if self.config.policy.review_queue is not None:
+            self._queue_for_review([w.result for w in work if w.result is not None])
+
+    def _queue_for_review(self, results: list[CaptionResult]) -> None:
+        from policies.review import ReviewQueue, needs_review
+
+        queue = ReviewQueue(self.config.policy.review_queue)
+        for result in results:
+            if needs_review(result):
+                queue.add(result)
 
     def as_runnable(self):
         """The agent as a LangChain Runnable (invoke / batch / ainvoke / callbacks)."""
