@@ -4,6 +4,7 @@ and against the real vLLM server when CAPTION_AGENT_TEST_VLLM_URL / CAPTION_AGEN
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import socket
@@ -15,6 +16,7 @@ from agent.config import AgentConfig
 from agent.errors import ConfigError, InvalidLocaleError
 from agent.jobs import LocalizeJobOptions, read_records, run_localize_job
 from agent.jobs.localize_job import iter_localize_items
+from agent.jobs.log import OutputLog
 
 CAPTIONS = [
     {"id": "cup-1", "text": "A small matte black espresso cup on a saucer.", "sku": "MUG-001",
@@ -56,6 +58,10 @@ def test_items_from_plain_rows_results_and_csv(tmp_path, captions):
     from_results = list(iter_localize_items(results, ["fr-FR"], style="alt_text"))
     assert [(i.source_key, i.text, i.facts[0]["id"]) for i in from_results] == [("k1", "A red bicycle.", "B:title")]
     assert len(list(iter_localize_items(results, ["fr-FR"], style="alt_text", include_review=True))) == 2
+    if importlib.util.find_spec("pyarrow"):  # a Parquet output folder feeds the job the same way
+        with OutputLog(tmp_path / "results.parquet", "parquet", kind="caption", fingerprint="f") as log:
+            log.append([json.loads(line) for line in results.read_text().splitlines()])
+        assert list(iter_localize_items(tmp_path / "results.parquet", ["fr-FR"], style="alt_text")) == from_results
     table = tmp_path / "captions.csv"
     with open(table, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["id", "text", "facts"])
