@@ -17,14 +17,20 @@ from agent.errors import CaptionAgentError
 
 
 def ingest(
-    file: Annotated[Path, typer.Argument(help="Catalog file: .csv, .tsv, .jsonl/.ndjson (optionally .gz) or .parquet.")],
-    catalog: Annotated[Optional[Path], typer.Option("--catalog", help="Embedded Chroma folder (created if absent).")] = None,
+    file: Annotated[Path, typer.Argument(help="Catalog: .csv, .tsv, .jsonl/.ndjson (optionally .gz) or .parquet.")],
+    catalog: Annotated[Optional[Path], typer.Option(
+        "--catalog", help="Embedded Chroma folder (created if absent).")] = None,
     collection: Annotated[Optional[str], typer.Option(help="Collection name (default: products).")] = None,
-    chroma_url: Annotated[Optional[str], typer.Option("--chroma-url", help="http://host:port of a `chroma run` server.")] = None,
-    embedder: Annotated[Optional[str], typer.Option(help="sentence-transformers id or path (default: bundled MiniLM, or the one the collection pins).")] = None,
-    full_snapshot: Annotated[bool, typer.Option("--full-snapshot", help="Remove stored products missing from FILE.")] = False,
-    rejects: Annotated[Optional[Path], typer.Option(help="JSONL file for rejected rows (default: FILE.rejects.jsonl, written only if any).")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=4096, help="Products per embedding batch.")] = 64,
+    chroma_url: Annotated[Optional[str], typer.Option(
+        "--chroma-url", help="http://host:port of a `chroma run` server instead of --catalog.")] = None,
+    embedder: Annotated[Optional[str], typer.Option(
+        help="sentence-transformers id or folder (default: the collection's pinned one, else bundled MiniLM).")] = None,
+    full_snapshot: Annotated[bool, typer.Option(
+        "--full-snapshot", help="Remove stored products missing from FILE.")] = False,
+    rejects: Annotated[Optional[Path], typer.Option(
+        help="JSONL file for rejected rows (default: FILE.rejects.jsonl, written only if any).")] = None,
+    batch_size: Annotated[int, typer.Option(
+        "--batch-size", min=1, max=4096, help="Products per embedding batch.")] = 64,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML config file.")] = None,

@@ -26,6 +26,8 @@ from retrieval.store import CatalogStore
 __all__ = ["IngestSummary", "ingest_file"]
 
 _KEEP_ERRORS = 50  # rejects kept in the summary; the rejects file has all of them
+# Rows per write = batch_size * this: fewer Chroma round trips and larger length-sorted encode calls.
+WRITE_BATCHES = 8
 
 
 @dataclass
@@ -101,13 +103,18 @@ def ingest_file(path: str | Path, store: CatalogStore, *, full_snapshot: bool = 
     summary = IngestSummary(file=str(path), format=fmt, collection=store.name, location=store.location,
                             embedder=store.embedder.model_id,
                             rejects_path=str(rejects_path) if rejects_path is not None else None)
+    if not path.is_file():
+        raise CatalogError(f"catalog file {str(path)!r} does not exist.", fix="check the path.")
+    before = _file_stamp(path)
     last = _validate_pass(path, fmt, summary, rejects_path)
     todo = sum(1 for row in last.values() if row > 0)
     if full_snapshot and todo == 0:
         raise CatalogError(f"{str(path)!r} has no valid products; refusing to treat it as a full snapshot "
                            "(that would delete the whole collection).",
                            fix="fix the rejected rows, or run without --full-snapshot.")
+    _check_unchanged(path, before)
     _write_pass(path, fmt, store, last, summary, batch_size, todo, progress, on_batch)
+    _check_unchanged(path, before)  # rows were matched to pass 1 by row number: a rewritten file breaks that
     if full_snapshot:
         stale = [sku for sku in store.iter_skus() if sku not in last]
         store.delete(stale)
@@ -115,6 +122,18 @@ def ingest_file(path: str | Path, store: CatalogStore, *, full_snapshot: bool = 
     summary.total = store.count()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _file_stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def _check_unchanged(path: Path, before: tuple[int, int]) -> None:
+    if _file_stamp(path) != before:
+        raise CatalogError(f"{str(path)!r} changed while it was being ingested.",
+                           fix="ingest a finished file (write exports to a temporary name, then rename); "
+                               "re-running converges.")
 
 
 def _validate_pass(path: Path, fmt: str, summary: IngestSummary,
@@ -163,7 +182,7 @@ def _write_pass(path: Path, fmt: str, store: CatalogStore, last: dict[str, int],
     pending: Future[None] | None = None
     done = 0
     try:
-        for batch in _batches(_winning_rows(path, fmt, last), batch_size * 4):
+        for batch in _batches(_winning_rows(path, fmt, last), batch_size * WRITE_BATCHES):
             stored = store.content_hashes([p.sku for p in batch])
             changed = [p for p in batch if stored.get(p.sku) != p.content_hash()]
             for p in changed:

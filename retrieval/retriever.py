@@ -90,9 +90,9 @@ class Retriever:
         """Matching products, best first. A named sku is looked up directly (score 1.0, no threshold)."""
         hint = hint or ProductHint()
         k = k or self.top_k
+        if hint.sku:  # looked up by id (the primary key); brand/category, if also given, must agree
+            return self.store.lookup([hint.sku], build_where(hint.model_copy(update={"sku": None})))
         where = build_where(hint, locale)
-        if hint.sku:
-            return self.store.lookup(where or {"sku": hint.sku}, k)
         text = query_text(query, hint)
         if not text:
             return []

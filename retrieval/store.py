@@ -49,13 +49,14 @@ class CatalogStore:
     """A product collection. Use ``CatalogStore.open(settings, ...)``; close it (or use ``with``) to free the lock."""
 
     def __init__(self, client: Any, collection: Any, embedder: Embedder, *, location: str,
-                 lock: Any = None, server: bool = False) -> None:
+                 lock: Any = None, server: bool = False, writer: bool = False) -> None:
         self._client = client
         self._collection = collection
         self.embedder = embedder
         self.location = location
         self.server = server
         self._lock = lock
+        self._writer = writer
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -95,13 +96,14 @@ class CatalogStore:
                 lock.release()
             raise
         return cls(client, collection, embedder, location=location, lock=lock,
-                   server=settings.chroma_url is not None)
+                   server=settings.chroma_url is not None, writer=writer)
 
     def close(self) -> None:
         """Release the writer lock (embedded mode). Safe to call twice."""
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+        self._writer = False
 
     def __enter__(self) -> CatalogStore:
         return self
@@ -115,7 +117,7 @@ class CatalogStore:
 
     @property
     def is_writer(self) -> bool:
-        return self._lock is not None or self.server
+        return self._writer
 
     # ------------------------------------------------------------------ reading
     def count(self) -> int:
@@ -134,7 +136,7 @@ class CatalogStore:
         got = self._collection.get(ids=list(skus), include=["metadatas"])
         return [Product.from_metadata(m) for m in got["metadatas"] or []]
 
-    def iter_skus(self, page: int = 5000) -> Iterator[str]:
+    def iter_skus(self, page: int = 20000) -> Iterator[str]:
         """Every sku in the collection, paged so 10^7 ids never sit in one response."""
         offset = 0
         while True:
@@ -152,9 +154,9 @@ class CatalogStore:
         return [Match(Product.from_metadata(meta), _score(dist), doc or "")
                 for meta, doc, dist in zip(res["metadatas"][0], res["documents"][0], res["distances"][0])]
 
-    def lookup(self, where: dict[str, Any], k: int) -> list[Match]:
-        """Products matching ``where`` without ranking (score 1.0): used when the caller named the sku."""
-        got = self._collection.get(where=where, limit=k, include=["metadatas", "documents"])
+    def lookup(self, skus: Sequence[str], where: dict[str, Any] | None = None) -> list[Match]:
+        """Products by id, optionally also matching ``where``, unranked (score 1.0): the caller named them."""
+        got = self._collection.get(ids=list(skus), where=where, include=["metadatas", "documents"])
         return [Match(Product.from_metadata(m), 1.0, d or "") for m, d in zip(got["metadatas"], got["documents"])]
 
     # ------------------------------------------------------------------ writing

@@ -12,6 +12,7 @@ import pytest
 from agent.config import RetrievalSettings
 from agent.errors import CatalogError
 from retrieval import CatalogStore, IngestSummary, ingest_file
+from retrieval.ingest import WRITE_BATCHES
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,9 +99,10 @@ def test_interrupted_run_converges_on_rerun(settings: RetrievalSettings, tmp_pat
     with CatalogStore.open(settings, minilm, writer=True) as store:
         with pytest.raises(KeyboardInterrupt):
             ingest_file(catalog, store, batch_size=2, on_batch=stop_after_first_batch)
-        assert store.count() == 8  # one write batch (4 x batch_size) landed, completely
+        first = 2 * WRITE_BATCHES
+        assert store.count() == first  # one write batch landed, completely
         rerun = ingest_file(catalog, store, batch_size=2)
-        assert (rerun.unchanged, rerun.added) == (8, 23)
+        assert (rerun.unchanged, rerun.added) == (first, 31 - first)
         interrupted_state = _state(store)
         vec = store._collection.get(ids=["MUG-001"], include=["embeddings"])["embeddings"][0]
     clean_settings = RetrievalSettings(catalog_dir=tmp_path / "clean")
@@ -125,3 +127,17 @@ def test_parquet_ingest_and_progress_bar(settings: RetrievalSettings, minilm: An
         assert store.get(["A-1"])[0].attributes == {"color": "matte black", "material": "stoneware"}
     err = capsys.readouterr().err
     assert "4/4" in err and "product/s" in err  # count and rate (tqdm prints the ETA in the same field)
+
+
+def test_a_file_rewritten_during_ingestion_is_detected(settings: RetrievalSettings, minilm: Any,
+                                                       small_rows: list, write_jsonl: Callable[..., Path]) -> None:
+    path = write_jsonl(small_rows)
+
+    def rewrite(done: int) -> None:
+        path.write_text(path.read_text() + json.dumps({"sku": "LATE-1", "title": "Appended mid-run"}) + "\n")
+
+    with CatalogStore.open(settings, minilm, writer=True) as store:
+        with pytest.raises(CatalogError, match="changed while it was being ingested"):
+            ingest_file(path, store, batch_size=1, on_batch=rewrite)
+        assert ingest_file(path, store).added == 1  # re-running converges, the late row included
+        assert store.count() == 5

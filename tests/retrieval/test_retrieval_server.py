@@ -28,7 +28,7 @@ def test_ingest_and_retrieve_through_the_server(chroma_server: str, minilm: Any,
             small_rows[0]["description"] = "A small espresso cup with a saucer."
             assert ingest_file(write_jsonl(small_rows), other).updated == 1
     reader = CatalogStore.open(settings)  # pinned embedder, read-only
-    assert reader.embedder is minilm and reader.count() == 4
+    assert reader.embedder is minilm and reader.count() == 4 and not reader.is_writer
     facts = Retriever(reader, top_k=1).facts("a black espresso cup", ProductHint(brand="Hollowell"))
     assert {f.sku for f in facts} == {"A-1"}
     assert next(f.text for f in facts if f.field == "description") == "A small espresso cup with a saucer."
