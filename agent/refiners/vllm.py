@@ -17,7 +17,6 @@ import json
 import threading
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 import weakref
 from typing import Any, Sequence
@@ -27,6 +26,7 @@ from pydantic import ValidationError
 from agent._extras import require
 from agent.config import RefinerSettings
 from agent.errors import BackendError, BackendUnavailableError, ConfigError, ModelOutputError
+from agent.http_retry import normalize_url, run_coroutine, unavailable
 from agent.refiners.base import Refiner, RefineJob, parse_refined
 from agent.schemas import RefinedCaption
 
@@ -79,7 +79,7 @@ class VLLMRefiner(Refiner):
         self._openai = require("openai", "vllm", "The vLLM refiner")
         self.settings = settings
         self.output_retries = max(0, output_retries)
-        self.base_url = _normalize_url(settings.base_url)
+        self.base_url = normalize_url(settings.base_url)
         self._model = settings.model
         self.model_id = settings.model or ""
         self._lock = threading.Lock()
@@ -151,7 +151,7 @@ class VLLMRefiner(Refiner):
                 if llm is not None:
                     await llm.root_async_client.close()
 
-        return _run_coroutine(run_and_close())
+        return run_coroutine(run_and_close())
 
     async def arefine_many(self, jobs: Sequence[RefineJob]) -> list[RefinedCaption | Exception]:
         gate = asyncio.Semaphore(self.settings.max_concurrency)
@@ -237,7 +237,7 @@ class VLLMRefiner(Refiner):
                                fix="set refiner.model to the served model name, and refiner.api_key if the "
                                    "server needs one.") from exc
         except (OSError, ValueError, KeyError, IndexError) as exc:
-            raise _unavailable(self.base_url, f"listing models failed ({exc})") from exc
+            raise _down(self.base_url, f"listing models failed ({exc})") from exc
         self.model_id = self._model
         return self._model
 
@@ -261,9 +261,9 @@ class VLLMRefiner(Refiner):
             return ModelOutputError(f"answer cut off at max_new_tokens={self.settings.max_new_tokens} "
                                     "(not valid JSON)")
         if isinstance(exc, openai.APITimeoutError):
-            return _unavailable(url, f"no answer within {self.settings.timeout_s:g} s, {retries} retries")
+            return _down(url, f"no answer within {self.settings.timeout_s:g} s, {retries} retries")
         if isinstance(exc, openai.APIConnectionError):
-            return _unavailable(url, f"cannot connect ({retries} retries)")
+            return _down(url, f"cannot connect ({retries} retries)")
         if isinstance(exc, openai.APIStatusError):
             status = exc.status_code
             detail = str(getattr(exc, "message", exc))[:300]
@@ -313,12 +313,6 @@ def _give_up(notes: list[str]) -> ModelOutputError:
     return err
 
 
-def _unavailable(url: str, why: str) -> BackendUnavailableError:
-    err = BackendUnavailableError(f"the vLLM server at {url} is unreachable: {why}.",
-                                  fix=f"{START_HINT} (or check refiner.base_url); the failed items can be retried.")
-    err.retryable = True  # type: ignore[attr-defined]
-    return err
-
 
 def _content(reply: Any) -> str:
     content = reply.content
@@ -327,31 +321,5 @@ def _content(reply: Any) -> str:
     return str(content)
 
 
-def _normalize_url(url: str) -> str:
-    """Accept ``http://host:port`` as well as ``http://host:port/v1``."""
-    url = url.strip().rstrip("/")
-    if not urllib.parse.urlsplit(url).path:
-        url += "/v1"
-    return url
-
-
-def _run_coroutine(coro: Any) -> Any:
-    """Run ``coro`` to completion from sync code, even when this thread already runs an event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    box: dict[str, Any] = {}
-
-    def worker() -> None:
-        try:
-            box["value"] = asyncio.run(coro)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=worker, name="vllm-refine-many")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+def _down(url: str, why: str) -> BackendUnavailableError:
+    return unavailable(url, why, hint=f"{START_HINT} (or check refiner.base_url)")
