@@ -57,7 +57,7 @@ class RetrievalSettings(_Section):
     chroma_url: str | None = Field(None, description="http://host:port of a `chroma run` server (instead of the folder).")
     collection: str = Field("products", min_length=3, max_length=512, description="Chroma collection name.")
     embedder: str | None = Field(None, description="sentence-transformers id or path; bundled all-MiniLM-L6-v2 if unset.")
-    top_k: int = Field(4, ge=1, le=50, description="Facts passed to the refiner.")
+    top_k: int = Field(2, ge=1, le=50, description="Products whose facts (5-8 each) are passed to the refiner.")
     min_score: float = Field(0.2, ge=0, le=1, description="Minimum relevance of a fact.")
 
 
