@@ -100,6 +100,8 @@ def parse_refined(raw: str, job: RefineJob) -> RefinedCaption:
     if any(tag in caption.lower() for tag in ("<draft>", "<facts>", "json:", "</")):
         raise ModelOutputError(f"refiner output echoes the prompt: {caption[:120]!r}")
     known = {f.id for f in job.facts}
+    if any(fid.lower() in caption.lower() for fid in known):  # weak models copy fact ids instead of facts
+        raise ModelOutputError(f"refiner output quotes a fact id instead of writing a caption: {caption[:120]!r}")
     try:
         caption = fit_length(caption, job.limit)
         if job.preset.max_clip_tokens:  # e.g. dataset_recaption: CLIP's text encoder sees at most 77 tokens

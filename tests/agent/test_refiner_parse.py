@@ -23,7 +23,7 @@ def test_plain_text_from_weak_models_is_accepted():
         "A cup of espresso on a saucer."
 
 
-@pytest.mark.parametrize("raw", ['{"caption": "A cup', "", '{"caption": "<draft>x</draft>"}', '{"caption": ""}'])
+@pytest.mark.parametrize("raw", ['{"caption": "A cup', "", '{"caption": "Mug-001:color"}', '{"caption": "<draft>x</draft>"}', '{"caption": ""}'])
 def test_unusable_answers_raise(raw):
     with pytest.raises(ModelOutputError):
         parse_refined(raw, _job())
