@@ -11,7 +11,7 @@ setup:
 	@scripts/bootstrap.sh lite,vllm
 
 setup-dev:
-	@scripts/bootstrap.sh lite,vllm,ocr,safety,parquet,metrics,ray,dev
+	@scripts/bootstrap.sh lite,vllm,ocr,safety,parquet,metrics,ray,eval,serve,dev
 
 demo: setup
 	.venv/bin/caption-agent ingest examples/catalog.jsonl --catalog $(CATALOG)

@@ -134,6 +134,17 @@ def test_validate_answer_keeps_known_fact_ids_and_fits_clip_tokens():
     assert count_clip_tokens(long[:290]) > 77 >= count_clip_tokens(fitted.caption)
 
 
+def test_system_message_is_first_and_shared_by_every_request_of_a_preset():
+    # vLLM's prefix cache can only reuse the system prompt if it is byte-identical and comes first.
+    a = job("seo_product", draft=DRAFTS[0], locale="en-US").prompt().messages
+    b = job("seo_product", draft=DRAFTS[3], locale="de-DE", facts=FACTS[:1], max_chars=90,
+            feedback=["too long"]).prompt().messages
+    assert [m["role"] for m in a] == ["system", "user"]
+    assert a[0] == b[0] and a[1] != b[1]
+    assert "German (Germany)" in b[1]["content"]  # the locale is named in the user message
+    assert a[0] != job("alt_text").prompt().messages[0]
+
+
 def test_registry_and_lazy_import():
     assert REFINERS.get("vllm") is VLLMRefiner
     code = ("import sys, agent.refiners.vllm; "
