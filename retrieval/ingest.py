@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from agent._extras import require
+from agent._iter import chunked
 from agent.errors import CatalogError
 from retrieval.catalog import Product, RowRejected, detect_format, read_catalog
 from retrieval.store import CatalogStore
@@ -182,7 +183,7 @@ def _write_pass(path: Path, fmt: str, store: CatalogStore, last: dict[str, int],
     pending: Future[None] | None = None
     done = 0
     try:
-        for batch in _batches(_winning_rows(path, fmt, last), batch_size * WRITE_BATCHES):
+        for batch in chunked(_winning_rows(path, fmt, last), batch_size * WRITE_BATCHES):
             stored = store.content_hashes([p.sku for p in batch])
             changed = [p for p in batch if stored.get(p.sku) != p.content_hash()]
             for p in changed:
@@ -219,17 +220,6 @@ def _winning_rows(path: Path, fmt: str, last: dict[str, int]) -> Iterator[Produc
     for row, item in read_catalog(path, fmt):
         if isinstance(item, Product) and last.get(item.sku) == row:
             yield item
-
-
-def _batches(items: Iterator[Product], size: int) -> Iterator[list[Product]]:
-    batch: list[Product] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 class _NoBar:

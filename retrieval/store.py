@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from agent._extras import require
+from agent._iter import chunked
 from agent.config import RetrievalSettings
 from agent.errors import CatalogError, EmbedderMismatchError, StoreLockedError
 from retrieval.catalog import TEXT_VERSION, Product
@@ -126,7 +127,7 @@ class CatalogStore:
     def content_hashes(self, skus: Sequence[str]) -> dict[str, str]:
         """sku -> stored content hash, for the skus that exist."""
         out: dict[str, str] = {}
-        for chunk in _chunks(list(skus), 2000):
+        for chunk in chunked(list(skus), 2000):
             got = self._collection.get(ids=chunk, include=["metadatas"])
             for sku, meta in zip(got["ids"], got["metadatas"] or []):
                 out[sku] = str((meta or {}).get("content_hash", ""))
@@ -177,7 +178,7 @@ class CatalogStore:
 
     def delete(self, skus: Sequence[str]) -> None:
         self._require_writer()
-        for chunk in _chunks(list(skus), 5000):
+        for chunk in chunked(list(skus), 5000):
             self._collection.delete(ids=chunk)
 
     def _require_writer(self) -> None:
@@ -285,8 +286,3 @@ def _model_arg(model_id: str) -> str | None:
 def _score(distance: float) -> float:
     # Chroma's cosine space returns 1 - cos; vectors are normalised, so this is the similarity, clipped.
     return float(min(1.0, max(0.0, 1.0 - float(distance))))
-
-
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
-    for lo in range(0, len(items), size):
-        yield items[lo:lo + size]

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Protocol, Sequenc
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent._iter import chunked
 from agent.jobs.log import OutputLog, infer_format
 from agent.jobs.metrics import JobMetrics, Progress
 
@@ -238,7 +239,7 @@ def run_job(kind: str, items: Iterable[Item], stage: Stage | None, spec: StageSp
                     finished([by_key[k] for k in keys], records, seconds)
             else:
                 assert stage is not None
-                for batch, records, seconds in run_local(_chunks(pending(), options.batch_size), stage,
+                for batch, records, seconds in run_local(chunked(pending(), options.batch_size), stage,
                                                          options.workers):
                     finished(batch, records, seconds)
             out.flush()
@@ -297,17 +298,6 @@ def run_local(batches: Iterable[list[Any]], stage: Stage, workers: int
                     yield fut.result()
         for fut in running:
             yield fut.result()
-
-
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 _END = object()

@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -22,7 +22,7 @@ from agent.config import AgentConfig
 from agent.errors import BackendError, CaptionAgentError, ConfigError
 from agent.jobs.engine import JobOptions, JobSummary, StageSpec, config_fingerprint, error_record, run_job
 from agent.jobs.log import read_records
-from agent.jobs.manifest import ManifestError, digest, fingerprint, read_rows
+from agent.jobs.manifest import JobItem, ManifestError, digest, fingerprint, read_rows
 from agent.locales import normalize_locale
 from agent.schemas import CaptionResult, GroundingFact, Provenance
 
@@ -64,8 +64,10 @@ class CaptionRow(BaseModel):
 
 
 @dataclass(frozen=True)
-class LocalizeItem:
+class LocalizeItem(JobItem):
     """One (caption, target locale) pair."""
+
+    ORIGIN = "source_key"
 
     key: str
     cache_key: str
@@ -79,22 +81,6 @@ class LocalizeItem:
     id: str | None = None
     facts: list[dict[str, Any]] = field(default_factory=list)
     error: dict[str, str] | None = None
-
-    def annotate(self, record: dict[str, Any]) -> dict[str, Any]:
-        record.update(source_key=self.source_key, row=self.row)
-        record.setdefault("style", self.style)
-        record.setdefault("locale", self.locale)
-        record.pop("id", None)
-        if self.id is not None:
-            record["id"] = self.id
-        return record
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)
-
-    @classmethod
-    def from_json(cls, text: str) -> LocalizeItem:
-        return cls(**json.loads(text))
 
 
 class _Counter:

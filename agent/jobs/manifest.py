@@ -14,10 +14,11 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
+from agent._iter import chunked
 from agent.config import ImageLimits
 from agent.errors import CaptionAgentError
 from agent.schemas import CaptionRequest, ProductHint
@@ -83,8 +84,34 @@ def content_id(path: str, limits: ImageLimits) -> str:
     return "sha256:" + h.hexdigest()
 
 
+class JobItem:
+    """What every job item shares: JSON round-trip (for Ray workers) and stamping its fields on its record.
+
+    Subclasses are frozen dataclasses with ``row``, ``style``, ``locale``, ``id`` and the field named ``ORIGIN``.
+    """
+
+    ORIGIN = "source"
+
+    def annotate(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Stamp this item's own fields (where it came from) on a record computed, cached or failed for it."""
+        record.update({self.ORIGIN: getattr(self, self.ORIGIN), "row": self.row})  # type: ignore[attr-defined]
+        record.setdefault("style", self.style)  # type: ignore[attr-defined]
+        record.setdefault("locale", self.locale)  # type: ignore[attr-defined]
+        record.pop("id", None)
+        if self.id is not None:  # type: ignore[attr-defined]
+            record["id"] = self.id  # type: ignore[attr-defined]
+        return record
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_json(cls, text: str) -> Any:
+        return cls(**json.loads(text))
+
+
 @dataclass(frozen=True)
-class CaptionItem:
+class CaptionItem(JobItem):
     """One unit of a caption job. Plain data, so it pickles to Ray workers and round-trips through JSON."""
 
     key: str
@@ -106,22 +133,6 @@ class CaptionItem:
                               hint=ProductHint(sku=self.sku, brand=self.brand, category=self.category),
                               n_candidates=self.n_candidates, max_chars=self.max_chars)
 
-    def annotate(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Stamp this item's own fields (where it came from) on a record computed, cached or failed for it."""
-        record.update(source=self.source, row=self.row)
-        record.setdefault("style", self.style)
-        record.setdefault("locale", self.locale)
-        record.pop("id", None)
-        if self.id is not None:
-            record["id"] = self.id
-        return record
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)
-
-    @classmethod
-    def from_json(cls, text: str) -> CaptionItem:
-        return cls(**json.loads(text))
 
 
 @dataclass
@@ -231,16 +242,5 @@ def iter_items(manifest: Path, *, style: str, locale: str, limits: ImageLimits |
     label = manifest.name
     rows = read_rows(manifest)
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="manifest-hash") as pool:
-        for group in _chunks(rows, chunk):
+        for group in chunked(rows, chunk):
             yield from pool.map(lambda r: _to_item(r, base, label, style, locale, limits), group)
-
-
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    group: list[Any] = []
-    for item in items:
-        group.append(item)
-        if len(group) >= size:
-            yield group
-            group = []
-    if group:
-        yield group
