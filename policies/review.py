@@ -160,6 +160,29 @@ def read_decisions(path: Path | str) -> dict[str, ReviewDecision]:
     return out
 
 
+def append_decision(path: Path | str, decision: ReviewDecision) -> None:
+    """Append one verdict to a decisions JSONL file (what `caption-agent review import` reads); one per id."""
+    from filelock import FileLock
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        if path.is_file() and decision.review_id in read_decisions(path):
+            raise PolicyError(f"{decision.review_id} already has a verdict in {str(path)!r}.",
+                              fix="keep one verdict per review_id; edit the decisions file to change it.")
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(decision.model_dump_json(exclude_none=True) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def pending_items(queue: Path | str, decisions: Path | str | None = None) -> list[dict[str, Any]]:
+    """Queue items that have no verdict yet (neither filled in the queue line nor in the decisions file)."""
+    decided = set(read_decisions(decisions)) if decisions is not None and Path(decisions).is_file() else set()
+    return [item for item in ReviewQueue(queue).items()
+            if not item.get("decision") and item.get("review_id") not in decided]
+
+
 @dataclass
 class ImportReport:
     approved: int = 0

@@ -1,0 +1,134 @@
+"""API keys (sha256 hashes in config, constant-time comparison) and image URLs fetched without SSRF."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import secrets
+import socket
+from typing import Iterable, Mapping
+from urllib.parse import urlsplit
+
+from agent.service.errors import AuthError, ImageFetchError, PayloadTooLargeError, UrlNotAllowedError
+
+COOKIE = "caption_agent_key"
+
+
+def hash_key(key: str) -> str:
+    """The config form of an API key: 'sha256:<hex>'. Keys are random tokens, so a plain sha256 is enough."""
+    if len(key) < 16:
+        raise ValueError("an API key needs at least 16 characters; use `caption-agent serve --hash-key` to make one")
+    return "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def new_key() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class KeyChecker:
+    """Checks a presented key against every configured hash (no early exit, constant-time comparisons)."""
+
+    def __init__(self, hashes: Iterable[str]) -> None:
+        self._digests = [bytes.fromhex(h.split(":", 1)[1]) for h in hashes]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._digests)
+
+    def valid(self, key: str | None) -> bool:
+        if not self.enabled:
+            return True
+        presented = hashlib.sha256((key or "").encode("utf-8")).digest()
+        ok = False
+        for digest in self._digests:
+            ok |= hmac.compare_digest(presented, digest)
+        return ok and bool(key)
+
+    def check(self, headers: Mapping[str, str], cookies: Mapping[str, str] | None = None) -> None:
+        """Raise AuthError unless the headers (or the review page's cookie) carry a valid key."""
+        if not self.enabled:
+            return
+        key = headers.get("x-api-key")
+        auth = headers.get("authorization", "")
+        if key is None and auth[:7].lower() == "bearer ":
+            key = auth[7:].strip()
+        if key is None and cookies:
+            key = cookies.get(COOKIE)
+        if key is None:
+            raise AuthError("this endpoint needs an API key and none was sent.")
+        if not self.valid(key):
+            raise AuthError("the API key is not valid.")
+
+
+def host_allowed(host: str, allowlist: Iterable[str]) -> bool:
+    """Exact host names, or '.example.com' entries that also admit subdomains."""
+    host = host.lower().rstrip(".")
+    for entry in allowlist:
+        entry = entry.lower().rstrip(".")
+        if host == entry.lstrip(".") or (entry.startswith(".") and host.endswith(entry)):
+            return True
+    return False
+
+
+def _public(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def resolve_checked(url: str, allowlist: Iterable[str], allow_private: bool) -> tuple[str, str, int, str]:
+    """Check ``url`` against the allowlist and resolve it once; returns (scheme, host, port, ip to connect to).
+
+    The caller connects to the returned address, so a second DNS answer cannot point the request elsewhere.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UrlNotAllowedError(f"image_url {url[:200]!r} is not an http(s) URL with a host.")
+    if parts.username or parts.password:
+        raise UrlNotAllowedError("image_url must not carry credentials.")
+    host = parts.hostname
+    if not host_allowed(host, allowlist):
+        raise UrlNotAllowedError(f"fetching images from host {host!r} is not allowed.")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ImageFetchError(f"host {host!r} of image_url does not resolve: {exc}.") from exc
+    addresses = [info[4][0] for info in infos]
+    if not allow_private and not all(_public(a) for a in addresses):
+        raise UrlNotAllowedError(f"host {host!r} resolves to a private, loopback or link-local address.",
+                                 fix="use a public host, or set `allow_private_urls = true` if you trust it.")
+    return parts.scheme, host, port, addresses[0]
+
+
+async def fetch_image(url: str, *, allowlist: Iterable[str], allow_private: bool, max_bytes: int,
+                      timeout_s: float) -> bytes:
+    """Download an allow-listed image URL: no redirects, pinned address, at most ``max_bytes``."""
+    import asyncio
+
+    import httpx
+
+    scheme, host, port, ip = await asyncio.to_thread(resolve_checked, url, list(allowlist), allow_private)
+    parts = urlsplit(url)
+    target = f"{scheme}://{('[' + ip + ']') if ':' in ip else ip}:{port}{parts.path or '/'}"
+    target += f"?{parts.query}" if parts.query else ""
+    headers = {"Host": host if port in (80, 443) else f"{host}:{port}", "Accept": "image/*"}
+    try:
+        async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False, trust_env=False) as client:
+            async with client.stream("GET", target, headers=headers,
+                                     extensions={"sni_hostname": host} if scheme == "https" else {}) as reply:
+                if reply.status_code != 200:
+                    raise ImageFetchError(f"image_url answered HTTP {reply.status_code}; redirects are not followed.")
+                declared = int(reply.headers.get("content-length") or 0)
+                if declared > max_bytes:
+                    raise PayloadTooLargeError(f"image_url serves {declared} bytes, over the limit of {max_bytes}.")
+                data = bytearray()
+                async for chunk in reply.aiter_bytes():
+                    data += chunk
+                    if len(data) > max_bytes:
+                        raise PayloadTooLargeError(f"image_url serves more than {max_bytes} bytes.")
+    except httpx.HTTPError as exc:
+        raise ImageFetchError(f"could not download image_url: {type(exc).__name__}: {exc}.") from exc
+    return bytes(data)

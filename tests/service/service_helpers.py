@@ -1,0 +1,99 @@
+"""Helpers for the service tests: uvicorn in a thread serving create_app() over the session's loaded models."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    """uvicorn.Server in a daemon thread; ``url`` is http://127.0.0.1:PORT."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.app = app
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 120
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+    @property
+    def state(self) -> Any:
+        return self.app.state.service
+
+
+def review_policy(tmp: Path) -> Path:
+    """The default policy with a confidence threshold no lite draft reaches: every result goes to review."""
+    from policies.schema import default_policy_path
+
+    policy = yaml.safe_load(default_policy_path().read_text(encoding="utf-8"))
+    policy["rules"]["confidence"]["threshold"] = 0.99
+    path = tmp / "review-everything.yaml"
+    path.write_text(yaml.safe_dump(policy), encoding="utf-8")
+    return path
+
+
+def make_agent(catalog_dir: Path, lite_drafter: Any, embedder: Any, refiner: Any = None, **config: Any) -> Any:
+    """A CaptionAgent that shares the session's loaded models (no second load)."""
+    from agent import AgentConfig, CaptionAgent
+
+    agent = CaptionAgent(AgentConfig.load(retrieval={"catalog_dir": catalog_dir},
+                                          refiner={"backend": "local" if refiner is not None else "none"}, **config))
+    agent.__dict__["drafter"] = lite_drafter
+    agent.__dict__["embedder"] = embedder
+    if refiner is not None:
+        agent.__dict__["refiner"] = refiner
+    return agent
+
+
+@contextlib.contextmanager
+def live_service(agent: Any, **settings: Any) -> Iterator[LiveServer]:
+    from agent.service import ServiceSettings, create_app
+
+    app = create_app(agent=agent, settings=ServiceSettings(warmup=False, **settings))
+    try:
+        with LiveServer(app) as server:
+            yield server
+    finally:
+        agent.close()
+
+
+def png_bytes(path: Path, size: int | None = None) -> bytes:
+    from PIL import Image
+
+    image = Image.open(path).convert("RGB")
+    if size:
+        image = image.resize((size, size))
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
