@@ -95,6 +95,7 @@ app.add_typer(eval_app, name="eval")
 app.command("eval-policies", hidden=True)(eval_policies)  # older spelling
 from agent.jobs.cli import batch_app; app.add_typer(batch_app, name="batch")  # noqa: E402,E702
 
+from agent.service.cli import serve; app.command("serve")(serve)  # noqa: E402,E702
 
 if __name__ == "__main__":  # pragma: no cover
     app()
