@@ -91,11 +91,12 @@ from policies.cli import eval_policies, policy_app, review_app  # noqa: E402
 app.add_typer(policy_app, name="policy"); app.add_typer(review_app, name="review")  # noqa: E702
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate captions and policies.")
 eval_app.command("policies")(eval_policies)
+from agent.eval.cli import eval_captions; eval_app.command("captions")(eval_captions)  # noqa: E402,E702
 app.add_typer(eval_app, name="eval")
 app.command("eval-policies", hidden=True)(eval_policies)  # older spelling
 from agent.jobs.cli import batch_app; app.add_typer(batch_app, name="batch")  # noqa: E402,E702
-
 from agent.service.cli import serve; app.command("serve")(serve)  # noqa: E402,E702
+
 
 if __name__ == "__main__":  # pragma: no cover
     app()

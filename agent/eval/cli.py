@@ -1,0 +1,51 @@
+"""`caption-agent eval captions`: thin Typer wrapper over agent.eval.report (imports nothing heavy at load)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from agent.errors import CaptionAgentError
+
+
+def eval_captions(
+    results: Annotated[Path, typer.Argument(help="Results: `batch caption` JSONL/Parquet, or COCO results JSON.")],
+    references: Annotated[Path, typer.Argument(help="COCO-format reference captions (JSON).")],
+    catalog: Annotated[Optional[Path], typer.Option(help="Catalog file (JSONL/CSV/Parquet) for grounding P/R; "
+                                                         "else the facts stored in the records.")] = None,
+    clip_model: Annotated[Optional[str], typer.Option(help="CLIP model (hub id or folder) for CLIP-S; else the "
+                                                           "config's ranker.clip_model.")] = None,
+    images: Annotated[Optional[Path], typer.Option(help="Folder the references' file_name paths are relative "
+                                                        "to (default: the references' folder).")] = None,
+    policy: Annotated[Optional[Path], typer.Option(help="Policy file whose grounding/language rules are used.")] = None,
+    style: Annotated[Optional[str], typer.Option(help="Style of results that name none (COCO results).")] = None,
+    locale: Annotated[str, typer.Option(help="Locale of results that name none.")] = "en-US",
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the JSON report here.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Write a PNG figure here (matplotlib).")] = None,
+    per_image: Annotated[bool, typer.Option(help="Include per-image scores in the JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report instead of the table.")] = False,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML config file.")] = None,
+) -> None:
+    """BLEU-1..4, METEOR, ROUGE-L, CIDEr (pycocoevalcap), CLIP-S, compliance, grounding and moderation."""
+    from agent.config import AgentConfig
+    from agent.eval.report import evaluate, render_table
+
+    try:
+        clip = clip_model or AgentConfig.load(config).ranker.clip_model
+        report = evaluate(results, references, catalog=catalog, clip_model=clip, images_dir=images, policy=policy,
+                          style=style, locale=locale, per_image=per_image)
+        if plot is not None:
+            from agent.eval.plot import plot_report
+
+            plot_report(report, plot)
+    except CaptionAgentError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    text = json.dumps(report, indent=2, ensure_ascii=False)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n", encoding="utf-8")
+    typer.echo(text if as_json else render_table(report))
