@@ -68,8 +68,10 @@ def add_review_routes(app: Any, state: Any) -> None:
     def auth(request: Request) -> None:
         state.keys.check(request.headers, request.cookies)
 
+    login_form = {"description": "No or wrong API key: the sign-in form", "content": {"text/html": {}}}
+
     @app.get("/review", response_class=HTMLResponse, tags=["review"], summary="The review page.",
-             responses=error_responses(503))
+             responses={401: login_form, **error_responses(503)})
     async def review_page(request: Request) -> Any:
         try:
             state.keys.check(request.headers, request.cookies)
@@ -81,7 +83,7 @@ def add_review_routes(app: Any, state: Any) -> None:
                                    decisions=str(decisions)))
 
     @app.post("/review/login", tags=["review"], summary="Trade an API key for a review-page cookie.",
-              status_code=303, responses={303: {"description": "Back to /review"}})
+              status_code=303, responses={303: {"description": "Back to /review"}, 401: login_form})
     async def review_login(key: str = Form(max_length=512)) -> Any:
         if not state.keys.valid(key):
             return HTMLResponse(render("login.html", failed=True), status_code=401)
