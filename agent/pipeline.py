@@ -246,17 +246,26 @@ class CaptionAgent:
                 item.provenance.ranker = f"{self.ranker.name}:{self.ranker.model_id}"
 
     def _ground(self, items: list[_Item]) -> None:
+        """Facts for every live item in one batched retrieval; if that fails, item by item to pin the error."""
         for item in items:
             item.provenance.embedder = getattr(self.embedder, "model_id", "") if "embedder" in self.__dict__ else ""
-            if self.retriever is None or not item.preset.use_facts:
-                continue
-            with _Timer([item], "ground"):
-                hint = item.request.hint
-                query = " ".join(filter(None, [item.ranked[0].text, hint.brand, hint.category]))
-                try:
-                    item.facts = self.retriever.facts(query, hint, locale=None)
-                except CaptionAgentError as exc:
-                    item.fail(exc, "ground")
+        todo = [i for i in items if i.live and i.preset.use_facts] if self.retriever is not None else []
+        if not todo:
+            return
+        with _Timer(todo, "ground"):
+            try:
+                found = self.retriever.facts_many([(i.ranked[0].text, i.request.hint) for i in todo])
+            except CaptionAgentError:
+                found = None
+        for item, facts in zip(todo, found or [None] * len(todo)):
+            if facts is None:
+                with _Timer([item], "ground"):
+                    try:
+                        facts = self.retriever.facts(item.ranked[0].text, item.request.hint)
+                    except CaptionAgentError as exc:
+                        item.fail(exc, "ground")
+                        continue
+            item.facts = facts
 
     def _refine_and_moderate(self, items: list[_Item]) -> None:
         for item in items:

@@ -6,7 +6,8 @@ instructions and redacts PII before any prompt is built). Nothing here builds a 
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, Sequence
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
@@ -88,23 +89,44 @@ class Retriever:
     def search(self, query: str, hint: ProductHint | None = None, locale: str | None = None,
                k: int | None = None, min_score: float | None = None) -> list[Match]:
         """Matching products, best first. A named sku is looked up directly (score 1.0, no threshold)."""
-        hint = hint or ProductHint()
+        return self.search_many([(query, hint)], locale, k, min_score)[0]
+
+    def search_many(self, queries: Sequence[tuple[str, ProductHint | None]], locale: str | None = None,
+                    k: int | None = None, min_score: float | None = None) -> list[list[Match]]:
+        """``search`` for many (draft, hint) pairs: one embedder call for all texts, one Chroma query per filter."""
         k = k or self.top_k
-        if hint.sku:  # looked up by id (the primary key); brand/category, if also given, must agree
-            return self.store.lookup([hint.sku], build_where(hint.model_copy(update={"sku": None})))
-        where = build_where(hint, locale)
-        text = query_text(query, hint)
-        if not text:
-            return []
-        vector = self.store.embedder.encode([text])[0]
         floor = self.min_score if min_score is None else min_score
-        return [m for m in self.store.query(vector, k, where) if m.score >= floor]
+        out: list[list[Match]] = [[] for _ in queries]
+        groups: dict[str, tuple[dict[str, Any] | None, list[int], list[str]]] = {}
+        for i, (query, hint) in enumerate(queries):
+            hint = hint or ProductHint()
+            if hint.sku:  # looked up by id (the primary key); brand/category, if also given, must agree
+                out[i] = self.store.lookup([hint.sku], build_where(hint.model_copy(update={"sku": None})))
+            elif text := query_text(query, hint):
+                where = build_where(hint, locale)
+                group = groups.setdefault(json.dumps(where, sort_keys=True), (where, [], []))
+                group[1].append(i)
+                group[2].append(text)
+        texts = [text for _, _, group_texts in groups.values() for text in group_texts]
+        vectors = self.store.embedder.encode(texts) if texts else None
+        start = 0
+        for where, indices, _ in groups.values():
+            ranked = self.store.query_many(vectors[start:start + len(indices)], k, where)
+            start += len(indices)
+            for i, matches in zip(indices, ranked):
+                out[i] = [m for m in matches if m.score >= floor]
+        return out
 
     def facts(self, query: str, hint: ProductHint | None = None, locale: str | None = None,
               k: int | None = None) -> list[GroundingFact]:
         """Facts of the top ``k`` products for ``query`` under ``hint``; ids are '<sku>:<field>'."""
-        return [fact for match in self.search(query, hint, locale, k) for fact in product_facts(match.product,
-                                                                                                 match.score)]
+        return self.facts_many([(query, hint)], locale, k)[0]
+
+    def facts_many(self, queries: Sequence[tuple[str, ProductHint | None]], locale: str | None = None,
+                   k: int | None = None) -> list[list[GroundingFact]]:
+        """``facts`` for many (draft, hint) pairs, batched like ``search_many``."""
+        return [[fact for match in matches for fact in product_facts(match.product, match.score)]
+                for matches in self.search_many(queries, locale, k)]
 
     def as_langchain(self, *, k: int | None = None, hint: ProductHint | None = None, locale: str | None = None,
                      min_score: float | None = None) -> CatalogRetriever:

@@ -150,10 +150,17 @@ class CatalogStore:
 
     def query(self, vector: np.ndarray, k: int, where: dict[str, Any] | None = None) -> list[Match]:
         """Nearest products to ``vector`` among those matching ``where``, best first."""
-        res = self._collection.query(query_embeddings=np.asarray(vector, dtype=np.float32).reshape(1, -1),
-                                     n_results=k, where=where, include=["metadatas", "documents", "distances"])
-        return [Match(Product.from_metadata(meta), _score(dist), doc or "")
-                for meta, doc, dist in zip(res["metadatas"][0], res["documents"][0], res["distances"][0])]
+        return self.query_many(np.asarray(vector).reshape(1, -1), k, where)[0]
+
+    def query_many(self, vectors: np.ndarray, k: int, where: dict[str, Any] | None = None) -> list[list[Match]]:
+        """One ranked list per row of ``vectors``, all under the same ``where``, in one Chroma call."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if not len(vectors):
+            return []
+        res = self._collection.query(query_embeddings=vectors, n_results=k, where=where,
+                                     include=["metadatas", "documents", "distances"])
+        return [[Match(Product.from_metadata(meta), _score(dist), doc or "") for meta, doc, dist in zip(*row)]
+                for row in zip(res["metadatas"], res["documents"], res["distances"])]
 
     def lookup(self, skus: Sequence[str], where: dict[str, Any] | None = None) -> list[Match]:
         """Products by id, optionally also matching ``where``, unranked (score 1.0): the caller named them."""

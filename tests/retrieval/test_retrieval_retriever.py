@@ -101,6 +101,24 @@ def test_hint_filters_and_locale(shop: CatalogStore) -> None:
 
 
 @pytest.mark.slow
+def test_search_many_equals_one_by_one_with_one_embedder_call(shop: CatalogStore, monkeypatch) -> None:
+    retriever = Retriever(shop, top_k=2, min_score=0.25)
+    queries = [("a grey cat curled up in a bed", None), ("espresso cup", ProductHint(brand="Hollowell")),
+               ("", ProductHint()), ("words", ProductHint(sku="TEA-777")), ("a red motorcycle helmet", None),
+               ("cup", ProductHint(brand="Nobody"))]
+    single = [[(m.product.sku, round(m.score, 4)) for m in retriever.search(q, h, "en-US")] for q, h in queries]
+    calls: list[int] = []
+    encode = shop.embedder.encode
+    monkeypatch.setattr(shop.embedder, "encode", lambda texts, **kw: calls.append(len(texts)) or encode(texts, **kw))
+    batched = retriever.search_many(queries, "en-US")
+    assert [[(m.product.sku, round(m.score, 4)) for m in ms] for ms in batched] == single
+    assert calls == [4]  # the four free-text queries in one call; the empty one and the named sku need none
+    assert single[0][0][0] == "CAT-BED-01" and single[2] == [] and single[3] == [("TEA-777", 1.0)]
+    facts = retriever.facts_many(queries, "en-US")
+    assert [sorted({f.sku for f in fs}) for fs in facts] == [sorted({sku for sku, _ in s}) for s in single]
+
+
+@pytest.mark.slow
 def test_langchain_documents(shop: CatalogStore) -> None:
     lc = Retriever(shop, top_k=2, min_score=0.0).as_langchain(hint=ProductHint(category="Pets > Cats > Beds"))
     docs = lc.invoke("a cat")
