@@ -5,10 +5,11 @@ Exit codes: 0 done, 1 done but some items are error records (rerun with --retry-
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 
@@ -78,18 +79,13 @@ def _logging(log_json: bool) -> None:
         configure_json_logging()
 
 
-@batch_app.command("caption")
-def caption_cmd(
-    manifest: Annotated[Path, typer.Argument(help="A folder of images, or a .jsonl/.csv/.parquet manifest.")],
+def _common_options(
     out: Out,
     format: Format = None,
     style: Style = None,
-    locale: Annotated[Optional[str], typer.Option("--locale", "-l", help="Locale for rows that name none.")] = None,
-    catalog: Annotated[Optional[Path], typer.Option(help="Embedded Chroma folder made by `ingest`.")] = None,
     refiner: Refiner = None,
     base_url: BaseUrl = None,
     model: Model = None,
-    batch_size: BatchSize = 16,
     workers: Workers = 1,
     flush_every: FlushEvery = 32,
     retry_errors: RetryErrors = False,
@@ -103,69 +99,74 @@ def caption_cmd(
     progress: ShowProgress = True,
     allow_config_change: AllowChange = False,
     config: Config = None,
+) -> None:
+    """The options every batch command takes (its signature is spliced into each command's)."""
+
+
+def _with_common_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give ``command(own args..., **common)`` the CLI options of ``_common_options`` too."""
+    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+           for p in inspect.signature(command, eval_str=True).parameters.values() if p.kind is not p.VAR_KEYWORD]
+    common = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+              for p in inspect.signature(_common_options, eval_str=True).parameters.values()]
+    command.__signature__ = inspect.Signature(own[:1] + common[:1] + own[1:] + common[1:])  # type: ignore[attr-defined]
+    return command
+
+
+def _job_options(common: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """JobOptions fields from the common CLI options (the config and logging flags are not job options)."""
+    renamed = {"cache": "cache_dir", "address": "ray_address"}
+    skip = {"refiner", "base_url", "model", "config", "log_json"}
+    return {renamed.get(k, k): v for k, v in common.items() if k not in skip} | fields
+
+
+def _run(job: Callable[[], Any], log_json: bool) -> None:
+    _logging(log_json)
+    try:
+        summary = job()
+    except (CaptionAgentError, ValueError) as exc:  # ValueError: pydantic, a bad option value
+        _fail(exc)
+    _finish(summary)
+
+
+@batch_app.command("caption")
+@_with_common_options
+def caption_cmd(
+    manifest: Annotated[Path, typer.Argument(help="A folder of images, or a .jsonl/.csv/.parquet manifest.")],
+    locale: Annotated[Optional[str], typer.Option("--locale", "-l", help="Locale for rows that name none.")] = None,
+    catalog: Annotated[Optional[Path], typer.Option(help="Embedded Chroma folder made by `ingest`.")] = None,
+    batch_size: BatchSize = 16,
+    **common: Any,
 ) -> None:
     """Caption every image of MANIFEST into OUT; kill and re-run at will: each item is written exactly once."""
     from agent.jobs.caption_job import CaptionJobOptions, run_caption_job
 
-    _logging(log_json)
-    try:
-        cfg = _config(config, refiner, base_url, model, catalog)
-        options = CaptionJobOptions(out=out, format=format, style=style, locale=locale, batch_size=batch_size,
-                                    workers=workers, flush_every=flush_every, retry_errors=retry_errors,
-                                    cache_dir=cache, limit=limit, runner=runner, ray_address=address,
-                                    ray_concurrency=ray_concurrency, metrics_port=metrics_port, progress=progress,
-                                    allow_config_change=allow_config_change)
-        summary = run_caption_job(manifest, options, cfg)
-    except CaptionAgentError as exc:
-        _fail(exc)
-    except ValueError as exc:  # pydantic: a bad option value
-        _fail(exc)
-    _finish(summary)
+    def job() -> Any:
+        cfg = _config(common["config"], common["refiner"], common["base_url"], common["model"], catalog)
+        options = CaptionJobOptions(**_job_options(common, locale=locale, batch_size=batch_size))
+        return run_caption_job(manifest, options, cfg)
+
+    _run(job, common["log_json"])
 
 
 @batch_app.command("localize")
+@_with_common_options
 def localize_cmd(
     inputs: Annotated[Path, typer.Argument(metavar="IN", help="Caption job results (.jsonl or Parquet folder), or "
                                            "plain captions (.jsonl/.csv/.parquet: text, facts, style, id).")],
     locales: Annotated[str, typer.Option("--locales", help="Comma-separated target locales, e.g. de-DE,fr-FR.")],
-    out: Out,
-    format: Format = None,
-    style: Style = None,
     include_review: Annotated[bool, typer.Option("--include-review", help="Also localize `review` results.")] = False,
-    refiner: Refiner = None,
-    base_url: BaseUrl = None,
-    model: Model = None,
     batch_size: BatchSize = 32,
-    workers: Workers = 1,
-    flush_every: FlushEvery = 32,
-    retry_errors: RetryErrors = False,
-    cache: Cache = None,
-    limit: Limit = None,
-    runner: Runner = "local",
-    address: Address = None,
-    ray_concurrency: Actors = 1,
-    metrics_port: MetricsPort = None,
-    log_json: LogJson = False,
-    progress: ShowProgress = True,
-    allow_config_change: AllowChange = False,
-    config: Config = None,
+    **common: Any,
 ) -> None:
     """Localize every caption of IN into each of --locales; resumable like `batch caption`."""
     from agent.jobs.localize_job import LocalizeJobOptions, run_localize_job
 
-    _logging(log_json)
-    try:
-        cfg = _config(config, refiner, base_url, model)
-        options = LocalizeJobOptions(out=out, format=format, locales=[s.strip() for s in locales.split(",")
-                                                                      if s.strip()],
-                                     style=style, include_review=include_review, batch_size=batch_size,
-                                     workers=workers, flush_every=flush_every, retry_errors=retry_errors,
-                                     cache_dir=cache, limit=limit, runner=runner, ray_address=address,
-                                     ray_concurrency=ray_concurrency, metrics_port=metrics_port,
-                                     progress=progress, allow_config_change=allow_config_change)
-        summary = run_localize_job(inputs, options, cfg)
-    except CaptionAgentError as exc:
-        _fail(exc)
-    except ValueError as exc:
-        _fail(exc)
-    _finish(summary)
+    def job() -> Any:
+        cfg = _config(common["config"], common["refiner"], common["base_url"], common["model"])
+        targets = [s.strip() for s in locales.split(",") if s.strip()]
+        options = LocalizeJobOptions(**_job_options(common, locales=targets, include_review=include_review,
+                                                    batch_size=batch_size))
+        return run_localize_job(inputs, options, cfg)
+
+    _run(job, common["log_json"])
