@@ -6,7 +6,7 @@ Nested fields use ``__`` in environment names, e.g. ``CAPTION_AGENT_REFINER__BAC
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -79,7 +79,37 @@ class PolicySettings(_Section):
     review_queue: Path | None = Field(None, description="JSONL file collecting results sent to review.")
 
 
-class AgentConfig(BaseSettings):
+class TomlSettings(BaseSettings):
+    """Settings read from explicit arguments, then the environment, then an optional TOML file (``load``)."""
+
+    _what: ClassVar[str] = "configuration"
+    _fix: ClassVar[str | None] = None
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource) -> tuple[Any, ...]:
+        toml = getattr(cls, "_toml_path", None)
+        sources: list[Any] = [init_settings, env_settings]
+        if toml is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **overrides: Any) -> Self:
+        """Load from an optional TOML file, the environment, then ``overrides``."""
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"{cls._what} file {str(path)!r} does not exist.")
+        cls._toml_path = Path(path) if path is not None else None
+        try:
+            return cls(**overrides)
+        except Exception as exc:  # pydantic's message lists every bad key
+            raise ConfigError(f"invalid {cls._what}: {exc}", fix=cls._fix) from exc
+        finally:
+            cls._toml_path = None
+
+
+class AgentConfig(TomlSettings):
     """All settings of a CaptionAgent."""
 
     model_config = SettingsConfigDict(env_prefix="CAPTION_AGENT_", env_nested_delimiter="__", extra="forbid")
@@ -94,25 +124,3 @@ class AgentConfig(BaseSettings):
     default_style: str = Field("alt_text", description="Preset used when a request names none.")
     default_locale: str = Field("en-US", description="Locale used when a request names none.")
 
-    @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
-                                   file_secret_settings: PydanticBaseSettingsSource) -> tuple[Any, ...]:
-        toml = getattr(cls, "_toml_path", None)
-        sources: list[Any] = [init_settings, env_settings]
-        if toml is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
-        return tuple(sources)
-
-    @classmethod
-    def load(cls, path: str | Path | None = None, **overrides: Any) -> AgentConfig:
-        """Load from an optional TOML file, the environment, then ``overrides``."""
-        if path is not None and not Path(path).is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist.")
-        cls._toml_path = Path(path) if path is not None else None
-        try:
-            return cls(**overrides)
-        except Exception as exc:  # pydantic's message lists every bad key
-            raise ConfigError(f"invalid configuration: {exc}") from exc
-        finally:
-            cls._toml_path = None

@@ -63,7 +63,8 @@ class StoreLockedError(CatalogError):
 
 
 class ConfigError(CaptionAgentError):
-    fix = "check the config file / CAPTION_AGENT_* environment variables against `caption-agent config --show`."
+    fix = ("check the TOML config file and the CAPTION_AGENT_* environment variables against the settings "
+           "listed in agent/config.py (README, section Configuration).")
 
 
 class PolicyError(CaptionAgentError):

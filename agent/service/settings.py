@@ -5,18 +5,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import SettingsConfigDict
 
-from agent.errors import ConfigError
+from agent.config import TomlSettings
 
 _HASH_PREFIX = "sha256:"
 
 
-class ServiceSettings(BaseSettings):
+class ServiceSettings(TomlSettings):
     """How `caption-agent serve` listens, protects itself and batches."""
+
+    _what: ClassVar[str] = "service configuration"
+    _fix: ClassVar[str | None] = "compare the keys with docs/service.md (section Configuration)."
 
     model_config = SettingsConfigDict(env_prefix="CAPTION_AGENT_SERVICE_", extra="forbid")
 
@@ -52,30 +55,6 @@ class ServiceSettings(BaseSettings):
                 raise ValueError("each API key hash must look like 'sha256:<64 lowercase hex digits>'; "
                                  "make one with `caption-agent serve --hash-key`")
         return value
-
-    @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
-                                   file_secret_settings: PydanticBaseSettingsSource) -> tuple[Any, ...]:
-        toml = getattr(cls, "_toml_path", None)
-        sources: list[Any] = [init_settings, env_settings]
-        if toml is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
-        return tuple(sources)
-
-    @classmethod
-    def load(cls, path: str | Path | None = None, **overrides: Any) -> ServiceSettings:
-        """Load from an optional TOML file, the environment, then ``overrides``."""
-        if path is not None and not Path(path).is_file():
-            raise ConfigError(f"service config file {str(path)!r} does not exist.")
-        cls._toml_path = Path(path) if path is not None else None
-        try:
-            return cls(**overrides)
-        except Exception as exc:  # pydantic's message lists every bad key
-            raise ConfigError(f"invalid service configuration: {exc}",
-                              fix="compare the keys with docs/service.md (section Configuration).") from exc
-        finally:
-            cls._toml_path = None
 
     def queue_path(self, agent_queue: Path | None) -> Path | None:
         return self.review_queue or agent_queue
