@@ -4,7 +4,8 @@ Each queue line carries everything a reviewer needs (caption, draft, candidates,
 reason, confidence, image hash and source) plus an empty ``decision`` for the reviewer to fill in:
 ``{"verdict": "approve" | "edit" | "reject", "text": "...", "reviewer": "...", "note": "..."}``.
 ``import_decisions`` applies verdicts to a results file and writes a new one; edited text is checked again
-by the safety rules (PII, blocklist, injection, style) before it is accepted.
+by the safety rules (PII, blocklist, injection, style) before it is accepted. ``check_edit`` is that check;
+the service's /review page runs it too, before it appends an edit.
 """
 
 from __future__ import annotations
@@ -183,6 +184,52 @@ def pending_items(queue: Path | str, decisions: Path | str | None = None) -> lis
             if not item.get("decision") and item.get("review_id") not in decided]
 
 
+# What a reviewer can change when a re-checked rule objects to their edit (the rule's reason says where).
+EDIT_FIXES = {
+    "pii": "remove the personal data (email address, phone number, URL, card number or street address)",
+    "blocklist": "remove the blocked word or topic",
+    "injection": "remove the instruction-like text; a caption describes the image, it gives no orders",
+    "style": "follow the style preset (length, banned openings and phrases)",
+}
+
+
+@dataclass
+class EditCheck:
+    """The safety re-check of a reviewer's edited caption (RECHECK_RULES only)."""
+
+    text: str                        # the edit as the policy would publish it (PII masked, trimmed, ...)
+    action: str                      # the strongest action of the re-checked rules
+    decisions: list[PolicyDecision]  # every decision, marked ``details.pass = "human_edit"``
+
+    @property
+    def failing(self) -> list[PolicyDecision]:
+        """The decisions that object to the edit as typed (any action but allow)."""
+        return [d for d in self.decisions if d.action != "allow"]
+
+    @property
+    def publishable(self) -> bool:
+        """True when the policy accepts the edit, possibly fixed: publish ``text``."""
+        return self.action in ("allow", "redact")
+
+    def message(self) -> str:
+        return "; ".join(f"{d.rule} ({d.action}): {d.reason}" for d in self.failing)
+
+    def fix(self) -> str:
+        rules = dict.fromkeys(d.rule for d in self.failing)
+        return "; ".join(EDIT_FIXES.get(rule, f"change the caption so that rule {rule!r} passes") for rule in rules)
+
+
+def check_edit(result: CaptionResult, text: str, engine: Any) -> EditCheck:
+    """Re-check a reviewer's ``text`` for queued ``result`` with ``engine`` (a PolicyEngine) before it counts.
+
+    Runs RECHECK_RULES (PII, blocklist, injection, style) in the result's style, locale, draft and facts, as
+    the last pass (no regeneration left). Used by `review import` and by the service's /review page."""
+    text = text.strip()
+    outcome = engine.review(text, _context(result, engine), only=RECHECK_RULES)
+    decisions = [d.model_copy(update={"details": {**d.details, "pass": "human_edit"}}) for d in outcome.decisions]
+    return EditCheck(text=outcome.text, action=outcome.action, decisions=decisions)
+
+
 @dataclass
 class ImportReport:
     approved: int = 0
@@ -247,16 +294,16 @@ def _apply(result: CaptionResult, verdict: ReviewDecision, engine: Any, report: 
     text = verdict.text.strip() if verdict.text else ""
     checks: list[PolicyDecision] = []
     if engine is not None:
-        outcome = engine.review(text, _context(result, engine), only=RECHECK_RULES)
-        checks = [d.model_copy(update={"details": {**d.details, "pass": "human_edit"}}) for d in outcome.decisions]
-        if outcome.action not in ("allow", "redact"):
+        check = check_edit(result, text, engine)
+        checks = check.decisions
+        if not check.publishable:
             report.held.append(review_id(result))
             decision = PolicyDecision(rule="human_review", action="review", reason=f"edit by {who} failed the "
-                                      f"safety re-check ({outcome.action}); still in review{note}",
+                                      f"safety re-check ({check.action}); still in review{note}",
                                       after=text[:500])
             return result.model_copy(update={"status": "review", "decision": "review",
                                              "decisions": [*result.decisions, *checks, decision]})
-        text = outcome.text
+        text = check.text
     report.edited += 1
     decision = PolicyDecision(rule="human_review", action="redact", reason=f"edited by {who}{note}",
                               before=result.text, after=text)

@@ -46,6 +46,18 @@ class BadRequestError(ServiceError):
     fix = "see the OpenAPI spec at /docs for the request schema."
 
 
+class EditRefusedError(ServiceError):
+    """A reviewer's edited caption failed the safety re-check; ``rules`` are the objecting decisions."""
+
+    status = 422
+
+    def __init__(self, message: str, *, fix: str, rules: list[dict[str, str]], suggestion: str | None) -> None:
+        self.extra: dict[str, Any] = {"rules": rules}
+        if suggestion is not None:
+            self.extra["suggestion"] = suggestion
+        super().__init__(message, fix=fix)
+
+
 class ConflictError(ServiceError):
     status = 409
     fix = "reload the review page: this item already has a verdict."
@@ -106,6 +118,6 @@ def error_body(status: int, error_type: str, message: str, fix: str = "", **extr
 
 def body_for(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, CaptionAgentError):
-        return error_body(status_for(exc), type(exc).__name__, exc.reason, exc.fix)
+        return error_body(status_for(exc), type(exc).__name__, exc.reason, exc.fix, **getattr(exc, "extra", {}))
     return error_body(500, "InternalError", "the server failed while handling this request; it has been logged.",
                       "retry; if it keeps failing, report it with the time of the request.")

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from agent.service.errors import ConflictError, NotFoundError, NotReadyError
+from agent.service.errors import ConflictError, EditRefusedError, NotFoundError, NotReadyError
 
 _THUMB_PX = 640
 
@@ -101,23 +101,56 @@ def add_review_routes(app: Any, state: Any) -> None:
 
     @app.post("/review/decisions", response_model=DecisionAck, tags=["review"], dependencies=[Depends(auth)],
               responses=error_responses(401, 404, 409, 422, 503),
-              summary="Record a verdict (approve | edit | reject) for a queued item.")
+              summary="Record a verdict (approve | edit | reject) for a queued item; edits are safety-checked first.")
     async def review_decide(decision: ReviewDecision) -> DecisionAck:
         queue, decisions = paths()
+        if decision.verdict == "edit":
+            item = await asyncio.to_thread(_waiting_item, queue, decisions, decision.review_id)
+            # The policy engine is model work: it runs in the service's single model thread.
+            await state.in_model_thread(_check_edit, state.agent, item, decision.text or "")
 
         def write() -> None:
-            waiting = {i["review_id"] for i in pending_items(queue, decisions)}
-            if decision.review_id not in waiting:
-                from policies.review import ReviewQueue
-
-                if decision.review_id in ReviewQueue(queue).ids():
-                    raise ConflictError(f"{decision.review_id} already has a verdict.")
-                raise NotFoundError(f"{decision.review_id} is not in the review queue.")
+            _waiting_item(queue, decisions, decision.review_id)
             append_decision(decisions, decision)
 
         await asyncio.to_thread(write)
         state.metrics.review.labels(decision.verdict).inc()
         return DecisionAck(review_id=decision.review_id, verdict=decision.verdict, decisions_file=str(decisions))
+
+
+def _waiting_item(queue: Path, decisions: Path, review_id: str) -> dict[str, Any]:
+    """The queue item ``review_id`` if it still waits for a verdict; 409 if it has one, 404 if unknown."""
+    from policies.review import ReviewQueue, pending_items
+
+    item = next((i for i in pending_items(queue, decisions) if i.get("review_id") == review_id), None)
+    if item is not None:
+        return item
+    if review_id in ReviewQueue(queue).ids():
+        raise ConflictError(f"{review_id} already has a verdict.")
+    raise NotFoundError(f"{review_id} is not in the review queue.")
+
+
+def _check_edit(agent: Any, item: dict[str, Any], text: str) -> None:
+    """Refuse an edit that any re-checked rule objects to, even one the policy could fix (PII masked, text
+    trimmed): what the reviewer typed is recorded as typed or not at all. ``suggestion`` is the fixed text."""
+    from pydantic import ValidationError
+
+    from agent.errors import PolicyError
+    from agent.schemas import CaptionResult
+    from policies.review import check_edit
+
+    try:
+        result = CaptionResult.model_validate(item.get("result") or {})
+    except ValidationError as exc:
+        raise PolicyError(f"queue item {item.get('review_id')} holds no valid result ({exc.error_count()} "
+                          "error(s)), so its edit cannot be checked.",
+                          fix="re-queue the result with `caption-agent review export`, or reject the item.") from None
+    check = check_edit(result, text, agent.policy)
+    if check.failing:
+        raise EditRefusedError(f"the edit was not saved: {check.message()}.",
+                               fix=check.fix() + ", then save the edit again.",
+                               rules=[{"rule": d.rule, "action": d.action, "reason": d.reason} for d in check.failing],
+                               suggestion=check.text if check.publishable else None)
 
 
 def _thumbnail(state: Any, queue: Path, review_id: str) -> bytes:

@@ -77,6 +77,10 @@ class ErrorDetail(BaseModel):
     message: str = Field(description="What was wrong.")
     fix: str = Field(description="How to fix it.")
     errors: list[dict[str, Any]] | None = Field(None, description="Field errors of a request that failed validation.")
+    rules: list[dict[str, str]] | None = Field(None, description="EditRefusedError: the policy rules that refused a "
+                                               "review edit, each with rule, action and reason.")
+    suggestion: str | None = Field(None, description="EditRefusedError: the edit as the policy would publish it, "
+                                   "when a rule could fix it (PII masked, text trimmed).")
 
 
 class ErrorResponse(BaseModel):

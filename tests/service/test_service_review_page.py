@@ -1,6 +1,7 @@
 """The review page in headless Chromium (Debian's /usr/bin/chromium driven by Playwright): two results sent to
-review through the API, one approved and one edited in the page; the verdicts are read back with
-policies.review and applied with import_decisions, as `caption-agent review import` does."""
+review through the API, one approved and one edited in the page (an edit with an email address is refused
+inline first); the verdicts are read back with policies.review and applied with import_decisions, as
+`caption-agent review import` does."""
 
 from __future__ import annotations
 
@@ -61,6 +62,13 @@ def test_reviewer_approves_one_and_edits_one(tmp_path, catalog_dir, lite_drafter
             assert "cat" in first.locator(".draft").inner_text().lower()
             page.fill("#reviewer", "rita")
             first.locator("button[data-verdict=approve]").click()
+            second.locator(".edit-text").fill("A white coffee cup; orders to cups@example.com")
+            second.locator("button[data-verdict=edit]").click()  # PII in the edit: refused, shown inline
+            sync_api.expect(second.locator(".status.error")).to_contain_text("the edit was not saved: pii")
+            sync_api.expect(second.locator(".status")).to_contain_text('would publish: "A white coffee cup; '
+                                                                      'orders to [email]"')
+            assert "done" not in (second.get_attribute("class") or "")
+            page.screenshot(path=str(ARTIFACT.with_name("review-refused.png")), full_page=True)
             second.locator(".edit-text").fill("A white coffee cup on a saucer.")
             second.locator("button[data-verdict=edit]").click()
             for section, verdict in ((first, "approve"), (second, "edit")):
