@@ -14,6 +14,11 @@ from agent.errors import CaptionAgentError
 def eval_captions(
     results: Annotated[Path, typer.Argument(help="Results: `batch caption` JSONL/Parquet, or COCO results JSON.")],
     references: Annotated[Path, typer.Argument(help="COCO-format reference captions (JSON).")],
+    compare: Annotated[Optional[list[str]], typer.Option(
+        help="NAME=RESULTS: another configuration's results, evaluated against the same references and shown "
+             "beside RESULTS (repeat for more).")] = None,
+    label: Annotated[Optional[str], typer.Option(help="Name of RESULTS in a comparison (default: its file "
+                                                      "stem).")] = None,
     catalog: Annotated[Optional[Path], typer.Option(help="Catalog file (JSONL/CSV/Parquet) for grounding P/R; "
                                                          "else the facts stored in the records.")] = None,
     clip_model: Annotated[Optional[str], typer.Option(help="CLIP model (hub id or folder) for CLIP-S; else the "
@@ -29,14 +34,20 @@ def eval_captions(
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report instead of the table.")] = False,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML config file.")] = None,
 ) -> None:
-    """BLEU-1..4, METEOR, ROUGE-L, CIDEr (pycocoevalcap), CLIP-S, compliance, grounding and moderation."""
+    """BLEU-1..4, METEOR, ROUGE-L, CIDEr (pycocoevalcap), CLIP-S, compliance, grounding and moderation; with
+    --compare, for several configurations side by side."""
     from agent.config import AgentConfig
+    from agent.eval.report import compare as compare_runs
     from agent.eval.report import evaluate, render_table
 
     try:
         clip = clip_model or AgentConfig.load(config).ranker.clip_model
-        report = evaluate(results, references, catalog=catalog, clip_model=clip, images_dir=images, policy=policy,
-                          style=style, locale=locale, per_image=per_image)
+        options = {"catalog": catalog, "clip_model": clip, "images_dir": images, "policy": policy, "style": style,
+                   "locale": locale, "per_image": per_image}
+        if compare:
+            report = compare_runs(_runs(results, label, compare), references, **options)
+        else:
+            report = evaluate(results, references, **options)
         if plot is not None:
             from agent.eval.plot import plot_report
 
@@ -49,3 +60,19 @@ def eval_captions(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n", encoding="utf-8")
     typer.echo(text if as_json else render_table(report))
+
+
+def _runs(results: Path, label: str | None, compare: list[str]) -> dict[str, Path]:
+    """``{label: path}`` from RESULTS and the ``NAME=RESULTS`` values of --compare; labels must be unique."""
+    from agent.eval.data import EvalInputError
+
+    runs = {label or results.stem: results}
+    for value in compare:
+        name, sep, path = value.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise EvalInputError(f"--compare {value!r} is not NAME=RESULTS (e.g. --compare local=local.jsonl).")
+        if name.strip() in runs:
+            raise EvalInputError(f"--compare: the name {name.strip()!r} is used twice (RESULTS is named "
+                                 f"{next(iter(runs))!r}; rename it with --label).")
+        runs[name.strip()] = Path(path.strip())
+    return runs

@@ -1,4 +1,5 @@
-"""``evaluate``: every caption metric over one results file, as one JSON-able report, and its text table.
+"""``evaluate``: every caption metric over one results file, as one JSON-able report, and its text table;
+``compare``: the same for several labelled results files (configurations), side by side.
 
 COCO metrics are computed per group of results written for one (style, locale), over the images that have a
 caption, and only for locales in the references' language (scoring German captions against English
@@ -9,11 +10,12 @@ from __future__ import annotations
 
 import platform
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from agent.eval.coco import METRICS, coco_scores_groups
-from agent.eval.data import EvalItem, References, load_references, load_results
+from agent.eval.data import EvalInputError, EvalItem, load_references, load_results
 
 _CHANGING = ("redact", "regenerate", "fallback", "block")
 
@@ -22,53 +24,83 @@ def evaluate(results: Path | str, references: Path | str, *, catalog: Path | str
              clip_model: str | None = None, images_dir: Path | None = None, policy: Path | str | None = None,
              style: str | None = None, locale: str = "en-US", per_image: bool = False) -> dict[str, Any]:
     """The evaluation report of ``results`` against COCO ``references`` (see docs/eval.md for each metric)."""
+    return _evaluate_runs({"": results}, references, catalog=catalog, clip_model=clip_model, images_dir=images_dir,
+                          policy=policy, style=style, locale=locale, per_image=per_image)[""]
+
+
+def compare(runs: Mapping[str, Path | str], references: Path | str, **options: Any) -> dict[str, Any]:
+    """Reports of several labelled results files (configurations) against the same references, side by side.
+
+    ``runs`` maps a label to a results file; ``options`` are ``evaluate``'s keywords. Each ``runs[label]`` of
+    the answer is exactly the report ``evaluate`` writes for that file; all COCO scores come from one tokenizer
+    run and one METEOR process."""
+    if len(runs) < 2:
+        raise EvalInputError(f"a comparison needs at least two labelled results files, got {len(runs)}.")
+    bad = [label for label in runs if not label or not label.strip() or label != label.strip()]
+    if bad:
+        raise EvalInputError(f"comparison labels must be non-empty without surrounding spaces: {bad!r}.")
+    reports = _evaluate_runs(runs, references, **options)
+    first = next(iter(reports.values()))
+    return {"comparison": list(reports), "references": str(references),
+            "reference_images": first["reference_images"], "reference_captions": first["reference_captions"],
+            "runs": reports}
+
+
+def _evaluate_runs(runs: Mapping[str, Path | str], references: Path | str, *, catalog: Path | str | None = None,
+                   clip_model: str | None = None, images_dir: Path | None = None, policy: Path | str | None = None,
+                   style: str | None = None, locale: str = "en-US", per_image: bool = False
+                   ) -> dict[str, dict[str, Any]]:
     from agent.eval.compliance import compliance
     from agent.eval.grounding import grounding, load_catalog_facts
     from agent.locales import language_code
     from policies import PolicyEngine
 
     refs = load_references(references)
-    items = load_results(results, refs, style=style, locale=locale)
     engine = PolicyEngine.load(policy)
-    groups: dict[str, list[EvalItem]] = {}
-    for item in items:
-        if item.image_id is not None and item.text:
-            groups.setdefault(f"{item.style or '-'}/{item.locale}", []).append(item)
-    captions: dict[str, Any] = {}
-    scored: dict[str, dict[str, str]] = {}
-    for name, members in sorted(groups.items()):
-        if language_code(members[0].locale) != refs.language:
-            captions[name] = {"skipped": f"locale {members[0].locale} is not the references' language "
-                                         f"({refs.language})", "captions": len(members)}
-            continue
-        scored[name], captions[name] = _one_per_image(members)
+    facts = load_catalog_facts(catalog) if catalog else None
+    items = {label: load_results(path, refs, style=style, locale=locale) for label, path in runs.items()}
+    captions: dict[str, dict[str, Any]] = {label: {} for label in runs}
+    scored: dict[tuple[str, str], dict[str, str]] = {}
+    for label, run_items in items.items():
+        groups: dict[str, list[EvalItem]] = {}
+        for item in run_items:
+            if item.image_id is not None and item.text:
+                groups.setdefault(f"{item.style or '-'}/{item.locale}", []).append(item)
+        for name, members in sorted(groups.items()):
+            if language_code(members[0].locale) != refs.language:
+                captions[label][name] = {"skipped": f"locale {members[0].locale} is not the references' "
+                                                    f"language ({refs.language})", "captions": len(members)}
+                continue
+            scored[label, name], captions[label][name] = _one_per_image(members)
     if scored:
         all_scores = coco_scores_groups({i: r.captions for i, r in refs.images.items()}, scored)
-        for name, (overall, images) in all_scores.items():
-            captions[name].update(metrics={k: round(v, 4) for k, v in overall.items()},
-                                  coverage=round(len(scored[name]) / len(refs.images), 4))
+        for (label, name), (overall, images) in all_scores.items():
+            row = captions[label][name]
+            row.update(metrics={k: round(v, 4) for k, v in overall.items()},
+                       coverage=round(len(scored[label, name]) / len(refs.images), 4))
             if per_image:
-                captions[name]["per_image"] = {i: {"caption": scored[name][i], **{k: round(v, 4) for k, v in
-                                                                                   s.items()}}
-                                               for i, s in images.items()}
-    report: dict[str, Any] = {
-        "results": str(results), "references": str(references), "reference_images": len(refs.images),
-        "reference_captions": sum(len(r.captions) for r in refs.images.values()),
-        "records": len(items), "unmatched_records": sum(i.image_id is None for i in items),
-        "status": dict(Counter(i.status for i in items)),
-        "captions": captions,
-        "compliance": compliance(items, engine),
-        "grounding": grounding(items, refs, engine, load_catalog_facts(catalog) if catalog else None),
-        "moderation": moderation(items),
-        "clip_s": None,
-        "policy": {"version": engine.version, "hash": engine.hash},
-        "tools": _tools(),
-    }
-    if clip_model:
-        from agent.eval.clip_score import clip_scores
+                row["per_image"] = {i: {"caption": scored[label, name][i], **{k: round(v, 4) for k, v in s.items()}}
+                                    for i, s in images.items()}
+    reports: dict[str, dict[str, Any]] = {}
+    for label, run_items in items.items():
+        reports[label] = {
+            "results": str(runs[label]), "references": str(references), "reference_images": len(refs.images),
+            "reference_captions": sum(len(r.captions) for r in refs.images.values()),
+            "records": len(run_items), "unmatched_records": sum(i.image_id is None for i in run_items),
+            "status": dict(Counter(i.status for i in run_items)),
+            "captions": captions[label],
+            "compliance": compliance(run_items, engine),
+            "grounding": grounding(run_items, refs, engine, facts),
+            "moderation": moderation(run_items),
+            "clip_s": None,
+            "policy": {"version": engine.version, "hash": engine.hash},
+            "tools": _tools(),
+        }
+        if clip_model:
+            from agent.eval.clip_score import clip_scores
 
-        report["clip_s"] = clip_scores(items, refs, clip_model, images_dir)
-    return report
+            reports[label]["clip_s"] = clip_scores(run_items, refs, clip_model, images_dir)
+    return reports
 
 
 def _one_per_image(members: list[EvalItem]) -> tuple[dict[str, str], dict[str, Any]]:
@@ -115,33 +147,48 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def render_table(report: dict[str, Any]) -> str:
-    """The report as fixed-width text tables (what `caption-agent eval captions` prints)."""
-    lines = [f"{report['records']} records, {report['reference_images']} reference images "
-             f"({report['reference_captions']} reference captions), {report['unmatched_records']} unmatched; "
-             f"status {report['status']}", ""]
-    head = f"{'group (style/locale)':28s}{'n':>4s}" + "".join(f"{m:>9s}" for m in METRICS)
-    lines += ["Caption metrics (pycocoevalcap, corpus level)", head, "-" * len(head)]
-    for name, row in report["captions"].items():
-        if "skipped" in row:
-            lines.append(f"{name:28s}{row['captions']:>4d}  skipped: {row['skipped']}")
-            continue
-        lines.append(f"{name:28s}{row['captions']:>4d}" + "".join(f"{row['metrics'][m]:>9.3f}" for m in METRICS))
-    clip = report.get("clip_s")
+    """The report as fixed-width text tables (what `caption-agent eval captions` prints). A ``compare`` report
+    gets one row per configuration under each group / preset, so configurations read side by side."""
+    runs = report["runs"] if "comparison" in report else {"": report}
+    lab = max((len(label) for label in runs), default=0)
+    col = (lambda label: f"{label:<{lab + 2}s}") if lab else (lambda label: "")
+    lines = [(f"{'[' + label + '] ' if label else ''}{r['records']} records, {r['reference_images']} reference "
+              f"images ({r['reference_captions']} reference captions), {r['unmatched_records']} unmatched; "
+              f"status {r['status']}") for label, r in runs.items()]
+    head = f"{'group (style/locale)':28s}{col('config')}{'n':>4s}" + "".join(f"{m:>9s}" for m in METRICS)
+    lines += ["", "Caption metrics (pycocoevalcap, corpus level)", head, "-" * len(head)]
+    for name in _keys(runs, "captions"):
+        for n, (label, r) in enumerate((label, r) for label, r in runs.items() if name in r["captions"]):
+            row, first = r["captions"][name], f"{name if n == 0 else '':28s}{col(label)}"
+            lines.append(f"{first}{row['captions']:>4d}  skipped: {row['skipped']}" if "skipped" in row else
+                         f"{first}{row['captions']:>4d}" + "".join(f"{row['metrics'][m]:>9.3f}" for m in METRICS))
     lines.append("")
-    lines.append(f"CLIP-S (w={clip['w']:g}, {clip['model']}): {clip['mean']:.4f} over {clip['captions']} captions, "
-                 f"{clip['truncated_over_77_tokens']} truncated at 77 tokens" if clip else
-                 "CLIP-S: not computed (no CLIP model configured: --clip-model or ranker.clip_model)")
-    lines += ["", "Compliance per preset", f"{'preset':20s}{'n':>4s}{'length ok':>11s}{'chars min/med/max':>19s}"
-              f"{'language ok':>13s}  language counts", "-" * 90]
-    for name, row in report["compliance"].items():
-        c = row["chars"]
-        lines.append(f"{name:20s}{row['captions']:>4d}{_fmt(row['length_compliance']):>11s}"
-                     f"{c['min']:>7d}/{c['median']:>4d}/{c['max']:>4d}    {_fmt(row['language_compliance']):>13s}"
-                     f"  {row['language']}")
-    g, m = report["grounding"], report["moderation"]
-    lines += ["", f"Grounding vs catalog: precision {_fmt(g['precision'])} ({g['supported']}/{g['claims']} claims), "
-              f"recall {_fmt(g['recall'])} ({g['mentioned']}/{g['attributes']} attributes), "
-              f"{g['skipped_no_product']} caption(s) without a product",
-              f"Moderation changed {m['changed']}/{m['records']} captions (share {_fmt(m['changed_share'])}); "
-              f"by rule {m['by_rule']}"]
+    for label, r in runs.items():
+        clip = r.get("clip_s")
+        lines.append((f"[{label}] " if label else "") + (
+            f"CLIP-S (w={clip['w']:g}, {clip['model']}): {clip['mean']:.4f} over {clip['captions']} captions, "
+            f"{clip['truncated_over_77_tokens']} truncated at 77 tokens" if clip else
+            "CLIP-S: not computed (no CLIP model configured: --clip-model or ranker.clip_model)"))
+    lines += ["", "Compliance per preset", f"{'preset':20s}{col('config')}{'n':>4s}{'length ok':>11s}"
+              f"{'chars min/med/max':>19s}{'language ok':>13s}  language counts", "-" * (90 + len(col('')))]
+    for name in _keys(runs, "compliance"):
+        for n, (label, r) in enumerate((label, r) for label, r in runs.items() if name in r["compliance"]):
+            row, c = r["compliance"][name], r["compliance"][name]["chars"]
+            lines.append(f"{name if n == 0 else '':20s}{col(label)}{row['captions']:>4d}"
+                         f"{_fmt(row['length_compliance']):>11s}{c['min']:>7d}/{c['median']:>4d}/{c['max']:>4d}    "
+                         f"{_fmt(row['language_compliance']):>13s}  {row['language']}")
+    lines.append("")
+    for label, r in runs.items():
+        g, m = r["grounding"], r["moderation"]
+        prefix = f"[{label}] " if label else ""
+        lines += [(f"{prefix}Grounding vs catalog: precision {_fmt(g['precision'])} ({g['supported']}/"
+                   f"{g['claims']} claims), recall {_fmt(g['recall'])} ({g['mentioned']}/{g['attributes']} "
+                   f"attributes), {g['skipped_no_product']} caption(s) without a product"),
+                  (f"{prefix}Moderation changed {m['changed']}/{m['records']} captions (share "
+                   f"{_fmt(m['changed_share'])}); by rule {m['by_rule']}")]
     return "\n".join(lines)
+
+
+def _keys(runs: dict[str, dict[str, Any]], section: str) -> list[str]:
+    """The union of one section's keys over the runs, in first-seen order."""
+    return list(dict.fromkeys(k for r in runs.values() for k in r[section]))
