@@ -165,12 +165,13 @@ def render_table(report: dict[str, Any]) -> str:
     lines.append("")
     for label, r in runs.items():
         clip = r.get("clip_s")
-        lines.append((f"[{label}] " if label else "") + (
-            f"CLIP-S (w={clip['w']:g}, {clip['model']}): {clip['mean']:.4f} over {clip['captions']} captions, "
-            f"{clip['truncated_over_77_tokens']} truncated at 77 tokens" if clip else
-            "CLIP-S: not computed (no CLIP model configured: --clip-model or ranker.clip_model)"))
-    lines += ["", "Compliance per preset", f"{'preset':20s}{col('config')}{'n':>4s}{'length ok':>11s}"
-              f"{'chars min/med/max':>19s}{'language ok':>13s}  language counts", "-" * (90 + len(col('')))]
+        text = (f"CLIP-S (w={clip['w']:g}, {clip['model']}): {clip['mean']:.4f} over {clip['captions']} captions, "
+                f"{clip['truncated_over_77_tokens']} truncated at 77 tokens") if clip else \
+            "CLIP-S: not computed (no CLIP model configured: --clip-model or ranker.clip_model)"
+        lines.append((f"[{label}] " if label else "") + text)
+    lines += ["", "Compliance per preset", (f"{'preset':20s}{col('config')}{'n':>4s}{'length ok':>11s}"
+                                            f"{'chars min/med/max':>19s}{'language ok':>13s}  language counts"),
+              "-" * (90 + len(col("")))]
     for name in _keys(runs, "compliance"):
         for n, (label, r) in enumerate((label, r) for label, r in runs.items() if name in r["compliance"]):
             row, c = r["compliance"][name], r["compliance"][name]["chars"]
