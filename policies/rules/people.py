@@ -65,6 +65,10 @@ _NOT_NAME_WORDS = {"the", "and", "for", "with", "care", "size", "new", "free", "
                    "mayor", "president", "street", "espresso", "coffee", "cup", "steel", "cotton", "leather"}
 
 
+# Catalog fields written in Title Case (and ids): not searched for names.
+_TITLE_CASE_FIELDS = {"brand", "title", "category", "sku"}
+
+
 def _name_gap(text: str, m: re.Match[str]) -> str:
     """What replaces a name: 'a person' as a subject; nothing when it was an apposition ("A person, X, ...")."""
     before = text[:m.start()].rstrip().lower()
@@ -92,10 +96,14 @@ class PeopleRule(Rule):
     config: PeopleConfig
 
     def _names(self, ctx) -> list[str]:
-        """Person-like names in untrusted text (catalog, image text); brands are not names."""
+        """Person-like names in untrusted text (catalog prose, image text); brands are not names.
+
+        Titles and categories are left out: they are Title Case by convention, so every word pair in them looks
+        like a name ("Rocket Launch Model Kit" is no person).
+        """
         brands = {fold(str(v)) for f in ctx.facts for k, v in f.fields.items() if k == "brand"}
-        texts = [f.text for f in ctx.facts] + [str(v) for f in ctx.facts for k, v in f.fields.items()
-                                                if k != "brand"] + [ctx.image_text]
+        texts = [f.text for f in ctx.facts if f.field not in _TITLE_CASE_FIELDS] + [
+            str(v) for f in ctx.facts for k, v in f.fields.items() if k not in _TITLE_CASE_FIELDS] + [ctx.image_text]
         found = {m.title() for t in texts for m in _PROPER_BIGRAM.findall(t)}
         return sorted((n for n in found if fold(n) not in brands and not (set(fold(n).split()) & _NOT_NAME_WORDS)),
                       key=len, reverse=True)

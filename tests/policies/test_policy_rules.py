@@ -56,6 +56,21 @@ def test_people_rule_needs_faces_and_keeps_product_words(engine, make_ctx):
     assert out.text == "A smiling person in women's boots holds their helmet."
 
 
+def test_people_rule_takes_no_title_case_product_name_for_a_person(engine, make_ctx):
+    from agent.schemas import GroundingFact
+
+    fields = {"title": "Rocket Launch Model Kit", "category": "Toys > Model Kits",
+              "description": "A scale model signed by Maria Lopez."}
+    facts = [GroundingFact(id=f"ROCKET-KIT-3:{k}", sku="ROCKET-KIT-3", field=k, text=v, score=0.8, fields=fields)
+             for k, v in fields.items()]
+    ctx = make_ctx(draft="a missile", preset="seo_product", facts=facts, faces=1)
+    kept = engine.review("A rocket launch on a moon's surface, shown as a detailed model kit.", ctx)
+    assert "people" not in fired(kept) and kept.text.startswith("A rocket launch")
+    # A name in catalog prose is still a name.
+    named = engine.review("Maria Lopez holds a detailed rocket launch model kit in her hands.", ctx)
+    assert fired(named).get("people") and "Maria Lopez" not in named.text
+
+
 def test_people_rule_regenerates_other_languages(engine, make_ctx):
     out = engine.review("Eine junge Frau hält einen Helm in der Hand.",
                         make_ctx(draft="eine junge Frau hält einen Helm", locale="de-DE", faces=1))
