@@ -105,17 +105,20 @@ def test_unreachable_server_gives_retryable_error_records_once_each(tmp_path, ca
     assert set(Counter(r["key"] for r in read_records(out)).values()) == {1}
 
 
-def _check_localized(records, locales):
+def _check_localized(records, locales, allow_model_errors=False):
     assert {(r["id"], r["locale"]) for r in records} == {(c["id"], loc) for c in CAPTIONS for loc in locales}
     for r in records:
+        if allow_model_errors and r["status"] == "error":
+            assert r["error"]["type"] == "ModelOutputError" and "no usable answer" in r["error"]["message"]
+            continue
         assert r["status"] in ("ok", "review", "blocked"), r.get("error")
         assert r["draft"] == next(c["text"] for c in CAPTIONS if c["id"] == r["id"])  # the source caption
         assert r["provenance"]["refine_attempts"] >= 1 and r["provenance"]["policy_hash"]
         assert any(d["rule"] == "language" for d in r["decisions"])
         if r["status"] != "blocked":
             assert r["text"] and "spam.example" not in r["text"]
-    rocket = next(r for r in records if r["id"] == "rocket-1")
-    assert all("spam.example" not in f["text"] for f in rocket["facts"])  # the fact was masked before the prompt
+    rockets = [r for r in records if r["id"] == "rocket-1" and r["status"] != "error"]
+    assert rockets and all("spam.example" not in f["text"] for r in rockets for f in r["facts"])  # masked first
 
 
 @pytest.mark.slow
@@ -142,9 +145,15 @@ def test_localize_against_the_real_vllm_server(tmp_path, captions):
     locales = ["de-DE", "fr-FR", "ja-JP"]
     opts = dict(out=out, locales=locales, progress=False, batch_size=16)
     summary = run_localize_job(captions, LocalizeJobOptions(**opts), cfg)
-    assert summary.written == 9 and summary.errors == 0, summary.error_types
+    # SmolLM2-135M sometimes answers with junk (a fact id, the prompt) on every attempt; such an item must be an
+    # error record naming the model output (retryable), never a crash, another error type or a lost item.
+    assert summary.written == 9 and summary.errors <= 3, summary.error_types
+    assert set(summary.error_types) <= {"ModelOutputError"}, summary.error_types
     records = list(read_records(out))
-    _check_localized(records, locales)
-    assert {r["provenance"]["refiner"] for r in records} == {"vllm"}
+    _check_localized(records, locales, allow_model_errors=True)
+    assert {r["provenance"]["refiner"] for r in records if r["status"] != "error"} == {"vllm"}
     again = run_localize_job(captions, LocalizeJobOptions(**opts), cfg)
     assert again.already_done == 9 and again.written == 0
+    retry = run_localize_job(captions, LocalizeJobOptions(**opts, retry_errors=True), cfg)
+    assert retry.retried_errors == summary.errors and retry.written == summary.errors
+    assert set(Counter(r["key"] for r in read_records(out)).values()) == {1}
