@@ -19,12 +19,9 @@ import argparse
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -81,27 +78,10 @@ def drafters(model: str | None, quick: bool, vllm_ok: bool, budget: float) -> di
 
 def start_text_server(model: str, name: str, timeout_s: float) -> tuple[subprocess.Popen, str]:
     """A vLLM OpenAI server for a text model on a free loopback port; returns (process, base URL)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = open(Path(tempfile.gettempdir()) / f"gpu_bench_vllm_{port}.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
-                             "--served-model-name", name, "--host", "127.0.0.1", "--port", str(port),
-                             "--max-model-len", "2048"], stdout=log, stderr=subprocess.STDOUT,
-                            env=dict(os.environ, VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1"), start_new_session=True)
-    url = f"http://127.0.0.1:{port}/v1"
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout_s:
-        if proc.poll() is not None:
-            raise RuntimeError(f"vLLM exited with {proc.returncode}; see {log.name}")
-        try:
-            with urllib.request.urlopen(f"{url}/models", timeout=5) as resp:
-                if resp.status == 200:
-                    return proc, url
-        except OSError:
-            time.sleep(2)
-    proc.terminate()
-    raise RuntimeError(f"vLLM was not ready within {timeout_s:.0f} s; see {log.name}")
+    import gpu_drafters
+
+    return gpu_drafters.launch_vllm(sys.executable, model, name, ["--max-model-len", "2048"], timeout_s,
+                                    "gpu_bench_vllm")
 
 
 def vllm_refiner(url: str | None, served: str | None, model: str | None, quick: bool, deadline: float

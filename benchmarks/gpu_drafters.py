@@ -28,7 +28,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -104,20 +104,20 @@ def run_transformers(model: str, args: argparse.Namespace, deadline: float) -> d
     return out
 
 
-def start_vllm(python: str, model: str, name: str, args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
+def launch_vllm(python: str, model: str, name: str, extra: Sequence[str], timeout_s: float,
+                log_name: str = "vllm") -> tuple[subprocess.Popen, str]:
     """`python -m vllm.entrypoints.openai.api_server` on a free loopback port; returns (process, base URL)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     cmd = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--served-model-name", name,
-           "--host", "127.0.0.1", "--port", str(port), "--max-model-len", str(args.max_model_len),
-           "--limit-mm-per-prompt", json.dumps({"image": 1}), *args.vllm_arg]
-    log = open(Path(tempfile.gettempdir()) / f"gpu_drafters_vllm_{port}.log", "wb")
+           "--host", "127.0.0.1", "--port", str(port), *extra]
+    log = open(Path(tempfile.gettempdir()) / f"{log_name}_{port}.log", "wb")
     env = dict(os.environ, VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}/v1"
     t0 = time.monotonic()
-    while time.monotonic() - t0 < args.server_timeout_s:
+    while time.monotonic() - t0 < timeout_s:
         if proc.poll() is not None:
             raise RuntimeError(f"vLLM exited with {proc.returncode}; see {log.name}")
         try:
@@ -127,7 +127,14 @@ def start_vllm(python: str, model: str, name: str, args: argparse.Namespace) -> 
         except OSError:
             time.sleep(2)
     proc.terminate()
-    raise RuntimeError(f"vLLM was not ready within {args.server_timeout_s} s; see {log.name}")
+    raise RuntimeError(f"vLLM was not ready within {timeout_s:.0f} s; see {log.name}")
+
+
+def start_vllm(python: str, model: str, name: str, args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
+    """The multimodal server for the drafter benchmark (one image per prompt)."""
+    extra = ["--max-model-len", str(args.max_model_len), "--limit-mm-per-prompt", json.dumps({"image": 1}),
+             *args.vllm_arg]
+    return launch_vllm(python, model, name, extra, args.server_timeout_s, "gpu_drafters_vllm")
 
 
 def run_vllm(url: str, name: str, args: argparse.Namespace, deadline: float) -> dict[str, Any]:
