@@ -135,17 +135,24 @@ def iter_localize_items(inputs: Path, locales: Sequence[str], *, style: str, inc
                                                             f"`text` (optional: id, style, locale, sku, max_chars, "
                                                             f"facts)."})
             continue
-        facts = [f.model_dump(mode="json") for f in parsed.facts]
-        facts_hash = hashlib.sha256(json.dumps([(f["id"], f["text"]) for f in facts]).encode()).hexdigest()[:16]
-        text_hash = hashlib.sha256(parsed.text.encode("utf-8")).hexdigest()
-        source_key = source_key or parsed.id or digest("source", text_hash, facts_hash)
-        for locale in locales:
-            fields = {"style": parsed.style or style, "locale": locale, "max_chars": parsed.max_chars,
-                      "source_locale": parsed.locale, "facts": facts_hash}
-            cache_key = digest("localize", text_hash, fingerprint(fields))
-            yield LocalizeItem(key=digest("localize", cache_key, source_key), cache_key=cache_key, row=row,
-                               source_key=source_key, text=parsed.text, style=fields["style"], locale=locale,
-                               source_locale=parsed.locale, max_chars=parsed.max_chars, id=parsed.id, facts=facts)
+        yield from row_items(parsed, locales, style=style, row=row, source_key=source_key)
+
+
+def row_items(parsed: CaptionRow, locales: Sequence[str], *, style: str, row: int = 0,
+              source_key: str = "") -> Iterator[LocalizeItem]:
+    """One item per target locale for one source caption; keys depend only on the caption, its facts and the
+    target settings, so the batch job and the HTTP service compute the same keys and cache entries."""
+    facts = [f.model_dump(mode="json") for f in parsed.facts]
+    facts_hash = hashlib.sha256(json.dumps([(f["id"], f["text"]) for f in facts]).encode()).hexdigest()[:16]
+    text_hash = hashlib.sha256(parsed.text.encode("utf-8")).hexdigest()
+    source_key = source_key or parsed.id or digest("source", text_hash, facts_hash)
+    for locale in locales:
+        fields = {"style": parsed.style or style, "locale": locale, "max_chars": parsed.max_chars,
+                  "source_locale": parsed.locale, "facts": facts_hash}
+        cache_key = digest("localize", text_hash, fingerprint(fields))
+        yield LocalizeItem(key=digest("localize", cache_key, source_key), cache_key=cache_key, row=row,
+                           source_key=source_key, text=parsed.text, style=fields["style"], locale=locale,
+                           source_locale=parsed.locale, max_chars=parsed.max_chars, id=parsed.id, facts=facts)
 
 
 @dataclass

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from agent.config import AgentConfig
 from agent.errors import ConfigError
-from agent.jobs.localize_job import LocalizeItem, LocalizeStage
-from agent.jobs.manifest import digest, fingerprint
+from agent.jobs.localize_job import LocalizeItem, LocalizeStage, row_items
 from agent.locales import normalize_locale
 from agent.service.schemas import LocalizeBody
 
@@ -24,19 +21,7 @@ def localize_items(body: LocalizeBody, config: AgentConfig) -> list[LocalizeItem
     style = body.style or config.default_style
     load_preset(style, config.prompts_dir)
     locales = list(dict.fromkeys(normalize_locale(loc) for loc in body.locales))
-    facts = [f.model_dump(mode="json") for f in body.facts]
-    facts_hash = hashlib.sha256(json.dumps([(f["id"], f["text"]) for f in facts]).encode()).hexdigest()[:16]
-    text_hash = hashlib.sha256(body.text.encode("utf-8")).hexdigest()
-    source_key = body.id or digest("source", text_hash, facts_hash)
-    items = []
-    for locale in locales:
-        fields = {"style": style, "locale": locale, "max_chars": body.max_chars, "source_locale": body.locale,
-                  "facts": facts_hash}
-        cache_key = digest("localize", text_hash, fingerprint(fields))
-        items.append(LocalizeItem(key=digest("localize", cache_key, source_key), cache_key=cache_key, row=0,
-                                  source_key=source_key, text=body.text, style=style, locale=locale,
-                                  source_locale=body.locale, max_chars=body.max_chars, id=body.id, facts=facts))
-    return items
+    return list(row_items(body, locales, style=style))
 
 
 def run_localize(agent: Any, items: list[LocalizeItem]) -> list[dict[str, Any]]:
