@@ -109,3 +109,14 @@ def tidy(text: str) -> str:
 
     text = _ARTICLE.sub(article, text)
     return text[:1].upper() + text[1:] if text else text
+
+
+# The same one-to-four-word unit three or more times in a row: a decoding loop, not prose.
+_LOOP = re.compile(r"(?<!\S)((?:\S+\s+){0,3}?[^\s.,;:!?]+)[.,;:!?]?(?:\s+\1(?=[.,;:!?]?(?:\s|$))[.,;:!?]?){2,}",
+                   re.IGNORECASE)
+
+
+def repetition_loop(text: str) -> str | None:
+    """The repeated unit if ``text`` contains a degenerate loop ("moon-bound moon-bound moon-bound"), else None."""
+    match = _LOOP.search(text)
+    return match.group(1) if match else None

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from agent.errors import ModelOutputError
 from agent.locales import language_name
 from agent.schemas import GroundingFact, RefinedCaption
-from agent.text import fit_length
+from agent.text import fit_length, repetition_loop
 from prompts import PromptBundle, StylePreset, render_messages
 
 _JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
@@ -99,6 +99,8 @@ def parse_refined(raw: str, job: RefineJob) -> RefinedCaption:
         raise ModelOutputError(f"refiner output is empty or too short: {caption!r}")
     if any(tag in caption.lower() for tag in ("<draft>", "<facts>", "json:", "</")):
         raise ModelOutputError(f"refiner output echoes the prompt: {caption[:120]!r}")
+    if (unit := repetition_loop(caption)) is not None:  # small models fall into decoding loops
+        raise ModelOutputError(f"refiner output repeats {unit!r} in a loop: {caption[:120]!r}")
     known = {f.id for f in job.facts}
     if any(fid.lower() in caption.lower() for fid in known):  # weak models copy fact ids instead of facts
         raise ModelOutputError(f"refiner output quotes a fact id instead of writing a caption: {caption[:120]!r}")

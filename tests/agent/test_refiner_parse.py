@@ -29,8 +29,20 @@ def test_unusable_answers_raise(raw):
         parse_refined(raw, _job())
 
 
+@pytest.mark.parametrize("raw", ["A rocket launch on a moon-bound moon-bound moon-bound moon-bound moon-bo",
+                                 '{"caption": "An espresso cup on a saucer on a saucer on a saucer."}',
+                                 "Tea tea tea tea."])
+def test_decoding_loops_are_unusable(raw):
+    with pytest.raises(ModelOutputError, match="in a loop"):
+        parse_refined(raw, _job())
+    # Ordinary repetition is prose, not a loop.
+    assert parse_refined("A very very small cup; the cup is black.", _job()).caption
+
+
 def test_length_is_enforced_after_generation():
-    long = "A " + "very " * 60 + "long caption about an espresso cup."
+    long = ("A matte black espresso cup with a thin handle stands on a matching saucer beside a silver spoon, a "
+            "folded linen napkin, two sugar cubes and a small glass of water on a worn wooden cafe table near a "
+            "bright window in the soft morning light of a quiet street corner.")
     out = parse_refined(long, _job(max_chars=60))
     assert len(out.caption) <= 60 and not out.caption.endswith(" ")
     assert len(parse_refined(long, _job()).caption) <= 125
