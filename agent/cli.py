@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from pydantic import ValidationError
 
 from agent.errors import CaptionAgentError
 
@@ -53,10 +54,14 @@ def caption(
         hint = ProductHint(sku=sku, brand=brand, category=category)
         requests = [CaptionRequest(image=p, style=style or cfg.default_style, locale=locale or cfg.default_locale,
                                    hint=hint, n_candidates=n) for p in images]
-    except CaptionAgentError as exc:
+    except (CaptionAgentError, ValidationError) as exc:
         _fail(exc)
     failed = 0
-    for result in agent.caption_batch(requests):
+    try:
+        results = agent.caption_batch(requests)
+    except CaptionAgentError as exc:  # a backend that cannot load (missing extra, bad model path)
+        _fail(exc)
+    for result in results:
         failed += result.status == "error"
         sys.stdout.write(result.model_dump_json(exclude_none=True) + "\n")
         sys.stdout.flush()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from agent.errors import ConfigError
@@ -22,6 +22,10 @@ class ImageLimits(_Section):
     max_bytes: int = Field(40 * 1024 * 1024, ge=1, description="Largest accepted file, in bytes.")
     max_pixels: int = Field(50_000_000, ge=1, description="Largest accepted width*height (decompression bombs).")
     min_side: int = Field(8, ge=1, description="Smallest accepted width or height, in pixels.")
+    max_aspect_ratio: float = Field(20.0, ge=1, le=10_000, description="Longest side / shortest side; a "
+                                    "thinner strip is refused (banners and panoramas are under 10:1).")
+    working_side: int = Field(1024, ge=224, le=8192, description="Longest side of the working copy that every "
+                              "stage (screening, drafting, OCR, CLIP, VLM uploads) uses; bounds their memory.")
 
 
 class DrafterSettings(_Section):
@@ -44,7 +48,14 @@ class DrafterSettings(_Section):
     timeout_s: float = Field(60.0, gt=0, description="Per-request timeout of the vllm drafter.")
     max_retries: int = Field(3, ge=0, le=10, description="vllm drafter retries on connection errors, 429 and 5xx.")
     max_concurrency: int = Field(16, ge=1, le=512, description="vllm drafter requests in flight at once.")
-    image_max_side: int = Field(1024, ge=32, le=8192, description="Longest side of an image sent to a vLLM server.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "image_max_side" in data:
+            raise ValueError("drafter.image_max_side was replaced by images.working_side (one working size for "
+                             "every stage); set that instead")
+        return data
 
 
 class RankerSettings(_Section):

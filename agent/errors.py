@@ -30,6 +30,11 @@ class ImageTooLargeError(InvalidImageError):
     fix = "downscale the image, or raise `images.max_pixels` / `images.max_bytes` in the config if you trust the source."
 
 
+class ImageShapeError(InvalidImageError):
+    fix = ("crop the image to the part to caption (or pad it) so that its long side is at most "
+           "`images.max_aspect_ratio` times its short side, or raise that limit in the config.")
+
+
 class UnknownStyleError(CaptionAgentError):
     fix = "run `caption-agent styles` to list the presets, or add a YAML preset to your prompts folder."
 
@@ -50,6 +55,12 @@ class CatalogRowError(CatalogError):
         where = f"row {row}" if row is not None else "row"
         where += f", field {field!r}" if field else ""
         super().__init__(f"{where}: {message}", fix=fix)
+
+
+class UnknownSkuError(CatalogError):
+    """A request names a sku the configured catalog does not hold (the same error in API, CLI, service, jobs)."""
+
+    fix = "correct the sku, ingest the product into the catalog, or leave the sku out to ground by similarity."
 
 
 class EmbedderMismatchError(CatalogError):

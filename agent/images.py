@@ -1,19 +1,33 @@
-"""Load untrusted images safely: size and pixel limits, EXIF orientation, RGB, content hash."""
+"""Load untrusted images safely into one bounded working copy that every stage uses.
+
+Checked from the header, before any pixel is decoded: byte size, pixel count, smallest side and aspect ratio.
+Then the image is decoded once (JPEG at a reduced DCT scale when it is much larger than needed), shrunk so that
+its longest side is at most ``images.working_side``, turned upright (EXIF orientation) and converted to RGB.
+Screening, face detection, drafting, OCR, CLIP and uploads to a VLM server all work on that copy, so no stage
+allocates more than a fixed working size whatever the input's shape; ``ImageInfo`` keeps the original size.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import math
 import warnings
 from pathlib import Path
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from agent.config import ImageLimits
-from agent.errors import ImageTooLargeError, InvalidImageError
+from agent.errors import ImageShapeError, ImageTooLargeError, InvalidImageError
 from agent.schemas import ImageInfo
 
 ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"}
+# Modes that Pillow resizes with a real filter; others (palette, 1-bit, 16/32-bit) are converted first.
+_RESIZABLE = {"RGB", "RGBA", "L", "LA", "CMYK", "YCbCr", "RGBX"}
+# EXIF orientation -> the transpose that makes the image upright (what ImageOps.exif_transpose does).
+_ORIENT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+           5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+           8: Image.Transpose.ROTATE_90}
 
 
 def read_image_bytes(image: Path | str | bytes, limits: ImageLimits) -> tuple[bytes, str]:
@@ -38,29 +52,63 @@ def read_image_bytes(image: Path | str | bytes, limits: ImageLimits) -> tuple[by
     return data, label
 
 
-def load_image(image: Path | str | bytes, limits: ImageLimits | None = None) -> tuple[Image.Image, ImageInfo]:
-    """Decode ``image`` into an RGB PIL image with EXIF orientation applied.
+def check_shape(label: str, width: int, height: int, limits: ImageLimits) -> None:
+    """Refuse, from the header alone, sizes and shapes no stage should ever decode or process."""
+    if width * height > limits.max_pixels:
+        raise ImageTooLargeError(f"image {label!r} is {width}x{height} = {width * height} pixels, "
+                                 f"over the limit of {limits.max_pixels}.")
+    ratio = max(width, height) / max(1, min(width, height))
+    if ratio > limits.max_aspect_ratio:
+        raise ImageShapeError(f"image {label!r} is {width}x{height}, an aspect ratio of {ratio:.0f}:1, beyond the "
+                              f"limit of {limits.max_aspect_ratio:g}:1.")
+    if min(width, height) < limits.min_side:
+        raise InvalidImageError(f"image {label!r} is {width}x{height}, smaller than {limits.min_side}px.")
 
-    The pixel limit is checked from the header, before the pixels are decoded.
+
+def working_size(width: int, height: int, side: int) -> tuple[int, int]:
+    """Size of the working copy: longest side at most ``side``, aspect kept, never upscaled, at least 1 px."""
+    scale = min(1.0, side / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _shrink(img: Image.Image, side: int) -> Image.Image:
+    """Decode ``img`` and reduce it to the working size, never holding more than one full-size decode."""
+    target = working_size(*img.size, side)
+    if img.format == "JPEG" and target != img.size:
+        # Decode at the smallest DCT scale (1/2, 1/4, 1/8) still at least twice the target: a 24 MP photo
+        # never exists at full size in memory.
+        img.draft("RGB", (math.ceil(target[0] * 2), math.ceil(target[1] * 2)))
+    img.load()
+    if img.mode not in _RESIZABLE:
+        has_alpha = "A" in img.getbands() or "transparency" in img.info
+        img = img.convert("RGBA" if has_alpha else "RGB")
+    if img.size != target:
+        img = img.resize(target, Image.Resampling.BICUBIC, reducing_gap=2.0)
+    return img
+
+
+def load_image(image: Path | str | bytes, limits: ImageLimits | None = None) -> tuple[Image.Image, ImageInfo]:
+    """Decode ``image`` into its RGB working copy (EXIF orientation applied, longest side <= working_side).
+
+    Limits are checked from the header, before the pixels are decoded. ``ImageInfo`` has the original size.
     """
     limits = limits or ImageLimits()
     data, label = read_image_bytes(image, limits)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            fmt = img.format
+            src = Image.open(io.BytesIO(data))
+            fmt = src.format
             if fmt not in ALLOWED_FORMATS:
                 raise InvalidImageError(f"image {label!r} has unsupported format {fmt!r}.")
-            width, height = img.size
-            if width * height > limits.max_pixels:
-                raise ImageTooLargeError(
-                    f"image {label!r} is {width}x{height} = {width * height} pixels, "
-                    f"over the limit of {limits.max_pixels}.")
-            if min(width, height) < limits.min_side:
-                raise InvalidImageError(f"image {label!r} is {width}x{height}, smaller than {limits.min_side}px.")
-            img.load()
-            img = ImageOps.exif_transpose(img)
+            width, height = src.size
+            check_shape(label, width, height, limits)
+            orientation = src.getexif().get(0x0112)
+            img = _shrink(src, limits.working_side)
+            if orientation in _ORIENT:
+                img = img.transpose(_ORIENT[orientation])
+                if orientation in (5, 6, 7, 8):
+                    width, height = height, width
     except (ImageTooLargeError, InvalidImageError):
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
@@ -70,7 +118,7 @@ def load_image(image: Path | str | bytes, limits: ImageLimits | None = None) -> 
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidImageError(f"image {label!r} is corrupt or truncated: {exc}.") from exc
     if img.mode != "RGB":
-        img = img.convert("RGBA").convert("RGB") if "A" in img.getbands() or img.mode == "P" else img.convert("RGB")
-    info = ImageInfo(source=label, sha256=hashlib.sha256(data).hexdigest(), width=img.width,
-                     height=img.height, format=fmt)
+        img = img.convert("RGB")
+    info = ImageInfo(source=label, sha256=hashlib.sha256(data).hexdigest(), width=width, height=height,
+                     format=fmt, working_width=img.width, working_height=img.height)
     return img, info

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Sequence
 
 from agent import __version__
 from agent.config import AgentConfig
-from agent.errors import BackendError, CaptionAgentError, ModelOutputError
+from agent.errors import BackendError, CaptionAgentError, ModelOutputError, UnknownSkuError
 from agent.images import load_image
 from agent.locales import normalize_locale
 from agent.ranking import ConsensusRanker, Ranker
@@ -41,7 +41,7 @@ class _Item:
     confidence: float = 0.0
     facts: list[GroundingFact] = field(default_factory=list)
     image_text: str = ""
-    faces: int = 0
+    faces: int | None = None  # people the screen found; None when no detector ran (the people rule holds)
     decisions: list[PolicyDecision] = field(default_factory=list)
     feedback: list[str] = field(default_factory=list)
     facts_used: list[str] = field(default_factory=list)
@@ -80,6 +80,11 @@ class CaptionAgent:
 
     def __init__(self, config: AgentConfig | None = None, **overrides: Any) -> None:
         self.config = config or AgentConfig.load(**overrides)
+        from agent.drafters import DRAFTERS
+
+        # A misspelt backend is a ConfigError now, not a traceback at the first image.
+        DRAFTERS.check(self.config.drafter.backend)
+        REFINERS.check(self.config.refiner.backend, "none")
 
     # --- stages, loaded lazily -------------------------------------------------------------------------------
     @cached_property
@@ -151,10 +156,19 @@ class CaptionAgent:
         return CaptionRequest(image=image, hint=hint, **fields)
 
     def caption_batch(self, items: Iterable[CaptionRequest | ImageLike]) -> list[CaptionResult]:
-        """Caption many images; every input yields exactly one result, in order (errors as records)."""
-        work = [_Item(i if isinstance(i, CaptionRequest) else self.make_request(i)) for i in items]
+        """Caption many images; every input yields exactly one result, in order (errors as records).
+
+        A CaptionRequest that leaves style or locale unset gets the config's defaults, as a path does."""
+        work = [_Item(self.with_defaults(i) if isinstance(i, CaptionRequest) else self.make_request(i))
+                for i in items]
         self._run(work)
         return [w.result for w in work]  # type: ignore[misc]
+
+    def with_defaults(self, request: CaptionRequest) -> CaptionRequest:
+        """``request`` with the config's default style and locale where the caller set none."""
+        unset = {"style": self.config.default_style, "locale": self.config.default_locale}
+        update = {k: v for k, v in unset.items() if k not in request.model_fields_set}
+        return request.model_copy(update=update) if update else request
 
     def _run(self, work: list[_Item]) -> None:
         for stage in (self._prepare, self._draft, self._rank, self._ground, self._refine_and_moderate):
@@ -191,19 +205,32 @@ class CaptionAgent:
             retriever.store.close()
 
     # --- stages over a batch ------------------------------------------------------------------------------------
+    def _stamp(self, item: _Item) -> None:
+        """Provenance known before any model runs, so results that end early (bad input, blocked at screening)
+        carry it too: package, policy and prompt versions."""
+        item.provenance.package_version = __version__
+        item.provenance.policy_version = self.policy.version
+        item.provenance.policy_hash = self.policy.hash
+        if item.preset is not None:
+            item.provenance.prompt_version = f"{item.preset.name}@{item.preset.version}"
+            item.provenance.prompt_hash = prompt_hash(item.preset)
+
     def _prepare(self, items: list[_Item]) -> None:
         for item in items:
             with _Timer([item], "load"):
                 try:
                     item.preset = load_preset(item.request.style, self.config.prompts_dir)
+                    self._stamp(item)
                     item.locale = normalize_locale(item.request.locale)
                     item.image, info = load_image(item.request.image, self.config.images)
                     item.draft = Draft(image=info, candidates=[])
                 except CaptionAgentError as exc:
+                    self._stamp(item)
                     item.fail(exc, "input")
                     continue
             with _Timer([item], "screen"):
-                screened = self._guard("screen", item, lambda: self.policy.screen_image(item.image, info))
+                screened = self._guard("screen", item, lambda: self.policy.screen_image(
+                    item.image, info, item.preset.name))
             if screened is not None:
                 outcome, item.faces = screened
                 item.decisions += outcome.decisions
@@ -242,38 +269,57 @@ class CaptionAgent:
     def _rank(self, items: list[_Item]) -> None:
         for item in items:
             with _Timer([item], "rank"):
-                item.ranked, item.confidence = self.ranker.rank(item.draft.candidates, item.image)
-                item.provenance.ranker = f"{self.ranker.name}:{self.ranker.model_id}"
+                try:
+                    item.ranked, item.confidence = self.ranker.rank(item.draft.candidates, item.image)
+                    item.provenance.ranker = f"{self.ranker.name}:{self.ranker.model_id}"
+                except Exception as exc:  # noqa: BLE001 - fails this item, never the batch
+                    item.fail(exc, "rank")
 
     def _ground(self, items: list[_Item]) -> None:
         """Facts for every live item in one batched retrieval; if that fails, item by item to pin the error."""
         for item in items:
             item.provenance.embedder = getattr(self.embedder, "model_id", "") if "embedder" in self.__dict__ else ""
-        todo = [i for i in items if i.live and i.preset.use_facts] if self.retriever is not None else []
+        if self.retriever is None:
+            return
+        self._check_skus(items)
+        todo = [i for i in items if i.live and i.preset.use_facts]
         if not todo:
             return
         with _Timer(todo, "ground"):
             try:
                 found = self.retriever.facts_many([(i.ranked[0].text, i.request.hint) for i in todo])
-            except CaptionAgentError:
+            except Exception:  # noqa: BLE001 - retried item by item below, to pin the error on its item
                 found = None
         for item, facts in zip(todo, found or [None] * len(todo)):
             if facts is None:
                 with _Timer([item], "ground"):
                     try:
                         facts = self.retriever.facts(item.ranked[0].text, item.request.hint)
-                    except CaptionAgentError as exc:
+                    except Exception as exc:  # noqa: BLE001 - fails this item, never the batch
                         item.fail(exc, "ground")
                         continue
             item.facts = facts
 
+    def _check_skus(self, items: list[_Item]) -> None:
+        """A sku the catalog does not hold is bad input: the item fails with UnknownSkuError (API, CLI, service
+        and jobs alike) instead of being captioned without its product. One store query for the batch."""
+        skus = sorted({i.request.hint.sku for i in items if i.request.hint.sku})
+        if not skus:
+            return
+        try:
+            found = self.retriever.store.content_hashes(skus)
+        except Exception as exc:  # noqa: BLE001 - the store is down: these items fail, the batch goes on
+            for item in items:
+                if item.request.hint.sku:
+                    item.fail(exc, "ground")
+            return
+        for item in items:
+            sku = item.request.hint.sku
+            if sku and sku not in found:
+                item.fail(UnknownSkuError(f"sku {sku!r} is not in the catalog."), "input")
+
     def _refine_and_moderate(self, items: list[_Item]) -> None:
         for item in items:
-            item.provenance.prompt_version = f"{item.preset.name}@{item.preset.version}"
-            item.provenance.prompt_hash = prompt_hash(item.preset)
-            item.provenance.policy_version = self.policy.version
-            item.provenance.policy_hash = self.policy.hash
-            item.provenance.package_version = __version__
             with _Timer([item], "sanitize"):
                 prepared = self._guard("sanitize", item, lambda: self.policy.prepare_inputs(
                     item.facts, item.image_text, self._context(item, attempts_left=0)))

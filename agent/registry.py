@@ -24,11 +24,15 @@ class Registry(Generic[T]):
         """Add a backend: ``registry.register("mine", "my_pkg.drafter:MyDrafter")``."""
         self._entries[name] = target
 
+    def check(self, name: str, *also: str) -> None:
+        """Raise ConfigError for a name that is neither registered nor in ``also`` (imports nothing)."""
+        if name not in self._entries and name not in also:
+            known = ", ".join([*self.names(), *also])
+            raise ConfigError(f"unknown {self.kind} backend {name!r}; known: {known}.",
+                              fix=f"set the {self.kind} backend to one of: {known}.")
+
     def get(self, name: str) -> type[T]:
-        try:
-            target = self._entries[name]
-        except KeyError:
-            raise ConfigError(f"unknown {self.kind} backend {name!r}; known: {', '.join(self.names())}.",
-                              fix=f"set the {self.kind} backend to one of: {', '.join(self.names())}.") from None
+        self.check(name)
+        target = self._entries[name]
         module, _, attr = target.partition(":")
         return getattr(importlib.import_module(module), attr)

@@ -53,9 +53,11 @@ class CaptionRequest(_Strict):
 class ImageInfo(BaseModel):
     source: str = Field(description="Path, or '<bytes>'.")
     sha256: str
-    width: int
-    height: int
+    width: int = Field(description="Original width (EXIF orientation applied).")
+    height: int = Field(description="Original height (EXIF orientation applied).")
     format: str | None = None
+    working_width: int | None = Field(None, description="Width of the bounded working copy the stages used.")
+    working_height: int | None = Field(None, description="Height of the bounded working copy the stages used.")
 
 
 class Candidate(BaseModel):

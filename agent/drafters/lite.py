@@ -88,12 +88,13 @@ class LiteDrafter(Drafter):
             self._ocr = read_text
 
     def _preprocess(self, image: Image.Image) -> np.ndarray:
-        # Resize the short side to 256, centre-crop 224 (the ImageNet eval recipe); mean = std = 0.5.
+        # The ImageNet eval recipe (short side to 256, centre crop 224) done as one resize of the centre box, so
+        # the work is 224x224 whatever the image's aspect ratio; mean = std = 0.5.
         w, h = image.size
-        scale = 256 / min(w, h)
-        img = image.resize((max(224, round(w * scale)), max(224, round(h * scale))), Image.Resampling.BILINEAR)
-        left, top = (img.width - 224) // 2, (img.height - 224) // 2
-        arr = np.asarray(img.crop((left, top, left + 224, top + 224)), dtype=np.float32) / 255.0
+        crop = min(w, h) * 224 / 256
+        left, top = (w - crop) / 2, (h - crop) / 2
+        img = image.resize((224, 224), Image.Resampling.BILINEAR, box=(left, top, left + crop, top + crop))
+        arr = np.asarray(img, dtype=np.float32) / 255.0
         return ((arr - 0.5) / 0.5).transpose(2, 0, 1)
 
     def classify(self, images: Sequence[Image.Image], top_k: int = 5) -> list[list[tuple[str, float]]]:

@@ -1,6 +1,6 @@
 """Stage 1 served by vLLM: a VLM behind vLLM's OpenAI-compatible chat API.
 
-Images travel inside the request as base64 data URLs (downscaled to ``image_max_side``), never as remote URLs, so
+Images travel inside the request as base64 data URLs (the pipeline's bounded working copy, ``images.working_side``), never as remote URLs, so
 the server fetches nothing. One request per image asks for ``n`` choices with ``logprobs``; requests run
 concurrently (at most ``max_concurrency`` in flight) so the server's continuous batching stays busy. Connection
 errors, timeouts, 429 and 5xx are retried by the OpenAI client with backoff, as in the vLLM refiner.
@@ -31,10 +31,10 @@ START_HINT = ("start a VLM server, e.g. `vllm serve Qwen/Qwen2.5-VL-3B-Instruct 
 _NOT_MULTIMODAL = ("not a multimodal", "does not support multimodal", "at most 0 image", "not support image")
 
 
-def image_data_url(image: Image.Image, max_side: int) -> str:
-    """JPEG data URL of ``image``, downscaled so its longest side is at most ``max_side``."""
+def image_data_url(image: Image.Image, max_side: int | None = None) -> str:
+    """JPEG data URL of ``image`` (already the bounded working copy); ``max_side`` shrinks it further."""
     img = image.convert("RGB")
-    if max(img.size) > max_side:
+    if max_side is not None and max(img.size) > max_side:
         img = img.copy()
         img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
@@ -67,7 +67,7 @@ class VLLMDrafter(Drafter):
     # --- stage 1 -----------------------------------------------------------------------------------------------
     def draft(self, images: Sequence[Image.Image], infos: Sequence[ImageInfo], n: int) -> list[Draft]:
         """One concurrent request per image; a server-wide failure raises, a per-image refusal leaves it empty."""
-        urls = [image_data_url(im, self.settings.image_max_side) for im in images]
+        urls = [image_data_url(im) for im in images]
 
         async def run() -> list[list[Candidate] | Exception]:
             client = self._openai.AsyncOpenAI(**self._client_kwargs())
@@ -168,5 +168,5 @@ class VLLMDrafter(Drafter):
                 return err
         return map_openai_error(exc, openai, self.base_url, retries=self.settings.max_retries,
                                 timeout_s=self.settings.timeout_s, hint=START_HINT,
-                                on_rejected="check drafter.model, max_new_tokens, image_max_side and the "
+                                on_rejected="check drafter.model, max_new_tokens, images.working_side and the "
                                             "server's --max-model-len / --limit-mm-per-prompt.")

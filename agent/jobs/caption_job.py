@@ -9,15 +9,10 @@ from typing import Any, Sequence
 from pydantic import Field
 
 from agent.config import AgentConfig
-from agent.errors import CatalogError
-from agent.jobs.engine import JobOptions, JobSummary, StageSpec, config_fingerprint, error_record, run_job
+from agent.jobs.engine import JobOptions, JobSummary, StageSpec, config_fingerprint, run_job
 from agent.jobs.manifest import CaptionItem, ManifestError, iter_items, read_rows
 
 log = logging.getLogger("caption_agent.jobs")
-
-
-class UnknownSkuError(CatalogError):
-    fix = "correct the sku, ingest the product into the catalog, or leave the sku out to ground by similarity."
 
 
 class CaptionJobOptions(JobOptions):
@@ -28,8 +23,8 @@ class CaptionJobOptions(JobOptions):
 
 
 class CaptionStage:
-    """Captions one batch with a CaptionAgent: unknown skus checked in one store query, then the pipeline's
-    batched stages (decode, draft, rank, ground, refine with bounded concurrency, moderate)."""
+    """Captions one batch with a CaptionAgent: the pipeline's batched stages (decode, screen, draft, rank, check
+    skus and ground, refine with bounded concurrency, moderate)."""
 
     def __init__(self, config: dict[str, Any] | None = None, agent: Any = None) -> None:
         self._config = config
@@ -50,26 +45,10 @@ class CaptionStage:
             getattr(a, name)
 
     def __call__(self, items: Sequence[CaptionItem]) -> list[dict[str, Any]]:
-        unknown = self._unknown_skus(items)
-        runnable = [i for i in items if i.sku not in unknown]
-        results = iter(self.agent.caption_batch([i.request() for i in runnable]))
-        records = []
-        for item in items:
-            if item.sku in unknown:
-                exc = UnknownSkuError(f"sku {item.sku!r} is not in the catalog.")
-                records.append(error_record(item, type(exc).__name__, str(exc), "ground"))
-                continue
-            result = next(results)
-            records.append(item.annotate(result.model_dump(mode="json", exclude_none=True)))
-        return records
-
-    def _unknown_skus(self, items: Sequence[CaptionItem]) -> set[str]:
-        skus = sorted({i.sku for i in items if i.sku})
-        retriever = self.agent.retriever if skus else None
-        if retriever is None:  # no catalog configured: a sku is only a hint and cannot be checked
-            return set()
-        found = retriever.store.content_hashes(skus)
-        return {s for s in skus if s not in found}
+        # Unknown skus are the pipeline's to refuse (one rule for API, CLI, service and jobs).
+        results = self.agent.caption_batch([i.request() for i in items])
+        return [item.annotate(result.model_dump(mode="json", exclude_none=True))
+                for item, result in zip(items, results)]
 
     def close(self) -> None:
         if self._agent is not None:

@@ -77,6 +77,23 @@ class Refiner(ABC):
         """Release models or connections."""
 
 
+def attribute_facts(caption: str, facts: Sequence[GroundingFact]) -> list[str]:
+    """Ids of the facts whose value the caption states word for word (title, brand, category, an attribute
+    value, or a sentence of the description), for refiners whose model does not list the facts it used."""
+    text = " ".join(re.findall(r"\w+", caption.lower()))
+    used = []
+    for fact in facts:
+        value = fact.fields.get(fact.field, "")
+        phrases = [s for s in re.split(r"[.!?;]\s+", value) if len(s) >= 20] if fact.field == "description" \
+            else [value]
+        for phrase in phrases:
+            words = " ".join(re.findall(r"\w+", phrase.lower()))
+            if len(words) >= 3 and re.search(rf"\b{re.escape(words)}\b", text):
+                used.append(fact.id)
+                break
+    return used[:8]
+
+
 def parse_refined(raw: str, job: RefineJob) -> RefinedCaption:
     """Turn a model answer (JSON, or plain text from weak models) into a RefinedCaption that fits the budget."""
     text = (raw or "").strip()

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from agent._extras import require
 from agent.config import RefinerSettings
-from agent.refiners.base import Refiner, RefineJob
+from agent.refiners.base import Refiner, RefineJob, attribute_facts
+from agent.schemas import RefinedCaption
 from agent.refiners.bundled import SMOLLM2_ID, bundled_smollm2_gguf
 
 
@@ -48,6 +49,15 @@ class LocalRefiner(Refiner):
         self.model = transformers.AutoModelForCausalLM.from_pretrained(source, **kwargs).to(device).eval()
         self._device = device
         self._lock = threading.Lock()
+
+    def refine(self, job: RefineJob) -> RefinedCaption:
+        """As every refiner; the small model writes only the caption (prefilled JSON), so the facts it used are
+        the ones whose values the caption states word for word, and the answer says so in ``notes``."""
+        out = super().refine(job)
+        if out.facts_used or not job.facts:
+            return out
+        return out.model_copy(update={"facts_used": attribute_facts(out.caption, job.facts),
+                                      "notes": [*out.notes, "facts_used: matched in the caption's text"][-8:]})
 
     def complete(self, messages: list[dict[str, str]], job: RefineJob) -> str:
         torch = self._torch

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.errors import (BackendError, BackendUnavailableError, CaptionAgentError, ConfigError, ImageTooLargeError,
-                          InvalidImageError, InvalidLocaleError, UnknownStyleError)
+                          InvalidImageError, InvalidLocaleError, UnknownSkuError, UnknownStyleError)
 
 
 class ServiceError(CaptionAgentError):
@@ -89,7 +89,7 @@ class NotReadyError(ServiceError):
 
 _BY_TYPE: list[tuple[type[Exception], int]] = [
     (ImageTooLargeError, 413), (InvalidImageError, 422), (UnknownStyleError, 422), (InvalidLocaleError, 422),
-    (BackendUnavailableError, 503), (BackendError, 502), (ConfigError, 409),
+    (UnknownSkuError, 422), (BackendUnavailableError, 503), (BackendError, 502), (ConfigError, 409),
 ]
 _BY_NAME = {cls.__name__: status for cls, status in _BY_TYPE}
 

@@ -38,7 +38,8 @@ class ImageSafetyConfig(RuleConfig):
     face_classes: list[str] = Field(default_factory=lambda: ["FACE_FEMALE", "FACE_MALE"])
     face_score: float = Field(0.35, ge=0, le=1, description="Minimum score to count a face.")
     if_unavailable: Literal["allow", "review", "block"] = Field(
-        "allow", description="When NudeNet is not installed: the decision is recorded as skipped either way.")
+        "review", description="When NudeNet is not installed: hold for review by default (never fail open); "
+                              "the decision is recorded as skipped either way.")
 
     @field_validator("block_classes", "review_classes", "face_classes")
     @classmethod

@@ -62,11 +62,13 @@ def test_batch_keeps_going_past_bad_items(offline_agent, images_dir, tmp_path):
     results = offline_agent.caption_batch(reqs)
     by_key = {r.key: r for r in results}
     assert [r.key for r in results] == [r.key for r in reqs]
-    assert by_key["good"].status == "ok" and by_key["sku"].status == "ok"
-    assert by_key["sku"].facts == []  # an unknown sku grounds nothing rather than something wrong
+    assert by_key["good"].status == "ok"
     for key, err in [("empty", "InvalidImageError"), ("text", "InvalidImageError"), ("missing", "InvalidImageError"),
-                     ("style", "UnknownStyleError"), ("locale", "InvalidLocaleError")]:
+                     ("style", "UnknownStyleError"), ("locale", "InvalidLocaleError"), ("sku", "UnknownSkuError")]:
         assert by_key[key].status == "error" and by_key[key].error.type == err and "Fix:" in by_key[key].error.message
+        assert by_key[key].error.stage == "input"
+        prov = by_key[key].provenance  # results that end before refinement still say what produced them
+        assert prov.package_version and prov.policy_version and len(prov.policy_hash) >= 16
 
 
 def test_single_caption_raises_clear_errors(offline_agent, images_dir, tmp_path):

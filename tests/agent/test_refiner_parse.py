@@ -51,3 +51,16 @@ def test_length_is_enforced_after_generation():
 def test_text_helpers():
     assert fit_length("one two three", 9) == "one two." and len(fit_length("x" * 50, 10)) == 10
     assert strip_opening("Image of a cat", ["image of"]) == "A cat"
+
+
+def test_facts_used_are_attributed_by_the_values_the_caption_states():
+    from agent.refiners.base import attribute_facts
+    from agent.schemas import GroundingFact
+
+    fields = {"title": "Hollowell Espresso Cup", "attributes.color": "matte black", "brand": "Hollowell",
+              "description": "A small cup for espresso. Dishwasher safe and stackable, in stoneware."}
+    facts = [GroundingFact(id=f"M:{f}", sku="M", field=f, text=v, score=1.0, fields=fields) for f, v in fields.items()]
+    used = attribute_facts("The Hollowell espresso cup in matte-black: dishwasher safe and stackable, in stoneware.",
+                           facts)
+    assert used == ["M:title", "M:attributes.color", "M:brand", "M:description"]
+    assert attribute_facts("A black cup on a table.", facts) == []  # "black" alone is not "matte black"
