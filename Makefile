@@ -7,8 +7,9 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
+# safety (NudeNet) is part of the default: the default policy holds unscreened images for review.
 setup:
-	@scripts/bootstrap.sh lite,vllm
+	@scripts/bootstrap.sh lite,vllm,safety
 
 setup-dev:
 	@scripts/bootstrap.sh lite,vllm,ocr,safety,parquet,metrics,ray,eval,serve,dev

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 from pydantic import ValidationError
 
-from agent.errors import CaptionAgentError
+from agent.errors import CaptionAgentError, describe
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Write publishable image captions: draft, rank, ground, refine, moderate.")
@@ -19,7 +19,7 @@ ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML 
 
 
 def _fail(exc: Exception) -> None:
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    typer.secho(f"error: {describe(exc)}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
 
 

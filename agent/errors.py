@@ -109,3 +109,12 @@ class UnsupportedModelError(BackendError):
 
 class ModelOutputError(BackendError):
     fix = "the model's output could not be used; the pipeline falls back to the ranked draft."
+
+
+def describe(exc: BaseException) -> str:
+    """One readable line for a CLI: pydantic's ValidationError as ``field: problem; …`` (no doc links)."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors) and type(exc).__name__ == "ValidationError":
+        parts = [f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in errors(include_url=False)]
+        return f"invalid {getattr(exc, 'title', 'input')}: " + "; ".join(parts) + ". Fix: see --help for the ranges."
+    return str(exc)

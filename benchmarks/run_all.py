@@ -92,6 +92,15 @@ def _serve_rows(r: dict[str, Any]) -> list[Row]:
                    if isinstance(v, (int, float)) and ("ratio" in k or "_vs_" in k)]
 
 
+def _image_memory_rows(r: dict[str, Any]) -> list[Row]:
+    over = [i["name"] for i in r["images"] if not i["passed"]]
+    if r["worst_ratio"] is None:
+        raise ValueError(f"no image was accepted; failed: {over}")
+    return [("image memory: worst peak growth / budget", r["worst_ratio"],
+             f"budget 3*w*h*3 + 300 MB, {r['accepted']} accepted, {r['refused']} refused, worst "
+             f"{r['worst_image']}; failed: {', '.join(over) or 'none'}")]
+
+
 def _run_serve(quick: bool, opts: argparse.Namespace) -> dict[str, Any]:
     return importlib.import_module("bench_serve").run(quick)
 
@@ -114,6 +123,8 @@ BENCHES: list[Bench] = [
     Bench("query", lambda q, o: _script("bench_query", ["--sizes", "1000", "--queries", "30"] if q else []),
           _query_rows),
     Bench("stages", lambda q, o: _script("bench_stages", ["--quick"] if q else []), _stages_rows),
+    Bench("image_memory", lambda q, o: _script("bench_image_memory", ["--quick"] if q else []),
+          _image_memory_rows),
     Bench("refiner_vllm", lambda q, o: _script("bench_refiner", ["--url", _vllm_url(o), "--no-local",
                                                                  *(["--quick"] if q else [])]),
           _refiner_rows, lambda o: None if _vllm_url(o) else "no server (--vllm-url or "

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from agent.errors import CaptionAgentError
+from agent.errors import CaptionAgentError, describe
 
 policy_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Validate and inspect policy files.")
 review_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The human review queue (JSONL).")
@@ -17,7 +17,7 @@ PolicyOpt = Annotated[Optional[Path], typer.Option("--policy", "-p", help="Polic
 
 
 def _fail(exc: Exception, code: int = 2) -> None:
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    typer.secho(f"error: {describe(exc)}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
 

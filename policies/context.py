@@ -23,7 +23,8 @@ class ModerationContext:
     facts: list[GroundingFact] = field(default_factory=list)
     image_text: str = ""
     max_chars: int | None = None
-    faces: int = 0
+    # Faces the image safety rule counted; None: not known (no screening, detector missing or failed).
+    faces: int | None = None
     attempts_left: int = 0
     is_fallback: bool = False
     confidence: float | None = None

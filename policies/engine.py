@@ -1,6 +1,7 @@
 """The policy engine: runs the rules of a policy file at the three moderation points.
 
-* ``screen_image`` — before any text: image safety (and the face count the people rule needs);
+* ``screen_image`` — before any text: image safety (and the face count the people rule needs, or None
+  when the detector did not look);
 * ``prepare_inputs`` — before the prompt: PII masked and instruction-like text cut out of untrusted text;
 * ``review`` — after refinement: every rule on the caption; the strongest action wins.
 
@@ -66,11 +67,18 @@ class PolicyEngine:
         return next(r for r in self.rules(preset) if r.name == name)
 
     # -- 1. the image ---------------------------------------------------------------------------------------
-    def screen_image(self, image: Image.Image, info: ImageInfo, preset: str = "") -> tuple[ModerationOutcome, int]:
-        """Image safety before any text is written: (outcome, number of faces)."""
+    def screen_image(self, image: Image.Image, info: ImageInfo, preset: str = ""
+                     ) -> tuple[ModerationOutcome, int | None]:
+        """Image safety before any text is written, with the settings of style ``preset``: (outcome, number of
+        faces). The face count is None when the detector did not look (not installed, failed, or the rule is
+        disabled): the people rule then acts on its ``if_unavailable``, never on "no faces"."""
         rule = self._rule(preset, "image_safety")
         result = self._run(rule, "image", lambda: rule.check_image(image, info, None), "")
-        faces = int(next((d.details.get("faces", 0) for d in result.decisions), 0) or 0)
+        faces = None
+        if result.decisions and rule.config.enabled:
+            details = result.decisions[0].details
+            if not details.get("skipped") and not details.get("error") and details.get("faces") is not None:
+                faces = int(details["faces"])
         return ModerationOutcome(action=result.action, text="", decisions=result.decisions), faces
 
     # -- 2. untrusted inputs --------------------------------------------------------------------------------

@@ -67,7 +67,7 @@ class Case(_Strict):
     render: str | None = Field(None, description="Render this text with Pillow and read it back with OCR as "
                                                  "the image text (needs the [ocr] extra).")
     image: str | None = Field(None, description="A bundled photo: skimage:NAME (e.g. skimage:astronaut).")
-    faces: int = 0
+    faces: int | None = Field(0, description="Faces the screen counted; null = no detector ran.")
     attempts_left: int = 1
     is_fallback: bool = False
     confidence: float | None = None
@@ -168,7 +168,7 @@ def run_case(engine: Any, case: Case) -> CaseResult:
         from agent.schemas import ImageInfo
 
         info = ImageInfo(source=case.image or "", sha256="0" * 64, width=image.width, height=image.height)
-        outcome, faces = engine.screen_image(image, info)
+        outcome, faces = engine.screen_image(image, info, case.preset)
         decisions, action, text = outcome.decisions, outcome.action, ""
     elif case.stage == "inputs":
         image_text = case.image_text

@@ -13,15 +13,20 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
+import sqlite3
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, BinaryIO, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agent.errors import CaptionAgentError, PolicyError
 from agent.schemas import CaptionResult, PolicyDecision
+
+log = logging.getLogger(__name__)
 
 RECHECK_RULES = frozenset({"pii", "blocklist", "injection", "style"})
 
@@ -78,39 +83,171 @@ def queue_item(result: CaptionResult) -> dict[str, Any]:
 
 
 class ReviewQueue:
-    """An append-only JSONL review queue, safe for several writer processes (file lock + fsync)."""
+    """An append-only JSONL review queue, safe for several writer processes (file lock + fsync).
+
+    Each result is queued once. The ids already queued live in a SQLite index next to the queue
+    (``<queue>.ids.sqlite``), so ``add`` looks one id up instead of re-reading a queue that only grows; SQLite
+    (standard library) answers that lookup without loading every id, which a plain-text id list could not.
+    The queue stays the record: the index notes how many bytes of it it covers and catches up when it is
+    missing, unreadable or behind (lines written by a crashed or older writer), and rebuilds itself when the
+    queue was rewritten by hand. A malformed queue line is logged with its line number and skipped.
+    """
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        self.index_path = Path(str(self.path) + ".ids.sqlite")
 
     def ids(self) -> set[str]:
         return {item["review_id"] for item in self.items()}
 
+    def __contains__(self, review_id: object) -> bool:
+        """True when ``review_id`` is queued (an index lookup, under the queue's lock)."""
+        from filelock import FileLock
+
+        if not isinstance(review_id, str) or not self.path.is_file():
+            return False
+        with FileLock(str(self.path) + ".lock"), self._index() as db:
+            return _queued(db, review_id)
+
     def items(self) -> Iterator[dict[str, Any]]:
+        """Queue items in order; malformed lines are logged (file and line number) and skipped."""
         if not self.path.is_file():
             return
-        for n, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise PolicyError(f"review queue {str(self.path)!r} line {n} is not JSON: {exc}",
-                                      fix="repair or remove that line; every line is one JSON object.") from None
+        with self.path.open("rb") as fh:
+            for _, _, item in _scan(fh, self.path, 0):
+                yield item
 
     def add(self, result: CaptionResult) -> str:
         """Queue one result (once: a result already queued is not added again); returns its review id."""
+        return self._add(result)[0]
+
+    def _add(self, result: CaptionResult) -> tuple[str, bool]:
+        """(review id, True when queued now)."""
         from filelock import FileLock
 
         item = queue_item(result)
+        rid = item["review_id"]
+        line = (json.dumps(item, ensure_ascii=False) + "\n").encode("utf-8")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.path) + ".lock"):
-            if item["review_id"] in self.ids():
-                return item["review_id"]
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps(item, ensure_ascii=False) + "\n")
+        with FileLock(str(self.path) + ".lock"), self._index() as db:
+            if _queued(db, rid):
+                return rid, False
+            with self.path.open("ab") as fh:
+                start = fh.tell()
+                if start and _last_byte(self.path, start) != b"\n":
+                    fh.write(b"\n")  # a torn last line (a writer that died mid-line) stays alone on its line
+                    start += 1
+                fh.write(line)
                 fh.flush()
                 os.fsync(fh.fileno())
-        return item["review_id"]
+            # Queue first, index second: a crash in between leaves the index behind, which _index() repairs.
+            _record(db, [(rid, start, start + len(line))], start + len(line))
+        return rid, True
+
+    @contextmanager
+    def _index(self) -> Iterator[sqlite3.Connection]:
+        """The id index, caught up with the queue. Call with the queue's lock held."""
+        db = sqlite3.connect(self.index_path, timeout=30)
+        try:
+            try:
+                self._catch_up(db)
+            except sqlite3.DatabaseError as exc:  # a damaged index is rebuilt: the queue is the record
+                log.warning("review queue index %s is unreadable (%s); rebuilding it from the queue",
+                            self.index_path, exc)
+                db.close()
+                self.index_path.unlink(missing_ok=True)
+                db = sqlite3.connect(self.index_path, timeout=30)
+                self._catch_up(db)
+            yield db
+        finally:
+            db.close()
+
+    def _catch_up(self, db: sqlite3.Connection) -> None:
+        with db:
+            db.execute("CREATE TABLE IF NOT EXISTS ids (review_id TEXT PRIMARY KEY)")
+            db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
+        size = self.path.stat().st_size if self.path.is_file() else 0
+        covered, last = _meta(db)
+        if covered > size or (last is not None and not self._still_at(*last)):
+            log.warning("review queue %s changed under its index (rewritten or edited); rebuilding the index",
+                        self.path)
+            covered = 0
+        elif covered == size:
+            return
+        rows = []
+        if size > covered:
+            with self.path.open("rb") as fh:
+                rows = [(item["review_id"], start, end) for start, end, item in _scan(fh, self.path, covered)]
+        _record(db, rows, size, fresh=covered == 0)
+
+    def _still_at(self, start: int, end: int, review_id: str) -> bool:
+        """True when the last queue line the index recorded still sits at the same bytes (no hand edit)."""
+        try:
+            with self.path.open("rb") as fh:
+                fh.seek(start)
+                data = json.loads(fh.read(end - start))
+        except (OSError, ValueError):
+            return False
+        return isinstance(data, dict) and data.get("review_id") == review_id
+
+
+def _meta(db: sqlite3.Connection) -> tuple[int, tuple[int, int, str] | None]:
+    """(queue bytes the index covers, (start, end, review id) of the last line it recorded or None)."""
+    meta = dict(db.execute("SELECT k, v FROM meta").fetchall())
+    last = (int(meta["last_start"]), int(meta["last_end"]), meta["last_id"]) if "last_id" in meta else None
+    return int(meta.get("covered", 0)), last
+
+
+def _queued(db: sqlite3.Connection, review_id: str) -> bool:
+    return db.execute("SELECT 1 FROM ids WHERE review_id = ?", (review_id,)).fetchone() is not None
+
+
+def _record(db: sqlite3.Connection, rows: list[tuple[str, int, int]], covered: int, fresh: bool = False) -> None:
+    """Note queued lines (review id, start, end byte) and how far the queue is indexed, in one transaction;
+    ``fresh`` replaces what the index held."""
+    with db:
+        if fresh:
+            db.execute("DELETE FROM ids")
+            db.execute("DELETE FROM meta")
+        db.executemany("INSERT OR IGNORE INTO ids (review_id) VALUES (?)", [(rid,) for rid, _, _ in rows])
+        meta = [("covered", str(covered))]
+        if rows:
+            rid, start, end = rows[-1]
+            meta += [("last_start", str(start)), ("last_end", str(end)), ("last_id", rid)]
+        db.executemany("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", meta)
+
+
+def _last_byte(path: Path, size: int) -> bytes:
+    with path.open("rb") as fh:
+        fh.seek(size - 1)
+        return fh.read(1)
+
+
+def _scan(fh: BinaryIO, path: Path, offset: int) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    """(start, end, item) for each well-formed queue line from byte ``offset``; logs and skips the others."""
+    fh.seek(offset)
+    start = offset
+    for n, raw in enumerate(fh, 1):
+        end = start + len(raw)
+        item = _parse(raw, path, f"line {n}" if offset == 0 else f"the line at byte {start}")
+        if item is not None:
+            yield start, end, item
+        start = end
+
+
+def _parse(raw: bytes, path: Path, where: str) -> dict[str, Any] | None:
+    """One queue line as an item; None (with a warning) for a blank or malformed line."""
+    if not raw.strip():
+        return None
+    try:
+        item = json.loads(raw)
+    except ValueError as exc:  # invalid JSON, a torn line, bytes that are not UTF-8
+        log.warning("review queue %s %s is not JSON (%s); skipped", path, where, exc)
+        return None
+    if not isinstance(item, dict) or not isinstance(item.get("review_id"), str) or not item["review_id"]:
+        log.warning("review queue %s %s is not a queue item (an object with a review_id); skipped", path, where)
+        return None
+    return item
 
 
 def read_results(path: Path | str) -> list[CaptionResult]:
@@ -129,11 +266,12 @@ def read_results(path: Path | str) -> list[CaptionResult]:
 def export_reviews(results: Path | str, queue: Path | str, threshold: float | None = None) -> list[str]:
     """Queue every result in ``results`` that needs review; returns the ids queued now."""
     q = ReviewQueue(queue)
-    known = q.ids()
     added = []
     for result in read_results(results):
-        if needs_review(result, threshold) and review_id(result) not in known:
-            added.append(q.add(result))
+        if needs_review(result, threshold):
+            rid, new = q._add(result)
+            if new:
+                added.append(rid)
     return added
 
 

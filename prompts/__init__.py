@@ -51,6 +51,9 @@ def _bundled_dir() -> Path:
 def _preset_dirs(user_dir: Path | None) -> list[Path]:
     dirs = [_bundled_dir() / "presets"]
     if user_dir is not None:
+        if not Path(user_dir).is_dir():
+            raise ConfigError(f"prompts folder {str(user_dir)!r} does not exist.",
+                              fix="pass a folder of YAML presets (see `caption-agent styles`), or leave it unset.")
         dirs.insert(0, Path(user_dir))
     return dirs
 

@@ -3,7 +3,8 @@
 Readers yield ``(row_no, Product | RowRejected)`` so one bad row never stops a file. ``row_no`` is the line
 number in CSV/JSONL files (header = line 1, what an editor shows) and the 1-based record number in Parquet.
 Problems with the file as a whole (unknown format, missing required column, unreadable bytes) raise
-``CatalogError`` before anything is yielded, or as soon as they are met.
+``CatalogError`` before anything is yielded, or as soon as they are met. A JSONL line that cannot be parsed
+(bad JSON, nested too deeply, longer than ``MAX_LINE_BYTES``) is that row's reject; the file goes on.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import hashlib
 import io
 import json
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, BinaryIO, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from agent._iter import MAX_LINE_BYTES, bounded_lines
 from agent._extras import require
 from agent.errors import CatalogError, CatalogRowError, InvalidLocaleError
 from agent.locales import normalize_locale
@@ -186,8 +188,12 @@ def read_catalog(path: str | Path, fmt: str | None = None) -> Iterator[tuple[int
     raise CatalogError(f"unknown catalog format {fmt!r}.", fix="use csv, tsv, jsonl or parquet.")
 
 
+def _open_binary(path: Path) -> BinaryIO:
+    return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")  # type: ignore[return-value]
+
+
 def _open_text(path: Path) -> IO[str]:
-    raw = gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")  # noqa: SIM115
+    raw = _open_binary(path)
     # utf-8-sig: spreadsheet exports often start with a byte-order mark that would corrupt the first column name
     return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
 
@@ -279,8 +285,14 @@ def _read_csv(path: Path, delimiter: str) -> Iterator[tuple[int, Product | RowRe
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, Product | RowRejected]]:
     try:
-        with _open_text(path) as fh:
-            for row, line in enumerate(fh, start=1):
+        with _open_binary(path) as fh:
+            for row, (data, length) in enumerate(bounded_lines(fh, MAX_LINE_BYTES), start=1):
+                if length > MAX_LINE_BYTES:
+                    raw = data[:2000].decode("utf-8", errors="replace")
+                    yield row, RowRejected(f"line is {length} bytes long; at most {MAX_LINE_BYTES} are read",
+                                           row=row, raw=raw)
+                    continue
+                line = data.decode("utf-8")
                 if not line.strip():
                     continue
                 try:
@@ -289,7 +301,15 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, Product | RowRejected]]:
                     yield row, RowRejected(f"not valid JSON ({exc.msg} at char {exc.pos})", row=row,
                                            raw=line.rstrip("\r\n")[:2000])
                     continue
-                yield row, validate_record(record, row)
+                except (ValueError, RecursionError) as exc:  # e.g. nested deeper than the parser allows
+                    yield row, RowRejected(f"cannot be parsed as JSON ({type(exc).__name__})", row=row,
+                                           raw=line.rstrip("\r\n")[:2000])
+                    continue
+                try:
+                    item = validate_record(record, row)
+                except RecursionError:
+                    item = RowRejected("nested too deeply", row=row, raw=line.rstrip("\r\n")[:2000])
+                yield row, item
     except (UnicodeDecodeError, OSError, EOFError) as exc:
         raise CatalogError(f"cannot read {str(path)!r}: {exc}.",
                            fix="save the catalog as UTF-8 JSON Lines, one object per line.") from exc

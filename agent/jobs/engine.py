@@ -1,8 +1,10 @@
-"""The job driver shared by caption and localization jobs: resume, dedupe, cache, run batches, write.
+"""The job driver shared by caption and localization jobs: resume, share computations, cache, run batches, write.
 
 Only this driver writes the output log, whichever runner computes the batches (local threads or Ray), so the
 exactly-once guarantee does not depend on the runner: computing an item twice is possible after a kill,
-writing it twice is not.
+writing it twice is not. Every input row is its own item with its own key, so N rows give N records; rows that
+ask for the same computation (same ``cache_key``) share one, and each copy says whose it reused in
+``duplicate_of``.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ class JobOptions(BaseModel):
 
 
 class JobSummary(BaseModel):
-    """What a job did. ``written`` counts records written by this run."""
+    """What a job did. ``written`` counts records written by this run; ``duplicates`` counts rows answered with
+    another row's computation in this run (each still got its own record, with ``duplicate_of``)."""
 
     job: str
     out: str
@@ -80,8 +83,8 @@ class JobSummary(BaseModel):
 class Item(Protocol):
     """What the driver needs of a work item (CaptionItem, LocalizeItem)."""
 
-    key: str  # identity in the output log
-    cache_key: str  # identity of the computation (the key without the caller's id)
+    key: str  # identity in the output log: one input row (its origin, id, content and request)
+    cache_key: str  # identity of the computation (content and request only)
     error: dict[str, str] | None  # set when the input row itself is unusable
 
     def annotate(self, record: dict[str, Any]) -> dict[str, Any]: ...
@@ -125,13 +128,18 @@ def config_fingerprint(config: Any, extra: str = "") -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def copy_record(item: Any, record: dict[str, Any]) -> dict[str, Any]:
+    """``item``'s record from another row's computation: its own key and origin, plus ``duplicate_of``."""
+    return item.annotate({**record, "key": item.key, "cached": True, "duplicate_of": record["key"]})
+
+
 def error_record(item: Any, etype: str, message: str, stage: str) -> dict[str, Any]:
     return item.annotate({"key": item.key, "status": "error", "error": {"type": etype, "message": message,
                                                                           "stage": stage}})
 
 
 class ResultCache:
-    """Finished records by cache key (item key without the caller's id) and settings, in one SQLite file.
+    """Finished records by cache key (content and request, not the row) and settings, in one SQLite file.
 
     Error records are never cached: a retry must really retry. Only the job driver thread touches it.
     """
@@ -192,19 +200,26 @@ def run_job(kind: str, items: Iterable[Item], stage: Stage | None, spec: StageSp
                     summary.already_done += 1
                     progress.update(done=1)
                     continue
-                if item.key in seen:
-                    summary.duplicates += 1
+                if item.key in seen:  # two rows of one input never share a key; guard the log all the same
+                    log.warning("an input row repeats another row's key; written once", extra={"key": item.key})
+                    summary.already_done += 1
                     progress.update(done=1)
                     continue
                 seen.add(item.key)
                 if item.error:
                     write([error_record(item, item.error["type"], item.error["message"], item.error["stage"])])
                     continue
-                hit = memo.get(item.cache_key) or (cache.get(item.cache_key) if cache else None)
+                hit = memo.get(item.cache_key)
+                if hit is not None:  # computed earlier in this run for another row
+                    summary.duplicates += 1
+                    write([copy_record(item, hit)], cached=True)
+                    continue
+                hit = cache.get(item.cache_key) if cache else None
                 if hit is not None:
                     write([item.annotate({**hit, "key": item.key, "cached": True})], cached=True)
                     continue
                 if item.cache_key in waiting:  # the same request is being computed: copy its result
+                    summary.duplicates += 1
                     waiting[item.cache_key].append(item)
                     continue
                 waiting[item.cache_key] = []
@@ -216,7 +231,7 @@ def run_job(kind: str, items: Iterable[Item], stage: Stage | None, spec: StageSp
             for item, record in zip(batch, records):
                 followers = waiting.pop(item.cache_key, [])
                 if followers:
-                    write([f.annotate({**record, "key": f.key, "cached": True}) for f in followers], cached=True)
+                    write([copy_record(f, record) for f in followers], cached=True)
             done = [(i.cache_key, r) for i, r in zip(batch, records) if r["status"] != "error"]
             for cache_key, record in done:
                 memo[cache_key] = record

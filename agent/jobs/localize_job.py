@@ -50,6 +50,8 @@ class CaptionRow(BaseModel):
     locale: str | None = Field(None, max_length=35, description="Locale of the source caption.")
     sku: str | None = Field(None, max_length=128, description="Product the caption describes.")
     max_chars: int | None = Field(None, ge=10, le=5000, description="Length budget.")
+    faces: int | None = Field(None, ge=0, le=1000, description="People the source image showed, as its screen "
+                              "counted them; unknown (unset) holds captions for review under the people rule.")
     facts: list[GroundingFact] = Field(default_factory=list, description="Facts: strings or GroundingFact objects.")
 
     @field_validator("facts", mode="before")
@@ -79,6 +81,7 @@ class LocalizeItem(JobItem):
     source_locale: str | None = None
     max_chars: int | None = None
     id: str | None = None
+    faces: int | None = None
     facts: list[dict[str, Any]] = field(default_factory=list)
     error: dict[str, str] | None = None
 
@@ -98,10 +101,13 @@ def _source_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str, 
             yield row, record, json.dumps(record, sort_keys=True), ""
         return
     for raw in read_rows(path):
-        data = raw.data
+        data, problem = raw.data, raw.problem
         if data is not None and isinstance(data.get("record"), str) and "key" in data:
-            data = json.loads(data["record"])  # a single Parquet file written by a job
-        yield raw.row, data, raw.text, raw.problem
+            try:
+                data = json.loads(data["record"])  # a single Parquet file written by a job
+            except (ValueError, RecursionError) as exc:
+                data, problem = None, f"its `record` cannot be parsed as JSON ({type(exc).__name__})"
+        yield raw.row, data, raw.text, problem
 
 
 def iter_localize_items(inputs: Path, locales: Sequence[str], *, style: str, include_review: bool = False,
@@ -112,14 +118,19 @@ def iter_localize_items(inputs: Path, locales: Sequence[str], *, style: str, inc
     statuses = _LOCALIZABLE + (("review",) if include_review else ())
     for row, data, text, problem in _source_rows(inputs):
         source_key = ""
+        # A row's identity in the output: its row number, or, for a caption job's record, that record's key
+        # (stable when the caption output is rewritten by --retry-errors, unlike its row number).
+        origin = f"row:{row}"
         if data is not None and "status" in data and "key" in data:  # a caption job's result record
             if data.get("status") not in statuses or not data.get("text"):
                 if skipped is not None:
                     skipped.n += 1
                 continue
             source_key = str(data["key"])
+            origin = f"record:{source_key}"
             data = {"text": data["text"], "style": data.get("style"), "locale": data.get("locale"),
-                    "facts": data.get("facts") or [], **({"id": data["id"]} if data.get("id") else {})}
+                    "facts": data.get("facts") or [], "faces": screened_faces(data),
+                    **({"id": data["id"]} if data.get("id") else {})}
         parsed: CaptionRow | None = None
         if not problem:
             try:
@@ -127,32 +138,46 @@ def iter_localize_items(inputs: Path, locales: Sequence[str], *, style: str, inc
             except (ValidationError, ValueError) as exc:
                 problem = (("; ".join(f"{'.'.join(map(str, e['loc'])) or 'row'}: {e['msg']}" for e in exc.errors()))
                            if isinstance(exc, ValidationError) else str(exc))
+            except RecursionError:
+                problem = "nested too deeply"
         if parsed is None:
-            key = digest("row", label, str(row), text)
+            key = digest("row", origin, text)
             yield LocalizeItem(key=key, cache_key=key, row=row, source_key=f"{label}#{row}", text="", style=style,
                                locale="", error={"type": "ManifestRowError", "stage": "manifest",
                                                  "message": f"{label} row {row}: {problem}. Fix: give each row a "
                                                             f"`text` (optional: id, style, locale, sku, max_chars, "
                                                             f"facts)."})
             continue
-        yield from row_items(parsed, locales, style=style, row=row, source_key=source_key)
+        yield from row_items(parsed, locales, style=style, row=row, source_key=source_key, origin=origin)
+
+
+def screened_faces(record: dict[str, Any]) -> int | None:
+    """The face count the image screen recorded in a caption result (None when it did not count)."""
+    for decision in record.get("decisions") or []:
+        if isinstance(decision, dict) and decision.get("rule") == "image_safety":
+            faces = (decision.get("details") or {}).get("faces")
+            return faces if isinstance(faces, int) and not isinstance(faces, bool) else None
+    return None
 
 
 def row_items(parsed: CaptionRow, locales: Sequence[str], *, style: str, row: int = 0,
-              source_key: str = "") -> Iterator[LocalizeItem]:
-    """One item per target locale for one source caption; keys depend only on the caption, its facts and the
-    target settings, so the batch job and the HTTP service compute the same keys and cache entries."""
+              source_key: str = "", origin: str = "") -> Iterator[LocalizeItem]:
+    """One item per target locale for one source caption. Cache keys depend only on the caption, its facts and
+    the target settings, so the batch job and the HTTP service share cache entries; item keys add the row's
+    ``origin`` (batch jobs), so every input row x locale gets its own record even when rows repeat."""
     facts = [f.model_dump(mode="json") for f in parsed.facts]
     facts_hash = hashlib.sha256(json.dumps([(f["id"], f["text"]) for f in facts]).encode()).hexdigest()[:16]
     text_hash = hashlib.sha256(parsed.text.encode("utf-8")).hexdigest()
     source_key = source_key or parsed.id or digest("source", text_hash, facts_hash)
     for locale in locales:
         fields = {"style": parsed.style or style, "locale": locale, "max_chars": parsed.max_chars,
-                  "source_locale": parsed.locale, "facts": facts_hash}
+                  "source_locale": parsed.locale, "facts": facts_hash, "faces": parsed.faces}
         cache_key = digest("localize", text_hash, fingerprint(fields))
-        yield LocalizeItem(key=digest("localize", cache_key, source_key), cache_key=cache_key, row=row,
+        key = digest("localize", cache_key, source_key, *([origin] if origin else []))
+        yield LocalizeItem(key=key, cache_key=cache_key, row=row,
                            source_key=source_key, text=parsed.text, style=fields["style"], locale=locale,
-                           source_locale=parsed.locale, max_chars=parsed.max_chars, id=parsed.id, facts=facts)
+                           source_locale=parsed.locale, max_chars=parsed.max_chars, id=parsed.id, faces=parsed.faces,
+                           facts=facts)
 
 
 @dataclass
@@ -204,7 +229,7 @@ class LocalizeStage:
                 preset = load_preset(item.style, self.config.prompts_dir)
                 facts = [GroundingFact.model_validate(f) for f in item.facts]
                 ctx = ModerationContext(preset=preset, locale=item.locale, draft=item.text, facts=facts,
-                                        max_chars=item.max_chars)
+                                        max_chars=item.max_chars, faces=item.faces)
                 t0 = time.perf_counter()
                 # Source captions and their facts are untrusted: PII masked, injected instructions cut out.
                 clean, _, decisions = self.policy.prepare_inputs(facts, "", ctx)

@@ -1,9 +1,16 @@
 """The append-only output log of a batch job and its resume index.
 
-Exactly-once rests on three rules: only one process writes a log (a file lock); records become visible only
-whole (JSONL: a torn last line from a kill is cut off on reopen; Parquet: each part file is written to a
-temporary name, fsync'd and renamed); and a restart skips every key already in the log. A record is durable
-once ``flush`` returns (write + fsync of the file and its folder).
+Exactly-once rests on three rules: only one process writes a log (a file lock on the output's real path, so a
+symlink cannot start a second writer); records become visible only whole (JSONL: a last line that is not a
+complete record, torn by a kill, is cut off on reopen; Parquet: each part file is written to a temporary name,
+fsync'd and renamed); and a restart skips every key already in the log. A record is durable once ``flush``
+returns (write + fsync of the file and its folder).
+
+A JSONL line counts as a record only if it is a whole JSON object with a ``key`` and a ``status``: every line is
+parsed when the log is opened (about 1 s per 100k records of 1 KB). A broken last line is cut off as torn; a
+broken line anywhere else means the file was edited or damaged, and the log is refused, naming the line.
+The header (``<out>.job.json``) records the item key scheme (``key_version``); an output made with another
+scheme is refused, since its keys cannot match this version's items.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator, Literal
 
 from agent.errors import CaptionAgentError
+from agent.jobs.manifest import KEY_VERSION
 
 Format = Literal["jsonl", "parquet"]
 log = logging.getLogger("caption_agent.jobs")
@@ -83,7 +91,9 @@ class OutputLog:
 
     def __init__(self, path: Path, fmt: Format, *, kind: str, fingerprint: str,
                  allow_config_change: bool = False, flush_every: int = 32, flush_interval_s: float = 2.0) -> None:
-        self.path = Path(path)
+        # Everything (lock, header, rewrites) happens at the real path: two spellings of one output, e.g. a
+        # symlink, must meet the same lock, and a rewrite must replace the file, not the link to it.
+        self.path = Path(os.path.realpath(path))
         self.format = fmt
         self.flush_every = max(1, flush_every)
         self.flush_interval_s = flush_interval_s
@@ -127,10 +137,16 @@ class OutputLog:
 
     def _check_header(self, kind: str, fingerprint: str, allow_change: bool) -> None:
         header_path = self._side("job.json")
-        header = {"kind": kind, "fingerprint": fingerprint, "format": self.format, "key_version": "k1",
+        header = {"kind": kind, "fingerprint": fingerprint, "format": self.format, "key_version": KEY_VERSION,
                   "fingerprints": [fingerprint]}
         if header_path.is_file():
             old = json.loads(header_path.read_text(encoding="utf-8"))
+            if old.get("key_version", "k1") != KEY_VERSION:  # even with allow_change: keys would never match
+                raise JobMismatchError(
+                    f"{str(self.path)!r} was written with item key scheme {old.get('key_version', 'k1')!r}; this "
+                    f"version keys items with {KEY_VERSION!r} (every input row gets its own record), so resuming "
+                    f"it would write every item again.",
+                    fix="pass a new --out path (the old output stays readable), or move the old output away.")
             if old.get("kind") != kind:
                 raise JobMismatchError(f"{str(self.path)!r} holds {old.get('kind')!r} results, not {kind!r}.",
                                        fix="pass a new --out path for this job.")
@@ -154,11 +170,10 @@ class OutputLog:
         good = 0
         if self.path.is_file():
             with open(self.path, "rb") as fh:
-                for number, line in enumerate(fh, 1):
-                    if not line.endswith(b"\n"):
-                        break  # torn last record from a kill: never acknowledged, cut it off below
-                    key, status = _parse_head(line, self.path, number)
-                    self.index[key] = status
+                for line, record in _scan(fh, self.path):
+                    if record is None:
+                        continue  # the last line, torn by a kill: never acknowledged, cut off below
+                    self.index[record["key"]] = record["status"]
                     good += len(line)
             size = self.path.stat().st_size
             if size > good:
@@ -292,16 +307,46 @@ class OutputLog:
         self.close()
 
 
+def _parse_record(line: bytes) -> dict[str, Any] | None:
+    """The record on a line that is one whole record, else None (torn, edited or damaged)."""
+    if not line.endswith(b"}\n"):
+        return None
+    try:
+        record = json.loads(line)  # a head that looks right is not enough: the line must be whole
+    except (ValueError, RecursionError):
+        return None
+    if not (isinstance(record, dict) and isinstance(record.get("key"), str) and record["key"]
+            and isinstance(record.get("status"), str)):
+        return None
+    return record
+
+
+def _scan(fh: Any, path: Path) -> Iterator[tuple[bytes, dict[str, Any] | None]]:
+    """``(line, record)`` for each line of a JSONL log; only the last line may come with None (a torn record,
+    to be cut or skipped). A broken line before the last raises OutputLogError naming it."""
+    broken: int | None = None
+    for number, line in enumerate(fh, 1):
+        if broken is not None:
+            raise OutputLogError(
+                f"{str(path)!r} line {broken} is not a complete job record, and it is not the last line: the file "
+                f"was edited or damaged, or is not an output of this tool.",
+                fix=f"delete or repair line {broken} (the other records are intact), or pass a new --out path.")
+        record = _parse_record(line)
+        if record is None:
+            broken = number
+        yield line, record
+
+
 def _parse_head(line: bytes, path: Path, number: int) -> tuple[str, str]:
+    """Key and status of a line of a log already checked by ``_scan`` (the fast path for rewrites)."""
     m = _HEAD.match(line)
     if m:
         return m.group(1).decode(), m.group(2).decode()
-    try:
-        record = json.loads(line)
-        return str(record["key"]), str(record["status"])
-    except (ValueError, KeyError, TypeError):
+    record = _parse_record(line)
+    if record is None:
         raise OutputLogError(f"{str(path)!r} line {number} is not a job record; the file was edited or is not "
-                             f"an output of this tool.") from None
+                             f"an output of this tool.")
+    return record["key"], record["status"]
 
 
 def _parquet_files(folder: Path, live_only: bool = False) -> list[tuple[str, int, Path]]:
@@ -333,7 +378,8 @@ def _column(record: dict[str, Any], column: str) -> str | None:
 def read_records(path: Path | str) -> Iterator[dict[str, Any]]:
     """Every record of a JSONL output file or a Parquet output (folder or single file), in storage order.
 
-    A torn last JSONL line (a job killed mid-write, not yet reopened) is skipped: it was never acknowledged.
+    A broken last JSONL line (a job killed mid-write, not yet reopened) is skipped: it was never acknowledged.
+    A broken line before the last raises OutputLogError.
     """
     path = Path(path)
     if path.is_dir() or path.suffix.lower() == ".parquet":
@@ -345,9 +391,9 @@ def read_records(path: Path | str) -> Iterator[dict[str, Any]]:
                 yield json.loads(text)
         return
     with open(path, "rb") as fh:
-        for line in fh:
-            if line.endswith(b"\n") and line.strip():
-                yield json.loads(line)
+        for _, record in _scan(fh, path):
+            if record is not None:
+                yield record
 
 
 def _pa() -> Any:

@@ -1,8 +1,11 @@
 """Batch inputs: a folder of images or JSONL/CSV/Parquet rows, read lazily into items with stable keys.
 
-An item's ``key`` is its identity in the output log: the image's content hash plus a fingerprint of the request
-(style, locale, product hint, budgets, and the caller's ``id`` when given). The same request for the same bytes
-gets the same key in every run, wherever the file lives, so a restart can skip what is already written.
+Every input row is answered with its own record. An item's ``key`` is the row's identity in the output log: where
+the row comes from (its file's path relative to the folder for a folder input, its row number for a manifest), the
+caller's ``id`` when given, the image's content hash and a fingerprint of the request (style, locale, product
+hint, budgets). So two rows never share a key, a restart skips exactly the rows already written, and a changed
+file gets a new key (it is recomputed). Its ``cache_key`` is content hash + request only: rows that ask the same
+thing of the same bytes share one computation, and the copies name the row they reused in ``duplicate_of``.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ from typing import Any, Iterator
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
-from agent._iter import chunked
+from agent._iter import MAX_LINE_BYTES, bounded_lines, chunked
 from agent.config import ImageLimits
 from agent.errors import CaptionAgentError
 from agent.schemas import CaptionRequest, ProductHint
 
-KEY_VERSION = "k1"  # bump when the key recipe changes, so old logs are never matched by accident
+# Bump when the key recipe changes, so old logs are never matched by accident (the output log refuses them).
+# k1: content + request (+ id); repeated rows shared one record. k2: row origin + id + content + request.
+KEY_VERSION = "k2"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 _HASH_CHUNK = 1 << 20
 
@@ -141,6 +146,10 @@ class _Raw:
     data: dict[str, Any] | None
     text: str  # the row as read, for the key of a row that cannot be parsed
     problem: str = ""
+    origin: str = ""  # where the row comes from: "path:<relative path>" in a folder, "row:<n>" in a file
+
+    def __post_init__(self) -> None:
+        self.origin = self.origin or f"row:{self.row}"
 
 
 def read_rows(path: Path) -> Iterator[_Raw]:
@@ -150,7 +159,8 @@ def read_rows(path: Path) -> Iterator[_Raw]:
         files = (p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
                  and not any(part.startswith(".") for part in p.relative_to(path).parts))
         for i, file in enumerate(files):
-            yield _Raw(i, {"image": os.path.abspath(file)}, str(file.relative_to(path)))
+            rel = file.relative_to(path).as_posix()
+            yield _Raw(i, {"image": os.path.abspath(file)}, rel, origin=f"path:{rel}")
         return
     if not path.is_file():
         raise ManifestError(f"manifest {str(path)!r} does not exist.")
@@ -166,16 +176,24 @@ def read_rows(path: Path) -> Iterator[_Raw]:
 
 
 def _jsonl_rows(path: Path) -> Iterator[_Raw]:
-    with open(path, encoding="utf-8", errors="replace") as fh:
+    with open(path, "rb") as fh:
         row = -1
-        for line in fh:
+        for raw, length in bounded_lines(fh, MAX_LINE_BYTES):
+            line = raw.decode("utf-8", errors="replace")
             if not line.strip():
                 continue
             row += 1
+            if length > MAX_LINE_BYTES:
+                yield _Raw(row, None, line[:1000] + f"...({length} bytes)",
+                           f"line is {length} bytes long; at most {MAX_LINE_BYTES} are read")
+                continue
             try:
                 data = json.loads(line)
             except json.JSONDecodeError as exc:
                 yield _Raw(row, None, line, f"not valid JSON ({exc.msg} at column {exc.colno})")
+                continue
+            except (ValueError, RecursionError) as exc:  # nested too deep for the parser, or similar
+                yield _Raw(row, None, line, f"cannot be parsed as JSON ({type(exc).__name__})")
                 continue
             if isinstance(data, str):  # a bare path per line is accepted too
                 data = {"image": data}
@@ -188,7 +206,16 @@ def _jsonl_rows(path: Path) -> Iterator[_Raw]:
 def _csv_rows(path: Path) -> Iterator[_Raw]:
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
         reader = csv.DictReader(fh)
-        for row, data in enumerate(reader):
+        row = -1
+        while True:
+            row += 1
+            try:
+                data = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:  # e.g. a cell over the csv module's size limit: that row only
+                yield _Raw(row, None, f"line {reader.line_num}: {exc}", f"cannot be read as CSV ({exc})")
+                continue
             extra = data.pop(None, None)  # more cells than header columns
             text = json.dumps(data, sort_keys=True, ensure_ascii=False)
             if extra:
@@ -217,10 +244,12 @@ def _to_item(raw: _Raw, base: Path, label: str, style: str, locale: str, limits:
             parsed = ManifestRow.model_validate(raw.data)
         except ValidationError as exc:
             problem = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'row'}: {e['msg']}" for e in exc.errors())
+        except RecursionError:
+            problem = "nested too deeply"
     if parsed is None:
         error = {"type": "ManifestRowError", "stage": "manifest",
                  "message": f"{label} row {raw.row}: {problem}. Fix: {ManifestError.fix}"}
-        key = digest("row", label, str(raw.row), raw.text)
+        key = digest("row", raw.origin, raw.text)
         return CaptionItem(key=key, cache_key=key, row=raw.row, source=f"{label}#{raw.row}", style=style,
                            locale=locale, error=error)
     source = parsed.image if os.path.isabs(parsed.image) else os.path.abspath(base / parsed.image)
@@ -228,8 +257,10 @@ def _to_item(raw: _Raw, base: Path, label: str, style: str, locale: str, limits:
               "brand": parsed.brand, "category": parsed.category, "n_candidates": parsed.n_candidates,
               "max_chars": parsed.max_chars}
     content = content_id(source, limits)
-    cache_key = digest("caption", content, fingerprint(fields))
-    key = digest("caption", content, fingerprint({**fields, "id": parsed.id}))
+    request = fingerprint(fields)
+    cache_key = digest("caption", content, request)
+    # The row's origin makes every row its own record; content + request make a changed file a new key.
+    key = digest("caption", raw.origin, fingerprint({"id": parsed.id}), content, request)
     return CaptionItem(key=key, cache_key=cache_key, row=raw.row, source=source, id=parsed.id, **fields)
 
 

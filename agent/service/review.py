@@ -125,7 +125,7 @@ def _waiting_item(queue: Path, decisions: Path, review_id: str) -> dict[str, Any
     item = next((i for i in pending_items(queue, decisions) if i.get("review_id") == review_id), None)
     if item is not None:
         return item
-    if review_id in ReviewQueue(queue).ids():
+    if review_id in ReviewQueue(queue):
         raise ConflictError(f"{review_id} already has a verdict.")
     raise NotFoundError(f"{review_id} is not in the review queue.")
 

@@ -87,7 +87,7 @@ class ImageSafetyRule(Rule):
         except MissingExtraError as exc:
             action = cfg.if_unavailable
             return RuleResult([PolicyDecision(rule=self.name, action=action, reason=f"skipped: nudenet not "
-                              f"installed ({exc.fix}); policy says {action}", details={"faces": 0,
+                              f"installed ({exc.fix}); policy says {action}", details={"faces": None,
                                                                                      "skipped": True})], "")
         faces = sum(1 for d in found if d["class"] in cfg.face_classes and d["score"] >= cfg.face_score)
         blocking = [d for d in found if d["class"] in cfg.block_classes and d["score"] >= cfg.block_score]

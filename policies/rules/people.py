@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from agent.schemas import PolicyDecision
 from agent.text import fold, tidy
 from policies.rules.base import Rule, RuleConfig, RuleResult
 
@@ -87,6 +88,10 @@ class PeopleConfig(RuleConfig):
     ethnicity: Literal["remove", "allow"] = "remove"
     identity: Literal["remove", "allow"] = Field("remove", description="Names put on people in the photo.")
     only_with_faces: bool = Field(True, description="Check only when the image safety rule counted faces.")
+    if_unavailable: Literal["allow", "review", "block"] = Field(
+        "review", description="With only_with_faces, when faces were not counted (the person detector is not "
+        "installed, failed or is disabled): review holds the caption for a person, allow lets it through "
+        "unchecked.")
 
 
 class PeopleRule(Rule):
@@ -110,8 +115,11 @@ class PeopleRule(Rule):
 
     def check_output(self, text: str, ctx) -> RuleResult:
         cfg = self.config
+        if cfg.only_with_faces and ctx.faces is None:
+            return self._unavailable(text)
         if cfg.only_with_faces and ctx.faces <= 0:
             return self.allow(text, "no faces detected; not checked")
+        faces = "faces not counted" if ctx.faces is None else f"{ctx.faces} face(s)"
         english = ctx.locale.lower().startswith("en")
         problems: list[str] = []
         fixed = text
@@ -149,10 +157,18 @@ class PeopleRule(Rule):
                                       "gender, age, ethnicity or name of people in the photo; say 'person'",
                                       faces=ctx.faces)
         if not problems:
-            return self.allow(text, f"{ctx.faces} face(s); no identity, age, gender or ethnicity stated")
+            return self.allow(text, f"{faces}; no identity, age, gender or ethnicity stated")
         return self.violation(text, tidy(fixed) if english else None, "people: " + "; ".join(problems), ctx,
                               feedback="do not state the gender, age, ethnicity or name of people in the photo",
                               faces=ctx.faces)
+
+    def _unavailable(self, text: str) -> RuleResult:
+        """Faces were not counted: "no faces" is not known, so the policy's if_unavailable decides."""
+        action = self.config.if_unavailable
+        what = {"allow": "not checked (if_unavailable: allow)", "review": "held for review", "block": "blocked"}
+        reason = f"person detector unavailable (install caption-agent[safety]); {what[action]}"
+        return RuleResult([PolicyDecision(rule=self.name, action=action, reason=reason,
+                                          details={"faces": None, "skipped": True})], text)
 
 
 def _neutralise(text: str) -> tuple[str, list[str]]:

@@ -117,3 +117,10 @@ def test_bad_cli_options_print_a_clear_error(args, needle, images_dir):
     out = CliRunner().invoke(app, ["caption", str(images_dir / "coffee.jpg"), *args])
     text = out.stdout + (out.stderr or "")
     assert out.exit_code in (1, 2) and needle in text and "Traceback" not in text
+
+
+def test_a_missing_prompts_folder_is_a_clear_error():
+    from agent.cli import app
+
+    out = CliRunner().invoke(app, ["styles", "--prompts-dir", "/no/such/folder"])
+    assert out.exit_code == 2 and "prompts folder '/no/such/folder' does not exist" in out.stderr

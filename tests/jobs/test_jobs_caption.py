@@ -64,25 +64,27 @@ def test_resume_skips_written_keys_and_retry_errors_redoes_only_them(tmp_path, m
             assert next(r for r in after if r["key"] == key) == record
 
 
-def test_cache_answers_repeated_items_and_duplicates_are_written_once(tmp_path, images_dir, fast_agent):
+def test_cache_answers_repeated_items_and_each_row_gets_its_record(tmp_path, images_dir, fast_agent):
     manifest = tmp_path / "m.jsonl"
     rows = [{"image": str(images_dir / "coffee.jpg")}, {"image": str(images_dir / "coffee.jpg")},
             {"image": str(images_dir / "coffee.jpg"), "id": "again"}, {"image": str(images_dir / "chelsea.jpg")}]
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cache = tmp_path / "cache"
     first = run_caption_job(manifest, _opts(tmp_path / "a.jsonl", cache_dir=cache, batch_size=8), agent=fast_agent)
-    # Row 2 repeats row 1 (same key): skipped. Row 3 differs only by id: it copies row 1's result.
-    assert first.duplicates == 1 and first.written == 3 and first.cached == 1
+    # Rows 2 (an exact repeat) and 3 (differs only by id) are rows of their own; they copy row 1's result.
+    assert first.duplicates == 2 and first.written == 4 and first.cached == 2
     second = run_caption_job(manifest, _opts(tmp_path / "b.jsonl", cache_dir=cache), agent=fast_agent)
-    assert second.cached == 3 and second.written == 3
+    assert second.cached == 4 and second.written == 4 and second.duplicates == 0
     a = {r["key"]: r for r in read_records(tmp_path / "a.jsonl")}
     b = {r["key"]: r for r in read_records(tmp_path / "b.jsonl")}
-    assert a.keys() == b.keys()
+    assert a.keys() == b.keys() and len(a) == 4
+    row0 = next(k for k in a if a[k]["row"] == 0)
+    assert [a[k].get("duplicate_of") for k in sorted(a, key=lambda k: a[k]["row"])] == [None, row0, row0, None]
     for key in a:
         assert b[key]["cached"] is True
         assert {k: v for k, v in b[key].items() if k != "cached"} == {k: v for k, v in a[key].items()
-                                                                       if k != "cached"}
-    assert a[next(k for k in a if a[k].get("id") == "again")]["text"] == a[next(iter(a))]["text"]
+                                                                       if k not in ("cached", "duplicate_of")}
+    assert a[next(k for k in a if a[k].get("id") == "again")]["text"] == a[row0]["text"]
 
 
 def test_parquet_output_with_overlapping_batches_feeds_readers(tmp_path, images_dir, fast_agent):

@@ -138,3 +138,72 @@ def test_format_mismatch_with_existing_path_is_refused(tmp_path):
     (tmp_path / "dir.jsonl").mkdir()
     with pytest.raises(OutputLogError, match="is a folder"):
         _open(tmp_path / "dir.jsonl")
+
+
+@pytest.mark.parametrize("broken", [b'{"key":"k0002","status":"ok","te\n',  # a head that looks right
+                                    b'{"key":"k0002","status":"ok","text":"x"\n',  # no closing brace
+                                    b'{"key":"k0002","status":"ok","text":"x" }}\n',  # ends in }, not JSON
+                                    b'[' * 100_000 + b'}\n', b'\n'])
+def test_a_newline_terminated_broken_last_line_is_torn_never_done(tmp_path, broken):
+    out = tmp_path / "out.jsonl"
+    with _open(out) as log:
+        log.append([_rec(0), _rec(1)])
+    out.write_bytes(out.read_bytes() + broken)
+    assert [r["key"] for r in read_records(out)] == ["k0000", "k0001"]
+    with _open(out) as log:
+        assert set(log.index) == {"k0000", "k0001"} and log.repaired_bytes == len(broken)
+        log.append([_rec(2)])
+    assert [r["key"] for r in read_records(out)] == ["k0000", "k0001", "k0002"]
+
+
+def test_a_broken_middle_line_that_looks_like_a_record_is_refused_naming_it(tmp_path):
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(json.dumps(_rec(0)).encode() + b'\n{"key":"k0001","status":"ok","te\n'
+                    + json.dumps(_rec(2)).encode() + b"\n")
+    with pytest.raises(OutputLogError, match=r"line 2 .*Fix: delete or repair line 2"):
+        _open(out)
+    with pytest.raises(OutputLogError, match="line 2"):
+        list(read_records(out))
+    assert out.read_bytes().count(b"\n") == 3  # nothing was cut
+
+
+def test_an_output_made_with_the_old_key_scheme_is_refused(tmp_path):
+    out = tmp_path / "out.jsonl"
+    with _open(out) as log:
+        log.append([_rec(0)])
+    header = tmp_path / "out.jsonl.job.json"
+    assert json.loads(header.read_text())["key_version"] == "k2"
+    old = {**json.loads(header.read_text()), "key_version": "k1"}
+    header.write_text(json.dumps(old))
+    for kw in ({}, {"allow_config_change": True}):
+        with pytest.raises(JobMismatchError, match=r"key scheme 'k1'.*Fix: pass a new --out path"):
+            _open(out, **kw)
+    del old["key_version"]  # headers from before the field existed are k1 too
+    header.write_text(json.dumps(old))
+    with pytest.raises(JobMismatchError, match="key scheme 'k1'"):
+        _open(out)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_a_symlinked_out_meets_the_same_lock_and_header(tmp_path, fmt):
+    if fmt == "parquet":
+        pytest.importorskip("pyarrow")
+    real = tmp_path / "data" / f"out.{fmt}"
+    real.parent.mkdir()
+    link = tmp_path / f"link.{fmt}"
+    with _open(real, fmt) as log:
+        log.append([_rec(0)])
+    link.symlink_to(real, target_is_directory=fmt == "parquet")
+    folder_link = tmp_path / "alias"
+    folder_link.symlink_to(real.parent, target_is_directory=True)
+    with _open(real, fmt):
+        for other in (link, folder_link / real.name):
+            with pytest.raises(JobLockedError):
+                _open(other, fmt)
+    with pytest.raises(JobMismatchError, match="other settings"):  # the header is found through the link
+        _open(link, fmt, fingerprint="fp2")
+    with _open(link, fmt, flush_every=1) as log:
+        assert set(log.index) == {"k0000"}
+        log.append([_rec(1, "error")])
+        assert log.drop_errors() == 1  # a rewrite replaces the real file, not the link
+    assert link.is_symlink() and [r["key"] for r in read_records(real)] == ["k0000"]

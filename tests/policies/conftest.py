@@ -24,6 +24,7 @@ def make_ctx():
         facts = [f if isinstance(f, GroundingFact) else fact(f) for f in facts]
         kw.setdefault("locale", "en-US")
         kw.setdefault("attempts_left", 1)
+        kw.setdefault("faces", 0)  # screened, no faces; None (not screened) is tested on its own
         return ModerationContext(preset=load_preset(preset), draft=draft, facts=facts, **kw)
 
     return make

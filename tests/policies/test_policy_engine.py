@@ -141,3 +141,43 @@ def test_output_check_works_with_a_fresh_context_after_prepare(engine, make_ctx)
     out = engine.review("A blue cotton shirt that glows radioactively.", fresh)
     assert out.action == "fallback" and "radioactively" in next(
         d.reason for d in out.decisions if d.rule == "injection")
+
+
+def test_screening_uses_the_presets_image_safety_settings(tmp_path, monkeypatch):
+    """Per-preset image_safety overrides reach screen_image; faces are None when the detector did not look."""
+    from PIL import Image
+
+    import policies.rules.image_safety as mod
+    from agent.errors import MissingExtraError
+    from agent.schemas import ImageInfo
+    from policies import PolicyEngine
+
+    path = tmp_path / "presets.yaml"
+    path.write_text('version: "t"\nextends: default\npresets:\n'
+                    '  alt_text:\n    rules:\n      image_safety: {review_classes: [BELLY_EXPOSED]}\n'
+                    '  seo_product:\n    rules:\n      image_safety:\n        block_classes+: [BELLY_EXPOSED]\n'
+                    '        if_unavailable: block\n'
+                    '  social:\n    rules:\n      image_safety: {enabled: false}\n')
+    engine = PolicyEngine.load(path)
+    # Detections as NudeNet reports them: this test is about which settings apply, not about the detector.
+    found = [{"class": "FACE_FEMALE", "score": 0.9, "box": [0, 0, 4, 4]},
+             {"class": "BELLY_EXPOSED", "score": 0.7, "box": [0, 4, 4, 4]}]
+    monkeypatch.setattr(mod, "detect", lambda image: found)
+    image = Image.new("RGB", (8, 8))
+    info = ImageInfo(source="x.jpg", sha256="0" * 64, width=8, height=8)
+
+    def screen(preset: str) -> tuple[str, int | None]:
+        outcome, faces = engine.screen_image(image, info, preset)
+        return outcome.action, faces
+
+    assert screen("") == ("allow", 1)
+    assert screen("alt_text") == ("review", 1)
+    assert screen("seo_product") == ("block", 1)
+    assert screen("social") == ("allow", None)  # disabled: nothing counted
+
+    def missing():
+        raise MissingExtraError("nudenet", "safety", "The image safety rule")
+
+    monkeypatch.setattr(mod, "detect", lambda image: missing())
+    assert screen("") == ("review", None)
+    assert screen("seo_product") == ("block", None)

@@ -53,12 +53,12 @@ def test_missing_detector_is_recorded_as_skipped_per_policy(tmp_path, monkeypatc
 
     monkeypatch.setattr(mod, "detector", missing)
     outcome, faces = PolicyEngine.load().screen_image(*photo("coffee"))
-    assert outcome.action == "allow" and faces == 0
+    assert outcome.action == "review" and faces is None  # the default holds what it could not screen
     assert outcome.decisions[0].reason.startswith("skipped: nudenet not installed")
-    path = tmp_path / "hold.yaml"
-    path.write_text('version: "t"\nextends: default\nrules:\n  image_safety: {if_unavailable: review}\n')
-    outcome, _ = PolicyEngine.load(path).screen_image(*photo("coffee"))
-    assert outcome.action == "review"
+    path = tmp_path / "open.yaml"
+    path.write_text('version: "t"\nextends: default\nrules:\n  image_safety: {if_unavailable: allow}\n')
+    outcome, faces = PolicyEngine.load(path).screen_image(*photo("coffee"))
+    assert outcome.action == "allow" and faces is None  # allowed, but "no faces" is still not known
 
 
 def test_a_detector_crash_fails_closed(engine, monkeypatch):
@@ -67,6 +67,7 @@ def test_a_detector_crash_fails_closed(engine, monkeypatch):
     monkeypatch.setattr(mod, "detect", lambda image: (_ for _ in ()).throw(RuntimeError("onnx session lost")))
     outcome, faces = engine.screen_image(*photo("coffee"))
     assert outcome.action == "review" and "onnx session lost" in outcome.decisions[0].reason
+    assert faces is None
 
 
 @pytest.mark.slow

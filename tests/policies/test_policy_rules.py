@@ -56,6 +56,25 @@ def test_people_rule_needs_faces_and_keeps_product_words(engine, make_ctx):
     assert out.text == "A smiling person in women's boots holds their helmet."
 
 
+def test_people_rule_holds_captions_when_faces_were_not_counted(engine, make_ctx, tmp_path):
+    from policies import PolicyEngine
+
+    text = "A smiling woman holds her helmet."
+    out = engine.review(text, make_ctx(draft=text, faces=None))  # the person detector did not run
+    people = next(d for d in out.decisions if d.rule == "people")
+    assert out.action == "review" and people.action == "review"
+    assert people.reason == "person detector unavailable (install caption-agent[safety]); held for review"
+    product = engine.review("A red leather boot.", make_ctx(draft="a red leather boot", preset="seo_product",
+                                                              faces=None, facts=["Red leather boot."]))
+    assert "people" not in fired(product), "seo_product checks every caption, counted faces or not"
+    for action in ("allow", "block"):
+        path = tmp_path / f"{action}.yaml"
+        path.write_text(f'version: "t"\nextends: default\nrules:\n  people: {{if_unavailable: {action}}}\n')
+        people = next(d for d in PolicyEngine.load(path).review(text, make_ctx(draft=text, faces=None)).decisions
+                      if d.rule == "people")
+        assert people.action == action and "person detector unavailable" in people.reason
+
+
 def test_people_rule_takes_no_title_case_product_name_for_a_person(engine, make_ctx):
     from agent.schemas import GroundingFact
 

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -80,6 +81,27 @@ def test_jsonl_rows_numbered_by_line_and_bad_lines_kept(tmp_path: Path) -> None:
     assert reasons[4][1].startswith("expected a JSON object")
     assert reasons[6][0] == "attributes" and "must be text or a number" in reasons[6][1]
     assert reasons[7][0] == "price" and "unknown field" in reasons[7][1]
+
+
+@pytest.mark.parametrize("name", ["c.jsonl", "c.jsonl.gz"])
+def test_jsonl_bom_deep_nesting_and_overlong_lines_are_row_rejects(tmp_path: Path, monkeypatch: Any,
+                                                                    name: str) -> None:
+    from retrieval import catalog
+
+    monkeypatch.setattr(catalog, "MAX_LINE_BYTES", 200_000)
+    long_row = json.dumps({"sku": "L-1", "title": "Long", "description": "x" * 300_000})
+    text = "\n".join(['{"sku": "B-1", "title": "After a BOM"}', "[" * 100_000,
+                      '{"sku": "D-1", "title": "Deep", "attributes": %s}' % ("[" * 100_000), long_row,
+                      '{"sku": "E-1", "title": "End"}']) + "\n"
+    path = tmp_path / name
+    data = b"\xef\xbb\xbf" + text.encode()
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    good, bad = _split(list(read_catalog(path)))
+    assert [(row, p.sku) for row, p in good] == [(1, "B-1"), (5, "E-1")]
+    reasons = {e.row: e.detail for _, e in bad}
+    assert reasons[2] == reasons[3] == "cannot be parsed as JSON (RecursionError)"
+    assert reasons[4] == f"line is {len(long_row)} bytes long; at most 200000 are read"
+    assert all(len(str(e.raw)) <= 2000 for _, e in bad)
 
 
 def test_gzip_and_tsv(tmp_path: Path) -> None:

@@ -141,3 +141,24 @@ def test_a_file_rewritten_during_ingestion_is_detected(settings: RetrievalSettin
             ingest_file(path, store, batch_size=1, on_batch=rewrite)
         assert ingest_file(path, store).added == 1  # re-running converges, the late row included
         assert store.count() == 5
+
+
+def test_unparseable_lines_are_rejects_and_the_ingest_goes_on(settings: RetrievalSettings, minilm: Any,
+                                                              small_rows: list, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from retrieval import catalog
+
+    monkeypatch.setattr(catalog, "MAX_LINE_BYTES", 100_000)
+    lines = [json.dumps(small_rows[0]), "[" * 100_000, '{"sku": "D-1", "title": "Deep", "attributes": %s}'
+             % ("[" * 50_000), json.dumps({"sku": "L-1", "title": "Long", "description": "x" * 200_000}),
+             json.dumps(small_rows[1])]
+    path = tmp_path / "catalog.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode() + b"\n")
+    rejects = tmp_path / "rejects.jsonl"
+    with CatalogStore.open(settings, minilm, writer=True) as store:
+        summary = ingest_file(path, store, rejects_path=rejects)
+        assert (summary.rows, summary.added, summary.rejected) == (5, 2, 3)
+        assert sorted(store.iter_skus()) == ["A-1", "A-2"]
+    got = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert [r["row"] for r in got] == [2, 3, 4]
+    assert "RecursionError" in got[0]["reason"] and "bytes long" in got[2]["reason"]
