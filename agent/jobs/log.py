@@ -307,21 +307,27 @@ class OutputLog:
         self.close()
 
 
-def _parse_record(line: bytes) -> dict[str, Any] | None:
-    """The record on a line that is one whole record, else None (torn, edited or damaged)."""
-    if not line.endswith(b"}\n"):
+def _parse_object(line: bytes) -> dict[str, Any] | None:
+    """The JSON object on a line that holds one whole object, else None (torn, edited or damaged)."""
+    if not line.rstrip(b"\r\n").endswith(b"}") or not line.endswith(b"\n"):
         return None
     try:
         record = json.loads(line)  # a head that looks right is not enough: the line must be whole
     except (ValueError, RecursionError):
         return None
-    if not (isinstance(record, dict) and isinstance(record.get("key"), str) and record["key"]
-            and isinstance(record.get("status"), str)):
+    return record if isinstance(record, dict) else None
+
+
+def _parse_record(line: bytes) -> dict[str, Any] | None:
+    """The record on a line that is one whole job record (an object with ``key`` and ``status``), else None."""
+    record = _parse_object(line)
+    if record is None or not (isinstance(record.get("key"), str) and record["key"]
+                              and isinstance(record.get("status"), str)):
         return None
     return record
 
 
-def _scan(fh: Any, path: Path) -> Iterator[tuple[bytes, dict[str, Any] | None]]:
+def _scan(fh: Any, path: Path, parse: Any = _parse_record) -> Iterator[tuple[bytes, dict[str, Any] | None]]:
     """``(line, record)`` for each line of a JSONL log; only the last line may come with None (a torn record,
     to be cut or skipped). A broken line before the last raises OutputLogError naming it."""
     broken: int | None = None
@@ -331,7 +337,7 @@ def _scan(fh: Any, path: Path) -> Iterator[tuple[bytes, dict[str, Any] | None]]:
                 f"{str(path)!r} line {broken} is not a complete job record, and it is not the last line: the file "
                 f"was edited or damaged, or is not an output of this tool.",
                 fix=f"delete or repair line {broken} (the other records are intact), or pass a new --out path.")
-        record = _parse_record(line)
+        record = parse(line)
         if record is None:
             broken = number
         yield line, record
@@ -379,7 +385,8 @@ def read_records(path: Path | str) -> Iterator[dict[str, Any]]:
     """Every record of a JSONL output file or a Parquet output (folder or single file), in storage order.
 
     A broken last JSONL line (a job killed mid-write, not yet reopened) is skipped: it was never acknowledged.
-    A broken line before the last raises OutputLogError.
+    A broken line before the last raises OutputLogError. Blank lines are skipped; records written by other
+    tools (objects without ``key``) are read too, for ``eval`` and ``review export``.
     """
     path = Path(path)
     if path.is_dir() or path.suffix.lower() == ".parquet":
@@ -391,7 +398,8 @@ def read_records(path: Path | str) -> Iterator[dict[str, Any]]:
                 yield json.loads(text)
         return
     with open(path, "rb") as fh:
-        for _, record in _scan(fh, path):
+        lines = (line for line in fh if line.strip())
+        for _, record in _scan(lines, path, _parse_object):
             if record is not None:
                 yield record
 
