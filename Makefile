@@ -19,7 +19,7 @@ demo: setup
 	$(PY) examples/quickstart.py --catalog $(CATALOG)
 
 test: setup-dev
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -P -m pytest -q $(PYTEST_ARGS)  # -P: the repo root is not on sys.path, so tests import the installed package
 
 vllm-up: setup
 	$(PY) scripts/vllm_server.py setup && $(PY) scripts/vllm_server.py convert && $(PY) scripts/vllm_server.py start

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agent._lazy import lazy_exports
+from caption_agent._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -22,19 +22,19 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from agent.config import AgentConfig
-    from agent.errors import CaptionAgentError
-    from agent.pipeline import CaptionAgent, caption
-    from agent.schemas import CaptionRequest, CaptionResult, ProductHint
+    from caption_agent.config import AgentConfig
+    from caption_agent.errors import CaptionAgentError
+    from caption_agent.pipeline import CaptionAgent, caption
+    from caption_agent.schemas import CaptionRequest, CaptionResult, ProductHint
 
 _LAZY = {
-    "AgentConfig": "agent.config",
-    "CaptionAgent": "agent.pipeline",
-    "caption": "agent.pipeline",
-    "CaptionAgentError": "agent.errors",
-    "CaptionRequest": "agent.schemas",
-    "CaptionResult": "agent.schemas",
-    "ProductHint": "agent.schemas",
+    "AgentConfig": "caption_agent.config",
+    "CaptionAgent": "caption_agent.pipeline",
+    "caption": "caption_agent.pipeline",
+    "CaptionAgentError": "caption_agent.errors",
+    "CaptionRequest": "caption_agent.schemas",
+    "CaptionResult": "caption_agent.schemas",
+    "ProductHint": "caption_agent.schemas",
 }
 
 

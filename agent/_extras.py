@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from agent.errors import MissingExtraError
+from caption_agent.errors import MissingExtraError
 
 
 def require(module: str, extra: str, purpose: str, package: str | None = None) -> ModuleType:

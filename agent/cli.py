@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 from pydantic import ValidationError
 
-from agent.errors import CaptionAgentError, describe
+from caption_agent.errors import CaptionAgentError, describe
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Write publishable image captions: draft, rank, ground, refine, moderate.")
@@ -38,9 +38,9 @@ def caption(
     config: ConfigOpt = None,
 ) -> None:
     """Caption IMAGES and print one JSON CaptionResult per line."""
-    from agent.config import AgentConfig
-    from agent.pipeline import CaptionAgent
-    from agent.schemas import CaptionRequest, ProductHint
+    from caption_agent.config import AgentConfig
+    from caption_agent.pipeline import CaptionAgent
+    from caption_agent.schemas import CaptionRequest, ProductHint
 
     try:
         cfg = AgentConfig.load(config)
@@ -77,7 +77,7 @@ def styles(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List the style presets."""
-    from prompts import list_styles
+    from caption_agent.prompts import list_styles
 
     try:
         found = list_styles(prompts_dir)
@@ -91,16 +91,16 @@ def styles(
 
 
 # --- Sub-commands owned by other modules: each adds its registration line below. ---
-from retrieval.cli import ingest as _ingest; app.command("ingest")(_ingest)  # noqa: E402,E702
-from policies.cli import eval_policies, policy_app, review_app  # noqa: E402
+from caption_agent.retrieval.cli import ingest as _ingest; app.command("ingest")(_ingest)  # noqa: E402,E702
+from caption_agent.policies.cli import eval_policies, policy_app, review_app  # noqa: E402
 app.add_typer(policy_app, name="policy"); app.add_typer(review_app, name="review")  # noqa: E702
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate captions and policies.")
 eval_app.command("policies")(eval_policies)
-from agent.eval.cli import eval_captions; eval_app.command("captions")(eval_captions)  # noqa: E402,E702
+from caption_agent.eval.cli import eval_captions; eval_app.command("captions")(eval_captions)  # noqa: E402,E702
 app.add_typer(eval_app, name="eval")
 app.command("eval-policies", hidden=True)(eval_policies)  # older spelling
-from agent.jobs.cli import batch_app; app.add_typer(batch_app, name="batch")  # noqa: E402,E702
-from agent.service.cli import serve; app.command("serve")(serve)  # noqa: E402,E702
+from caption_agent.jobs.cli import batch_app; app.add_typer(batch_app, name="batch")  # noqa: E402,E702
+from caption_agent.service.cli import serve; app.command("serve")(serve)  # noqa: E402,E702
 
 
 if __name__ == "__main__":  # pragma: no cover

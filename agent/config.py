@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-from agent.errors import ConfigError
+from caption_agent.errors import ConfigError
 
 
 class _Section(BaseModel):

@@ -12,7 +12,7 @@ import threading
 import urllib.parse
 from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
-from agent.errors import BackendError, BackendUnavailableError, CaptionAgentError
+from caption_agent.errors import BackendError, BackendUnavailableError, CaptionAgentError
 
 T = TypeVar("T")
 RETRYABLE_STATUS = frozenset({408, 409, 429})

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from agent.config import ImageLimits
-from agent.errors import ImageShapeError, ImageTooLargeError, InvalidImageError
-from agent.schemas import ImageInfo
+from caption_agent.config import ImageLimits
+from caption_agent.errors import ImageShapeError, ImageTooLargeError, InvalidImageError
+from caption_agent.schemas import ImageInfo
 
 ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"}
 # Modes that Pillow resizes with a real filter; others (palette, 1-bit, 16/32-bit) are converted first.

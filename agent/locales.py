@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from agent.errors import InvalidLocaleError
+from caption_agent.errors import InvalidLocaleError
 
 
 @lru_cache(maxsize=512)

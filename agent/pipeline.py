@@ -13,16 +13,16 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from agent import __version__
-from agent.config import AgentConfig
-from agent.errors import BackendError, CaptionAgentError, ModelOutputError, UnknownSkuError
-from agent.images import load_image
-from agent.locales import normalize_locale
-from agent.ranking import ConsensusRanker, Ranker
-from agent.refiners import REFINERS, RefineJob
-from agent.schemas import (Candidate, CaptionRequest, CaptionResult, Draft, ErrorRecord, GroundingFact,
+from caption_agent import __version__
+from caption_agent.config import AgentConfig
+from caption_agent.errors import BackendError, CaptionAgentError, ModelOutputError, UnknownSkuError
+from caption_agent.images import load_image
+from caption_agent.locales import normalize_locale
+from caption_agent.ranking import ConsensusRanker, Ranker
+from caption_agent.refiners import REFINERS, RefineJob
+from caption_agent.schemas import (Candidate, CaptionRequest, CaptionResult, Draft, ErrorRecord, GroundingFact,
                            ModerationOutcome, PolicyDecision, ProductHint, Provenance)
-from prompts import StylePreset, load_preset, prompt_hash
+from caption_agent.prompts import StylePreset, load_preset, prompt_hash
 
 ImageLike = Path | str | bytes
 
@@ -80,7 +80,7 @@ class CaptionAgent:
 
     def __init__(self, config: AgentConfig | None = None, **overrides: Any) -> None:
         self.config = config or AgentConfig.load(**overrides)
-        from agent.drafters import DRAFTERS
+        from caption_agent.drafters import DRAFTERS
 
         # A misspelt backend is a ConfigError now, not a traceback at the first image.
         DRAFTERS.check(self.config.drafter.backend)
@@ -90,7 +90,7 @@ class CaptionAgent:
     @cached_property
     def drafters(self):
         """Drafters by name (config default + per-request choices), with the lite fallback the config allows."""
-        from agent.drafters.routing import DrafterRouter
+        from caption_agent.drafters.routing import DrafterRouter
 
         return DrafterRouter(self.config.drafter)
 
@@ -100,14 +100,14 @@ class CaptionAgent:
 
     @cached_property
     def embedder(self):
-        from retrieval.embedders import get_embedder
+        from caption_agent.retrieval.embedders import get_embedder
 
         return get_embedder(self.config.retrieval.embedder)
 
     @cached_property
     def ranker(self) -> Ranker:
         if self.config.ranker.clip_model:
-            from agent.ranking_clip import ClipRanker
+            from caption_agent.ranking_clip import ClipRanker
 
             return ClipRanker(self.config.ranker.clip_model, drafter_weight=self.config.ranker.drafter_weight)
         return ConsensusRanker(self.embedder, drafter_weight=self.config.ranker.drafter_weight)
@@ -117,7 +117,7 @@ class CaptionAgent:
         settings = self.config.retrieval
         if settings.catalog_dir is None and settings.chroma_url is None:
             return None
-        from retrieval import CatalogStore, Retriever
+        from caption_agent.retrieval import CatalogStore, Retriever
 
         store = CatalogStore.open(settings, self.embedder)
         return Retriever(store, top_k=settings.top_k, min_score=settings.min_score)
@@ -130,7 +130,7 @@ class CaptionAgent:
 
     @cached_property
     def policy(self):
-        from policies import PolicyEngine
+        from caption_agent.policies import PolicyEngine
 
         return PolicyEngine.load(self.config.policy.file)
 
@@ -179,7 +179,7 @@ class CaptionAgent:
             self._queue_for_review([w.result for w in work if w.result is not None])
 
     def _queue_for_review(self, results: list[CaptionResult]) -> None:
-        from policies.review import ReviewQueue, needs_review
+        from caption_agent.policies.review import ReviewQueue, needs_review
 
         queue = ReviewQueue(self.config.policy.review_queue)
         for result in results:
@@ -188,7 +188,7 @@ class CaptionAgent:
 
     def as_runnable(self):
         """The agent as a LangChain Runnable (invoke / batch / ainvoke / callbacks)."""
-        from agent.runnable import CaptionRunnable
+        from caption_agent.runnable import CaptionRunnable
 
         return CaptionRunnable(agent=self)
 
@@ -361,7 +361,7 @@ class CaptionAgent:
     def _context(self, item: _Item, attempts_left: int, is_fallback: bool = False):
         """The item's ModerationContext, created once and kept in step with the item."""
         if item.ctx is None:
-            from policies import ModerationContext
+            from caption_agent.policies import ModerationContext
 
             item.ctx = ModerationContext(preset=item.preset, locale=item.locale, draft="")
         ctx = item.ctx

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from agent.schemas import Candidate
+from caption_agent.schemas import Candidate
 
 
 class Ranker(ABC):

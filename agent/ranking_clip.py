@@ -12,10 +12,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from agent._extras import require
-from agent.errors import BackendUnavailableError, CaptionAgentError, UnsupportedModelError
-from agent.ranking import Ranker
-from agent.schemas import Candidate
+from caption_agent._extras import require
+from caption_agent.errors import BackendUnavailableError, CaptionAgentError, UnsupportedModelError
+from caption_agent.ranking import Ranker
+from caption_agent.schemas import Candidate
 
 CLIP_S_WEIGHT = 2.5
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Generic, TypeVar
 
-from agent.errors import ConfigError
+from caption_agent.errors import ConfigError
 
 T = TypeVar("T")
 

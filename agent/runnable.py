@@ -8,7 +8,7 @@ from typing import Any
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import ensure_config, get_callback_manager_for_config
 
-from agent.schemas import CaptionRequest, CaptionResult
+from caption_agent.schemas import CaptionRequest, CaptionResult
 
 
 class CaptionRunnable(Runnable[CaptionRequest | dict, CaptionResult]):

@@ -27,11 +27,11 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from agent.drafters import DRAFTERS  # noqa: E402
-from agent.drafters.base import Drafter  # noqa: E402
-from agent.refiners import REFINERS  # noqa: E402
-from agent.refiners.base import Refiner, RefineJob  # noqa: E402
-from agent.schemas import Candidate, Draft, ImageInfo  # noqa: E402
+from caption_agent.drafters import DRAFTERS  # noqa: E402
+from caption_agent.drafters.base import Drafter  # noqa: E402
+from caption_agent.refiners import REFINERS  # noqa: E402
+from caption_agent.refiners.base import Refiner, RefineJob  # noqa: E402
+from caption_agent.schemas import Candidate, Draft, ImageInfo  # noqa: E402
 
 LOCALES = ["en-US", "en-GB", "en-AU", "en-CA", "en-IE", "en-NZ", "en-IN", "en-ZA"]
 
@@ -77,7 +77,7 @@ def _manifest(folder: Path, n: int) -> tuple[Path, list[dict[str, Any]]]:
 
 def _measure(agent: Any, manifest: Path, rows: list[dict[str, Any]], out: Path, batch_size: int, workers: int,
              repeats: int) -> dict[str, Any]:
-    from agent.jobs import CaptionJobOptions, run_caption_job
+    from caption_agent.jobs import CaptionJobOptions, run_caption_job
 
     requests = [agent.make_request(r["image"], locale=r["locale"], max_chars=r["max_chars"]) for r in rows]
     agent.caption_batch(requests[:2])  # load every model before timing
@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     zero_items = args.zero_items or (128 if args.quick else 512)
     repeats = args.repeats or (1 if args.quick else 2)
 
-    from agent import AgentConfig, CaptionAgent
+    from caption_agent import AgentConfig, CaptionAgent
 
     DRAFTERS.register("bench-zero", f"{__name__}:ZeroDrafter")
     REFINERS.register("bench-zero", f"{__name__}:ZeroRefiner")

@@ -138,7 +138,7 @@ def _status_kb(field: str) -> int | None:
 def _child(image: str, refiner: str, cap_gb: float, out: Path) -> int:
     """Runs in the fresh process: warm up, reset the peak, caption ``image`` once, write the figures."""
     sys.path.insert(0, str(REPO))
-    from agent import AgentConfig, CaptionAgent, CaptionAgentError
+    from caption_agent import AgentConfig, CaptionAgent, CaptionAgentError
 
     agent = CaptionAgent(AgentConfig.load(refiner={"backend": refiner}))
     t0 = time.perf_counter()

@@ -63,10 +63,10 @@ def build(store: Any, n: int, pool_vecs: np.ndarray, rng: np.random.Generator, c
 
 
 def run(sizes: Sequence[int], n_queries: int) -> dict[str, Any]:
-    from agent.config import RetrievalSettings
-    from agent.schemas import ProductHint
-    from retrieval import CatalogStore, Retriever
-    from retrieval.embedders import get_embedder
+    from caption_agent.config import RetrievalSettings
+    from caption_agent.schemas import ProductHint
+    from caption_agent.retrieval import CatalogStore, Retriever
+    from caption_agent.retrieval.embedders import get_embedder
 
     embedder = get_embedder(None)
     pool_vecs = embedder.encode([p.embedding_text() for p in synthetic_products(POOL, seed=99)])

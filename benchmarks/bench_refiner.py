@@ -31,9 +31,9 @@ DRAFTS = ["a black espresso cup on a saucer", "a small cup of coffee on a wooden
 
 
 def make_jobs(n: int, style: str) -> list[Any]:
-    from agent.refiners import RefineJob
-    from agent.schemas import GroundingFact
-    from prompts import load_preset
+    from caption_agent.refiners import RefineJob
+    from caption_agent.schemas import GroundingFact
+    from caption_agent.prompts import load_preset
 
     preset = load_preset(style)
     facts = [GroundingFact(id="HW-ESP-01:color", sku="HW-ESP-01", field="color", text="Colour: matte black",
@@ -61,8 +61,8 @@ def time_batch(refiner: Any, jobs: list[Any], repeats: int) -> dict[str, Any]:
 
 def run(url: str, model: str | None, n: int, style: str, max_new_tokens: int, repeats: int,
         concurrencies: list[int], local: bool) -> dict[str, Any]:
-    from agent.config import RefinerSettings
-    from agent.refiners import REFINERS
+    from caption_agent.config import RefinerSettings
+    from caption_agent.refiners import REFINERS
 
     jobs = make_jobs(n, style)
     result: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
@@ -89,9 +89,9 @@ def run(url: str, model: str | None, n: int, style: str, max_new_tokens: int, re
 
 
 def run_local(jobs: list[Any], max_new_tokens: int, repeats: int) -> dict[str, Any]:
-    from agent.config import RefinerSettings
-    from agent.errors import CaptionAgentError
-    from agent.refiners import REFINERS
+    from caption_agent.config import RefinerSettings
+    from caption_agent.errors import CaptionAgentError
+    from caption_agent.refiners import REFINERS
 
     try:
         cls = REFINERS.get("local")

@@ -54,7 +54,7 @@ def _free_port() -> int:
 def start_server(port: int, queue_size: int, workdir: Path) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False",
            "CAPTION_AGENT_SERVICE_QUEUE_SIZE": str(queue_size), "CAPTION_AGENT_SERVICE_REQUEST_TIMEOUT_S": "30"}
-    cmd = [sys.executable, "-m", "agent.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+    cmd = [sys.executable, "-m", "caption_agent.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
            "--refiner", "none", "--log-level", "warning"]
     log = open(workdir / "server.log", "wb")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)

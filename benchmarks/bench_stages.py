@@ -24,9 +24,9 @@ IMAGES = sorted((REPO / "examples" / "images").glob("*.jpg"))
 
 def lite_drafter(repeats: int) -> dict[str, Any]:
     """images/s of LiteDrafter.draft over the bundled photos: one call per image, and one call for all."""
-    from agent.config import ImageLimits
-    from agent.drafters.lite import LiteDrafter
-    from agent.images import load_image
+    from caption_agent.config import ImageLimits
+    from caption_agent.drafters.lite import LiteDrafter
+    from caption_agent.images import load_image
 
     drafter = LiteDrafter()
     loaded = [load_image(p, ImageLimits()) for p in IMAGES]
@@ -48,8 +48,8 @@ def lite_drafter(repeats: int) -> dict[str, Any]:
 
 def cache(items: int) -> dict[str, Any]:
     """A caption job (lite drafter, refiner none) into a fresh output twice over one cache folder."""
-    from agent import AgentConfig, CaptionAgent
-    from agent.jobs import CaptionJobOptions, run_caption_job
+    from caption_agent import AgentConfig, CaptionAgent
+    from caption_agent.jobs import CaptionJobOptions, run_caption_job
 
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as tmp:
         folder = Path(tmp)

@@ -44,7 +44,7 @@ def photos(count: int) -> list[Any]:
 
 
 def infos(images: list[Any]) -> list[Any]:
-    from agent.schemas import ImageInfo
+    from caption_agent.schemas import ImageInfo
 
     return [ImageInfo(source=f"bench{i}", sha256=f"{i:064d}", width=im.width, height=im.height)
             for i, im in enumerate(images)]
@@ -83,8 +83,8 @@ def time_drafter(drafter: Any, batches: list[int], n: int, repeats: int, deadlin
 def run_transformers(model: str, args: argparse.Namespace, deadline: float) -> dict[str, Any]:
     import torch
 
-    from agent.config import DrafterSettings
-    from agent.drafters.hf import TransformersDrafter
+    from caption_agent.config import DrafterSettings
+    from caption_agent.drafters.hf import TransformersDrafter
 
     settings = DrafterSettings(backend="transformers", model=model, decoding=args.decoding,
                                max_new_tokens=args.max_new_tokens, batch_size=max(args.batches))
@@ -138,8 +138,8 @@ def start_vllm(python: str, model: str, name: str, args: argparse.Namespace) -> 
 
 
 def run_vllm(url: str, name: str, args: argparse.Namespace, deadline: float) -> dict[str, Any]:
-    from agent.config import DrafterSettings
-    from agent.drafters.vllm import VLLMDrafter
+    from caption_agent.config import DrafterSettings
+    from caption_agent.drafters.vllm import VLLMDrafter
 
     settings = DrafterSettings(backend="vllm", base_url=url, model=name, decoding=args.decoding,
                                max_new_tokens=args.max_new_tokens, max_concurrency=max(args.batches),

@@ -7,7 +7,7 @@ import random
 from pathlib import Path
 from typing import Iterator
 
-from retrieval.catalog import Product
+from caption_agent.retrieval.catalog import Product
 
 _NOUNS = ["espresso cup", "latte mug", "teapot", "cat bed", "dog leash", "scratching post", "glass vase",
           "table lamp", "knit throw", "camera tripod", "camera strap", "hiking backpack", "tent", "lantern",

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from agent import AgentConfig, CaptionAgent, CaptionRequest, ProductHint
+from caption_agent import AgentConfig, CaptionAgent, CaptionRequest, ProductHint
 
 HERE = Path(__file__).resolve().parent
 

@@ -7,21 +7,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agent._lazy import lazy_exports
+from caption_agent._lazy import lazy_exports
 
 __all__ = ["ModerationContext", "PolicyEngine", "ReviewQueue", "load_policy"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from policies.context import ModerationContext
-    from policies.engine import PolicyEngine
-    from policies.review import ReviewQueue
-    from policies.schema import load_policy
+    from caption_agent.policies.context import ModerationContext
+    from caption_agent.policies.engine import PolicyEngine
+    from caption_agent.policies.review import ReviewQueue
+    from caption_agent.policies.schema import load_policy
 
 _LAZY = {
-    "ModerationContext": "policies.context",
-    "PolicyEngine": "policies.engine",
-    "ReviewQueue": "policies.review",
-    "load_policy": "policies.schema",
+    "ModerationContext": "caption_agent.policies.context",
+    "PolicyEngine": "caption_agent.policies.engine",
+    "ReviewQueue": "caption_agent.policies.review",
+    "load_policy": "caption_agent.policies.schema",
 }
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from agent.errors import CaptionAgentError, describe
+from caption_agent.errors import CaptionAgentError, describe
 
 policy_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Validate and inspect policy files.")
 review_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The human review queue (JSONL).")
@@ -24,8 +24,8 @@ def _fail(exc: Exception, code: int = 2) -> None:
 @policy_app.command("check")
 def check(file: Annotated[Path, typer.Argument(help="Policy YAML to validate.")]) -> None:
     """Validate FILE and explain every error (key path, line, what is wrong, a suggestion)."""
-    from policies.schema import RulesConfig, load_policy
-    from prompts import list_styles
+    from caption_agent.policies.schema import RulesConfig, load_policy
+    from caption_agent.prompts import list_styles
 
     try:
         loaded = load_policy(file)
@@ -55,7 +55,7 @@ def show(
     """Print the effective policy (the bundled default unless --policy) as YAML."""
     import yaml
 
-    from policies.schema import load_policy
+    from caption_agent.policies.schema import load_policy
 
     try:
         loaded = load_policy(file)
@@ -74,7 +74,7 @@ def review_export(
     threshold: Annotated[Optional[float], typer.Option(help="Also queue results under this confidence.")] = None,
 ) -> None:
     """Append every result that needs review to the queue (each result once)."""
-    from policies.review import export_reviews
+    from caption_agent.policies.review import export_reviews
 
     try:
         added = export_reviews(results, out, threshold)
@@ -89,7 +89,7 @@ def review_list(
     pending: Annotated[bool, typer.Option("--pending/--all", help="Only items without a decision.")] = True,
 ) -> None:
     """Show queued items: id, key, why, caption."""
-    from policies.review import ReviewQueue
+    from caption_agent.policies.review import ReviewQueue
 
     try:
         items = list(ReviewQueue(queue).items())
@@ -114,8 +114,8 @@ def review_import(
                                           "blocklisted words, injection and length.")] = True,
 ) -> None:
     """Apply reviewers' verdicts (approve / edit / reject) to RESULTS and write OUT."""
-    from policies.engine import PolicyEngine
-    from policies.review import import_decisions
+    from caption_agent.policies.engine import PolicyEngine
+    from caption_agent.policies.review import import_decisions
 
     try:
         engine = PolicyEngine.load(policy) if recheck else None
@@ -138,8 +138,8 @@ def eval_policies(
     max_fp: Annotated[float, typer.Option(help="Exit 1 if a rule's false-positive rate is above this.")] = 1.0,
 ) -> None:
     """Run an adversarial corpus through the policy engine; print catch and false-positive rate per rule."""
-    from policies.engine import PolicyEngine
-    from policies.report import evaluate, load_corpus
+    from caption_agent.policies.engine import PolicyEngine
+    from caption_agent.policies.report import evaluate, load_corpus
 
     try:
         report = evaluate(PolicyEngine.load(policy), load_corpus(corpus))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from agent.schemas import GroundingFact, PolicyDecision
-from prompts import StylePreset
+from caption_agent.schemas import GroundingFact, PolicyDecision
+from caption_agent.prompts import StylePreset
 
 
 @dataclass
@@ -52,7 +52,7 @@ class ModerationContext:
         if image_text and self.image_text:
             out.append(("image_text", self.image_text))
         if trusted_only:
-            from policies.rules.injection import strip_instructions
+            from caption_agent.policies.rules.injection import strip_instructions
 
             out = [(sid, text if sid == "draft" else strip_instructions(text, self.neutralised)) for sid, text in out]
         return out

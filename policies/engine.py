@@ -17,10 +17,10 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.schemas import GroundingFact, ImageInfo, ModerationOutcome, PolicyDecision
-from policies.context import ModerationContext
-from policies.rules.base import RULES, Rule, RuleResult, strongest
-from policies.schema import LoadedPolicy, RulesConfig, load_policy
+from caption_agent.schemas import GroundingFact, ImageInfo, ModerationOutcome, PolicyDecision
+from caption_agent.policies.context import ModerationContext
+from caption_agent.policies.rules.base import RULES, Rule, RuleResult, strongest
+from caption_agent.policies.schema import LoadedPolicy, RulesConfig, load_policy
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from agent._extras import require
+from caption_agent._extras import require
 
 _ENGINE: Any = None
 _LOCK = threading.Lock()

@@ -25,8 +25,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.errors import PolicyError
-from agent.schemas import ACTION_SEVERITY, Action, GroundingFact, PolicyDecision
+from caption_agent.errors import PolicyError
+from caption_agent.schemas import ACTION_SEVERITY, Action, GroundingFact, PolicyDecision
 
 STAGE_RULES = {
     "image": ("image_safety",),
@@ -154,8 +154,8 @@ def load_corpus(path: Path | str) -> list[Case]:
 
 def run_case(engine: Any, case: Case) -> CaseResult:
     """Run one case through the real engine and check its expectations."""
-    from policies.context import ModerationContext
-    from prompts import load_preset
+    from caption_agent.policies.context import ModerationContext
+    from caption_agent.prompts import load_preset
 
     facts = [GroundingFact(id=f.id or f"C{i}:text", sku=(f.id or f"C{i}:text").split(":")[0], field="text",
                            text=f.text, score=1.0, fields=f.fields) for i, f in enumerate(case.facts)]
@@ -165,7 +165,7 @@ def run_case(engine: Any, case: Case) -> CaseResult:
     faces = None
     if case.stage == "image":
         image = _image(case)
-        from agent.schemas import ImageInfo
+        from caption_agent.schemas import ImageInfo
 
         info = ImageInfo(source=case.image or "", sha256="0" * 64, width=image.width, height=image.height)
         outcome, faces = engine.screen_image(image, info, case.preset)
@@ -173,7 +173,7 @@ def run_case(engine: Any, case: Case) -> CaseResult:
     elif case.stage == "inputs":
         image_text = case.image_text
         if case.render is not None:
-            from policies.ocr import read_text
+            from caption_agent.policies.ocr import read_text
 
             image_text = read_text(render_text(case.render))
         new_facts, new_text, decisions = engine.prepare_inputs(facts, image_text, ctx)

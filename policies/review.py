@@ -23,8 +23,8 @@ from typing import Any, BinaryIO, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from agent.errors import CaptionAgentError, PolicyError
-from agent.schemas import CaptionResult, PolicyDecision
+from caption_agent.errors import CaptionAgentError, PolicyError
+from caption_agent.schemas import CaptionResult, PolicyDecision
 
 log = logging.getLogger(__name__)
 
@@ -389,7 +389,7 @@ def import_decisions(decisions: Path | str, results: Path | str, out: Path | str
     report = ImportReport()
     seen: set[str] = set()
     if recheck and engine is None:
-        from policies.engine import PolicyEngine
+        from caption_agent.policies.engine import PolicyEngine
 
         engine = PolicyEngine.load()
     updated = []
@@ -450,8 +450,8 @@ def _apply(result: CaptionResult, verdict: ReviewDecision, engine: Any, report: 
 
 
 def _context(result: CaptionResult, engine: Any) -> Any:
-    from policies.context import ModerationContext
-    from prompts import load_preset
+    from caption_agent.policies.context import ModerationContext
+    from caption_agent.prompts import load_preset
 
     return ModerationContext(preset=load_preset(result.style), locale=result.locale, draft=result.draft or "",
                              facts=list(result.facts), attempts_left=0, is_fallback=True)

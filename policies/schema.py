@@ -20,16 +20,16 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.errors import PolicyError
-from policies.rules.blocklist import BlocklistConfig
-from policies.rules.confidence import ConfidenceConfig
-from policies.rules.grounding import GroundingConfig
-from policies.rules.image_safety import ImageSafetyConfig
-from policies.rules.injection import InjectionConfig
-from policies.rules.language import LanguageConfig
-from policies.rules.people import PeopleConfig
-from policies.rules.pii import PiiConfig
-from policies.rules.style import StyleConfig
+from caption_agent.errors import PolicyError
+from caption_agent.policies.rules.blocklist import BlocklistConfig
+from caption_agent.policies.rules.confidence import ConfidenceConfig
+from caption_agent.policies.rules.grounding import GroundingConfig
+from caption_agent.policies.rules.image_safety import ImageSafetyConfig
+from caption_agent.policies.rules.injection import InjectionConfig
+from caption_agent.policies.rules.language import LanguageConfig
+from caption_agent.policies.rules.people import PeopleConfig
+from caption_agent.policies.rules.pii import PiiConfig
+from caption_agent.policies.rules.style import StyleConfig
 
 _FIX = "correct the keys listed above (docs/policies.md lists every key; `caption-agent policy show` prints the default)."
 RuleName = Literal["image_safety", "injection", "pii", "blocklist", "people", "grounding", "style", "language",
@@ -90,7 +90,7 @@ class LoadedPolicy:
 
 
 def default_policy_path() -> Path:
-    return Path(str(resources.files("policies") / "default.yaml"))
+    return Path(str(resources.files("caption_agent.policies") / "default.yaml"))
 
 
 def load_policy(path: Path | str | None = None) -> LoadedPolicy:

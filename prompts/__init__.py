@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.errors import ConfigError, UnknownStyleError
+from caption_agent.errors import ConfigError, UnknownStyleError
 
 __all__ = ["StylePreset", "PromptBundle", "list_styles", "load_preset", "render_messages", "prompt_hash"]
 
@@ -45,7 +45,7 @@ class PromptBundle:
 
 
 def _bundled_dir() -> Path:
-    return Path(str(resources.files("prompts")))
+    return Path(str(resources.files("caption_agent.prompts")))
 
 
 def _preset_dirs(user_dir: Path | None) -> list[Path]:

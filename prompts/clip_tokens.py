@@ -51,7 +51,7 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 class _ClipBPE:
     def __init__(self) -> None:
-        raw = (resources.files("prompts") / "data" / "bpe_simple_vocab_16e6.txt.gz").read_bytes()
+        raw = (resources.files("caption_agent.prompts") / "data" / "bpe_simple_vocab_16e6.txt.gz").read_bytes()
         lines = gzip.decompress(raw).decode("utf-8").split("\n")[1:_N_MERGES + 1]
         merges = [tuple(line.split()) for line in lines]
         self.byte_encoder = _bytes_to_unicode()

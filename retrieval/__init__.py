@@ -7,25 +7,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agent._lazy import lazy_exports
+from caption_agent._lazy import lazy_exports
 
 __all__ = ["CatalogRetriever", "CatalogStore", "IngestSummary", "Product", "Retriever", "ingest_file",
            "read_catalog"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from retrieval.catalog import Product, read_catalog
-    from retrieval.ingest import IngestSummary, ingest_file
-    from retrieval.retriever import CatalogRetriever, Retriever
-    from retrieval.store import CatalogStore
+    from caption_agent.retrieval.catalog import Product, read_catalog
+    from caption_agent.retrieval.ingest import IngestSummary, ingest_file
+    from caption_agent.retrieval.retriever import CatalogRetriever, Retriever
+    from caption_agent.retrieval.store import CatalogStore
 
 _LAZY = {
-    "CatalogRetriever": "retrieval.retriever",
-    "CatalogStore": "retrieval.store",
-    "IngestSummary": "retrieval.ingest",
-    "Product": "retrieval.catalog",
-    "Retriever": "retrieval.retriever",
-    "ingest_file": "retrieval.ingest",
-    "read_catalog": "retrieval.catalog",
+    "CatalogRetriever": "caption_agent.retrieval.retriever",
+    "CatalogStore": "caption_agent.retrieval.store",
+    "IngestSummary": "caption_agent.retrieval.ingest",
+    "Product": "caption_agent.retrieval.catalog",
+    "Retriever": "caption_agent.retrieval.retriever",
+    "ingest_file": "caption_agent.retrieval.ingest",
+    "read_catalog": "caption_agent.retrieval.catalog",
 }
 
 

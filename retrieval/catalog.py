@@ -19,10 +19,10 @@ from typing import IO, Any, BinaryIO, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from agent._iter import MAX_LINE_BYTES, bounded_lines
-from agent._extras import require
-from agent.errors import CatalogError, CatalogRowError, InvalidLocaleError
-from agent.locales import normalize_locale
+from caption_agent._iter import MAX_LINE_BYTES, bounded_lines
+from caption_agent._extras import require
+from caption_agent.errors import CatalogError, CatalogRowError, InvalidLocaleError
+from caption_agent.locales import normalize_locale
 
 __all__ = ["Product", "RowRejected", "read_catalog", "detect_format", "FORMATS", "REQUIRED_COLUMNS"]
 

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from agent.errors import CaptionAgentError
+from caption_agent.errors import CaptionAgentError
 
 
 def ingest(
@@ -36,9 +36,9 @@ def ingest(
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML config file.")] = None,
 ) -> None:
     """Ingest a product catalog into the Chroma store (upsert by sku; unchanged rows are skipped)."""
-    from agent.config import AgentConfig
-    from retrieval.ingest import ingest_file
-    from retrieval.store import CatalogStore
+    from caption_agent.config import AgentConfig
+    from caption_agent.retrieval.ingest import ingest_file
+    from caption_agent.retrieval.store import CatalogStore
 
     default_rejects = rejects is None
     rejects_path = rejects if rejects is not None else file.with_name(file.name + ".rejects.jsonl")

@@ -10,7 +10,7 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-from agent._extras import require
+from caption_agent._extras import require
 
 BUNDLED_MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 

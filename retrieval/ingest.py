@@ -18,11 +18,11 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from agent._extras import require
-from agent._iter import chunked
-from agent.errors import CatalogError
-from retrieval.catalog import Product, RowRejected, detect_format, read_catalog
-from retrieval.store import CatalogStore
+from caption_agent._extras import require
+from caption_agent._iter import chunked
+from caption_agent.errors import CatalogError
+from caption_agent.retrieval.catalog import Product, RowRejected, detect_format, read_catalog
+from caption_agent.retrieval.store import CatalogStore
 
 __all__ = ["IngestSummary", "ingest_file"]
 

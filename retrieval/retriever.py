@@ -14,9 +14,9 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
-from agent.schemas import GroundingFact, ProductHint
-from retrieval.catalog import Product
-from retrieval.store import CatalogStore, Match
+from caption_agent.schemas import GroundingFact, ProductHint
+from caption_agent.retrieval.catalog import Product
+from caption_agent.retrieval.store import CatalogStore, Match
 
 __all__ = ["Retriever", "CatalogRetriever", "build_where", "query_text", "product_facts"]
 

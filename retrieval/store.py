@@ -15,12 +15,12 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from agent._extras import require
-from agent._iter import chunked
-from agent.config import RetrievalSettings
-from agent.errors import CatalogError, EmbedderMismatchError, StoreLockedError
-from retrieval.catalog import TEXT_VERSION, Product
-from retrieval.embedders import BUNDLED_MINILM_ID, Embedder, get_embedder
+from caption_agent._extras import require
+from caption_agent._iter import chunked
+from caption_agent.config import RetrievalSettings
+from caption_agent.errors import CatalogError, EmbedderMismatchError, StoreLockedError
+from caption_agent.retrieval.catalog import TEXT_VERSION, Product
+from caption_agent.retrieval.embedders import BUNDLED_MINILM_ID, Embedder, get_embedder
 
 __all__ = ["CatalogStore", "StoreUnavailableError", "Match", "SCHEMA_TAG"]
 

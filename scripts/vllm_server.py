@@ -77,7 +77,7 @@ def setup(venv: Path = VENV, pip_args: tuple[str, ...] = ()) -> Path:
 def convert(dest: Path = MODEL_DIR) -> Path:
     """Export the bundled SmolLM2 GGUF to a bf16 HF folder (needs the main venv with the [lite] extra)."""
     sys.path.insert(0, str(REPO))
-    from agent.refiners.bundled import export_smollm2_hf
+    from caption_agent.refiners.bundled import export_smollm2_hf
 
     t0 = time.monotonic()
     out = export_smollm2_hf(dest)

@@ -27,22 +27,22 @@ def catalog_file() -> Path:
 
 @pytest.fixture(scope="session")
 def lite_drafter():
-    from agent.drafters.lite import LiteDrafter
+    from caption_agent.drafters.lite import LiteDrafter
 
     return LiteDrafter()
 
 
 @pytest.fixture(scope="session")
 def local_refiner():
-    from agent.config import RefinerSettings
-    from agent.refiners.local import LocalRefiner
+    from caption_agent.config import RefinerSettings
+    from caption_agent.refiners.local import LocalRefiner
 
     return LocalRefiner(RefinerSettings(temperature=0))
 
 
 @pytest.fixture(scope="session")
 def embedder():
-    from retrieval.embedders import get_embedder
+    from caption_agent.retrieval.embedders import get_embedder
 
     return get_embedder()
 
@@ -50,8 +50,8 @@ def embedder():
 @pytest.fixture(scope="session")
 def catalog_dir(tmp_path_factory, catalog_file, embedder) -> Path:
     """The sample catalog ingested once into an embedded Chroma folder."""
-    from agent.config import RetrievalSettings
-    from retrieval import CatalogStore, ingest_file
+    from caption_agent.config import RetrievalSettings
+    from caption_agent.retrieval import CatalogStore, ingest_file
 
     path = tmp_path_factory.mktemp("catalog")
     with CatalogStore.open(RetrievalSettings(catalog_dir=path), embedder, writer=True) as store:
@@ -62,7 +62,7 @@ def catalog_dir(tmp_path_factory, catalog_file, embedder) -> Path:
 @pytest.fixture(scope="session")
 def offline_agent(catalog_dir, lite_drafter, local_refiner, embedder):
     """A CaptionAgent on the embedded defaults, sharing the session's loaded models."""
-    from agent import AgentConfig, CaptionAgent
+    from caption_agent import AgentConfig, CaptionAgent
 
     agent = CaptionAgent(AgentConfig.load(retrieval={"catalog_dir": catalog_dir}, refiner={"temperature": 0}))
     agent.__dict__["drafter"] = lite_drafter

@@ -7,7 +7,7 @@ from typing import ClassVar, Sequence
 
 from PIL import Image
 
-from agent.schemas import Draft, ImageInfo
+from caption_agent.schemas import Draft, ImageInfo
 
 
 class Drafter(ABC):

@@ -13,11 +13,11 @@ from typing import Any, Sequence
 
 from PIL import Image
 
-from agent._extras import require
-from agent.config import DrafterSettings
-from agent.drafters.base import Drafter
-from agent.errors import BackendUnavailableError, ConfigError, UnsupportedModelError
-from agent.schemas import Candidate, Draft, ImageInfo
+from caption_agent._extras import require
+from caption_agent.config import DrafterSettings
+from caption_agent.drafters.base import Drafter
+from caption_agent.errors import BackendUnavailableError, ConfigError, UnsupportedModelError
+from caption_agent.schemas import Candidate, Draft, ImageInfo
 
 # Prompts the model families were trained with; a chat model without an entry gets CHAT_PROMPT.
 DEFAULT_PROMPTS: dict[str, str] = {

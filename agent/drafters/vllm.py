@@ -16,13 +16,13 @@ from typing import Any, Sequence
 
 from PIL import Image
 
-from agent._extras import require
-from agent.config import DrafterSettings
-from agent.drafters.base import Drafter
-from agent.drafters.hf import CHAT_PROMPT
-from agent.errors import BackendError, ConfigError, UnsupportedModelError
-from agent.http_retry import gather_bounded, map_openai_error, normalize_url, run_coroutine
-from agent.schemas import Candidate, Draft, ImageInfo
+from caption_agent._extras import require
+from caption_agent.config import DrafterSettings
+from caption_agent.drafters.base import Drafter
+from caption_agent.drafters.hf import CHAT_PROMPT
+from caption_agent.errors import BackendError, ConfigError, UnsupportedModelError
+from caption_agent.http_retry import gather_bounded, map_openai_error, normalize_url, run_coroutine
+from caption_agent.schemas import Candidate, Draft, ImageInfo
 
 log = logging.getLogger(__name__)
 START_HINT = ("start a VLM server, e.g. `vllm serve Qwen/Qwen2.5-VL-3B-Instruct --limit-mm-per-prompt "

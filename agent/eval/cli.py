@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from agent.errors import CaptionAgentError
+from caption_agent.errors import CaptionAgentError
 
 
 def eval_captions(
@@ -36,9 +36,9 @@ def eval_captions(
 ) -> None:
     """BLEU-1..4, METEOR, ROUGE-L, CIDEr (pycocoevalcap), CLIP-S, compliance, grounding and moderation; with
     --compare, for several configurations side by side."""
-    from agent.config import AgentConfig
-    from agent.eval.report import compare as compare_runs
-    from agent.eval.report import evaluate, render_table
+    from caption_agent.config import AgentConfig
+    from caption_agent.eval.report import compare as compare_runs
+    from caption_agent.eval.report import evaluate, render_table
 
     try:
         clip = clip_model or AgentConfig.load(config).ranker.clip_model
@@ -49,7 +49,7 @@ def eval_captions(
         else:
             report = evaluate(results, references, **options)
         if plot is not None:
-            from agent.eval.plot import plot_report
+            from caption_agent.eval.plot import plot_report
 
             plot_report(report, plot)
     except CaptionAgentError as exc:
@@ -64,7 +64,7 @@ def eval_captions(
 
 def _runs(results: Path, label: str | None, compare: list[str]) -> dict[str, Path]:
     """``{label: path}`` from RESULTS and the ``NAME=RESULTS`` values of --compare; labels must be unique."""
-    from agent.eval.data import EvalInputError
+    from caption_agent.eval.data import EvalInputError
 
     runs = {label or results.stem: results}
     for value in compare:

@@ -11,7 +11,7 @@ import io
 import shutil
 from typing import Mapping, Sequence
 
-from agent.errors import CaptionAgentError
+from caption_agent.errors import CaptionAgentError
 
 METRICS = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr")
 
@@ -39,7 +39,7 @@ def coco_scores_groups(references: Mapping[str, Sequence[str]], groups: Mapping[
                        ) -> dict[str, tuple[dict[str, float], dict[str, dict[str, float]]]]:
     """``coco_scores`` for several groups of candidates (e.g. one per style), each scored on its own, with one
     tokenizer run and one METEOR process for all (Java start-up dominates on small sets)."""
-    from agent._extras import require
+    from caption_agent._extras import require
 
     require("pycocoevalcap", "eval", "COCO caption metrics")
     if shutil.which("java") is None:

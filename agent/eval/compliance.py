@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.eval.data import EvalItem
+from caption_agent.eval.data import EvalItem
 
 
 @dataclass
@@ -48,7 +48,7 @@ def length_ok(text: str, preset: Any) -> bool:
     if preset.max_words and len(text.split()) > preset.max_words:
         return False
     if preset.max_clip_tokens:
-        from prompts.clip_tokens import count_clip_tokens
+        from caption_agent.prompts.clip_tokens import count_clip_tokens
 
         if count_clip_tokens(text) > preset.max_clip_tokens:
             return False
@@ -57,7 +57,7 @@ def length_ok(text: str, preset: Any) -> bool:
 
 def language_status(text: str, locale: str, preset: Any, engine: Any, facts: list[Any]) -> str:
     """'ok', 'wrong', 'uncertain' or 'not_checked', by the policy's language rule."""
-    from policies import ModerationContext
+    from caption_agent.policies import ModerationContext
 
     rule = next(r for r in engine.rules(preset.name) if r.name == "language")
     result = rule.check_output(text, ModerationContext(preset=preset, locale=locale, draft="", facts=facts))
@@ -74,8 +74,8 @@ def language_status(text: str, locale: str, preset: Any, engine: Any, facts: lis
 
 def compliance(items: list[EvalItem], engine: Any, prompts_dir: Any = None) -> dict[str, dict[str, Any]]:
     """Per preset (items with a caption and a style): length and language compliance."""
-    from agent.schemas import GroundingFact
-    from prompts import load_preset
+    from caption_agent.schemas import GroundingFact
+    from caption_agent.prompts import load_preset
 
     out: dict[str, PresetCompliance] = {}
     for item in items:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.errors import CaptionAgentError
+from caption_agent.errors import CaptionAgentError
 
 
 class EvalInputError(CaptionAgentError):
@@ -96,7 +96,7 @@ def load_results(path: Path | str, refs: References, *, style: str | None = None
             return [_coco_item(i, row, refs, style, locale) for i, row in enumerate(data)]
         records: Any = [data]
     else:
-        from agent.jobs.log import read_records
+        from caption_agent.jobs.log import read_records
 
         try:
             records = list(read_records(path))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.eval.data import EvalInputError, EvalItem, References
+from caption_agent.eval.data import EvalInputError, EvalItem, References
 
 
 @dataclass
@@ -41,8 +41,8 @@ class GroundingCounts:
 
 def load_catalog_facts(path: Path | str) -> dict[str, list[Any]]:
     """sku -> GroundingFacts of every valid product in a catalog file (JSONL, CSV or Parquet)."""
-    from retrieval.catalog import Product, read_catalog
-    from retrieval.retriever import product_facts
+    from caption_agent.retrieval.catalog import Product, read_catalog
+    from caption_agent.retrieval.retriever import product_facts
 
     out: dict[str, list[Any]] = {}
     for _, row in read_catalog(path):
@@ -58,10 +58,10 @@ def load_catalog_facts(path: Path | str) -> dict[str, list[Any]]:
 def grounding(items: list[EvalItem], refs: References, engine: Any,
               catalog: dict[str, list[Any]] | None = None) -> dict[str, Any]:
     """Micro-averaged grounding precision/recall over the captions that have a product."""
-    from agent.schemas import GroundingFact
-    from agent.text import fold
-    from policies import ModerationContext
-    from prompts import load_preset
+    from caption_agent.schemas import GroundingFact
+    from caption_agent.text import fold
+    from caption_agent.policies import ModerationContext
+    from caption_agent.prompts import load_preset
 
     counts = GroundingCounts()
     for item in items:
@@ -96,7 +96,7 @@ def grounding(items: list[EvalItem], refs: References, engine: Any,
             if kind == "name":
                 counts.mentioned += re.search(r"(?<!\w)" + re.escape(concept) + r"(?!\w)", folded) is not None
             elif kind == "number":
-                from policies.rules.grounding import _number_values
+                from caption_agent.policies.rules.grounding import _number_values
 
                 counts.mentioned += bool(_number_values(concept) & stated.get("number", set()))
             else:
@@ -106,7 +106,7 @@ def grounding(items: list[EvalItem], refs: References, engine: Any,
 
 
 def _stated(claims: list[Any], rule: Any) -> dict[str, set]:
-    from policies.rules.grounding import _number_values
+    from caption_agent.policies.rules.grounding import _number_values
 
     out: dict[str, set] = {}
     for c in claims:
@@ -119,7 +119,7 @@ def _stated(claims: list[Any], rule: Any) -> dict[str, set]:
 
 def _catalog_concepts(facts: list[Any], rule: Any, locale: str) -> list[tuple[str, str]]:
     """(kind, concept) of the product's attribute values and brand, each once."""
-    from agent.text import fold
+    from caption_agent.text import fold
 
     fields = facts[0].fields
     found: dict[tuple[str, str], None] = {}

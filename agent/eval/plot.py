@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from agent.eval.coco import METRICS
+from caption_agent.eval.coco import METRICS
 
 
 def plot_report(report: dict[str, Any], path: Path | str) -> Path:
     """Write the report's figure to ``path`` (PNG, matplotlib's Agg backend: no display needed)."""
-    from agent._extras import require
+    from caption_agent._extras import require
 
     matplotlib = require("matplotlib", "eval", "The evaluation plot")
     matplotlib.use("Agg")

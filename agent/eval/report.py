@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from agent.eval.coco import METRICS, coco_scores_groups
-from agent.eval.data import EvalInputError, EvalItem, load_references, load_results
+from caption_agent.eval.coco import METRICS, coco_scores_groups
+from caption_agent.eval.data import EvalInputError, EvalItem, load_references, load_results
 
 _CHANGING = ("redact", "regenerate", "fallback", "block")
 
@@ -50,10 +50,10 @@ def _evaluate_runs(runs: Mapping[str, Path | str], references: Path | str, *, ca
                    clip_model: str | None = None, images_dir: Path | None = None, policy: Path | str | None = None,
                    style: str | None = None, locale: str = "en-US", per_image: bool = False
                    ) -> dict[str, dict[str, Any]]:
-    from agent.eval.compliance import compliance
-    from agent.eval.grounding import grounding, load_catalog_facts
-    from agent.locales import language_code
-    from policies import PolicyEngine
+    from caption_agent.eval.compliance import compliance
+    from caption_agent.eval.grounding import grounding, load_catalog_facts
+    from caption_agent.locales import language_code
+    from caption_agent.policies import PolicyEngine
 
     refs = load_references(references)
     engine = PolicyEngine.load(policy)
@@ -97,7 +97,7 @@ def _evaluate_runs(runs: Mapping[str, Path | str], references: Path | str, *, ca
             "tools": _tools(),
         }
         if clip_model:
-            from agent.eval.clip_score import clip_scores
+            from caption_agent.eval.clip_score import clip_scores
 
             reports[label]["clip_s"] = clip_scores(run_items, refs, clip_model, images_dir)
     return reports

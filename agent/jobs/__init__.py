@@ -9,24 +9,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agent._lazy import lazy_exports
+from caption_agent._lazy import lazy_exports
 
 __all__ = ["CaptionJobOptions", "JobSummary", "LocalizeJobOptions", "read_records", "run_caption_job",
            "run_localize_job"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from agent.jobs.caption_job import CaptionJobOptions, run_caption_job
-    from agent.jobs.engine import JobSummary
-    from agent.jobs.localize_job import LocalizeJobOptions, run_localize_job
-    from agent.jobs.log import read_records
+    from caption_agent.jobs.caption_job import CaptionJobOptions, run_caption_job
+    from caption_agent.jobs.engine import JobSummary
+    from caption_agent.jobs.localize_job import LocalizeJobOptions, run_localize_job
+    from caption_agent.jobs.log import read_records
 
 _LAZY = {
-    "CaptionJobOptions": "agent.jobs.caption_job",
-    "run_caption_job": "agent.jobs.caption_job",
-    "JobSummary": "agent.jobs.engine",
-    "LocalizeJobOptions": "agent.jobs.localize_job",
-    "run_localize_job": "agent.jobs.localize_job",
-    "read_records": "agent.jobs.log",
+    "CaptionJobOptions": "caption_agent.jobs.caption_job",
+    "run_caption_job": "caption_agent.jobs.caption_job",
+    "JobSummary": "caption_agent.jobs.engine",
+    "LocalizeJobOptions": "caption_agent.jobs.localize_job",
+    "run_localize_job": "caption_agent.jobs.localize_job",
+    "read_records": "caption_agent.jobs.log",
 }
 
 

@@ -8,9 +8,9 @@ from typing import Any, Sequence
 
 from pydantic import Field
 
-from agent.config import AgentConfig
-from agent.jobs.engine import JobOptions, JobSummary, StageSpec, config_fingerprint, run_job
-from agent.jobs.manifest import CaptionItem, ManifestError, iter_items, read_rows
+from caption_agent.config import AgentConfig
+from caption_agent.jobs.engine import JobOptions, JobSummary, StageSpec, config_fingerprint, run_job
+from caption_agent.jobs.manifest import CaptionItem, ManifestError, iter_items, read_rows
 
 log = logging.getLogger("caption_agent.jobs")
 
@@ -33,7 +33,7 @@ class CaptionStage:
     @property
     def agent(self) -> Any:
         if self._agent is None:
-            from agent.pipeline import CaptionAgent
+            from caption_agent.pipeline import CaptionAgent
 
             self._agent = CaptionAgent(AgentConfig.load(**(self._config or {})))
         return self._agent
@@ -59,7 +59,7 @@ def count_items(manifest: Path) -> int | None:
     """Rows in a manifest, for the progress bar's ETA (cheap: no image is read)."""
     manifest = Path(manifest)
     if manifest.suffix.lower() == ".parquet" and manifest.is_file():
-        from agent._extras import require
+        from caption_agent._extras import require
 
         return require("pyarrow.parquet", "parquet", "Reading a Parquet manifest",
                        package="pyarrow").ParquetFile(manifest).metadata.num_rows
@@ -85,7 +85,7 @@ def run_caption_job(manifest: Path | str, options: CaptionJobOptions, config: Ag
     if options.limit and total is not None:
         total = min(total, options.limit)
     config_data = config.model_dump(mode="json")
-    spec = StageSpec(stage="agent.jobs.caption_job:CaptionStage", item="agent.jobs.manifest:CaptionItem",
+    spec = StageSpec(stage="caption_agent.jobs.caption_job:CaptionStage", item="caption_agent.jobs.manifest:CaptionItem",
                      kwargs={"config": config_data})
     stage = None
     if options.runner == "local":

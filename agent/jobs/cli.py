@@ -13,7 +13,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from agent.errors import CaptionAgentError, describe
+from caption_agent.errors import CaptionAgentError, describe
 
 batch_app = typer.Typer(add_completion=False, no_args_is_help=True,
                         help="Resumable batch jobs: caption a catalog's images, localize captions.")
@@ -47,7 +47,7 @@ def _fail(exc: Exception) -> None:
 
 def _config(path: Path | None, refiner: str | None, base_url: str | None, model: str | None,
             catalog: Path | None = None) -> Any:
-    from agent.config import AgentConfig
+    from caption_agent.config import AgentConfig
 
     refiner_over = {k: v for k, v in (("backend", refiner), ("base_url", base_url), ("model", model)) if v}
     cfg = AgentConfig.load(path)
@@ -74,7 +74,7 @@ def _finish(summary: Any) -> None:
 
 def _logging(log_json: bool) -> None:
     if log_json:
-        from agent.jobs.metrics import configure_json_logging
+        from caption_agent.jobs.metrics import configure_json_logging
 
         configure_json_logging()
 
@@ -139,7 +139,7 @@ def caption_cmd(
     **common: Any,
 ) -> None:
     """Caption every image of MANIFEST into OUT; kill and re-run at will: each item is written exactly once."""
-    from agent.jobs.caption_job import CaptionJobOptions, run_caption_job
+    from caption_agent.jobs.caption_job import CaptionJobOptions, run_caption_job
 
     def job() -> Any:
         cfg = _config(common["config"], common["refiner"], common["base_url"], common["model"], catalog)
@@ -160,7 +160,7 @@ def localize_cmd(
     **common: Any,
 ) -> None:
     """Localize every caption of IN into each of --locales; resumable like `batch caption`."""
-    from agent.jobs.localize_job import LocalizeJobOptions, run_localize_job
+    from caption_agent.jobs.localize_job import LocalizeJobOptions, run_localize_job
 
     def job() -> Any:
         cfg = _config(common["config"], common["refiner"], common["base_url"], common["model"])

@@ -24,9 +24,9 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Protocol, Sequenc
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent._iter import chunked
-from agent.jobs.log import OutputLog, infer_format
-from agent.jobs.metrics import JobMetrics, Progress
+from caption_agent._iter import chunked
+from caption_agent.jobs.log import OutputLog, infer_format
+from caption_agent.jobs.metrics import JobMetrics, Progress
 
 log = logging.getLogger("caption_agent.jobs")
 _MEMO_SIZE = 4096  # results kept in memory for repeats within a run; --cache covers the rest
@@ -116,7 +116,7 @@ def import_target(target: str) -> Any:
 
 def config_fingerprint(config: Any, extra: str = "") -> str:
     """Hash of the settings that change outputs (timeouts, concurrency, URLs and keys left out)."""
-    from agent import __version__
+    from caption_agent import __version__
 
     data = json.loads(config.model_dump_json())
     for section, names in {"refiner": ("timeout_s", "max_retries", "max_concurrency", "api_key", "base_url"),
@@ -245,7 +245,7 @@ def run_job(kind: str, items: Iterable[Item], stage: Stage | None, spec: StageSp
         reader = _Prefetcher(items, options.batch_size * max(2, options.workers) * 2)
         try:
             if options.runner == "ray":
-                from agent.jobs.ray_runner import run_ray
+                from caption_agent.jobs.ray_runner import run_ray
 
                 todo = list(pending())
                 metrics.pending(len(todo))

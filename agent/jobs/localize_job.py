@@ -18,13 +18,13 @@ from typing import Any, Iterator, Sequence
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from agent.config import AgentConfig
-from agent.errors import BackendError, CaptionAgentError, ConfigError
-from agent.jobs.engine import JobOptions, JobSummary, StageSpec, config_fingerprint, error_record, run_job
-from agent.jobs.log import read_records
-from agent.jobs.manifest import JobItem, ManifestError, digest, fingerprint, read_rows
-from agent.locales import normalize_locale
-from agent.schemas import CaptionResult, GroundingFact, Provenance
+from caption_agent.config import AgentConfig
+from caption_agent.errors import BackendError, CaptionAgentError, ConfigError
+from caption_agent.jobs.engine import JobOptions, JobSummary, StageSpec, config_fingerprint, error_record, run_job
+from caption_agent.jobs.log import read_records
+from caption_agent.jobs.manifest import JobItem, ManifestError, digest, fingerprint, read_rows
+from caption_agent.locales import normalize_locale
+from caption_agent.schemas import CaptionResult, GroundingFact, Provenance
 
 log = logging.getLogger("caption_agent.jobs")
 _LOCALIZABLE = ("ok",)
@@ -202,7 +202,7 @@ class LocalizeStage:
     @property
     def refiner(self) -> Any:
         if self._refiner is None:
-            from agent.refiners import REFINERS
+            from caption_agent.refiners import REFINERS
 
             self._refiner = REFINERS.get(self.config.refiner.backend)(self.config.refiner)
         return self._refiner
@@ -210,7 +210,7 @@ class LocalizeStage:
     @property
     def policy(self) -> Any:
         if self._policy is None:
-            from policies import PolicyEngine
+            from caption_agent.policies import PolicyEngine
 
             self._policy = PolicyEngine.load(self.config.policy.file)
         return self._policy
@@ -219,8 +219,8 @@ class LocalizeStage:
         _ = self.refiner, self.policy
 
     def __call__(self, items: Sequence[LocalizeItem]) -> list[dict[str, Any]]:
-        from policies import ModerationContext
-        from prompts import load_preset
+        from caption_agent.policies import ModerationContext
+        from caption_agent.prompts import load_preset
 
         records: dict[int, dict[str, Any]] = {}
         work: list[tuple[int, _Work]] = []
@@ -243,7 +243,7 @@ class LocalizeStage:
         for attempt in range(attempts):
             if not pending:
                 break
-            from agent.refiners import RefineJob
+            from caption_agent.refiners import RefineJob
 
             jobs = [RefineJob(preset=w.preset, draft=w.item.text, locale=w.item.locale, facts=w.facts,
                               max_chars=w.item.max_chars, feedback=w.feedback) for _, w in pending]
@@ -273,9 +273,9 @@ class LocalizeStage:
         return [records[i] for i in range(len(items))]
 
     def _record(self, w: _Work, outcome: Any, facts_used: list[str]) -> dict[str, Any]:
-        from prompts import prompt_hash
+        from caption_agent.prompts import prompt_hash
 
-        from agent import __version__
+        from caption_agent import __version__
 
         # A regenerate left over after the last attempt cannot be published unseen.
         action = "review" if outcome.action == "regenerate" else outcome.action
@@ -315,7 +315,7 @@ def run_localize_job(inputs: Path | str, options: LocalizeJobOptions, config: Ag
     if options.limit:
         items = (item for i, item in zip(range(options.limit), items))
     config_data = config.model_dump(mode="json")
-    spec = StageSpec(stage="agent.jobs.localize_job:LocalizeStage", item="agent.jobs.localize_job:LocalizeItem",
+    spec = StageSpec(stage="caption_agent.jobs.localize_job:LocalizeStage", item="caption_agent.jobs.localize_job:LocalizeItem",
                      kwargs={"config": config_data})
     stage = None
     if options.runner == "local":

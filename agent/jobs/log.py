@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
-from agent.errors import CaptionAgentError
-from agent.jobs.manifest import KEY_VERSION
+from caption_agent.errors import CaptionAgentError
+from caption_agent.jobs.manifest import KEY_VERSION
 
 Format = Literal["jsonl", "parquet"]
 log = logging.getLogger("caption_agent.jobs")
@@ -405,18 +405,18 @@ def read_records(path: Path | str) -> Iterator[dict[str, Any]]:
 
 
 def _pa() -> Any:
-    from agent._extras import require
+    from caption_agent._extras import require
 
     return require("pyarrow", "parquet", "Parquet output")
 
 
 def _pc() -> Any:
-    from agent._extras import require
+    from caption_agent._extras import require
 
     return require("pyarrow.compute", "parquet", "Parquet output", package="pyarrow")
 
 
 def _pq() -> Any:
-    from agent._extras import require
+    from caption_agent._extras import require
 
     return require("pyarrow.parquet", "parquet", "Parquet output", package="pyarrow")

@@ -21,10 +21,10 @@ from typing import Any, Iterator
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
-from agent._iter import MAX_LINE_BYTES, bounded_lines, chunked
-from agent.config import ImageLimits
-from agent.errors import CaptionAgentError
-from agent.schemas import CaptionRequest, ProductHint
+from caption_agent._iter import MAX_LINE_BYTES, bounded_lines, chunked
+from caption_agent.config import ImageLimits
+from caption_agent.errors import CaptionAgentError
+from caption_agent.schemas import CaptionRequest, ProductHint
 
 # Bump when the key recipe changes, so old logs are never matched by accident (the output log refuses them).
 # k1: content + request (+ id); repeated rows shared one record. k2: row origin + id + content + request.
@@ -225,7 +225,7 @@ def _csv_rows(path: Path) -> Iterator[_Raw]:
 
 
 def _parquet_rows(path: Path) -> Iterator[_Raw]:
-    from agent._extras import require
+    from caption_agent._extras import require
 
     pq = require("pyarrow.parquet", "parquet", "Reading a Parquet manifest", package="pyarrow")
     row = 0

@@ -116,7 +116,7 @@ class JobMetrics:
             self._start(port, addr)
 
     def _start(self, port: int, addr: str) -> None:
-        from agent._extras import require
+        from caption_agent._extras import require
 
         prom = require("prometheus_client", "metrics", "Prometheus metrics (--metrics-port)")
         registry = prom.CollectorRegistry()

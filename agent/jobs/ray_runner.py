@@ -14,8 +14,8 @@ import math
 import time
 from typing import Any, Iterator, Sequence
 
-from agent._extras import require
-from agent.jobs.engine import JobOptions, StageSpec, import_target, safe_call
+from caption_agent._extras import require
+from caption_agent.jobs.engine import JobOptions, StageSpec, import_target, safe_call
 
 log = logging.getLogger("caption_agent.jobs")
 _MAX_BLOCKS = 20_000

@@ -11,11 +11,11 @@ from typing import ClassVar, Sequence
 
 from pydantic import ValidationError
 
-from agent.errors import ModelOutputError
-from agent.locales import language_name
-from agent.schemas import GroundingFact, RefinedCaption
-from agent.text import fit_length, repetition_loop
-from prompts import PromptBundle, StylePreset, render_messages
+from caption_agent.errors import ModelOutputError
+from caption_agent.locales import language_name
+from caption_agent.schemas import GroundingFact, RefinedCaption
+from caption_agent.text import fit_length, repetition_loop
+from caption_agent.prompts import PromptBundle, StylePreset, render_messages
 
 _JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 _LABEL_PREFIX = re.compile(r"^\s*(caption|alt text|answer|output)\s*:\s*", re.IGNORECASE)
@@ -124,7 +124,7 @@ def parse_refined(raw: str, job: RefineJob) -> RefinedCaption:
     try:
         caption = fit_length(caption, job.limit)
         if job.preset.max_clip_tokens:  # e.g. dataset_recaption: CLIP's text encoder sees at most 77 tokens
-            from prompts.clip_tokens import fit_clip_tokens
+            from caption_agent.prompts.clip_tokens import fit_clip_tokens
 
             caption = fit_clip_tokens(caption, job.preset.max_clip_tokens)
         return RefinedCaption(caption=caption, facts_used=[u for u in used if u in known][:8])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from agent.errors import MissingExtraError
+from caption_agent.errors import MissingExtraError
 
 SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -81,6 +81,6 @@ def export_smollm2_hf(dest: Path) -> Path:
 
 
 def _require_export(module: str):
-    from agent._extras import require
+    from caption_agent._extras import require
 
     return require(module, "lite", "Exporting the bundled SmolLM2 to a Hugging Face folder")

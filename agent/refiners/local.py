@@ -10,11 +10,11 @@ import json
 import threading
 from pathlib import Path
 
-from agent._extras import require
-from agent.config import RefinerSettings
-from agent.refiners.base import Refiner, RefineJob, attribute_facts
-from agent.schemas import RefinedCaption
-from agent.refiners.bundled import SMOLLM2_ID, bundled_smollm2_gguf
+from caption_agent._extras import require
+from caption_agent.config import RefinerSettings
+from caption_agent.refiners.base import Refiner, RefineJob, attribute_facts
+from caption_agent.schemas import RefinedCaption
+from caption_agent.refiners.bundled import SMOLLM2_ID, bundled_smollm2_gguf
 
 
 _PREFILL = '{"caption": "'

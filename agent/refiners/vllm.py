@@ -23,12 +23,12 @@ from typing import Any, Sequence
 
 from pydantic import ValidationError
 
-from agent._extras import require
-from agent.config import RefinerSettings
-from agent.errors import BackendError, BackendUnavailableError, ConfigError, ModelOutputError
-from agent.http_retry import normalize_url, run_coroutine, unavailable
-from agent.refiners.base import Refiner, RefineJob, parse_refined
-from agent.schemas import RefinedCaption
+from caption_agent._extras import require
+from caption_agent.config import RefinerSettings
+from caption_agent.errors import BackendError, BackendUnavailableError, ConfigError, ModelOutputError
+from caption_agent.http_retry import normalize_url, run_coroutine, unavailable
+from caption_agent.refiners.base import Refiner, RefineJob, parse_refined
+from caption_agent.schemas import RefinedCaption
 
 START_HINT = "start it with: python scripts/vllm_server.py start"
 _RETRY_TEMPERATURE = 0.7  # greedy decoding would repeat the same unusable answer on a retry

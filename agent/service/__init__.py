@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agent._lazy import lazy_exports
+from caption_agent._lazy import lazy_exports
 
 __all__ = ["ServiceSettings", "create_app", "hash_key"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from agent.service.app import create_app
-    from agent.service.security import hash_key
-    from agent.service.settings import ServiceSettings
+    from caption_agent.service.app import create_app
+    from caption_agent.service.security import hash_key
+    from caption_agent.service.settings import ServiceSettings
 
-__getattr__ = lazy_exports(__name__, {"create_app": "agent.service.app", "hash_key": "agent.service.security",
-                                      "ServiceSettings": "agent.service.settings"})
+__getattr__ = lazy_exports(__name__, {"create_app": "caption_agent.service.app", "hash_key": "caption_agent.service.security",
+                                      "ServiceSettings": "caption_agent.service.settings"})

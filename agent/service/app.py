@@ -19,12 +19,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agent._extras import require
-from agent.config import AgentConfig
-from agent.errors import CaptionAgentError
-from agent.service.errors import (BadRequestError, NotReadyError, QueueFullError, UnsupportedMediaTypeError,
+from caption_agent._extras import require
+from caption_agent.config import AgentConfig
+from caption_agent.errors import CaptionAgentError
+from caption_agent.service.errors import (BadRequestError, NotReadyError, QueueFullError, UnsupportedMediaTypeError,
                                   body_for, error_body, status_for, status_for_record)
-from agent.service.settings import ServiceSettings
+from caption_agent.service.settings import ServiceSettings
 
 log = logging.getLogger("caption_agent.service")
 _READY_TTL_S = 5.0
@@ -34,8 +34,8 @@ class ServiceState:
     """What the routes share: the agent, its single model thread, the batcher, metrics and key checker."""
 
     def __init__(self, agent: Any, settings: ServiceSettings, owns_agent: bool) -> None:
-        from agent.service.metrics import ServiceMetrics
-        from agent.service.security import KeyChecker
+        from caption_agent.service.metrics import ServiceMetrics
+        from caption_agent.service.security import KeyChecker
 
         self.agent, self.settings, self.owns_agent = agent, settings, owns_agent
         self.metrics = ServiceMetrics()
@@ -62,7 +62,7 @@ class ServiceState:
             import numpy as np
             from PIL import Image
 
-            from agent.images import load_image
+            from caption_agent.images import load_image
 
             buf = io.BytesIO()
             Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8)).save(buf, "PNG")
@@ -72,7 +72,7 @@ class ServiceState:
     def run_batch(self, requests: list[Any]) -> list[Any]:
         results = self.agent.caption_batch(requests)
         if self.review_queue is not None:
-            from policies.review import needs_review
+            from caption_agent.policies.review import needs_review
 
             folder = self.settings.images_path(self.review_queue)
             for request, result in zip(requests, results):
@@ -121,15 +121,15 @@ def create_app(config: AgentConfig | None = None, settings: ServiceSettings | No
     from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    from agent.service.batching import MicroBatcher
-    from agent.service.middleware import BodyLimitMiddleware, MetricsMiddleware
-    from agent.service.routes import add_api_routes, install_openapi
-    from agent.service.review import add_review_routes
+    from caption_agent.service.batching import MicroBatcher
+    from caption_agent.service.middleware import BodyLimitMiddleware, MetricsMiddleware
+    from caption_agent.service.routes import add_api_routes, install_openapi
+    from caption_agent.service.review import add_review_routes
 
     settings = settings or ServiceSettings.load()
     owns = agent is None
     if agent is None:
-        from agent.pipeline import CaptionAgent
+        from caption_agent.pipeline import CaptionAgent
 
         agent = CaptionAgent(config or AgentConfig.load())
     state = ServiceState(agent, settings, owns)
@@ -230,6 +230,6 @@ def unsupported(kind: str, allowed: str) -> UnsupportedMediaTypeError:
 
 
 def _version() -> str:
-    from agent import __version__
+    from caption_agent import __version__
 
     return __version__

@@ -14,7 +14,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from agent.service.errors import QueueFullError, RequestTimeoutError
+from caption_agent.service.errors import QueueFullError, RequestTimeoutError
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from agent.errors import CaptionAgentError
+from caption_agent.errors import CaptionAgentError
 
 
 def serve(
@@ -27,9 +27,9 @@ def serve(
     if hash_key:
         _print_hash()
         return
-    from agent._extras import require
-    from agent.config import AgentConfig
-    from agent.service.settings import ServiceSettings
+    from caption_agent._extras import require
+    from caption_agent.config import AgentConfig
+    from caption_agent.service.settings import ServiceSettings
 
     try:
         uvicorn = require("uvicorn", "serve", "`caption-agent serve`")
@@ -41,7 +41,7 @@ def serve(
             cfg.retrieval.catalog_dir = catalog
         if refiner is not None:
             cfg.refiner.backend = refiner
-        from agent.service.app import create_app
+        from caption_agent.service.app import create_app
 
         app = create_app(cfg, settings)
     except CaptionAgentError as exc:
@@ -56,7 +56,7 @@ def serve(
 def _print_hash() -> None:
     import sys
 
-    from agent.service.security import hash_key, new_key
+    from caption_agent.service.security import hash_key, new_key
 
     key = "" if sys.stdin.isatty() else sys.stdin.read().strip()
     if not key:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.errors import (BackendError, BackendUnavailableError, CaptionAgentError, ConfigError, ImageTooLargeError,
+from caption_agent.errors import (BackendError, BackendUnavailableError, CaptionAgentError, ConfigError, ImageTooLargeError,
                           InvalidImageError, InvalidLocaleError, UnknownSkuError, UnknownStyleError)
 
 

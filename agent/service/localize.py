@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.config import AgentConfig
-from agent.errors import ConfigError
-from agent.jobs.localize_job import LocalizeItem, LocalizeStage, row_items
-from agent.locales import normalize_locale
-from agent.service.schemas import LocalizeBody
+from caption_agent.config import AgentConfig
+from caption_agent.errors import ConfigError
+from caption_agent.jobs.localize_job import LocalizeItem, LocalizeStage, row_items
+from caption_agent.locales import normalize_locale
+from caption_agent.service.schemas import LocalizeBody
 
 
 def localize_items(body: LocalizeBody, config: AgentConfig) -> list[LocalizeItem]:
     """One item per distinct target locale; bad locales, an unknown style or no refiner fail here (4xx)."""
-    from prompts import load_preset
+    from caption_agent.prompts import load_preset
 
     if config.refiner.backend == "none":
         raise ConfigError("localization needs a refiner, but this service runs with refiner.backend = 'none'.",

@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any
 
-from agent.service.errors import PayloadTooLargeError, body_for
+from caption_agent.service.errors import PayloadTooLargeError, body_for
 
 Scope = dict[str, Any]
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from agent.service.errors import ConflictError, EditRefusedError, NotFoundError, NotReadyError
+from caption_agent.service.errors import ConflictError, EditRefusedError, NotFoundError, NotReadyError
 
 _THUMB_PX = 640
 
@@ -30,7 +30,7 @@ def _env() -> Any:
     import jinja2
 
     return jinja2.Environment(loader=jinja2.FunctionLoader(
-        lambda name: resources.files("agent.service").joinpath("templates", name).read_text(encoding="utf-8")),
+        lambda name: resources.files("caption_agent.service").joinpath("templates", name).read_text(encoding="utf-8")),
         autoescape=True, undefined=jinja2.StrictUndefined)
 
 
@@ -55,9 +55,9 @@ def add_review_routes(app: Any, state: Any) -> None:
     from fastapi import Depends, Form, Request
     from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-    from agent.service.schemas import error_responses
-    from agent.service.security import COOKIE
-    from policies.review import ReviewDecision, append_decision, pending_items
+    from caption_agent.service.schemas import error_responses
+    from caption_agent.service.security import COOKIE
+    from caption_agent.policies.review import ReviewDecision, append_decision, pending_items
 
     def paths() -> tuple[Path, Path]:
         if state.review_queue is None:
@@ -120,7 +120,7 @@ def add_review_routes(app: Any, state: Any) -> None:
 
 def _waiting_item(queue: Path, decisions: Path, review_id: str) -> dict[str, Any]:
     """The queue item ``review_id`` if it still waits for a verdict; 409 if it has one, 404 if unknown."""
-    from policies.review import ReviewQueue, pending_items
+    from caption_agent.policies.review import ReviewQueue, pending_items
 
     item = next((i for i in pending_items(queue, decisions) if i.get("review_id") == review_id), None)
     if item is not None:
@@ -135,9 +135,9 @@ def _check_edit(agent: Any, item: dict[str, Any], text: str) -> None:
     trimmed): what the reviewer typed is recorded as typed or not at all. ``suggestion`` is the fixed text."""
     from pydantic import ValidationError
 
-    from agent.errors import PolicyError
-    from agent.schemas import CaptionResult
-    from policies.review import check_edit
+    from caption_agent.errors import PolicyError
+    from caption_agent.schemas import CaptionResult
+    from caption_agent.policies.review import check_edit
 
     try:
         result = CaptionResult.model_validate(item.get("result") or {})
@@ -157,9 +157,9 @@ def _thumbnail(state: Any, queue: Path, review_id: str) -> bytes:
     """Find the item's image (uploaded bytes kept by sha256, else its file path), check its hash, re-encode."""
     import hashlib
 
-    from agent.errors import CaptionAgentError
-    from agent.images import load_image
-    from policies.review import ReviewQueue
+    from caption_agent.errors import CaptionAgentError
+    from caption_agent.images import load_image
+    from caption_agent.policies.review import ReviewQueue
 
     item = next((i for i in ReviewQueue(queue).items() if i.get("review_id") == review_id), None)
     info = ((item or {}).get("result") or {}).get("image") or {}

@@ -9,10 +9,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agent.locales import normalize_locale
-from agent.schemas import CaptionResult
-from agent.service.errors import BadRequestError, PayloadTooLargeError, QueueFullError
-from agent.service.schemas import (CaptionFields, CaptionJSON, CaptionMultipart, Health, LocalizeBody,
+from caption_agent.locales import normalize_locale
+from caption_agent.schemas import CaptionResult
+from caption_agent.service.errors import BadRequestError, PayloadTooLargeError, QueueFullError
+from caption_agent.service.schemas import (CaptionFields, CaptionJSON, CaptionMultipart, Health, LocalizeBody,
                                    LocalizeResponse, Readiness, StyleInfo, StylesResponse, error_responses)
 
 _CAPTION_ERRORS = error_responses(401, 403, 409, 413, 415, 422, 429, 502, 503, 504)
@@ -23,7 +23,7 @@ def add_api_routes(app: Any, state: Any) -> None:
     from fastapi import Depends, Request, Response
     from fastapi.responses import JSONResponse
 
-    from agent.service.app import media_type, require_ready, result_error, unsupported
+    from caption_agent.service.app import media_type, require_ready, result_error, unsupported
 
     def auth(request: Request) -> None:
         state.keys.check(request.headers, request.cookies)
@@ -52,7 +52,7 @@ def add_api_routes(app: Any, state: Any) -> None:
     @app.get("/v1/styles", response_model=StylesResponse, tags=["captions"], dependencies=[Depends(auth)],
              responses=error_responses(401), summary="The style presets a request may name.")
     async def styles() -> StylesResponse:
-        from prompts import list_styles
+        from caption_agent.prompts import list_styles
 
         found = list_styles(state.agent.config.prompts_dir)
         return StylesResponse(default=state.agent.config.default_style, styles=[
@@ -66,7 +66,7 @@ def add_api_routes(app: Any, state: Any) -> None:
         require_ready(state)
         fields, image = await _read_caption_body(request, state)
         agent = state.agent
-        from prompts import load_preset
+        from caption_agent.prompts import load_preset
 
         load_preset(fields.style or agent.config.default_style, agent.config.prompts_dir)  # unknown -> 422 now
         normalize_locale(fields.locale or agent.config.default_locale)
@@ -88,7 +88,7 @@ def add_api_routes(app: Any, state: Any) -> None:
               summary="Rewrite an existing caption into other locales (refined and moderated per locale).")
     async def localize(body: LocalizeBody) -> Any:
         require_ready(state)
-        from agent.service.localize import localize_items, run_localize
+        from caption_agent.service.localize import localize_items, run_localize
 
         items = localize_items(body, state.agent.config)
         if state.waiting_localize >= state.settings.queue_size:
@@ -100,7 +100,7 @@ def add_api_routes(app: Any, state: Any) -> None:
             records = await asyncio.wait_for(state.in_model_thread(run_localize, state.agent, items),
                                              state.settings.request_timeout_s)
         except asyncio.TimeoutError:
-            from agent.service.errors import RequestTimeoutError
+            from caption_agent.service.errors import RequestTimeoutError
 
             raise RequestTimeoutError(f"localization took longer than {state.settings.request_timeout_s:g} s.") \
                 from None
@@ -119,7 +119,7 @@ async def _read_caption_body(request: Any, state: Any) -> tuple[CaptionFields, b
     """Parse the JSON or multipart body into options and image bytes (URLs fetched with the SSRF checks)."""
     from starlette.datastructures import UploadFile
 
-    from agent.service.app import decode_base64, media_type, unsupported
+    from caption_agent.service.app import decode_base64, media_type, unsupported
 
     kind = media_type(request)
     limit = state.agent.config.images.max_bytes
@@ -132,7 +132,7 @@ async def _read_caption_body(request: Any, state: Any) -> tuple[CaptionFields, b
 
             raise RequestValidationError(exc.errors(include_url=False)) from None
         if body.image_url is not None:
-            from agent.service.security import fetch_image
+            from caption_agent.service.security import fetch_image
 
             s = state.settings
             image = await fetch_image(body.image_url, allowlist=s.url_allowlist, allow_private=s.allow_private_urls,

@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agent.jobs.localize_job import CaptionRow
-from agent.schemas import CaptionResult
+from caption_agent.jobs.localize_job import CaptionRow
+from caption_agent.schemas import CaptionResult
 
 _STYLE = Field(None, max_length=64, description="Style preset (GET /v1/styles); the service default when unset.")
 _LOCALE = Field(None, max_length=35, description="BCP-47 output locale, e.g. en-US; the default when unset.")

@@ -10,7 +10,7 @@ import socket
 from typing import Iterable, Mapping
 from urllib.parse import urlsplit
 
-from agent.service.errors import AuthError, ImageFetchError, PayloadTooLargeError, UrlNotAllowedError
+from caption_agent.service.errors import AuthError, ImageFetchError, PayloadTooLargeError, UrlNotAllowedError
 
 COOKIE = "caption_agent_key"
 

@@ -10,7 +10,7 @@ from typing import ClassVar
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from agent.config import TomlSettings
+from caption_agent.config import TomlSettings
 
 _HASH_PREFIX = "sha256:"
 

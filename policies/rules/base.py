@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agent.registry import Registry
-from agent.schemas import ACTION_SEVERITY, Action, PolicyDecision
+from caption_agent.registry import Registry
+from caption_agent.schemas import ACTION_SEVERITY, Action, PolicyDecision
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
-    from agent.schemas import ImageInfo
-    from policies.context import ModerationContext
+    from caption_agent.schemas import ImageInfo
+    from caption_agent.policies.context import ModerationContext
 
 Exhausted = Literal["redact", "fallback", "review", "block"]
 OnDraft = Literal["allow", "redact", "review", "block"]
@@ -129,13 +129,13 @@ class Rule:
 
 
 RULES: Registry[Rule] = Registry("policy rule", {
-    "image_safety": "policies.rules.image_safety:ImageSafetyRule",
-    "injection": "policies.rules.injection:InjectionRule",
-    "pii": "policies.rules.pii:PiiRule",
-    "blocklist": "policies.rules.blocklist:BlocklistRule",
-    "people": "policies.rules.people:PeopleRule",
-    "grounding": "policies.rules.grounding:GroundingRule",
-    "style": "policies.rules.style:StyleRule",
-    "language": "policies.rules.language:LanguageRule",
-    "confidence": "policies.rules.confidence:ConfidenceRule",
+    "image_safety": "caption_agent.policies.rules.image_safety:ImageSafetyRule",
+    "injection": "caption_agent.policies.rules.injection:InjectionRule",
+    "pii": "caption_agent.policies.rules.pii:PiiRule",
+    "blocklist": "caption_agent.policies.rules.blocklist:BlocklistRule",
+    "people": "caption_agent.policies.rules.people:PeopleRule",
+    "grounding": "caption_agent.policies.rules.grounding:GroundingRule",
+    "style": "caption_agent.policies.rules.style:StyleRule",
+    "language": "caption_agent.policies.rules.language:LanguageRule",
+    "confidence": "caption_agent.policies.rules.confidence:ConfidenceRule",
 })

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from policies.rules.base import Rule, RuleConfig, RuleResult
+from caption_agent.policies.rules.base import Rule, RuleConfig, RuleResult
 
 
 class ConfidenceConfig(RuleConfig):

@@ -15,8 +15,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from agent.text import fold, skeleton_map, tidy
-from policies.rules.base import Rule, RuleConfig, RuleResult
+from caption_agent.text import fold, skeleton_map, tidy
+from caption_agent.policies.rules.base import Rule, RuleConfig, RuleResult
 
 ClaimKind = Literal["colour", "material", "name", "number", "size"]
 _SUFFIXES = r"(?:e|er|es|en|em|s|a|as|os|o|i|n)?"

@@ -11,10 +11,10 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from agent._extras import require
-from agent.errors import MissingExtraError
-from agent.schemas import PolicyDecision
-from policies.rules.base import Rule, RuleConfig, RuleResult
+from caption_agent._extras import require
+from caption_agent.errors import MissingExtraError
+from caption_agent.schemas import PolicyDecision
+from caption_agent.policies.rules.base import Rule, RuleConfig, RuleResult
 
 # NudeNet 3.4 (320n) classes, from its source.
 NUDENET_CLASSES = frozenset({

@@ -15,8 +15,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from agent.text import fold, skeleton
-from policies.rules.base import Rule, RuleConfig, RuleResult
+from caption_agent.text import fold, skeleton
+from caption_agent.policies.rules.base import Rule, RuleConfig, RuleResult
 
 # (verbs, objects, max words between them). '*' ends a word stem.
 _VERB_OBJECT: list[tuple[str, str, int]] = [

@@ -8,9 +8,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from agent.locales import language_code
-from agent.text import normalize
-from policies.rules.base import Rule, RuleConfig, RuleResult
+from caption_agent.locales import language_code
+from caption_agent.text import normalize
+from caption_agent.policies.rules.base import Rule, RuleConfig, RuleResult
 
 # langdetect's codes that differ from BCP-47 primary tags, and tags that name one language.
 _SAME = {"zh-cn": "zh", "zh-tw": "zh", "no": "nb", "nn": "nb", "iw": "he", "in": "id", "tl": "fil"}

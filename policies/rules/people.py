@@ -14,9 +14,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from agent.schemas import PolicyDecision
-from agent.text import fold, tidy
-from policies.rules.base import Rule, RuleConfig, RuleResult
+from caption_agent.schemas import PolicyDecision
+from caption_agent.text import fold, tidy
+from caption_agent.policies.rules.base import Rule, RuleConfig, RuleResult
 
 _NEUTRAL = {
     "woman": "person", "man": "person", "lady": "person", "gentleman": "person", "guy": "person", "gal": "person",

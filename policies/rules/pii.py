@@ -13,8 +13,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from agent.text import tidy
-from policies.rules.base import Rule, RuleConfig, RuleResult
+from caption_agent.text import tidy
+from caption_agent.policies.rules.base import Rule, RuleConfig, RuleResult
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
 Kind = Literal["email", "phone", "url", "card", "address"]

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agent.config import AgentConfig, ImageLimits
-from agent.errors import ConfigError, ImageShapeError, InvalidImageError
-from agent.images import load_image, working_size
+from caption_agent.config import AgentConfig, ImageLimits
+from caption_agent.errors import ConfigError, ImageShapeError, InvalidImageError
+from caption_agent.images import load_image, working_size
 
 
 def _png(size, mode="RGB", color=(10, 200, 30)) -> bytes:

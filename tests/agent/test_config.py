@@ -1,7 +1,7 @@
 import pytest
 
-from agent.config import AgentConfig
-from agent.errors import ConfigError
+from caption_agent.config import AgentConfig
+from caption_agent.errors import ConfigError
 
 
 def test_env_and_toml_layering(tmp_path, monkeypatch):

@@ -3,9 +3,9 @@ import io
 import pytest
 from PIL import Image
 
-from agent.config import ImageLimits
-from agent.errors import ImageTooLargeError, InvalidImageError
-from agent.images import load_image
+from caption_agent.config import ImageLimits
+from caption_agent.errors import ImageTooLargeError, InvalidImageError
+from caption_agent.images import load_image
 
 
 def _png(size=(32, 24), mode="RGB", color=(10, 200, 30)) -> bytes:

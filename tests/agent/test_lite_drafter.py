@@ -1,8 +1,8 @@
 import pytest
 
-from agent.drafters.colors import dominant_colors
-from agent.drafters.lite import imagenet_labels, phrase_candidates
-from agent.images import load_image
+from caption_agent.drafters.colors import dominant_colors
+from caption_agent.drafters.lite import imagenet_labels, phrase_candidates
+from caption_agent.images import load_image
 
 pytestmark = pytest.mark.slow
 

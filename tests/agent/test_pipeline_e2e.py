@@ -2,8 +2,8 @@
 
 import pytest
 
-from agent import CaptionRequest, ProductHint
-from agent.errors import InvalidImageError, InvalidLocaleError, UnknownStyleError
+from caption_agent import CaptionRequest, ProductHint
+from caption_agent.errors import InvalidImageError, InvalidLocaleError, UnknownStyleError
 
 pytestmark = pytest.mark.slow
 

@@ -6,8 +6,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from agent import AgentConfig, CaptionAgent, CaptionRequest
-from agent.errors import UnknownSkuError
+from caption_agent import AgentConfig, CaptionAgent, CaptionRequest
+from caption_agent.errors import UnknownSkuError
 
 pytestmark = pytest.mark.slow
 
@@ -90,7 +90,7 @@ def test_unknown_sku_is_the_same_error_in_api_and_batch(agent_none, images_dir):
 
 def test_per_preset_image_safety_override_reaches_the_screen(tmp_path, lite_drafter, images_dir):
     pytest.importorskip("nudenet")
-    policy = yaml.safe_load((resources.files("policies") / "default.yaml").read_text(encoding="utf-8"))
+    policy = yaml.safe_load((resources.files("caption_agent.policies") / "default.yaml").read_text(encoding="utf-8"))
     # Only for `social`: any face the detector sees blocks (a policy knob the default never turns).
     policy["presets"].setdefault("social", {}).setdefault("rules", {})["image_safety"] = {
         "block_classes": ["FACE_FEMALE", "FACE_MALE"], "block_score": 0.3}
@@ -112,7 +112,7 @@ def test_per_preset_image_safety_override_reaches_the_screen(tmp_path, lite_draf
     (["--locale", "xx-QQ"], "xx-QQ"),
 ])
 def test_bad_cli_options_print_a_clear_error(args, needle, images_dir):
-    from agent.cli import app
+    from caption_agent.cli import app
 
     out = CliRunner().invoke(app, ["caption", str(images_dir / "coffee.jpg"), *args])
     text = out.stdout + (out.stderr or "")
@@ -120,7 +120,7 @@ def test_bad_cli_options_print_a_clear_error(args, needle, images_dir):
 
 
 def test_a_missing_prompts_folder_is_a_clear_error():
-    from agent.cli import app
+    from caption_agent.cli import app
 
     out = CliRunner().invoke(app, ["styles", "--prompts-dir", "/no/such/folder"])
     assert out.exit_code == 2 and "prompts folder '/no/such/folder' does not exist" in out.stderr

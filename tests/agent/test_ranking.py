@@ -1,7 +1,7 @@
 import pytest
 
-from agent.ranking import ConsensusRanker
-from agent.schemas import Candidate
+from caption_agent.ranking import ConsensusRanker
+from caption_agent.schemas import Candidate
 
 pytestmark = pytest.mark.slow
 

@@ -1,10 +1,10 @@
 import pytest
 
-from agent.errors import ModelOutputError
-from agent.refiners import RefineJob, parse_refined
-from agent.schemas import GroundingFact
-from agent.text import fit_length, strip_opening
-from prompts import load_preset
+from caption_agent.errors import ModelOutputError
+from caption_agent.refiners import RefineJob, parse_refined
+from caption_agent.schemas import GroundingFact
+from caption_agent.text import fit_length, strip_opening
+from caption_agent.prompts import load_preset
 
 FACT = GroundingFact(id="MUG-001:color", sku="MUG-001", field="color", text="color: matte black", score=0.9)
 
@@ -54,8 +54,8 @@ def test_text_helpers():
 
 
 def test_facts_used_are_attributed_by_the_values_the_caption_states():
-    from agent.refiners.base import attribute_facts
-    from agent.schemas import GroundingFact
+    from caption_agent.refiners.base import attribute_facts
+    from caption_agent.schemas import GroundingFact
 
     fields = {"title": "Hollowell Espresso Cup", "attributes.color": "matte black", "brand": "Hollowell",
               "description": "A small cup for espresso. Dishwasher safe and stackable, in stoneware."}

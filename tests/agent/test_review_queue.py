@@ -8,15 +8,15 @@ import multiprocessing
 import pytest
 import yaml
 
-from agent.schemas import CaptionResult, ImageInfo
-from policies import review
-from policies.review import ReviewQueue, queue_item, review_id
+from caption_agent.schemas import CaptionResult, ImageInfo
+from caption_agent.policies import review
+from caption_agent.policies.review import ReviewQueue, queue_item, review_id
 
 
 @pytest.mark.slow
 def test_low_confidence_results_are_queued_once(tmp_path, lite_drafter, embedder, images_dir):
-    from agent import AgentConfig, CaptionAgent
-    from policies.schema import default_policy_path
+    from caption_agent import AgentConfig, CaptionAgent
+    from caption_agent.policies.schema import default_policy_path
 
     policy = yaml.safe_load(default_policy_path().read_text(encoding="utf-8"))
     policy["rules"]["confidence"]["threshold"] = 0.99  # everything the lite drafter writes is "unsure"
@@ -62,7 +62,7 @@ def test_malformed_queue_lines_are_skipped_with_a_warning(tmp_path, caplog):
     with queue.open("a", encoding="utf-8") as fh:
         # not JSON, an array, no review_id, a blank line, and a torn last line (a writer died mid-line)
         fh.write('not json\n[1, 2]\n{"key": "no id"}\n\n{"review_id": "c0ffee00c0ffee00", "te')
-    with caplog.at_level(logging.WARNING, logger="policies.review"):
+    with caplog.at_level(logging.WARNING, logger="caption_agent.policies.review"):
         assert q.add(result("b2")) == review_id(result("b2"))  # captioning goes on
         assert q.add(result("a1")) == review_id(result("a1"))  # still queued once
         items = list(q.items())
@@ -102,7 +102,7 @@ def test_the_index_catches_up_or_rebuilds(tmp_path, parsed, caplog):
     q.index_path.unlink()  # missing index
     q.add(result("a1"))
     q.index_path.write_bytes(b"this is not a database" * 100)  # damaged index
-    with caplog.at_level(logging.WARNING, logger="policies.review"):
+    with caplog.at_level(logging.WARNING, logger="caption_agent.policies.review"):
         q.add(result("b2"))
     assert "unreadable" in caplog.text
     assert [i["key"] for i in q.items()] == ["a1", "b2", "c3", "d4"]

@@ -10,7 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tiny_models  # noqa: E402 - needs the folder on sys.path whatever pytest's import mode
 
-from agent.schemas import ImageInfo  # noqa: E402
+from caption_agent.schemas import ImageInfo  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -40,8 +40,8 @@ def tiny_text_model(tiny_models_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def blip_drafter(tiny_blip):
-    from agent.config import DrafterSettings
-    from agent.drafters.hf import TransformersDrafter
+    from caption_agent.config import DrafterSettings
+    from caption_agent.drafters.hf import TransformersDrafter
 
     return TransformersDrafter(DrafterSettings(backend="transformers", model=str(tiny_blip), max_new_tokens=8))
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agent.errors import UnsupportedModelError
-from agent.ranking_clip import ClipRanker
-from agent.schemas import Candidate
+from caption_agent.errors import UnsupportedModelError
+from caption_agent.ranking_clip import ClipRanker
+from caption_agent.schemas import Candidate
 
 CAPTIONS = ["A red square.", "A blue square.", "A green square."]
 

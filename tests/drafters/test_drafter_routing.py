@@ -6,10 +6,10 @@ import socket
 
 import pytest
 
-from agent import AgentConfig, CaptionAgent
-from agent.config import DrafterSettings
-from agent.drafters.routing import DrafterRouter, build_drafter
-from agent.errors import BackendUnavailableError, ConfigError, UnsupportedModelError
+from caption_agent import AgentConfig, CaptionAgent
+from caption_agent.config import DrafterSettings
+from caption_agent.drafters.routing import DrafterRouter, build_drafter
+from caption_agent.errors import BackendUnavailableError, ConfigError, UnsupportedModelError
 
 pytestmark = pytest.mark.slow  # loads the bundled EfficientNet-Lite0 for the lite fallback
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import tiny_models
-from agent.config import DrafterSettings
-from agent.drafters.hf import CHAT_PROMPT, TransformersDrafter
-from agent.errors import BackendUnavailableError, ConfigError, UnsupportedModelError
+from caption_agent.config import DrafterSettings
+from caption_agent.drafters.hf import CHAT_PROMPT, TransformersDrafter
+from caption_agent.errors import BackendUnavailableError, ConfigError, UnsupportedModelError
 
 
 def _settings(model, **kw) -> DrafterSettings:

@@ -26,9 +26,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from agent.config import DrafterSettings
-from agent.drafters.vllm import VLLMDrafter, image_data_url
-from agent.errors import BackendError, ConfigError, UnsupportedModelError
+from caption_agent.config import DrafterSettings
+from caption_agent.drafters.vllm import VLLMDrafter, image_data_url
+from caption_agent.errors import BackendError, ConfigError, UnsupportedModelError
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agent.cli import app
-from agent.eval.coco import METRICS
-from agent.eval.data import EvalInputError
+from caption_agent.cli import app
+from caption_agent.eval.coco import METRICS
+from caption_agent.eval.data import EvalInputError
 
 pytestmark = pytest.mark.slow  # pycocoevalcap's tokenizer and METEOR start Java (seconds each)
 runner = CliRunner()
@@ -74,7 +74,7 @@ def test_wrong_configuration_scores_lower_everywhere(compared):
 def test_each_run_is_the_single_file_report(compared):
     """Backwards compatible: runs[label] is what `eval captions` writes for that file alone (groups of one
     configuration are scored exactly as without the other)."""
-    from agent.eval.report import evaluate
+    from caption_agent.eval.report import evaluate
 
     paths, _, report, _ = compared
     alone = evaluate(paths["wrong"], paths["refs"], catalog=paths["catalog"])
@@ -93,7 +93,7 @@ def test_table_and_plot_list_both_configurations(compared):
 
 
 def test_bad_comparisons_say_what_to_fix(tmp_path):
-    from agent.eval.report import compare
+    from caption_agent.eval.report import compare
 
     paths = _write(tmp_path)
     base = ["eval", "captions", str(paths["right"]), str(paths["refs"])]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.eval.coco import METRICS, coco_scores_groups
-from agent.eval.data import EvalInputError, load_references, load_results
+from caption_agent.eval.coco import METRICS, coco_scores_groups
+from caption_agent.eval.data import EvalInputError, load_references, load_results
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "drafters"))
 
@@ -117,7 +117,7 @@ def test_clip_s_right_beats_wrong(tmp_path):
     from PIL import Image
 
     import tiny_models
-    from agent.eval.clip_score import clip_scores
+    from caption_agent.eval.clip_score import clip_scores
 
     colors = {"1": (220, 20, 20), "2": (20, 20, 220), "3": (20, 200, 20)}
     for i, rgb in colors.items():

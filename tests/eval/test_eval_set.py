@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.eval.coco import METRICS, coco_scores_groups
-from agent.eval.data import load_references
+from caption_agent.eval.coco import METRICS, coco_scores_groups
+from caption_agent.eval.data import load_references
 
 pytestmark = pytest.mark.slow
 EVAL = Path(__file__).resolve().parents[2] / "examples" / "eval"
@@ -16,10 +16,10 @@ EVAL = Path(__file__).resolve().parents[2] / "examples" / "eval"
 
 @pytest.fixture(scope="module")
 def eval_results(tmp_path_factory, lite_drafter, embedder) -> Path:
-    from agent import AgentConfig, CaptionAgent
-    from agent.config import RetrievalSettings
-    from agent.jobs.caption_job import CaptionJobOptions, run_caption_job
-    from retrieval import CatalogStore, ingest_file
+    from caption_agent import AgentConfig, CaptionAgent
+    from caption_agent.config import RetrievalSettings
+    from caption_agent.jobs.caption_job import CaptionJobOptions, run_caption_job
+    from caption_agent.retrieval import CatalogStore, ingest_file
 
     folder = tmp_path_factory.mktemp("evalset")
     with CatalogStore.open(RetrievalSettings(catalog_dir=folder / "catalog"), embedder, writer=True) as store:
@@ -43,8 +43,8 @@ def test_eval_set_is_well_formed():
 
 
 def test_report_on_the_eval_set(eval_results, tmp_path):
-    from agent.eval.plot import plot_report
-    from agent.eval.report import evaluate, render_table
+    from caption_agent.eval.plot import plot_report
+    from caption_agent.eval.report import evaluate, render_table
 
     report = evaluate(eval_results, EVAL / "references.json", catalog=EVAL / "catalog.jsonl")
     manifest = (EVAL / "manifest.jsonl").read_text().splitlines()

@@ -16,7 +16,7 @@ MAX_PIXELS = 600_000
 
 @pytest.fixture(scope="session")
 def fast_config(catalog_dir):
-    from agent.config import AgentConfig
+    from caption_agent.config import AgentConfig
 
     return AgentConfig.load(refiner={"backend": "none"}, retrieval={"catalog_dir": catalog_dir},
                             images={"max_pixels": MAX_PIXELS})
@@ -25,7 +25,7 @@ def fast_config(catalog_dir):
 @pytest.fixture(scope="session")
 def fast_agent(fast_config, lite_drafter):
     """The real pipeline on the bundled models, refinement off: seconds per batch on 2 cores."""
-    from agent.pipeline import CaptionAgent
+    from caption_agent.pipeline import CaptionAgent
 
     agent = CaptionAgent(fast_config)
     agent.__dict__["drafter"] = lite_drafter

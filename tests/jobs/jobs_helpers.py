@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from agent.jobs import read_records
+from caption_agent.jobs import read_records
 
 EXPECTED_ERRORS = {
     "corrupt": "InvalidImageError", "zero-byte": "InvalidImageError", "non-image": "InvalidImageError",

@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
-from agent.jobs import CaptionJobOptions, read_records, run_caption_job
-from agent.jobs.manifest import iter_items
+from caption_agent.jobs import CaptionJobOptions, read_records, run_caption_job
+from caption_agent.jobs.manifest import iter_items
 from jobs_helpers import EXPECTED_ERRORS, key_counts
 
 pytestmark = pytest.mark.slow
@@ -109,7 +109,7 @@ def test_parquet_output_with_overlapping_batches_feeds_readers(tmp_path, images_
 def test_json_logs_and_progress_report_the_job(tmp_path, images_dir, fast_agent, capsys):
     import logging
 
-    from agent.jobs.metrics import configure_json_logging
+    from caption_agent.jobs.metrics import configure_json_logging
 
     stream = io.StringIO()
     handler = configure_json_logging(stream)

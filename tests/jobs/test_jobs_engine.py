@@ -7,12 +7,12 @@ import shutil
 import threading
 from collections import Counter
 
-from agent.jobs.engine import JobOptions, StageSpec, run_job
-from agent.jobs.localize_job import iter_localize_items
-from agent.jobs.log import read_records
-from agent.jobs.manifest import iter_items
+from caption_agent.jobs.engine import JobOptions, StageSpec, run_job
+from caption_agent.jobs.localize_job import iter_localize_items
+from caption_agent.jobs.log import read_records
+from caption_agent.jobs.manifest import iter_items
 
-SPEC = StageSpec(stage="unused:Stage", item="agent.jobs.manifest:CaptionItem")
+SPEC = StageSpec(stage="unused:Stage", item="caption_agent.jobs.manifest:CaptionItem")
 
 
 class CountingStage:

@@ -12,11 +12,11 @@ from collections import Counter
 
 import pytest
 
-from agent.config import AgentConfig
-from agent.errors import ConfigError, InvalidLocaleError
-from agent.jobs import LocalizeJobOptions, read_records, run_localize_job
-from agent.jobs.localize_job import iter_localize_items
-from agent.jobs.log import OutputLog
+from caption_agent.config import AgentConfig
+from caption_agent.errors import ConfigError, InvalidLocaleError
+from caption_agent.jobs import LocalizeJobOptions, read_records, run_localize_job
+from caption_agent.jobs.localize_job import iter_localize_items
+from caption_agent.jobs.log import OutputLog
 
 CAPTIONS = [
     {"id": "cup-1", "text": "A small matte black espresso cup on a saucer.", "sku": "MUG-001",

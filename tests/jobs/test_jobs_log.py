@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from agent.jobs.log import JobLockedError, JobMismatchError, OutputLog, OutputLogError, read_records
+from caption_agent.jobs.log import JobLockedError, JobMismatchError, OutputLog, OutputLogError, read_records
 
 
 def _rec(i: int, status: str = "ok") -> dict:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import ImageLimits
-from agent.jobs.manifest import ManifestError, content_id, iter_items
+from caption_agent.config import ImageLimits
+from caption_agent.jobs.manifest import ManifestError, content_id, iter_items
 
 
 def _items(path: Path, **kw):
@@ -128,7 +128,7 @@ def test_unknown_manifest_type_and_missing_manifest_say_the_fix(tmp_path):
 
 
 def test_bom_deep_nesting_and_overlong_lines_are_row_errors(tmp_path, images_dir, monkeypatch):
-    from agent.jobs import manifest
+    from caption_agent.jobs import manifest
 
     shutil.copy(images_dir / "coffee.jpg", tmp_path / "ok.jpg")
     monkeypatch.setattr(manifest, "MAX_LINE_BYTES", 200_000)
@@ -150,7 +150,7 @@ def test_bom_deep_nesting_and_overlong_lines_are_row_errors(tmp_path, images_dir
 def test_bounded_lines_never_reads_past_the_bound(tmp_path):
     import io
 
-    from agent.jobs.manifest import bounded_lines
+    from caption_agent.jobs.manifest import bounded_lines
 
     class Counting(io.BufferedReader):
         largest = 0

@@ -12,8 +12,8 @@ import urllib.request
 import pytest
 from typer.testing import CliRunner
 
-from agent.cli import app
-from agent.jobs.metrics import JobMetrics, JsonFormatter, Progress
+from caption_agent.cli import app
+from caption_agent.jobs.metrics import JobMetrics, JsonFormatter, Progress
 
 
 def _free_port() -> int:

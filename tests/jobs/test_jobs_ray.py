@@ -9,9 +9,9 @@ from collections import Counter
 
 import pytest
 
-from agent.config import AgentConfig
-from agent.jobs import CaptionJobOptions, LocalizeJobOptions, read_records, run_caption_job, run_localize_job
-from agent.jobs.manifest import iter_items
+from caption_agent.config import AgentConfig
+from caption_agent.jobs import CaptionJobOptions, LocalizeJobOptions, read_records, run_caption_job, run_localize_job
+from caption_agent.jobs.manifest import iter_items
 
 ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.ray, pytest.mark.slow,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from agent.schemas import GroundingFact
+from caption_agent.schemas import GroundingFact
 
 
 @pytest.fixture(scope="session")
 def engine():
-    from policies import PolicyEngine
+    from caption_agent.policies import PolicyEngine
 
     return PolicyEngine.load()
 
@@ -17,8 +17,8 @@ def engine():
 @pytest.fixture
 def make_ctx():
     """ModerationContext factory with the alt_text preset and English defaults."""
-    from policies import ModerationContext
-    from prompts import load_preset
+    from caption_agent.policies import ModerationContext
+    from caption_agent.prompts import load_preset
 
     def make(draft: str = "a white espresso cup on a saucer", preset: str = "alt_text", facts=(), **kw):
         facts = [f if isinstance(f, GroundingFact) else fact(f) for f in facts]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.schemas import ACTION_SEVERITY, ModerationOutcome
+from caption_agent.schemas import ACTION_SEVERITY, ModerationOutcome
 
 
 def fired(outcome) -> dict[str, str]:
@@ -92,7 +92,7 @@ def test_prepare_inputs_masks_pii_and_cuts_instructions_everywhere(engine, make_
 
 
 def test_allow_in_prompt_lets_a_kind_through(tmp_path, make_ctx):
-    from policies import PolicyEngine
+    from caption_agent.policies import PolicyEngine
 
     path = tmp_path / "p.yaml"
     path.write_text('version: "t"\nextends: default\nrules:\n  pii: {allow_in_prompt: [url]}\n')
@@ -103,7 +103,7 @@ def test_allow_in_prompt_lets_a_kind_through(tmp_path, make_ctx):
 
 
 def test_disabled_rule_is_recorded(tmp_path, make_ctx):
-    from policies import PolicyEngine
+    from caption_agent.policies import PolicyEngine
 
     path = tmp_path / "p.yaml"
     path.write_text('version: "t"\nextends: default\nrules:\n  language: {enabled: false}\n')
@@ -112,7 +112,7 @@ def test_disabled_rule_is_recorded(tmp_path, make_ctx):
 
 
 def test_monitor_mode_records_without_changing_text(tmp_path, make_ctx):
-    from policies import PolicyEngine
+    from caption_agent.policies import PolicyEngine
 
     path = tmp_path / "p.yaml"
     path.write_text('version: "t"\nextends: default\nrules:\n  pii: {action: allow}\n')
@@ -147,10 +147,10 @@ def test_screening_uses_the_presets_image_safety_settings(tmp_path, monkeypatch)
     """Per-preset image_safety overrides reach screen_image; faces are None when the detector did not look."""
     from PIL import Image
 
-    import policies.rules.image_safety as mod
-    from agent.errors import MissingExtraError
-    from agent.schemas import ImageInfo
-    from policies import PolicyEngine
+    import caption_agent.policies.rules.image_safety as mod
+    from caption_agent.errors import MissingExtraError
+    from caption_agent.schemas import ImageInfo
+    from caption_agent.policies import PolicyEngine
 
     path = tmp_path / "presets.yaml"
     path.write_text('version: "t"\nextends: default\npresets:\n'

@@ -6,9 +6,9 @@ import json
 
 from typer.testing import CliRunner
 
-from agent.cli import app
-from agent.schemas import CaptionResult, ImageInfo, PolicyDecision
-from policies.review import ReviewQueue, needs_review, review_id
+from caption_agent.cli import app
+from caption_agent.schemas import CaptionResult, ImageInfo, PolicyDecision
+from caption_agent.policies.review import ReviewQueue, needs_review, review_id
 
 runner = CliRunner()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from policies.rules.pii import find_pii, luhn_ok
+from caption_agent.policies.rules.pii import find_pii, luhn_ok
 
 
 def fired(outcome) -> dict[str, str]:
@@ -34,7 +34,7 @@ def test_style_uses_the_request_limit_and_the_preset_word_and_clip_limits(engine
     assert len(out.text) <= 40 and fired(out) == {"style": "redact"}
     long = " ".join(["a white cup on a saucer"] * 20)
     out = engine.review(long, make_ctx(draft=long, preset="dataset_recaption"))
-    from prompts.clip_tokens import count_clip_tokens
+    from caption_agent.prompts.clip_tokens import count_clip_tokens
 
     assert count_clip_tokens(out.text) <= 77 and len(out.text.split()) <= 55
 
@@ -57,7 +57,7 @@ def test_people_rule_needs_faces_and_keeps_product_words(engine, make_ctx):
 
 
 def test_people_rule_holds_captions_when_faces_were_not_counted(engine, make_ctx, tmp_path):
-    from policies import PolicyEngine
+    from caption_agent.policies import PolicyEngine
 
     text = "A smiling woman holds her helmet."
     out = engine.review(text, make_ctx(draft=text, faces=None))  # the person detector did not run
@@ -76,7 +76,7 @@ def test_people_rule_holds_captions_when_faces_were_not_counted(engine, make_ctx
 
 
 def test_people_rule_takes_no_title_case_product_name_for_a_person(engine, make_ctx):
-    from agent.schemas import GroundingFact
+    from caption_agent.schemas import GroundingFact
 
     fields = {"title": "Rocket Launch Model Kit", "category": "Toys > Model Kits",
               "description": "A scale model signed by Maria Lopez."}

@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
-from agent.errors import PolicyError
-from policies.schema import default_policy_path, load_policy, merge
+from caption_agent.errors import PolicyError
+from caption_agent.policies.schema import default_policy_path, load_policy, merge
 
 
 def write(tmp_path, text: str):

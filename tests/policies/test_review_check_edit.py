@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.schemas import CaptionResult, ImageInfo
-from policies.engine import PolicyEngine
-from policies.review import RECHECK_RULES, check_edit
+from caption_agent.schemas import CaptionResult, ImageInfo
+from caption_agent.policies.engine import PolicyEngine
+from caption_agent.policies.review import RECHECK_RULES, check_edit
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from prompts import load_preset
-from prompts.clip_tokens import clip_token_ids, count_clip_tokens, fit_clip_tokens
+from caption_agent.prompts import load_preset
+from caption_agent.prompts.clip_tokens import clip_token_ids, count_clip_tokens, fit_clip_tokens
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXTS = [
@@ -43,7 +43,7 @@ def test_cleanup_that_ftfy_would_do():
 def test_matches_huggingface_clip_tokenizer(tmp_path):
     """An independent implementation (tokenizers' BPE) over vocab/merges files written from the same data."""
     transformers = pytest.importorskip("transformers")
-    from prompts.clip_tokens import _bpe
+    from caption_agent.prompts.clip_tokens import _bpe
 
     names = {"<start_of_text>": "<|startoftext|>", "<end_of_text>": "<|endoftext|>"}
     vocab = {names.get(k, k): v for k, v in _bpe().encoder.items()}

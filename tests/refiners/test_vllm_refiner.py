@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import RefinerSettings
-from agent.errors import BackendError, BackendUnavailableError, ConfigError, ModelOutputError
-from agent.refiners import REFINERS, RefineJob
-from agent.refiners.vllm import VLLMRefiner, refined_caption_schema, validate_answer
-from agent.schemas import GroundingFact, RefinedCaption
-from prompts import list_styles, load_preset
-from prompts.clip_tokens import count_clip_tokens
+from caption_agent.config import RefinerSettings
+from caption_agent.errors import BackendError, BackendUnavailableError, ConfigError, ModelOutputError
+from caption_agent.refiners import REFINERS, RefineJob
+from caption_agent.refiners.vllm import VLLMRefiner, refined_caption_schema, validate_answer
+from caption_agent.schemas import GroundingFact, RefinedCaption
+from caption_agent.prompts import list_styles, load_preset
+from caption_agent.prompts.clip_tokens import count_clip_tokens
 
 ROOT = Path(__file__).resolve().parents[2]
 

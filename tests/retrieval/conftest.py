@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from agent.config import RetrievalSettings
+from caption_agent.config import RetrievalSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_CATALOG = ROOT / "examples" / "catalog.jsonl"
@@ -59,7 +59,7 @@ def settings(tmp_path: Path) -> RetrievalSettings:
 @pytest.fixture(scope="session")
 def minilm() -> Any:
     """The bundled all-MiniLM-L6-v2, loaded once per session (the same shared instance the app uses)."""
-    from retrieval.embedders import get_embedder
+    from caption_agent.retrieval.embedders import get_embedder
 
     return get_embedder(None)
 

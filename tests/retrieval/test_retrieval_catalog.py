@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from agent.errors import CatalogError, CatalogRowError
-from retrieval.catalog import Product, RowRejected, detect_format, read_catalog
+from caption_agent.errors import CatalogError, CatalogRowError
+from caption_agent.retrieval.catalog import Product, RowRejected, detect_format, read_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,7 +86,7 @@ def test_jsonl_rows_numbered_by_line_and_bad_lines_kept(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["c.jsonl", "c.jsonl.gz"])
 def test_jsonl_bom_deep_nesting_and_overlong_lines_are_row_rejects(tmp_path: Path, monkeypatch: Any,
                                                                     name: str) -> None:
-    from retrieval import catalog
+    from caption_agent.retrieval import catalog
 
     monkeypatch.setattr(catalog, "MAX_LINE_BYTES", 200_000)
     long_row = json.dumps({"sku": "L-1", "title": "Long", "description": "x" * 300_000})

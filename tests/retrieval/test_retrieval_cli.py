@@ -10,7 +10,7 @@ from typing import Callable
 import pytest
 from typer.testing import CliRunner
 
-from agent.cli import app
+from caption_agent.cli import app
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,10 +9,10 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from agent.config import RetrievalSettings
-from agent.errors import CatalogError
-from retrieval import CatalogStore, IngestSummary, ingest_file
-from retrieval.ingest import WRITE_BATCHES
+from caption_agent.config import RetrievalSettings
+from caption_agent.errors import CatalogError
+from caption_agent.retrieval import CatalogStore, IngestSummary, ingest_file
+from caption_agent.retrieval.ingest import WRITE_BATCHES
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,7 +146,7 @@ def test_a_file_rewritten_during_ingestion_is_detected(settings: RetrievalSettin
 def test_unparseable_lines_are_rejects_and_the_ingest_goes_on(settings: RetrievalSettings, minilm: Any,
                                                               small_rows: list, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from retrieval import catalog
+    from caption_agent.retrieval import catalog
 
     monkeypatch.setattr(catalog, "MAX_LINE_BYTES", 100_000)
     lines = [json.dumps(small_rows[0]), "[" * 100_000, '{"sku": "D-1", "title": "Deep", "attributes": %s}'

@@ -7,11 +7,11 @@ from typing import Any, Callable
 
 import pytest
 
-from agent.config import RetrievalSettings
-from agent.errors import EmbedderMismatchError
-from agent.schemas import ProductHint
-from retrieval import CatalogStore, Retriever, ingest_file
-from retrieval.embedders import get_embedder
+from caption_agent.config import RetrievalSettings
+from caption_agent.errors import EmbedderMismatchError
+from caption_agent.schemas import ProductHint
+from caption_agent.retrieval import CatalogStore, Retriever, ingest_file
+from caption_agent.retrieval.embedders import get_embedder
 
 pytestmark = [pytest.mark.chroma_server, pytest.mark.slow]
 

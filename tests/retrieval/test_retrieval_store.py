@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.config import RetrievalSettings
-from agent.errors import CatalogError, EmbedderMismatchError, StoreLockedError
-from retrieval.catalog import Product
-from retrieval.embedders import get_embedder
-from retrieval.store import LOCK_NAME, CatalogStore, CollectionMissingError, StoreUnavailableError
+from caption_agent.config import RetrievalSettings
+from caption_agent.errors import CatalogError, EmbedderMismatchError, StoreLockedError
+from caption_agent.retrieval.catalog import Product
+from caption_agent.retrieval.embedders import get_embedder
+from caption_agent.retrieval.store import LOCK_NAME, CatalogStore, CollectionMissingError, StoreUnavailableError
 
 
 def test_second_writer_in_another_process_is_refused(settings: RetrievalSettings) -> None:

@@ -54,7 +54,7 @@ class LiveServer:
 
 def review_policy(tmp: Path) -> Path:
     """The default policy with a confidence threshold no lite draft reaches: every result goes to review."""
-    from policies.schema import default_policy_path
+    from caption_agent.policies.schema import default_policy_path
 
     policy = yaml.safe_load(default_policy_path().read_text(encoding="utf-8"))
     policy["rules"]["confidence"]["threshold"] = 0.99
@@ -65,7 +65,7 @@ def review_policy(tmp: Path) -> Path:
 
 def make_agent(catalog_dir: Path, lite_drafter: Any, embedder: Any, refiner: Any = None, **config: Any) -> Any:
     """A CaptionAgent that shares the session's loaded models (no second load)."""
-    from agent import AgentConfig, CaptionAgent
+    from caption_agent import AgentConfig, CaptionAgent
 
     agent = CaptionAgent(AgentConfig.load(retrieval={"catalog_dir": catalog_dir},
                                           refiner={"backend": "local" if refiner is not None else "none"}, **config))
@@ -78,7 +78,7 @@ def make_agent(catalog_dir: Path, lite_drafter: Any, embedder: Any, refiner: Any
 
 @contextlib.contextmanager
 def live_service(agent: Any, **settings: Any) -> Iterator[LiveServer]:
-    from agent.service import ServiceSettings, create_app
+    from caption_agent.service import ServiceSettings, create_app
 
     app = create_app(agent=agent, settings=ServiceSettings(warmup=False, **settings))
     try:

@@ -21,7 +21,7 @@ AUTH = {"X-API-Key": KEY}
 
 @pytest.fixture(scope="module")
 def api(catalog_dir, lite_drafter, embedder):
-    from agent.service import hash_key
+    from caption_agent.service import hash_key
 
     agent = make_agent(catalog_dir, lite_drafter, embedder)
     with live_service(agent, api_key_hashes=[hash_key(KEY)], max_body_bytes=2 * 1024 * 1024,
@@ -41,7 +41,7 @@ def test_health_ready_styles_and_openapi(client):
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"] == {"models": "ok", "store": "ok"}
     styles = client.get("/v1/styles").json()
-    from prompts import list_styles
+    from caption_agent.prompts import list_styles
 
     assert {s["name"] for s in styles["styles"]} == set(list_styles()) and styles["default"] == "alt_text"
     spec = client.get("/openapi.json").json()

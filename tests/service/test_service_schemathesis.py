@@ -21,7 +21,7 @@ EXAMPLES = 10
 
 @pytest.fixture(scope="module")
 def server(catalog_dir, lite_drafter, embedder, tmp_path_factory):
-    from agent.service import hash_key
+    from caption_agent.service import hash_key
 
     queue = tmp_path_factory.mktemp("st") / "review.jsonl"
     agent = make_agent(catalog_dir, lite_drafter, embedder)

@@ -17,8 +17,8 @@ pytest.importorskip("fastapi")
 @pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3", "192.168.0.1", "169.254.169.254", "::1",
                                      "::ffff:127.0.0.1", "fe80::1", "0.0.0.0"])
 def test_private_addresses_are_refused_even_when_allow_listed(address):
-    from agent.service.errors import UrlNotAllowedError
-    from agent.service.security import resolve_checked
+    from caption_agent.service.errors import UrlNotAllowedError
+    from caption_agent.service.security import resolve_checked
 
     host = f"[{address}]" if ":" in address else address
     with pytest.raises(UrlNotAllowedError, match="private, loopback or link-local"):
@@ -31,15 +31,15 @@ def test_private_addresses_are_refused_even_when_allow_listed(address):
                                        ("http://user:pw@localhost/a.jpg", ["localhost"]),
                                        ("http://localhost/a.jpg", [])])
 def test_urls_outside_the_allowlist_are_refused(url, allow):
-    from agent.service.errors import UrlNotAllowedError
-    from agent.service.security import resolve_checked
+    from caption_agent.service.errors import UrlNotAllowedError
+    from caption_agent.service.security import resolve_checked
 
     with pytest.raises(UrlNotAllowedError):
         resolve_checked(url, allow, allow_private=True)
 
 
 def test_subdomain_entries_match_subdomains_only():
-    from agent.service.security import host_allowed
+    from caption_agent.service.security import host_allowed
 
     assert host_allowed("cdn.example.com", [".example.com"]) and host_allowed("example.com", [".example.com"])
     assert not host_allowed("badexample.com", [".example.com"])
@@ -48,8 +48,8 @@ def test_subdomain_entries_match_subdomains_only():
 def test_key_hashes_compare_and_the_cli_prints_one():
     from typer.testing import CliRunner
 
-    from agent.cli import app
-    from agent.service.security import KeyChecker, hash_key
+    from caption_agent.cli import app
+    from caption_agent.service.security import KeyChecker, hash_key
 
     key = "a-long-enough-secret-key"
     checker = KeyChecker([hash_key("another-key-of-16+chars"), hash_key(key)])

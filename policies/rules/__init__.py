@@ -1,0 +1,1 @@
+"""Policy rules, one per file; ``caption_agent.policies.schema`` registers them by name."""

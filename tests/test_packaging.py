@@ -1,0 +1,89 @@
+"""One installable namespace: only `caption_agent` is importable, every dotted import target in the code
+resolves, and a built wheel holds exactly one top-level package."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FOLDERS = {"agent": "caption_agent", "prompts": "caption_agent.prompts", "retrieval": "caption_agent.retrieval",
+           "policies": "caption_agent.policies"}
+TARGET = re.compile(r"[\"'](caption_agent(?:\.\w+)*)(?::(\w+))?[\"']")
+
+
+@pytest.mark.parametrize("name", sorted(FOLDERS))
+def test_the_repo_folders_are_not_top_level_modules(name, tmp_path):
+    out = subprocess.run([sys.executable, "-P", "-c", f"import {name}"], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=60)
+    assert out.returncode != 0 and f"No module named '{name}'" in out.stderr
+
+
+def test_the_installed_package_is_the_repo_code():
+    import caption_agent
+    import caption_agent.policies
+    import caption_agent.prompts
+
+    assert Path(caption_agent.__file__).parent == REPO / "agent"
+    assert Path(caption_agent.prompts.__file__).parent == REPO / "prompts"
+    assert Path(caption_agent.policies.__file__).parent == REPO / "policies"
+
+
+def _source_files() -> list[Path]:
+    return [p for folder in FOLDERS for p in (REPO / folder).rglob("*.py")]
+
+
+def test_every_dotted_import_target_resolves():
+    """Registries, lazy exports and job stage specs name their targets as strings: each must import."""
+    targets = {m.groups() for path in _source_files() for m in TARGET.finditer(path.read_text(encoding="utf-8"))}
+    assert len(targets) > 30  # registries, lazy exports, stage specs, resources
+    for module, attr in sorted(targets, key=lambda t: (t[0], t[1] or "")):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError:
+            if attr is None and "." in module:  # "pkg.attr" lazy export names
+                parent, _, name = module.rpartition(".")
+                assert hasattr(importlib.import_module(parent), name), module
+                continue
+            raise
+        if attr:
+            assert hasattr(mod, attr), f"{module}:{attr}"
+
+
+def test_lazy_exports_resolve():
+    for name in ("caption_agent", "caption_agent.jobs", "caption_agent.service", "caption_agent.retrieval",
+                 "caption_agent.policies", "caption_agent.drafters", "caption_agent.refiners"):
+        mod = importlib.import_module(name)
+        for attr in getattr(mod, "__all__", []):
+            assert getattr(mod, attr) is not None, f"{name}.{attr}"
+
+
+def test_pyproject_lists_every_package_folder():
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    found = set()
+    for folder, package in FOLDERS.items():
+        for init in (REPO / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(REPO / folder).parts
+            found.add(".".join((package, *rel)))
+    assert set(config["packages"]) == found
+    assert config["package-dir"] == {v: k for k, v in FOLDERS.items()}
+
+
+def test_a_built_wheel_has_one_top_level_name(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path), str(REPO)], check=True, capture_output=True, timeout=300)
+    wheel = next(tmp_path.glob("caption_agent-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
+    assert tops == {"caption_agent"}
+    assert "caption_agent/policies/default.yaml" in names and "caption_agent/prompts/presets/alt_text.yaml" in names
+    assert any(n.startswith("caption_agent/drafters/data/") for n in names)
+    top_level = next(n for n in names if n.endswith("top_level.txt"))
+    assert zipfile.ZipFile(wheel).read(top_level).decode().split() == ["caption_agent"]
