@@ -65,9 +65,11 @@ class RankerSettings(_Section):
 
 class RetrievalSettings(_Section):
     catalog_dir: Path | None = Field(None, description="Embedded Chroma folder; no grounding when unset.")
-    chroma_url: str | None = Field(None, description="http://host:port of a `chroma run` server (instead of the folder).")
+    chroma_url: str | None = Field(None, description="http://host:port of a `chroma run` server (instead of the "
+                                                     "folder).")
     collection: str = Field("products", min_length=3, max_length=512, description="Chroma collection name.")
-    embedder: str | None = Field(None, description="sentence-transformers id or path; bundled all-MiniLM-L6-v2 if unset.")
+    embedder: str | None = Field(None, description="sentence-transformers id or path; bundled all-MiniLM-L6-v2 if "
+                                                   "unset.")
     top_k: int = Field(2, ge=1, le=50, description="Products whose facts (5-8 each) are passed to the refiner.")
     min_score: float = Field(0.2, ge=0, le=1, description="Minimum relevance of a fact.")
 
@@ -95,12 +97,14 @@ class TomlSettings(BaseSettings):
 
     _what: ClassVar[str] = "configuration"
     _fix: ClassVar[str | None] = None
+    _toml_path: ClassVar[Path | None] = None  # set by ``load`` for the duration of one construction
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
                                    file_secret_settings: PydanticBaseSettingsSource) -> tuple[Any, ...]:
-        toml = getattr(cls, "_toml_path", None)
+        toml = cls._toml_path
         sources: list[Any] = [init_settings, env_settings]
         if toml is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))

@@ -27,7 +27,8 @@ class InvalidImageError(CaptionAgentError):
 
 
 class ImageTooLargeError(InvalidImageError):
-    fix = "downscale the image, or raise `images.max_pixels` / `images.max_bytes` in the config if you trust the source."
+    fix = ("downscale the image, or raise `images.max_pixels` / `images.max_bytes` in the config if you trust the "
+           "source.")
 
 
 class ImageShapeError(InvalidImageError):

@@ -13,16 +13,27 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from caption_agent import __version__
+from caption_agent import __version__, refine_loop
 from caption_agent.config import AgentConfig
-from caption_agent.errors import BackendError, CaptionAgentError, ModelOutputError, UnknownSkuError
+from caption_agent.errors import CaptionAgentError, ModelOutputError, UnknownSkuError
 from caption_agent.images import load_image
 from caption_agent.locales import normalize_locale
-from caption_agent.ranking import ConsensusRanker, Ranker
-from caption_agent.refiners import REFINERS, RefineJob
-from caption_agent.schemas import (Candidate, CaptionRequest, CaptionResult, Draft, ErrorRecord, GroundingFact,
-                           ModerationOutcome, PolicyDecision, ProductHint, Provenance)
 from caption_agent.prompts import StylePreset, load_preset, prompt_hash
+from caption_agent.ranking import ConsensusRanker, Ranker
+from caption_agent.refine_loop import Refinement
+from caption_agent.refiners import REFINERS, RefineJob
+from caption_agent.schemas import (
+    Candidate,
+    CaptionRequest,
+    CaptionResult,
+    Draft,
+    ErrorRecord,
+    GroundingFact,
+    ModerationOutcome,
+    PolicyDecision,
+    ProductHint,
+    Provenance,
+)
 
 ImageLike = Path | str | bytes
 
@@ -43,17 +54,31 @@ class _Item:
     image_text: str = ""
     faces: int | None = None  # people the screen found; None when no detector ran (the people rule holds)
     decisions: list[PolicyDecision] = field(default_factory=list)
-    feedback: list[str] = field(default_factory=list)
     facts_used: list[str] = field(default_factory=list)
     provenance: Provenance = field(default_factory=Provenance)
-    exc: Exception | None = None
-    ctx: Any = None  # one ModerationContext per item: prepare_inputs leaves flags there that review() needs
+    exc: BaseException | None = None
+
+    @property
+    def style(self) -> StylePreset:
+        """The loaded preset: set by the first stage for every item still live."""
+        assert self.preset is not None, "preset read before the prepare stage"
+        return self.preset
+
+    @property
+    def drafted(self) -> Draft:
+        assert self.draft is not None, "draft read before the prepare stage"
+        return self.draft
+
+    @property
+    def done(self) -> CaptionResult:
+        assert self.result is not None, "result read before the item finished"
+        return self.result
 
     @property
     def live(self) -> bool:
         return self.result is None
 
-    def fail(self, exc: Exception, stage: str) -> None:
+    def fail(self, exc: BaseException, stage: str) -> None:
         self.exc = exc
         record = exc.to_record() if isinstance(exc, CaptionAgentError) else {"type": type(exc).__name__,
                                                                             "message": str(exc)}
@@ -78,13 +103,20 @@ class _Timer:
 class CaptionAgent:
     """The public entry point. Models load on first use and are reused across calls."""
 
-    def __init__(self, config: AgentConfig | None = None, **overrides: Any) -> None:
-        self.config = config or AgentConfig.load(**overrides)
+    def __init__(self, config: AgentConfig | None = None, *, drafter: Any = None, ranker: Ranker | None = None,
+                 retriever: Any = None, refiner: Any = None, policy: Any = None, embedder: Any = None) -> None:
+        """Stages passed in (already loaded models shared between agents, or test fakes) are used as they are
+        and never closed by this agent; the others are built from ``config`` on first use."""
+        self.config = config or AgentConfig.load()
         from caption_agent.drafters import DRAFTERS
 
         # A misspelt backend is a ConfigError now, not a traceback at the first image.
         DRAFTERS.check(self.config.drafter.backend)
         REFINERS.check(self.config.refiner.backend, "none")
+        given = {"drafter": drafter, "ranker": ranker, "retriever": retriever, "refiner": refiner,
+                 "policy": policy, "embedder": embedder}
+        self._given = {name: stage for name, stage in given.items() if stage is not None}
+        self.__dict__.update(self._given)  # what cached_property would have built
 
     # --- stages, loaded lazily -------------------------------------------------------------------------------
     @cached_property
@@ -100,7 +132,7 @@ class CaptionAgent:
 
     @cached_property
     def embedder(self):
-        from caption_agent.retrieval.embedders import get_embedder
+        from caption_agent.embedders import get_embedder
 
         return get_embedder(self.config.retrieval.embedder)
 
@@ -143,9 +175,10 @@ class CaptionAgent:
                                     n_candidates=n_candidates, max_chars=max_chars)
         item = _Item(request)
         self._run([item])
-        if item.result.status == "error" and item.result.error.stage == "input":
-            raise item.exc
-        return item.result
+        result = item.done
+        if result.status == "error" and result.error is not None and result.error.stage == "input":
+            raise item.exc or CaptionAgentError(result.error.message)
+        return result
 
     def make_request(self, image: ImageLike, **fields: Any) -> CaptionRequest:
         hint = ProductHint(sku=fields.pop("sku", None), brand=fields.pop("brand", None),
@@ -181,6 +214,7 @@ class CaptionAgent:
     def _queue_for_review(self, results: list[CaptionResult]) -> None:
         from caption_agent.policies.review import ReviewQueue, needs_review
 
+        assert self.config.policy.review_queue is not None
         queue = ReviewQueue(self.config.policy.review_queue)
         for result in results:
             if needs_review(result):
@@ -193,16 +227,17 @@ class CaptionAgent:
         return CaptionRunnable(agent=self)
 
     def close(self) -> None:
+        """Release the stages this agent built (models, connections, the catalog's lock); given ones stay open."""
         router = self.__dict__.pop("drafters", None)
         if router is not None:
             router.close()
+        owned = {name: self.__dict__.pop(name, None) for name in ("drafter", "refiner", "retriever")
+                 if name not in self._given}
         for name in ("drafter", "refiner"):
-            stage = self.__dict__.pop(name, None)
-            if stage is not None:
-                stage.close()
-        retriever = self.__dict__.pop("retriever", None)
-        if retriever is not None:
-            retriever.store.close()
+            if owned.get(name) is not None:
+                owned[name].close()
+        if owned.get("retriever") is not None:
+            owned["retriever"].store.close()
 
     # --- stages over a batch ------------------------------------------------------------------------------------
     def _stamp(self, item: _Item) -> None:
@@ -251,7 +286,7 @@ class CaptionAgent:
                 if name == self.config.drafter.backend:
                     self.drafters.adopt(name, self.drafter)  # a drafter set on the agent (shared models) wins
                 drafts, drafter, notes = self.drafters.draft(name, [w.image for w in items],
-                                                             [w.draft.image for w in items], n)
+                                                             [w.drafted.image for w in items], n)
             except Exception as exc:  # noqa: BLE001 - a backend crash fails this batch's items, not the process
                 for w in items:
                     w.fail(exc, "draft")
@@ -270,7 +305,7 @@ class CaptionAgent:
         for item in items:
             with _Timer([item], "rank"):
                 try:
-                    item.ranked, item.confidence = self.ranker.rank(item.draft.candidates, item.image)
+                    item.ranked, item.confidence = self.ranker.rank(item.drafted.candidates, item.image)
                     item.provenance.ranker = f"{self.ranker.name}:{self.ranker.model_id}"
                 except Exception as exc:  # noqa: BLE001 - fails this item, never the batch
                     item.fail(exc, "rank")
@@ -282,7 +317,7 @@ class CaptionAgent:
         if self.retriever is None:
             return
         self._check_skus(items)
-        todo = [i for i in items if i.live and i.preset.use_facts]
+        todo = [i for i in items if i.live and i.style.use_facts]
         if not todo:
             return
         with _Timer(todo, "ground"):
@@ -319,88 +354,24 @@ class CaptionAgent:
                 item.fail(UnknownSkuError(f"sku {sku!r} is not in the catalog."), "input")
 
     def _refine_and_moderate(self, items: list[_Item]) -> None:
+        """The shared refine -> moderate -> regenerate -> fallback loop (``refine_loop``) over the batch."""
+        from caption_agent.policies import ModerationContext
+
+        work = []
         for item in items:
-            with _Timer([item], "sanitize"):
-                prepared = self._guard("sanitize", item, lambda: self.policy.prepare_inputs(
-                    item.facts, item.image_text, self._context(item, attempts_left=0)))
-                if prepared is None:
-                    continue
-                item.facts, item.image_text, decisions = prepared
-                item.decisions += decisions
-        pending = [w for w in items if w.live]
-        attempts = self.config.policy.max_regenerations + 1
-        for attempt in range(attempts):
-            if not pending or self.refiner is None:
-                break
-            jobs = [RefineJob(preset=w.preset, draft=w.ranked[0].text, locale=w.locale, facts=w.facts,
-                              max_chars=w.request.max_chars, image_text=w.image_text, feedback=w.feedback)
-                    for w in pending]
-            with _Timer(pending, "refine"):
-                outputs = self.refiner.refine_many(jobs)
-            retry = []
-            for item, out in zip(pending, outputs):
-                item.provenance.refiner = self.refiner.name
-                item.provenance.refiner_model = self.refiner.model_id
-                item.provenance.refine_attempts = attempt + 1
-                if isinstance(out, BackendError) and not isinstance(out, ModelOutputError):
-                    item.fail(out, "refine")  # server down after retries: retryable, not a silent fallback
-                elif isinstance(out, Exception):
-                    item.provenance.fallbacks.append(f"refine: {out}")
-                    self._moderate_fallback(item)
-                else:
-                    item.facts_used = out.facts_used
-                    if self._moderate(item, out.caption, attempts_left=attempts - attempt - 1):
-                        retry.append(item)
-            pending = retry
-        for item in [w for w in items if w.live]:  # no refiner, or nothing left to try
-            if self.refiner is None:
-                item.provenance.fallbacks.append("refine: no refiner configured")
-            self._moderate_fallback(item)
-
-    # --- moderation helpers ---------------------------------------------------------------------------------------
-    def _context(self, item: _Item, attempts_left: int, is_fallback: bool = False):
-        """The item's ModerationContext, created once and kept in step with the item."""
-        if item.ctx is None:
-            from caption_agent.policies import ModerationContext
-
-            item.ctx = ModerationContext(preset=item.preset, locale=item.locale, draft="")
-        ctx = item.ctx
-        ctx.draft = item.ranked[0].text if item.ranked else ""
-        ctx.facts, ctx.image_text = item.facts, item.image_text
-        ctx.max_chars, ctx.faces, ctx.confidence = item.request.max_chars, item.faces, item.confidence
-        ctx.attempts_left, ctx.is_fallback = attempts_left, is_fallback
-        return ctx
-
-    def _moderate(self, item: _Item, text: str, attempts_left: int) -> bool:
-        """Review refined text; returns True when the item should be regenerated."""
-        with _Timer([item], "moderate"):
-            outcome = self._guard("moderate", item, lambda: self.policy.review(
-                text, self._context(item, attempts_left)))
-        if outcome is None:
-            return False
-        if outcome.action == "regenerate" and attempts_left > 0:
-            item.decisions += outcome.decisions
-            item.feedback = outcome.feedback
-            return True
-        if outcome.action in ("fallback", "regenerate"):
-            item.provenance.fallbacks.append(f"policy: {outcome.action} after {item.provenance.refine_attempts} "
-                                             f"attempt(s)")
-            if outcome.action == "fallback":  # the engine already moderated the ranked draft into outcome.text
-                self._finish(item, outcome, outcome.text)
+            job = RefineJob(preset=item.style, draft=item.ranked[0].text, locale=item.locale, facts=item.facts,
+                            max_chars=item.request.max_chars, image_text=item.image_text)
+            ctx = ModerationContext(preset=item.style, locale=item.locale, draft=job.draft,
+                                    max_chars=item.request.max_chars, faces=item.faces, confidence=item.confidence)
+            work.append(Refinement(job=job, ctx=ctx, provenance=item.provenance, decisions=item.decisions))
+        refine_loop.run(self.refiner, self.policy, work, self.config.policy.max_regenerations)
+        for item, done in zip(items, work):
+            item.facts, item.image_text, item.facts_used = list(done.job.facts), done.job.image_text, done.facts_used
+            if done.error is not None:
+                item.fail(done.error, done.error_stage)
             else:
-                item.decisions += outcome.decisions
-                self._moderate_fallback(item)
-            return False
-        self._finish(item, outcome, outcome.text)
-        return False
-
-    def _moderate_fallback(self, item: _Item) -> None:
-        """Use the ranked draft, still moderated (redactions apply; regenerate is impossible)."""
-        with _Timer([item], "moderate"):
-            outcome = self._guard("moderate", item, lambda: self.policy.review(
-                item.ranked[0].text, self._context(item, attempts_left=0, is_fallback=True)))
-        if outcome is not None:
-            self._finish(item, outcome, outcome.text if outcome.action not in ("block",) else None)
+                assert done.outcome is not None  # the loop settles every item: an error or an outcome
+                self._finish(item, done.outcome, done.text)
 
     def _guard(self, stage: str, item: _Item, call):
         """Run a policy call; a crash must not fail open, so the item goes to review with the reason."""
@@ -419,7 +390,7 @@ class CaptionAgent:
             item.decisions += [d for d in outcome.decisions if d not in item.decisions]
         status = {"block": "blocked", "review": "review"}.get(outcome.action, "ok")
         item.result = CaptionResult(
-            key=item.request.key, status=status, text=text if status != "blocked" else None, style=item.preset.name,
+            key=item.request.key, status=status, text=text if status != "blocked" else None, style=item.style.name,
             locale=item.locale, image=item.draft.image if item.draft else None,
             draft=item.ranked[0].text if item.ranked else None, candidates=item.ranked,
             confidence=round(item.confidence, 4) if item.ranked else None, facts=item.facts,

@@ -35,4 +35,5 @@ class Registry(Generic[T]):
         self.check(name)
         target = self._entries[name]
         module, _, attr = target.partition(":")
-        return getattr(importlib.import_module(module), attr)
+        cls: type[T] = getattr(importlib.import_module(module), attr)
+        return cls

@@ -44,7 +44,8 @@ _CONFUSABLES = str.maketrans({
     "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "с": "c",
     "т": "t", "у": "y", "х": "x", "і": "i", "ї": "i", "ј": "j", "ѕ": "s", "ԁ": "d", "ԛ": "q", "ԝ": "w",
     "ɡ": "g", "ɑ": "a", "ı": "i", "ſ": "s", "α": "a", "β": "b", "ε": "e", "ι": "i", "κ": "k", "ν": "v",
-    "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "ω": "w", "ѵ": "v", "ӏ": "i", "ғ": "f", "һ": "h", "ԍ": "g", "ӧ": "o",
+    "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "ω": "w", "ѵ": "v", "ӏ": "i", "ғ": "f", "һ": "h",
+    "ԍ": "g", "ӧ": "o",
 })
 # Digits used as letters ("fr33", "sh1t") and OCR's l/I confusion ("lgnore"). Only for matching. Symbols
 # ("$", "@", "!") are not mapped here, a trailing "!" would glue onto the word; matchers allow them per letter.

@@ -30,7 +30,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from caption_agent.drafters import DRAFTERS  # noqa: E402
 from caption_agent.drafters.base import Drafter  # noqa: E402
 from caption_agent.refiners import REFINERS  # noqa: E402
-from caption_agent.refiners.base import Refiner, RefineJob  # noqa: E402
+from caption_agent.refiners.base import RefineJob, Refiner  # noqa: E402
 from caption_agent.schemas import Candidate, Draft, ImageInfo  # noqa: E402
 
 LOCALES = ["en-US", "en-GB", "en-AU", "en-CA", "en-IE", "en-NZ", "en-IN", "en-ZA"]

@@ -40,8 +40,8 @@ def run(n: int, batch_size: int, rounds: int) -> dict[str, Any]:
     import torch
 
     from caption_agent.config import RetrievalSettings
+    from caption_agent.embedders import get_embedder
     from caption_agent.retrieval import CatalogStore, ingest_file
-    from caption_agent.retrieval.embedders import get_embedder
 
     embedder = get_embedder(None)
     products = list(synthetic_products(n))

@@ -64,9 +64,9 @@ def build(store: Any, n: int, pool_vecs: np.ndarray, rng: np.random.Generator, c
 
 def run(sizes: Sequence[int], n_queries: int) -> dict[str, Any]:
     from caption_agent.config import RetrievalSettings
-    from caption_agent.schemas import ProductHint
+    from caption_agent.embedders import get_embedder
     from caption_agent.retrieval import CatalogStore, Retriever
-    from caption_agent.retrieval.embedders import get_embedder
+    from caption_agent.schemas import ProductHint
 
     embedder = get_embedder(None)
     pool_vecs = embedder.encode([p.embedding_text() for p in synthetic_products(POOL, seed=99)])

@@ -31,9 +31,9 @@ DRAFTS = ["a black espresso cup on a saucer", "a small cup of coffee on a wooden
 
 
 def make_jobs(n: int, style: str) -> list[Any]:
+    from caption_agent.prompts import load_preset
     from caption_agent.refiners import RefineJob
     from caption_agent.schemas import GroundingFact
-    from caption_agent.prompts import load_preset
 
     preset = load_preset(style)
     facts = [GroundingFact(id="HW-ESP-01:color", sku="HW-ESP-01", field="color", text="Colour: matte black",

@@ -1,7 +1,8 @@
 """One-command GPU benchmark: the drafters and the refiners on whatever weights are here, within a time budget.
 
     python benchmarks/gpu_bench.py --budget-s 600 --out gpu.json
-    python benchmarks/gpu_bench.py --drafter-model Qwen/Qwen2.5-VL-3B-Instruct --refiner-model Qwen/Qwen2.5-1.5B-Instruct
+    python benchmarks/gpu_bench.py --drafter-model Qwen/Qwen2.5-VL-3B-Instruct \
+        --refiner-model Qwen/Qwen2.5-1.5B-Instruct
     python benchmarks/gpu_bench.py --vllm-url http://127.0.0.1:8000/v1 --vllm-model NAME   # a running refiner server
 
 1. Drafters (benchmarks/gpu_drafters.py): the transformers drafter, and the vLLM drafter when the ``vllm`` package

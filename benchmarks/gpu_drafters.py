@@ -112,7 +112,7 @@ def launch_vllm(python: str, model: str, name: str, extra: Sequence[str], timeou
         port = sock.getsockname()[1]
     cmd = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--served-model-name", name,
            "--host", "127.0.0.1", "--port", str(port), *extra]
-    log = open(Path(tempfile.gettempdir()) / f"{log_name}_{port}.log", "wb")
+    log = open(Path(tempfile.gettempdir()) / f"{log_name}_{port}.log", "wb")  # noqa: SIM115 - the server's stdout
     env = dict(os.environ, VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}/v1"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from caption_agent.schemas import GroundingFact, PolicyDecision
 from caption_agent.prompts import StylePreset
+from caption_agent.schemas import GroundingFact, PolicyDecision
 
 
 @dataclass

@@ -17,10 +17,10 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from caption_agent.schemas import GroundingFact, ImageInfo, ModerationOutcome, PolicyDecision
 from caption_agent.policies.context import ModerationContext
 from caption_agent.policies.rules.base import RULES, Rule, RuleResult, strongest
 from caption_agent.policies.schema import LoadedPolicy, RulesConfig, load_policy
+from caption_agent.schemas import GroundingFact, ImageInfo, ModerationOutcome, PolicyDecision
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
@@ -93,10 +93,10 @@ class PolicyEngine:
 
         def clean(text: str, source: str) -> str | None:
             before = len(ctx.neutralised)
-            text = self._clean(rules, text, source, ctx, decisions)
-            if text is not None and len(ctx.neutralised) > before:
-                self._remember(text, ctx.neutralised[before:])
-            return text
+            cleaned = self._clean(rules, text, source, ctx, decisions)
+            if cleaned is not None and len(ctx.neutralised) > before:
+                self._remember(cleaned, ctx.neutralised[before:])
+            return cleaned
 
         out_facts: list[GroundingFact] = []
         for fact in facts:

@@ -70,7 +70,7 @@ def queue_item(result: CaptionResult) -> dict[str, Any]:
         reasons.append(f"confidence {result.confidence:.2f}")
     return {
         "review_id": review_id(result),
-        "queued_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "queued_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "key": result.key,
         "image": result.image.source if result.image else None,
         "reasons": reasons,

@@ -31,7 +31,8 @@ from caption_agent.policies.rules.people import PeopleConfig
 from caption_agent.policies.rules.pii import PiiConfig
 from caption_agent.policies.rules.style import StyleConfig
 
-_FIX = "correct the keys listed above (docs/policies.md lists every key; `caption-agent policy show` prints the default)."
+_FIX = ("correct the keys listed above (docs/policies.md lists every key; `caption-agent policy show` prints the "
+        "default).")
 RuleName = Literal["image_safety", "injection", "pii", "blocklist", "people", "grounding", "style", "language",
                    "confidence"]
 

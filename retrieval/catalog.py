@@ -19,8 +19,8 @@ from typing import IO, Any, BinaryIO, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from caption_agent._iter import MAX_LINE_BYTES, bounded_lines
 from caption_agent._extras import require
+from caption_agent._iter import MAX_LINE_BYTES, bounded_lines
 from caption_agent.errors import CatalogError, CatalogRowError, InvalidLocaleError
 from caption_agent.locales import normalize_locale
 

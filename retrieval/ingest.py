@@ -165,11 +165,11 @@ def _validate_pass(path: Path, fmt: str, summary: IngestSummary,
                 continue
             last[item.sku] = row
     except BaseException:
-        if out is not None:
+        if out is not None and tmp is not None:
             out.close()
             tmp.unlink(missing_ok=True)
         raise
-    if out is not None:
+    if out is not None and tmp is not None and rejects_path is not None:
         out.close()
         os.replace(tmp, rejects_path)
     return last

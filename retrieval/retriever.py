@@ -14,9 +14,9 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
-from caption_agent.schemas import GroundingFact, ProductHint
 from caption_agent.retrieval.catalog import Product
 from caption_agent.retrieval.store import CatalogStore, Match
+from caption_agent.schemas import GroundingFact, ProductHint
 
 __all__ = ["Retriever", "CatalogRetriever", "build_where", "query_text", "product_facts"]
 
@@ -111,6 +111,7 @@ class Retriever:
         vectors = self.store.embedder.encode(texts) if texts else None
         start = 0
         for where, indices, _ in groups.values():
+            assert vectors is not None  # a group exists only for a query text
             ranked = self.store.query_many(vectors[start:start + len(indices)], k, where)
             start += len(indices)
             for i, matches in zip(indices, ranked):

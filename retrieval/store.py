@@ -18,9 +18,9 @@ import numpy as np
 from caption_agent._extras import require
 from caption_agent._iter import chunked
 from caption_agent.config import RetrievalSettings
+from caption_agent.embedders import BUNDLED_MINILM_ID, Embedder, get_embedder
 from caption_agent.errors import CatalogError, EmbedderMismatchError, StoreLockedError
 from caption_agent.retrieval.catalog import TEXT_VERSION, Product
-from caption_agent.retrieval.embedders import BUNDLED_MINILM_ID, Embedder, get_embedder
 
 __all__ = ["CatalogStore", "StoreUnavailableError", "Match", "SCHEMA_TAG"]
 
@@ -85,7 +85,8 @@ class CatalogStore:
                 raise CollectionMissingError(f"collection {settings.collection!r} not found in {location}.")
             if embedder is None:
                 use_pinned = settings.embedder is None and pinned is not None
-                embedder = _load_embedder(_model_arg(pinned[0]) if use_pinned else settings.embedder)
+                embedder = _load_embedder(_model_arg(pinned[0]) if pinned is not None and use_pinned
+                                          else settings.embedder)
             if collection is None:
                 collection = client.get_or_create_collection(
                     settings.collection, configuration={"hnsw": {"space": "cosine"}},

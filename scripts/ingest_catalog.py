@@ -13,7 +13,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ingest command on ``argv`` (``sys.argv[1:]`` when None) and return its exit code."""
     import typer
 
-    from caption_agent.retrieval.cli import ingest
+    from caption_agent.cli.catalog import ingest
 
     app = typer.Typer(add_completion=False)
     app.command()(ingest)

@@ -12,6 +12,7 @@ Only the standard library is used outside `setup`/`convert`, so any Python 3.11 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -262,10 +263,8 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
     try:
         os.killpg(pid, sig)  # start_new_session made the server its group leader
     except (ProcessLookupError, PermissionError):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 def _port_in_use(host: str, port: int) -> bool:

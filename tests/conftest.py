@@ -42,7 +42,7 @@ def local_refiner():
 
 @pytest.fixture(scope="session")
 def embedder():
-    from caption_agent.retrieval.embedders import get_embedder
+    from caption_agent.embedders import get_embedder
 
     return get_embedder()
 
@@ -64,8 +64,7 @@ def offline_agent(catalog_dir, lite_drafter, local_refiner, embedder):
     """A CaptionAgent on the embedded defaults, sharing the session's loaded models."""
     from caption_agent import AgentConfig, CaptionAgent
 
-    agent = CaptionAgent(AgentConfig.load(retrieval={"catalog_dir": catalog_dir}, refiner={"temperature": 0}))
-    agent.__dict__["drafter"] = lite_drafter
-    agent.__dict__["refiner"] = local_refiner
+    agent = CaptionAgent(AgentConfig.load(retrieval={"catalog_dir": catalog_dir}, refiner={"temperature": 0}),
+                         drafter=lite_drafter, refiner=local_refiner, embedder=embedder)
     yield agent
     agent.close()

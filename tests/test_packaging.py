@@ -4,6 +4,7 @@ resolves, and a built wheel holds exactly one top-level package."""
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import subprocess
 import sys
@@ -77,13 +78,18 @@ def test_pyproject_lists_every_package_folder():
 
 
 def test_a_built_wheel_has_one_top_level_name(tmp_path):
+    # A throw-away build folder: setuptools' default (REPO/build) would keep files the repo no longer has.
+    (tmp_path / "setup.cfg").write_text(f"[build]\nbuild_base = {tmp_path / 'build'}\n")
+    env = {**os.environ, "DIST_EXTRA_CONFIG": str(tmp_path / "setup.cfg")}
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp_path), str(REPO)], check=True, capture_output=True, timeout=300)
+                    str(tmp_path), str(REPO)], check=True, capture_output=True, timeout=300, env=env)
+    assert not (REPO / "build").exists()
     wheel = next(tmp_path.glob("caption_agent-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
     assert tops == {"caption_agent"}
     assert "caption_agent/policies/default.yaml" in names and "caption_agent/prompts/presets/alt_text.yaml" in names
     assert any(n.startswith("caption_agent/drafters/data/") for n in names)
+    assert "caption_agent/data/bpe_simple_vocab_16e6.txt.gz" in names  # CLIP token counting (core)
     top_level = next(n for n in names if n.endswith("top_level.txt"))
     assert zipfile.ZipFile(wheel).read(top_level).decode().split() == ["caption_agent"]

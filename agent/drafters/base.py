@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, Sequence
+from typing import TYPE_CHECKING, ClassVar, Sequence
 
 from PIL import Image
 
 from caption_agent.schemas import Draft, ImageInfo
+
+if TYPE_CHECKING:  # pragma: no cover
+    from caption_agent.config import DrafterSettings
 
 
 class Drafter(ABC):
@@ -21,6 +24,9 @@ class Drafter(ABC):
     gives_logprobs: ClassVar[bool] = False
     is_vlm: ClassVar[bool] = False
     model_id: str = ""
+
+    def __init__(self, settings: DrafterSettings) -> None:  # noqa: B027 - the constructor routing calls
+        """Build the backend from its settings (``DRAFTERS.get(name)(settings)``); load the model here."""
 
     @abstractmethod
     def draft(self, images: Sequence[Image.Image], infos: Sequence[ImageInfo], n: int) -> list[Draft]:

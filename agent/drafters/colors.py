@@ -34,7 +34,7 @@ def dominant_colors(image: Image.Image, k: int = 3, min_share: float = 0.08) -> 
     """Up to ``k`` colour names with their pixel share, strongest first (names are merged)."""
     small = image.convert("RGB").resize((64, 64), Image.Resampling.BILINEAR)
     pal_img = small.quantize(colors=8, method=Image.Quantize.MEDIANCUT)
-    palette = np.array(pal_img.getpalette()[: 8 * 3]).reshape(-1, 3)
+    palette = np.array((pal_img.getpalette() or [])[: 8 * 3]).reshape(-1, 3)
     counts = np.bincount(np.asarray(pal_img).ravel(), minlength=8)[: len(palette)]
     dists = np.linalg.norm(_to_lab(palette)[:, None, :] - _ANCHORS_LAB[None, :, :], axis=-1)
     shares: dict[str, float] = {}

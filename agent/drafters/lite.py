@@ -83,7 +83,7 @@ class LiteDrafter(Drafter):
         self.model_id = MODEL_ID
         self._ocr = None
         if self.settings.ocr:
-            from caption_agent.policies.ocr import read_text  # lazy: needs the [ocr] extra
+            from caption_agent.ocr import read_text  # lazy: needs the [ocr] extra
 
             self._ocr = read_text
 

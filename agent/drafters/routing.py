@@ -55,6 +55,7 @@ class DrafterRouter:
     def __init__(self, settings: DrafterSettings) -> None:
         self.settings = settings
         self._drafters: dict[str, tuple[Drafter, str | None]] = {}
+        self._adopted: set[int] = set()
         self._lock = threading.RLock()  # building a drafter may fetch the shared lite one
 
     def get(self, name: str | None = None) -> tuple[Drafter, str | None]:
@@ -72,6 +73,7 @@ class DrafterRouter:
             known = self._drafters.get(name)
             if known is None or known[0] is not drafter:
                 self._drafters[name] = (drafter, None)
+            self._adopted.add(id(drafter))  # its owner closes it, not this router
 
     def draft(self, name: str | None, images: Sequence[Image.Image], infos: Sequence[ImageInfo],
               n: int) -> tuple[list[Draft], Drafter, list[str]]:
@@ -94,5 +96,6 @@ class DrafterRouter:
     def close(self) -> None:
         with self._lock:
             for drafter, _ in self._drafters.values():
-                drafter.close()
+                if id(drafter) not in self._adopted:
+                    drafter.close()
             self._drafters.clear()

@@ -1,14 +1,16 @@
 """Stage 1 served by vLLM: a VLM behind vLLM's OpenAI-compatible chat API.
 
-Images travel inside the request as base64 data URLs (the pipeline's bounded working copy, ``images.working_side``), never as remote URLs, so
-the server fetches nothing. One request per image asks for ``n`` choices with ``logprobs``; requests run
-concurrently (at most ``max_concurrency`` in flight) so the server's continuous batching stays busy. Connection
-errors, timeouts, 429 and 5xx are retried by the OpenAI client with backoff, as in the vLLM refiner.
+Images travel inside the request as base64 data URLs (the pipeline's bounded working copy,
+``images.working_side``), never as remote URLs, so the server fetches nothing. One request per image asks for
+``n`` choices with ``logprobs``; requests run concurrently (at most ``max_concurrency`` in flight) so the
+server's continuous batching stays busy. Connection errors, timeouts, 429 and 5xx are retried by the OpenAI
+client with backoff, as in the vLLM refiner.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import logging
 import math
@@ -72,7 +74,7 @@ class VLLMDrafter(Drafter):
         async def run() -> list[list[Candidate] | Exception]:
             client = self._openai.AsyncOpenAI(**self._client_kwargs())
             try:
-                return await gather_bounded([lambda u=u: self._adraft_one(client, u, n) for u in urls],
+                return await gather_bounded([functools.partial(self._adraft_one, client, u, n) for u in urls],
                                             self.settings.max_concurrency)
             finally:  # connections must not outlive this event loop
                 await client.close()
@@ -130,7 +132,7 @@ class VLLMDrafter(Drafter):
             if not text:
                 continue
             total = float(sum(values)) if values else None
-            mean = total / len(values) if values else None
+            mean = total / len(values) if total is not None else None
             cand = Candidate(text=text[0].upper() + text[1:], drafter=self.name,
                              score=round(math.exp(mean), 6) if mean is not None else 0.0,
                              logprob=round(total, 4) if total is not None else None,

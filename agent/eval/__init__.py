@@ -1,4 +1,6 @@
-"""Caption evaluation: COCO metrics (pycocoevalcap), CLIP-S, compliance, grounding and moderation shares.
+"""Evaluation: captions (COCO metrics via pycocoevalcap, CLIP-S, compliance, grounding and moderation shares) and
+the policy engine (catch and false-positive rates per rule over an adversarial corpus).
 
-``from agent.eval.report import evaluate``; importing this package loads nothing heavy.
+``from caption_agent.eval.report import evaluate`` (captions), ``from caption_agent.eval.policies import evaluate``
+(policies); importing this package loads nothing heavy.
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -42,8 +42,8 @@ def eval_captions(
 
     try:
         clip = clip_model or AgentConfig.load(config).ranker.clip_model
-        options = {"catalog": catalog, "clip_model": clip, "images_dir": images, "policy": policy, "style": style,
-                   "locale": locale, "per_image": per_image}
+        options: dict[str, Any] = {"catalog": catalog, "clip_model": clip, "images_dir": images, "policy": policy,
+                                   "style": style, "locale": locale, "per_image": per_image}
         if compare:
             report = compare_runs(_runs(results, label, compare), references, **options)
         else:
@@ -54,7 +54,7 @@ def eval_captions(
             plot_report(report, plot)
     except CaptionAgentError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     text = json.dumps(report, indent=2, ensure_ascii=False)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

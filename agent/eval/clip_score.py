@@ -16,8 +16,8 @@ def clip_scores(items: list[EvalItem], refs: References, model: str, images_dir:
     """Mean CLIP-S over the captions whose image can be found, with the model's name and truncation count."""
     from PIL import Image
 
+    from caption_agent.clip_tokens import count_clip_tokens
     from caption_agent.ranking_clip import CLIP_S_WEIGHT, ClipRanker
-    from caption_agent.prompts.clip_tokens import count_clip_tokens
 
     ranker = ClipRanker(model)
     per_item: list[dict[str, Any]] = []

@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import io
 import shutil
-from typing import Mapping, Sequence
+from typing import Hashable, Mapping, Sequence, TypeVar
 
 from caption_agent.errors import CaptionAgentError
+
+K = TypeVar("K", bound=Hashable)  # a group's key (e.g. (run label, style))
 
 METRICS = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr")
 
@@ -35,8 +37,8 @@ def coco_scores(references: Mapping[str, Sequence[str]], candidates: Mapping[str
     return coco_scores_groups(references, {"": candidates})[""]
 
 
-def coco_scores_groups(references: Mapping[str, Sequence[str]], groups: Mapping[str, Mapping[str, str]]
-                       ) -> dict[str, tuple[dict[str, float], dict[str, dict[str, float]]]]:
+def coco_scores_groups(references: Mapping[str, Sequence[str]], groups: Mapping[K, Mapping[str, str]]
+                       ) -> dict[K, tuple[dict[str, float], dict[str, dict[str, float]]]]:
     """``coco_scores`` for several groups of candidates (e.g. one per style), each scored on its own, with one
     tokenizer run and one METEOR process for all (Java start-up dominates on small sets)."""
     from caption_agent._extras import require
@@ -58,7 +60,7 @@ def coco_scores_groups(references: Mapping[str, Sequence[str]], groups: Mapping[
                                 fix="match results to the references' image ids before scoring.")
     gts = {i: [{"caption": _one_line(c)} for c in references[i]] for i in ids}
     res = {(g, i): [{"caption": _one_line(text)}] for g, cands in groups.items() for i, text in cands.items()}
-    out: dict[str, tuple[dict[str, float], dict[str, dict[str, float]]]] = {}
+    out: dict[K, tuple[dict[str, float], dict[str, dict[str, float]]]] = {}
     with contextlib.redirect_stdout(io.StringIO()):  # the scorers print progress and BLEU internals
         tokenizer = PTBTokenizer()  # tokenizes line by line: one run for all groups gives the same tokens
         gts_tok = tokenizer.tokenize(gts)

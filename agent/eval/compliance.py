@@ -48,7 +48,7 @@ def length_ok(text: str, preset: Any) -> bool:
     if preset.max_words and len(text.split()) > preset.max_words:
         return False
     if preset.max_clip_tokens:
-        from caption_agent.prompts.clip_tokens import count_clip_tokens
+        from caption_agent.clip_tokens import count_clip_tokens
 
         if count_clip_tokens(text) > preset.max_clip_tokens:
             return False
@@ -74,8 +74,8 @@ def language_status(text: str, locale: str, preset: Any, engine: Any, facts: lis
 
 def compliance(items: list[EvalItem], engine: Any, prompts_dir: Any = None) -> dict[str, dict[str, Any]]:
     """Per preset (items with a caption and a style): length and language compliance."""
-    from caption_agent.schemas import GroundingFact
     from caption_agent.prompts import load_preset
+    from caption_agent.schemas import GroundingFact
 
     out: dict[str, PresetCompliance] = {}
     for item in items:

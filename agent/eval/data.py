@@ -79,7 +79,8 @@ def load_references(path: Path | str) -> References:
     if not images or empty:
         raise EvalInputError(f"references {str(path)!r}: every image needs at least one caption "
                              f"(none for {empty[:5] or 'any image'}).")
-    info = data.get("info") if isinstance(data.get("info"), dict) else {}
+    raw_info = data.get("info")
+    info: dict[str, Any] = raw_info if isinstance(raw_info, dict) else {}
     language = str(info.get("language", "en")).split("-")[0].lower()
     return References(images, path, language, str(info.get("image_dir", "")))
 

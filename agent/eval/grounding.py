@@ -58,10 +58,10 @@ def load_catalog_facts(path: Path | str) -> dict[str, list[Any]]:
 def grounding(items: list[EvalItem], refs: References, engine: Any,
               catalog: dict[str, list[Any]] | None = None) -> dict[str, Any]:
     """Micro-averaged grounding precision/recall over the captions that have a product."""
-    from caption_agent.schemas import GroundingFact
-    from caption_agent.text import fold
     from caption_agent.policies import ModerationContext
     from caption_agent.prompts import load_preset
+    from caption_agent.schemas import GroundingFact
+    from caption_agent.text import fold
 
     counts = GroundingCounts()
     for item in items:
@@ -71,7 +71,7 @@ def grounding(items: list[EvalItem], refs: References, engine: Any,
         record_facts = [GroundingFact.model_validate(f) for f in item.record.get("facts", [])]
         ref = refs.images.get(item.image_id) if item.image_id else None
         sku = ref.sku if ref and ref.sku else max(record_facts, key=lambda f: f.score).sku if record_facts else None
-        facts = (catalog or {}).get(sku) if catalog is not None else [f for f in record_facts if f.sku == sku]
+        facts = catalog.get(sku) if catalog is not None and sku else [f for f in record_facts if f.sku == sku]
         if not sku or not facts:
             counts.skipped += 1
             continue

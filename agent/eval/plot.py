@@ -42,7 +42,7 @@ def plot_report(report: dict[str, Any], path: Path | str) -> Path:
     preset_names = dict.fromkeys(k for r in runs.values() for k in r["compliance"])
     presets = [(f"{name}{tag(label)}", r["compliance"][name]) for name in preset_names
                for label, r in runs.items() if name in r["compliance"]]
-    for i, (name, row) in enumerate(presets):
+    for i, (_name, row) in enumerate(presets):
         lengths = row["chars"].get("all", [])
         ax2.scatter([i] * len(lengths), lengths, alpha=0.6)
         ax2.hlines(row["limits"]["max_chars"], i - 0.3, i + 0.3, colors="red")

@@ -107,7 +107,8 @@ def _one_per_image(members: list[EvalItem]) -> tuple[dict[str, str], dict[str, A
     """COCO scores one caption per image: the first result for an image counts, later ones are counted."""
     chosen: dict[str, str] = {}
     for item in members:
-        chosen.setdefault(item.image_id, item.text)
+        if item.image_id is not None and item.text is not None:  # the caller keeps only such items
+            chosen.setdefault(item.image_id, item.text)
     return chosen, {"captions": len(chosen), "duplicates_ignored": len(members) - len(chosen)}
 
 
@@ -115,7 +116,7 @@ def moderation(items: list[EvalItem]) -> dict[str, Any]:
     """Share of project records whose caption moderation changed: a caption rule fixed, regenerated, replaced
     (fallback to the draft) or blocked it. Input-side decisions (facts cleaned before the prompt) do not count."""
     records = [i.record for i in items if i.record and i.status != "error"]
-    changed, by_rule = 0, Counter()
+    changed, by_rule = 0, Counter[str]()
     for rec in records:
         rules = {d.get("rule") for d in rec.get("decisions", [])
                  if d.get("action") in _CHANGING and "source" not in (d.get("details") or {})}

@@ -85,8 +85,8 @@ def run_caption_job(manifest: Path | str, options: CaptionJobOptions, config: Ag
     if options.limit and total is not None:
         total = min(total, options.limit)
     config_data = config.model_dump(mode="json")
-    spec = StageSpec(stage="caption_agent.jobs.caption_job:CaptionStage", item="caption_agent.jobs.manifest:CaptionItem",
-                     kwargs={"config": config_data})
+    spec = StageSpec(stage="caption_agent.jobs.caption_job:CaptionStage",
+                     item="caption_agent.jobs.manifest:CaptionItem", kwargs={"config": config_data})
     stage = None
     if options.runner == "local":
         stage = CaptionStage(config_data, agent=agent)

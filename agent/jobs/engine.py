@@ -18,7 +18,6 @@ import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, Protocol, Sequence
 
@@ -27,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from caption_agent._iter import chunked
 from caption_agent.jobs.log import OutputLog, infer_format
 from caption_agent.jobs.metrics import JobMetrics, Progress
+from caption_agent.jobs.stages import Stage, StageSpec, error_record, safe_call
 
 log = logging.getLogger("caption_agent.jobs")
 _MEMO_SIZE = 4096  # results kept in memory for repeats within a run; --cache covers the rest
@@ -83,35 +83,19 @@ class JobSummary(BaseModel):
 class Item(Protocol):
     """What the driver needs of a work item (CaptionItem, LocalizeItem)."""
 
-    key: str  # identity in the output log: one input row (its origin, id, content and request)
-    cache_key: str  # identity of the computation (content and request only)
-    error: dict[str, str] | None  # set when the input row itself is unusable
+    # Read-only (properties): the items are frozen dataclasses.
+    @property
+    def key(self) -> str: ...  # identity in the output log: one input row (its origin, id, content and request)
+
+    @property
+    def cache_key(self) -> str: ...  # identity of the computation (content and request only)
+
+    @property
+    def error(self) -> dict[str, str] | None: ...  # set when the input row itself is unusable
 
     def annotate(self, record: dict[str, Any]) -> dict[str, Any]: ...
 
     def to_json(self) -> str: ...
-
-
-class Stage(Protocol):
-    """A batch stage: one record per item, in order, never raising for one item's fault."""
-
-    def __call__(self, items: Sequence[Any]) -> list[dict[str, Any]]: ...
-
-
-@dataclass(frozen=True)
-class StageSpec:
-    """How a remote worker builds a stage: import paths plus JSON-able arguments (nothing to pickle)."""
-
-    stage: str  # "module:Class", called as Class(**kwargs)
-    item: str  # "module:Class" with from_json
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-def import_target(target: str) -> Any:
-    import importlib
-
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
 
 
 def config_fingerprint(config: Any, extra: str = "") -> str:
@@ -131,11 +115,6 @@ def config_fingerprint(config: Any, extra: str = "") -> str:
 def copy_record(item: Any, record: dict[str, Any]) -> dict[str, Any]:
     """``item``'s record from another row's computation: its own key and origin, plus ``duplicate_of``."""
     return item.annotate({**record, "key": item.key, "cached": True, "duplicate_of": record["key"]})
-
-
-def error_record(item: Any, etype: str, message: str, stage: str) -> dict[str, Any]:
-    return item.annotate({"key": item.key, "status": "error", "error": {"type": etype, "message": message,
-                                                                          "stage": stage}})
 
 
 class ResultCache:
@@ -276,18 +255,6 @@ def run_job(kind: str, items: Iterable[Item], stage: Stage | None, spec: StageSp
     summary.items_per_s = round(summary.written / summary.elapsed_s, 3) if summary.elapsed_s else 0.0
     log.info("job finished", extra={"summary": summary.model_dump()})
     return summary
-
-
-def safe_call(stage: Stage, batch: Sequence[Any]) -> list[dict[str, Any]]:
-    """Run a stage; if the stage itself crashes, each item of the batch gets an error record (retryable)."""
-    try:
-        records = stage(batch)
-        if len(records) != len(batch):
-            raise RuntimeError(f"stage returned {len(records)} records for {len(batch)} items")
-        return records
-    except Exception as exc:  # noqa: BLE001 - recorded per item; the job goes on with the next batch
-        log.exception("batch failed", extra={"items": len(batch)})
-        return [error_record(i, type(exc).__name__, str(exc), "job") for i in batch]
 
 
 def run_local(batches: Iterable[list[Any]], stage: Stage, workers: int

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -19,12 +18,12 @@ from typing import Any, Iterator, Sequence
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from caption_agent.config import AgentConfig
-from caption_agent.errors import BackendError, CaptionAgentError, ConfigError
+from caption_agent.errors import CaptionAgentError, ConfigError
 from caption_agent.jobs.engine import JobOptions, JobSummary, StageSpec, config_fingerprint, error_record, run_job
 from caption_agent.jobs.log import read_records
 from caption_agent.jobs.manifest import JobItem, ManifestError, digest, fingerprint, read_rows
-from caption_agent.locales import normalize_locale
-from caption_agent.schemas import CaptionResult, GroundingFact, Provenance
+from caption_agent.locales import language_code, normalize_locale
+from caption_agent.schemas import CaptionResult, GroundingFact
 
 log = logging.getLogger("caption_agent.jobs")
 _LOCALIZABLE = ("ok",)
@@ -175,21 +174,18 @@ def row_items(parsed: CaptionRow, locales: Sequence[str], *, style: str, row: in
         cache_key = digest("localize", text_hash, fingerprint(fields))
         key = digest("localize", cache_key, source_key, *([origin] if origin else []))
         yield LocalizeItem(key=key, cache_key=cache_key, row=row,
-                           source_key=source_key, text=parsed.text, style=fields["style"], locale=locale,
+                           source_key=source_key, text=parsed.text, style=parsed.style or style, locale=locale,
                            source_locale=parsed.locale, max_chars=parsed.max_chars, id=parsed.id, faces=parsed.faces,
                            facts=facts)
 
 
-@dataclass
-class _Work:
-    item: LocalizeItem
-    preset: Any
-    ctx: Any
-    facts: list[GroundingFact]
-    decisions: list[Any]
-    feedback: list[str] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-    attempts: int = 0
+def _same_language(item: LocalizeItem) -> bool:
+    """Whether the source caption is already in the target language (then it may stand in as a fallback)."""
+    try:
+        source = item.source_locale
+        return source is not None and language_code(source) == language_code(item.locale)
+    except CaptionAgentError:  # an unreadable source locale: assume another language
+        return False
 
 
 class LocalizeStage:
@@ -219,76 +215,51 @@ class LocalizeStage:
         _ = self.refiner, self.policy
 
     def __call__(self, items: Sequence[LocalizeItem]) -> list[dict[str, Any]]:
+        """The shared refine -> moderate -> regenerate -> fallback loop over the batch, in each target locale.
+
+        The source caption is the draft. It stands in for a rejected answer only when it is already in the target
+        language; otherwise a rejected answer goes to review and no usable answer is a retryable error."""
+        from caption_agent import refine_loop
         from caption_agent.policies import ModerationContext
         from caption_agent.prompts import load_preset
+        from caption_agent.refine_loop import Refinement
+        from caption_agent.refiners import RefineJob
 
         records: dict[int, dict[str, Any]] = {}
-        work: list[tuple[int, _Work]] = []
+        work: list[tuple[int, LocalizeItem, Refinement]] = []
         for idx, item in enumerate(items):
             try:
                 preset = load_preset(item.style, self.config.prompts_dir)
                 facts = [GroundingFact.model_validate(f) for f in item.facts]
-                ctx = ModerationContext(preset=preset, locale=item.locale, draft=item.text, facts=facts,
-                                        max_chars=item.max_chars, faces=item.faces)
-                t0 = time.perf_counter()
-                # Source captions and their facts are untrusted: PII masked, injected instructions cut out.
-                clean, _, decisions = self.policy.prepare_inputs(facts, "", ctx)
-                w = _Work(item, preset, ctx, clean, list(decisions))
-                w.timings["sanitize"] = round((time.perf_counter() - t0) * 1000, 2)
-                work.append((idx, w))
-            except CaptionAgentError as exc:
+            except (CaptionAgentError, ValidationError) as exc:
                 records[idx] = error_record(item, type(exc).__name__, str(exc), "input")
-        attempts = self.config.policy.max_regenerations + 1
-        pending = work
-        for attempt in range(attempts):
-            if not pending:
-                break
-            from caption_agent.refiners import RefineJob
-
-            jobs = [RefineJob(preset=w.preset, draft=w.item.text, locale=w.item.locale, facts=w.facts,
-                              max_chars=w.item.max_chars, feedback=w.feedback) for _, w in pending]
-            t0 = time.perf_counter()
-            outputs = self.refiner.refine_many(jobs)
-            share = (time.perf_counter() - t0) * 1000 / len(jobs)
-            retry = []
-            for (idx, w), out in zip(pending, outputs):
-                w.attempts = attempt + 1
-                w.timings["refine"] = round(w.timings.get("refine", 0.0) + share, 2)
-                if isinstance(out, Exception):
-                    # No target-language draft exists to fall back to: a failed item is a retryable error.
-                    stage = "refine" if isinstance(out, (BackendError, CaptionAgentError)) else "refine-crash"
-                    records[idx] = error_record(w.item, type(out).__name__, str(out), stage)
-                    continue
-                w.ctx.attempts_left = attempts - attempt - 1
-                t1 = time.perf_counter()
-                outcome = self.policy.review(out.caption, w.ctx)
-                w.timings["moderate"] = round(w.timings.get("moderate", 0.0) + (time.perf_counter() - t1) * 1000, 2)
-                if outcome.action == "regenerate" and w.ctx.attempts_left > 0:
-                    w.decisions += outcome.decisions
-                    w.feedback = outcome.feedback
-                    retry.append((idx, w))
-                    continue
-                records[idx] = self._record(w, outcome, out.facts_used)
-            pending = retry
+                continue
+            job = RefineJob(preset=preset, draft=item.text, locale=item.locale, facts=facts, max_chars=item.max_chars)
+            ctx = ModerationContext(preset=preset, locale=item.locale, draft=item.text, max_chars=item.max_chars,
+                                    faces=item.faces)
+            work.append((idx, item, Refinement(job=job, ctx=ctx, fallback_ok=_same_language(item))))
+        refine_loop.run(self.refiner, self.policy, [r for _, _, r in work], self.config.policy.max_regenerations)
+        for idx, item, done in work:
+            if done.error is not None:
+                records[idx] = error_record(item, type(done.error).__name__, str(done.error), done.error_stage)
+            else:
+                records[idx] = self._record(item, done)
         return [records[i] for i in range(len(items))]
 
-    def _record(self, w: _Work, outcome: Any, facts_used: list[str]) -> dict[str, Any]:
+    def _record(self, item: LocalizeItem, done: Any) -> dict[str, Any]:
+        from caption_agent import __version__
         from caption_agent.prompts import prompt_hash
 
-        from caption_agent import __version__
-
-        # A regenerate left over after the last attempt cannot be published unseen.
-        action = "review" if outcome.action == "regenerate" else outcome.action
-        status = {"block": "blocked", "review": "review"}.get(action, "ok")
-        provenance = Provenance(refiner=self.refiner.name, refiner_model=self.refiner.model_id,
-                                prompt_version=f"{w.preset.name}@{w.preset.version}", prompt_hash=prompt_hash(w.preset),
-                                policy_version=self.policy.version, policy_hash=self.policy.hash,
-                                refine_attempts=w.attempts, timings_ms=w.timings, package_version=__version__)
-        result = CaptionResult(key=w.item.key, status=status, text=outcome.text if status != "blocked" else None,
-                               style=w.preset.name, locale=w.item.locale, draft=w.item.text, facts=w.facts,
-                               facts_used=facts_used, decision=action, decisions=w.decisions + outcome.decisions,
-                               provenance=provenance)
-        return w.item.annotate(result.model_dump(mode="json", exclude_none=True))
+        preset, outcome = done.job.preset, done.outcome
+        status = {"block": "blocked", "review": "review"}.get(outcome.action, "ok")
+        done.provenance = done.provenance.model_copy(update={
+            "prompt_version": f"{preset.name}@{preset.version}", "prompt_hash": prompt_hash(preset),
+            "policy_version": self.policy.version, "policy_hash": self.policy.hash, "package_version": __version__})
+        result = CaptionResult(key=item.key, status=status, text=done.text if status != "blocked" else None,
+                               style=preset.name, locale=item.locale, draft=item.text, facts=list(done.job.facts),
+                               facts_used=done.facts_used, decision=outcome.action, decisions=done.decisions,
+                               provenance=done.provenance)
+        return item.annotate(result.model_dump(mode="json", exclude_none=True))
 
     def close(self) -> None:
         if self._refiner is not None:
@@ -315,8 +286,8 @@ def run_localize_job(inputs: Path | str, options: LocalizeJobOptions, config: Ag
     if options.limit:
         items = (item for i, item in zip(range(options.limit), items))
     config_data = config.model_dump(mode="json")
-    spec = StageSpec(stage="caption_agent.jobs.localize_job:LocalizeStage", item="caption_agent.jobs.localize_job:LocalizeItem",
-                     kwargs={"config": config_data})
+    spec = StageSpec(stage="caption_agent.jobs.localize_job:LocalizeStage",
+                     item="caption_agent.jobs.localize_job:LocalizeItem", kwargs={"config": config_data})
     stage = None
     if options.runner == "local":
         stage = LocalizeStage(config_data, refiner=refiner, policy=policy)

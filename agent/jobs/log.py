@@ -183,7 +183,7 @@ class OutputLog:
                 with open(self.path, "r+b") as fh:
                     fh.truncate(good)
                     os.fsync(fh.fileno())
-        self._fh = open(self.path, "ab")
+        self._fh = open(self.path, "ab")  # noqa: SIM115 - held open for appends until close()
         _fsync_dir(self.path.parent)
 
     def _parquet_files(self) -> list[tuple[str, int, Path]]:
@@ -267,7 +267,7 @@ class OutputLog:
                 os.fsync(dst.fileno())
             os.replace(tmp, self.path)
             _fsync_dir(self.path.parent)
-            self._fh = open(self.path, "ab")
+            self._fh = open(self.path, "ab")  # noqa: SIM115 - held open for appends until close()
             return
         pa, pq = _pa(), _pq()
         files = _parquet_files(self.path, live_only=True)

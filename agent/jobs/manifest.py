@@ -253,7 +253,7 @@ def _to_item(raw: _Raw, base: Path, label: str, style: str, locale: str, limits:
         return CaptionItem(key=key, cache_key=key, row=raw.row, source=f"{label}#{raw.row}", style=style,
                            locale=locale, error=error)
     source = parsed.image if os.path.isabs(parsed.image) else os.path.abspath(base / parsed.image)
-    fields = {"style": parsed.style or style, "locale": parsed.locale or locale, "sku": parsed.sku,
+    fields: dict[str, Any] = {"style": parsed.style or style, "locale": parsed.locale or locale, "sku": parsed.sku,
               "brand": parsed.brand, "category": parsed.category, "n_candidates": parsed.n_candidates,
               "max_chars": parsed.max_chars}
     content = content_id(source, limits)

@@ -12,10 +12,13 @@ import json
 import logging
 import math
 import time
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from caption_agent._extras import require
-from caption_agent.jobs.engine import JobOptions, StageSpec, import_target, safe_call
+from caption_agent.jobs.stages import StageSpec, import_target, safe_call
+
+if TYPE_CHECKING:  # pragma: no cover
+    from caption_agent.jobs.engine import JobOptions
 
 log = logging.getLogger("caption_agent.jobs")
 _MAX_BLOCKS = 20_000

@@ -1,6 +1,6 @@
 """Refiner backends (stage 2). ``REFINERS.get(name)`` imports the backend on first use."""
 
-from caption_agent.refiners.base import Refiner, RefineJob, parse_refined
+from caption_agent.refiners.base import RefineJob, Refiner, parse_refined
 from caption_agent.registry import Registry
 
 REFINERS: Registry[Refiner] = Registry("refiner", {

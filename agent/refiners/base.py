@@ -7,15 +7,18 @@ import json
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import ClassVar, Sequence
+from typing import TYPE_CHECKING, ClassVar, Sequence
 
 from pydantic import ValidationError
 
 from caption_agent.errors import ModelOutputError
 from caption_agent.locales import language_name
+from caption_agent.prompts import PromptBundle, StylePreset, render_messages
 from caption_agent.schemas import GroundingFact, RefinedCaption
 from caption_agent.text import fit_length, repetition_loop
-from caption_agent.prompts import PromptBundle, StylePreset, render_messages
+
+if TYPE_CHECKING:  # pragma: no cover
+    from caption_agent.config import RefinerSettings
 
 _JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 _LABEL_PREFIX = re.compile(r"^\s*(caption|alt text|answer|output)\s*:\s*", re.IGNORECASE)
@@ -48,6 +51,9 @@ class Refiner(ABC):
 
     name: ClassVar[str] = "base"
     model_id: str = ""
+
+    def __init__(self, settings: RefinerSettings) -> None:  # noqa: B027 - the constructor the registry's callers use
+        """Build the backend from its settings (``REFINERS.get(name)(settings)``); load the model here."""
 
     @abstractmethod
     def complete(self, messages: list[dict[str, str]], job: RefineJob) -> str:
@@ -124,7 +130,7 @@ def parse_refined(raw: str, job: RefineJob) -> RefinedCaption:
     try:
         caption = fit_length(caption, job.limit)
         if job.preset.max_clip_tokens:  # e.g. dataset_recaption: CLIP's text encoder sees at most 77 tokens
-            from caption_agent.prompts.clip_tokens import fit_clip_tokens
+            from caption_agent.clip_tokens import fit_clip_tokens
 
             caption = fit_clip_tokens(caption, job.preset.max_clip_tokens)
         return RefinedCaption(caption=caption, facts_used=[u for u in used if u in known][:8])

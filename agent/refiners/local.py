@@ -12,10 +12,9 @@ from pathlib import Path
 
 from caption_agent._extras import require
 from caption_agent.config import RefinerSettings
-from caption_agent.refiners.base import Refiner, RefineJob, attribute_facts
-from caption_agent.schemas import RefinedCaption
+from caption_agent.refiners.base import RefineJob, Refiner, attribute_facts
 from caption_agent.refiners.bundled import SMOLLM2_ID, bundled_smollm2_gguf
-
+from caption_agent.schemas import RefinedCaption
 
 _PREFILL = '{"caption": "'
 

@@ -27,7 +27,7 @@ from caption_agent._extras import require
 from caption_agent.config import RefinerSettings
 from caption_agent.errors import BackendError, BackendUnavailableError, ConfigError, ModelOutputError
 from caption_agent.http_retry import normalize_url, run_coroutine, unavailable
-from caption_agent.refiners.base import Refiner, RefineJob, parse_refined
+from caption_agent.refiners.base import RefineJob, Refiner, parse_refined
 from caption_agent.schemas import RefinedCaption
 
 START_HINT = "start it with: python scripts/vllm_server.py start"

@@ -8,8 +8,6 @@ The app has no captioning logic of its own: requests become CaptionRequests for 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import logging
 import time
@@ -22,8 +20,7 @@ from pydantic import ValidationError
 from caption_agent._extras import require
 from caption_agent.config import AgentConfig
 from caption_agent.errors import CaptionAgentError
-from caption_agent.service.errors import (BadRequestError, NotReadyError, QueueFullError, UnsupportedMediaTypeError,
-                                  body_for, error_body, status_for, status_for_record)
+from caption_agent.service.errors import QueueFullError, body_for, error_body, status_for
 from caption_agent.service.settings import ServiceSettings
 
 log = logging.getLogger("caption_agent.service")
@@ -123,8 +120,8 @@ def create_app(config: AgentConfig | None = None, settings: ServiceSettings | No
 
     from caption_agent.service.batching import MicroBatcher
     from caption_agent.service.middleware import BodyLimitMiddleware, MetricsMiddleware
-    from caption_agent.service.routes import add_api_routes, install_openapi
     from caption_agent.service.review import add_review_routes
+    from caption_agent.service.routes import add_api_routes, install_openapi
 
     settings = settings or ServiceSettings.load()
     owns = agent is None
@@ -168,7 +165,7 @@ def create_app(config: AgentConfig | None = None, settings: ServiceSettings | No
         headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, QueueFullError) else None
         return JSONResponse(body_for(exc), status_code=status, headers=headers)
 
-    def on_validation(request: Any, exc: Exception) -> Any:
+    def on_validation(request: Any, exc: Any) -> Any:  # fastapi's RequestValidationError
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
                   for e in exc.errors()]
         where = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in errors[:5])
@@ -196,37 +193,6 @@ def create_app(config: AgentConfig | None = None, settings: ServiceSettings | No
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     return app
-
-
-def decode_base64(text: str) -> bytes:
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise BadRequestError(f"image_base64 is not valid base64: {exc}.",
-                              fix="send the image file's bytes base64-encoded (standard alphabet, with padding).") \
-            from None
-
-
-def require_ready(state: ServiceState) -> None:
-    if not state.loaded:
-        raise NotReadyError(f"the models are not loaded ({state.load_error or 'still loading'}).")
-
-
-def result_error(result: Any) -> tuple[int, dict[str, Any]]:
-    """Status and body for a result whose status is 'error' (the pipeline's error record)."""
-    record = result.error
-    message, _, fix = record.message.partition(" Fix: ")
-    status = status_for_record(record.type, record.stage)
-    return status, error_body(status, record.type, message, fix, stage=record.stage)
-
-
-def media_type(request: Any) -> str:
-    value = request.headers.get("content-type", "")
-    return value.split(";", 1)[0].strip().lower()
-
-
-def unsupported(kind: str, allowed: str) -> UnsupportedMediaTypeError:
-    return UnsupportedMediaTypeError(f"content type {kind or '(none)'!r} is not accepted here; use {allowed}.")
 
 
 def _version() -> str:

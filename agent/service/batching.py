@@ -8,6 +8,7 @@ takes the first request, collects others for up to ``window_s`` or ``max_batch``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from concurrent.futures import Executor
@@ -43,10 +44,8 @@ class MicroBatcher:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         while not self.queue.empty():
             pending = self.queue.get_nowait()
@@ -72,7 +71,7 @@ class MicroBatcher:
         self._gauge()
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             future.cancel()  # the worker skips it if it has not started; a running batch just drops the answer
             raise RequestTimeoutError(f"no result within the {timeout_s:g} s request timeout.") from None
 
@@ -84,7 +83,7 @@ class MicroBatcher:
             left = deadline - time.perf_counter()
             try:
                 batch.append(self.queue.get_nowait() if left <= 0 else await asyncio.wait_for(self.queue.get(), left))
-            except (asyncio.QueueEmpty, asyncio.TimeoutError):
+            except (TimeoutError, asyncio.QueueEmpty):
                 break
         return [p for p in batch if not p.future.done()]
 

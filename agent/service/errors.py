@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from caption_agent.errors import (BackendError, BackendUnavailableError, CaptionAgentError, ConfigError, ImageTooLargeError,
-                          InvalidImageError, InvalidLocaleError, UnknownSkuError, UnknownStyleError)
+from caption_agent.errors import (
+    BackendError,
+    BackendUnavailableError,
+    CaptionAgentError,
+    ConfigError,
+    ImageTooLargeError,
+    InvalidImageError,
+    InvalidLocaleError,
+    UnknownSkuError,
+    UnknownStyleError,
+)
 
 
 class ServiceError(CaptionAgentError):

@@ -55,9 +55,9 @@ def add_review_routes(app: Any, state: Any) -> None:
     from fastapi import Depends, Form, Request
     from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+    from caption_agent.policies.review import ReviewDecision, append_decision, pending_items
     from caption_agent.service.schemas import error_responses
     from caption_agent.service.security import COOKIE
-    from caption_agent.policies.review import ReviewDecision, append_decision, pending_items
 
     def paths() -> tuple[Path, Path]:
         if state.review_queue is None:
@@ -136,8 +136,8 @@ def _check_edit(agent: Any, item: dict[str, Any], text: str) -> None:
     from pydantic import ValidationError
 
     from caption_agent.errors import PolicyError
-    from caption_agent.schemas import CaptionResult
     from caption_agent.policies.review import check_edit
+    from caption_agent.schemas import CaptionResult
 
     try:
         result = CaptionResult.model_validate(item.get("result") or {})

@@ -4,6 +4,8 @@
 # types are imported inside the functions (fastapi loads only when an app is built).
 
 import asyncio
+import base64
+import binascii
 import time
 from typing import Any
 
@@ -11,9 +13,27 @@ from pydantic import ValidationError
 
 from caption_agent.locales import normalize_locale
 from caption_agent.schemas import CaptionResult
-from caption_agent.service.errors import BadRequestError, PayloadTooLargeError, QueueFullError
-from caption_agent.service.schemas import (CaptionFields, CaptionJSON, CaptionMultipart, Health, LocalizeBody,
-                                   LocalizeResponse, Readiness, StyleInfo, StylesResponse, error_responses)
+from caption_agent.service.errors import (
+    BadRequestError,
+    NotReadyError,
+    PayloadTooLargeError,
+    QueueFullError,
+    UnsupportedMediaTypeError,
+    error_body,
+    status_for_record,
+)
+from caption_agent.service.schemas import (
+    CaptionFields,
+    CaptionJSON,
+    CaptionMultipart,
+    Health,
+    LocalizeBody,
+    LocalizeResponse,
+    Readiness,
+    StyleInfo,
+    StylesResponse,
+    error_responses,
+)
 
 _CAPTION_ERRORS = error_responses(401, 403, 409, 413, 415, 422, 429, 502, 503, 504)
 _FORM_FIELDS = set(CaptionFields.model_fields)
@@ -22,8 +42,6 @@ _FORM_FIELDS = set(CaptionFields.model_fields)
 def add_api_routes(app: Any, state: Any) -> None:
     from fastapi import Depends, Request, Response
     from fastapi.responses import JSONResponse
-
-    from caption_agent.service.app import media_type, require_ready, result_error, unsupported
 
     def auth(request: Request) -> None:
         state.keys.check(request.headers, request.cookies)
@@ -99,7 +117,7 @@ def add_api_routes(app: Any, state: Any) -> None:
         try:
             records = await asyncio.wait_for(state.in_model_thread(run_localize, state.agent, items),
                                              state.settings.request_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             from caption_agent.service.errors import RequestTimeoutError
 
             raise RequestTimeoutError(f"localization took longer than {state.settings.request_timeout_s:g} s.") \
@@ -119,7 +137,6 @@ async def _read_caption_body(request: Any, state: Any) -> tuple[CaptionFields, b
     """Parse the JSON or multipart body into options and image bytes (URLs fetched with the SSRF checks)."""
     from starlette.datastructures import UploadFile
 
-    from caption_agent.service.app import decode_base64, media_type, unsupported
 
     kind = media_type(request)
     limit = state.agent.config.images.max_bytes
@@ -165,6 +182,37 @@ async def _read_caption_body(request: Any, state: Any) -> tuple[CaptionFields, b
     if len(image) > limit:
         raise PayloadTooLargeError(f"the image is {len(image)} bytes, over the limit of {limit}.")
     return fields, image
+
+
+def decode_base64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequestError(f"image_base64 is not valid base64: {exc}.",
+                              fix="send the image file's bytes base64-encoded (standard alphabet, with padding).") \
+            from None
+
+
+def require_ready(state: Any) -> None:
+    if not state.loaded:
+        raise NotReadyError(f"the models are not loaded ({state.load_error or 'still loading'}).")
+
+
+def result_error(result: Any) -> tuple[int, dict[str, Any]]:
+    """Status and body for a result whose status is 'error' (the pipeline's error record)."""
+    record = result.error
+    message, _, fix = record.message.partition(" Fix: ")
+    status = status_for_record(record.type, record.stage)
+    return status, error_body(status, record.type, message, fix, stage=record.stage)
+
+
+def media_type(request: Any) -> str:
+    value = request.headers.get("content-type", "")
+    return value.split(";", 1)[0].strip().lower()
+
+
+def unsupported(kind: str, allowed: str) -> UnsupportedMediaTypeError:
+    return UnsupportedMediaTypeError(f"content type {kind or '(none)'!r} is not accepted here; use {allowed}.")
 
 
 def install_openapi(app: Any) -> None:

@@ -96,7 +96,7 @@ def resolve_checked(url: str, allowlist: Iterable[str], allow_private: bool) -> 
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise ImageFetchError(f"host {host!r} of image_url does not resolve: {exc}.") from exc
-    addresses = [info[4][0] for info in infos]
+    addresses = [str(info[4][0]) for info in infos]
     if not allow_private and not all(_public(a) for a in addresses):
         raise UrlNotAllowedError(f"host {host!r} resolves to a private, loopback or link-local address.",
                                  fix="use a public host, or set `allow_private_urls = true` if you trust it.")
@@ -116,19 +116,19 @@ async def fetch_image(url: str, *, allowlist: Iterable[str], allow_private: bool
     target += f"?{parts.query}" if parts.query else ""
     headers = {"Host": host if port in (80, 443) else f"{host}:{port}", "Accept": "image/*"}
     try:
-        async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False, trust_env=False) as client:
-            async with client.stream("GET", target, headers=headers,
-                                     extensions={"sni_hostname": host} if scheme == "https" else {}) as reply:
-                if reply.status_code != 200:
-                    raise ImageFetchError(f"image_url answered HTTP {reply.status_code}; redirects are not followed.")
-                declared = int(reply.headers.get("content-length") or 0)
-                if declared > max_bytes:
-                    raise PayloadTooLargeError(f"image_url serves {declared} bytes, over the limit of {max_bytes}.")
-                data = bytearray()
-                async for chunk in reply.aiter_bytes():
-                    data += chunk
-                    if len(data) > max_bytes:
-                        raise PayloadTooLargeError(f"image_url serves more than {max_bytes} bytes.")
+        async with (httpx.AsyncClient(timeout=timeout_s, follow_redirects=False, trust_env=False) as client,
+                    client.stream("GET", target, headers=headers,
+                                  extensions={"sni_hostname": host} if scheme == "https" else {}) as reply):
+            if reply.status_code != 200:
+                raise ImageFetchError(f"image_url answered HTTP {reply.status_code}; redirects are not followed.")
+            declared = int(reply.headers.get("content-length") or 0)
+            if declared > max_bytes:
+                raise PayloadTooLargeError(f"image_url serves {declared} bytes, over the limit of {max_bytes}.")
+            data = bytearray()
+            async for chunk in reply.aiter_bytes():
+                data += chunk
+                if len(data) > max_bytes:
+                    raise PayloadTooLargeError(f"image_url serves more than {max_bytes} bytes.")
     except httpx.HTTPError as exc:
         raise ImageFetchError(f"could not download image_url: {type(exc).__name__}: {exc}.") from exc
     return bytes(data)

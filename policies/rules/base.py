@@ -18,8 +18,8 @@ from caption_agent.schemas import ACTION_SEVERITY, Action, PolicyDecision
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
-    from caption_agent.schemas import ImageInfo
     from caption_agent.policies.context import ModerationContext
+    from caption_agent.schemas import ImageInfo
 
 Exhausted = Literal["redact", "fallback", "review", "block"]
 OnDraft = Literal["allow", "redact", "review", "block"]
@@ -123,7 +123,8 @@ class Rule:
         if note:
             reason = f"{reason} ({note})"
         keep = fixed_text if (fixed_text is not None and action != "allow") else text
-        decision = PolicyDecision(rule=self.name, action=action, reason=reason, before=text if keep != text and not private else None,
+        decision = PolicyDecision(rule=self.name, action=action, reason=reason,
+                                  before=text if keep != text and not private else None,
                                   after=keep if keep != text else None, details=details)
         return RuleResult([decision], keep, [feedback] if feedback and action == "regenerate" else [])
 

@@ -15,8 +15,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from caption_agent.text import skeleton, skeleton_map, tidy
 from caption_agent.policies.rules.base import Rule, RuleConfig, RuleResult
+from caption_agent.text import skeleton, skeleton_map, tidy
 
 
 class BlocklistConfig(RuleConfig):

@@ -11,12 +11,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, model_validator
 
-from caption_agent.text import fold, skeleton_map, tidy
 from caption_agent.policies.rules.base import Rule, RuleConfig, RuleResult
+from caption_agent.text import fold, skeleton_map, tidy
 
 ClaimKind = Literal["colour", "material", "name", "number", "size"]
 _SUFFIXES = r"(?:e|er|es|en|em|s|a|as|os|o|i|n)?"
@@ -33,7 +33,7 @@ class GroundingConfig(RuleConfig):
     action: Literal["allow", "redact", "regenerate", "fallback", "review", "block"] = "regenerate"
     on_exhausted: Literal["redact", "fallback", "review", "block"] = "redact"
     on_draft: Literal["allow", "redact", "review", "block"] = "redact"
-    kinds: list[ClaimKind] = Field(default_factory=lambda: ["colour", "material", "name", "number", "size"],
+    kinds: list[ClaimKind] = Field(default_factory=lambda: list(get_args(ClaimKind)),
                                    description="Kinds of claims checked.")
     lexicon: dict[Literal["colour", "material"], dict[str, list[str]]] = Field(
         default_factory=dict, description="kind -> concept -> surface forms in any language; a trailing '*' "
@@ -77,7 +77,7 @@ class GroundingRule(Rule):
     @cached_property
     def _lexicon(self) -> list[tuple[str, re.Pattern[str], dict[str, str]]]:
         """Per kind: one regex over folded text, and folded form -> concept."""
-        out = []
+        out: list[tuple[str, re.Pattern[str], dict[str, str]]] = []
         for kind, concepts in self.config.lexicon.items():
             form_to_concept: dict[str, str] = {}
             alts = []
@@ -261,9 +261,9 @@ def _cut(text: str, remove: list[Claim], all_claims: list[Claim]) -> str:
         conj_b, conj_a = _CONJ.search(before), _CONJ_AFTER.match(after)
         left = conj_b and any(c.kind == claim.kind and c.end == conj_b.start() for c in all_claims)
         right = conj_a and any(c.kind == claim.kind and c.start == b + conj_a.end() for c in all_claims)
-        if left:
+        if left and conj_b:
             a = conj_b.start()
-        elif right:
+        elif right and conj_a:
             b = b + conj_a.end()
         elif claim.kind == "size":
             lead = _LEAD_IN.search(before)

@@ -13,8 +13,8 @@ from pydantic import Field, field_validator
 
 from caption_agent._extras import require
 from caption_agent.errors import MissingExtraError
-from caption_agent.schemas import PolicyDecision
 from caption_agent.policies.rules.base import Rule, RuleConfig, RuleResult
+from caption_agent.schemas import PolicyDecision
 
 # NudeNet 3.4 (320n) classes, from its source.
 NUDENET_CLASSES = frozenset({
@@ -96,7 +96,7 @@ class ImageSafetyRule(Rule):
         # Face classes are gendered guesses: keep them out of the record.
         shown = [{"class": d["class"], "score": round(d["score"], 3)} for d in blocking + reviewing
                  if d["class"] not in cfg.face_classes]
-        details = {"faces": faces, "detections": shown, "image": info.sha256[:16] if info else None}
+        details: dict[str, Any] = {"faces": faces, "detections": shown, "image": info.sha256[:16] if info else None}
         if blocking:
             return self.violation("", None, "unsafe image: " + ", ".join(f"{d['class']} {d['score']:.2f}"
                                                                             for d in blocking), ctx, **details)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, Sequence
 
 from pydantic import Field
 
-from caption_agent.text import fold, skeleton
 from caption_agent.policies.rules.base import Rule, RuleConfig, RuleResult
+from caption_agent.text import fold, skeleton
 
 # (verbs, objects, max words between them). '*' ends a word stem.
 _VERB_OBJECT: list[tuple[str, str, int]] = [
@@ -33,13 +33,15 @@ _VERB_OBJECT: list[tuple[str, str, int]] = [
     ("игнорируй* забудь забудьте проигнорируй*", "инструкци* правил* указани* всё все", 4),
 ]
 _PHRASES: list[str] = [
-    r"\byou are now\b", r"\bfrom now on\b", r"\byou (?:must|will|shall) now\b", r"\bnew (?:instructions?|task|role|rules?)\b",
+    r"\byou are now\b", r"\bfrom now on\b", r"\byou (?:must|will|shall) now\b",
+    r"\bnew (?:instructions?|task|role|rules?)\b",
     r"\bsystem prompt\b", r"\bdeveloper mode\b", r"\bjailbr[eo]a?k", r"\bdo anything now\b",
     r"\b(?:act|behave) as (?:an? )?(?:ai|assistant|chatbot|language model|model|system|admin\w*|developer|dan|gpt)\b",
     r"\bpretend (?:to be|you are|that you)\b", r"\broleplay as\b",
     r"\b(?:say|write|output|print|respond|reply|answer|return|repeat|type)s?(?: with| only| exactly| instead| just)*"
     r"\s*(?::|[\"'“”„«‘]|the (?:words?|phrase|text|following)|that\b)",
-    r"\b(?:the )?(?:caption|alt text|description|output|answer|response|summary) (?:must|should|shall|has to|needs to|will) "
+    r"\b(?:the )?(?:caption|alt text|description|output|answer|response|summary) "
+    r"(?:must|should|shall|has to|needs to|will) "
     r"(?:say|read|be|contain|include|mention|start|end|state)\b",
     r"\b(?:always|must) (?:mention|include|say|add|append|insert|write)\b",
     r"\b(?:include|add|append|insert|mention) (?:the |this |our )?(?:link|url|website|phone|email|e-mail|hashtag|"
@@ -50,13 +52,16 @@ _PHRASES: list[str] = [
     r"\bdo not (?:describe|mention) (?:the )?(?:image|product|photo|picture)\b",
     r"\bdu bist (?:jetzt|nun|ab jetzt)\b", r"\bab (?:jetzt|sofort) bist du\b",
     r"\b(?:schreib\w*|antworte\w*|gib) (?:\w+ )?(?:stattdessen|nur|einfach|ausschlie\w*)\b",
-    r"\b(?:tu es|vous etes) (?:maintenant|desormais)\b", r"\b(?:ecri[rstv]\w*|repond\w*) (?:plutot|seulement|uniquement)\b",
-    r"\bahora eres\b", r"\ba partir de ahora\b", r"\b(?:escribe|responde)\w* (?:solo|solamente|unicamente|en su lugar)\b",
+    r"\b(?:tu es|vous etes) (?:maintenant|desormais)\b",
+    r"\b(?:ecri[rstv]\w*|repond\w*) (?:plutot|seulement|uniquement)\b",
+    r"\bahora eres\b", r"\ba partir de ahora\b",
+    r"\b(?:escribe|responde)\w* (?:solo|solamente|unicamente|en su lugar)\b",
     r"\bora sei\b", r"\bscrivi (?:solo|invece|soltanto)\b", r"\bagora voce e\b", r"\bescreva (?:apenas|somente)\b",
     r"\bje bent nu\b", r"\bтеперь ты\b",
 ]
 # CJK has no spaces: verb ... object within a few characters.
-_CJK = re.compile(r"(?:忽略|无视|忽视|忘记|忘掉|不要理会|無視|忘れ|무시|잊어).{0,8}?(?:指令|指示|说明|規則|规则|提示|要求|命令|지시|명령)"
+_CJK = re.compile(r"(?:忽略|无视|忽视|忘记|忘掉|不要理会|無視|忘れ|무시|잊어).{0,8}?"
+                  r"(?:指令|指示|说明|規則|规则|提示|要求|命令|지시|명령)"
                   r"|(?:指令|指示|命令|지시)を?.{0,4}?(?:無視|忘れ)|你现在是|你現在是|今からあなたは|あなたは今")
 # Role and delimiter tokens; matched on folded text (no leetspeak: '|' matters here).
 _TOKENS = re.compile(r"<\|[a-z_]{2,20}\|>|\[/?inst\]|<<\s*/?sys\s*>>|#{2,}\s*(?:system|instruction|assistant|user)\b"
@@ -142,7 +147,7 @@ def _find_instructions(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(spans)
 
 
-def strip_instructions(text: str, known: list[str] = ()) -> str:
+def strip_instructions(text: str, known: Sequence[str] = ()) -> str:
     """``text`` without its instruction-like passages (and without passages already neutralised)."""
     for passage in known:
         if passage:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from caption_agent.locales import language_code
-from caption_agent.text import normalize
 from caption_agent.policies.rules.base import Rule, RuleConfig, RuleResult
+from caption_agent.text import normalize
 
 # langdetect's codes that differ from BCP-47 primary tags, and tags that name one language.
 _SAME = {"zh-cn": "zh", "zh-tw": "zh", "no": "nb", "nn": "nb", "iw": "he", "in": "id", "tl": "fil"}
@@ -42,7 +42,7 @@ def detect(text: str) -> list[tuple[str, float]]:
             found = detect_langs(text)
         except LangDetectException:
             return []
-    return [(_SAME.get(l.lang, l.lang.split("-")[0]), float(l.prob)) for l in found]
+    return [(_SAME.get(g.lang, g.lang.split("-")[0]), float(g.prob)) for g in found]
 
 
 class LanguageRule(Rule):
@@ -67,7 +67,7 @@ class LanguageRule(Rule):
         probs: dict[str, float] = {}
         for code, p in found:
             probs[code] = probs.get(code, 0.0) + p
-        details = {"expected": want, "detected": {k: round(v, 3) for k, v in probs.items()}}
+        details: dict[str, Any] = {"expected": want, "detected": {k: round(v, 3) for k, v in probs.items()}}
         if probs.get(want, 0.0) >= self.config.accept_probability:
             return self.allow(text, f"language {want} detected (p={probs.get(want, 0.0):.2f})", **details)
         top, p_top = max(probs.items(), key=lambda kv: kv[1], default=("?", 0.0))

@@ -14,9 +14,9 @@ from typing import Literal
 
 from pydantic import Field
 
+from caption_agent.policies.rules.base import Rule, RuleConfig, RuleResult
 from caption_agent.schemas import PolicyDecision
 from caption_agent.text import fold, tidy
-from caption_agent.policies.rules.base import Rule, RuleConfig, RuleResult
 
 _NEUTRAL = {
     "woman": "person", "man": "person", "lady": "person", "gentleman": "person", "guy": "person", "gal": "person",
@@ -56,7 +56,8 @@ _NAME_ON_PERSON = re.compile(r"\b([A-Z][a-z]+(?:\s+[A-Z][a-z]+)+)(?=\s*(?:,\s*(?
                              r"\s+(?:is\s+|was\s+)?(?:wearing|holding|smiling|posing|standing|sitting|looking|"
                              r"walking|wears|holds|smiles|poses|stands|sits|looks|walks)\b))"
                              r"|\b(?:named|called)\s+([A-Z][a-z]+(?:\s+[A-Z][a-z]+)*)")
-_KEEP = re.compile(r"\b(?:men|women|boys|girls|ladies)['’]s?(?!\w)|(?<=\bfor )(?:men|women|boys|girls|ladies)\b|\b(?:men|women|boys|girls|ladies|unisex)"
+_KEEP = re.compile(r"\b(?:men|women|boys|girls|ladies)['’]s?(?!\w)|(?<=\bfor )(?:men|women|boys|girls|ladies)\b"
+                   r"|\b(?:men|women|boys|girls|ladies|unisex)"
                    r"(?=\s+(?:size|sizes|fit|cut|collection|shoes?|jackets?|shirts?|clothing|wear)\b)",
                    re.IGNORECASE)
 # "Maria Lopez", "MARIA LOPEZ" (signs, labels): two capitalised words.
@@ -211,4 +212,4 @@ def _neutralise(text: str) -> tuple[str, list[str]]:
 
 
 _NOT_VERBS = {"always", "sometimes", "perhaps", "across", "plus", "less", "unless", "thus", "yes", "its", "us",
-              "this", "as", "his", "hers", "its", "has", "is", "was", "does"}
+              "this", "as", "his", "hers", "has", "is", "was", "does"}

@@ -9,12 +9,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Sequence
 
 from pydantic import Field, model_validator
 
-from caption_agent.text import tidy
 from caption_agent.policies.rules.base import Rule, RuleConfig, RuleResult
+from caption_agent.text import tidy
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
 Kind = Literal["email", "phone", "url", "card", "address"]
@@ -86,7 +86,7 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
-def find_pii(text: str, kinds: list[str] | tuple[str, ...] = ALL_KINDS, regions: list[str] = ("US",)) -> list[Span]:
+def find_pii(text: str, kinds: Sequence[str] = ALL_KINDS, regions: Sequence[str] = ("US",)) -> list[Span]:
     """Non-overlapping PII spans in ``text``, earliest first (the longer one wins an overlap).
 
     Detection runs on the NFKC form without zero-width characters (fullwidth "ｊａｎｅ＠ｓｈｏｐ．ｃｏｍ",
@@ -106,7 +106,7 @@ def _nfkc_map(text: str) -> tuple[str, list[int]]:
     return "".join(out), index
 
 
-def _find(text: str, kinds: list[str] | tuple[str, ...], regions: list[str] | tuple[str, ...]) -> list[Span]:
+def _find(text: str, kinds: Sequence[str], regions: Sequence[str]) -> list[Span]:
     found: list[Span] = []
     if "email" in kinds:
         found += [Span(m.start(), m.end(), "email", m.group()) for p in (_EMAIL, _EMAIL_OBF) for m in p.finditer(text)]
@@ -135,7 +135,7 @@ def _inside_email(text: str, start: int, end: int) -> bool:
     return "@" in text[max(0, start - 65):start] and not re.search(r"\s", text[max(0, start - 65):start].split("@")[-1])
 
 
-def _phones(text: str, regions: list[str] | tuple[str, ...]) -> list[Span]:
+def _phones(text: str, regions: Sequence[str]) -> list[Span]:
     import phonenumbers  # lazy: 40 ms import, metadata loads per region on first use
 
     spans: dict[tuple[int, int], Span] = {}
@@ -160,7 +160,8 @@ def _phones(text: str, regions: list[str] | tuple[str, ...]) -> list[Span]:
 
 # Product identifiers are written like phone numbers (ISBN 978-3-16-148410-0) and are not PII.
 _PRODUCT_CODE = re.compile(r"\b(?:ISBN(?:-1[03])?|EAN|GTIN|UPC|SKU|MPN|ASIN|Art(?:ikel)?\.?-?\s?Nr|Ref|Model|"
-                           r"Item|Part|Batch|Lot|Serial|S/N|Invoice|Order|Version|Ver)\.?\s*(?:no\.?|#|:)?\s*$", re.IGNORECASE)
+                           r"Item|Part|Batch|Lot|Serial|S/N|Invoice|Order|Version|Ver)\.?\s*(?:no\.?|#|:)?\s*$",
+                           re.IGNORECASE)
 _MEASURE_AFTER = re.compile(r"\s*(?:x|×|cm|mm|m|in|inch|ml|l|g|kg|%|€|\$|£)\b", re.IGNORECASE)
 
 

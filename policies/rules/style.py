@@ -12,9 +12,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from caption_agent.text import fit_length, normalize, skeleton_map, tidy
 from caption_agent.policies.rules.base import Rule, RuleConfig, RuleResult
 from caption_agent.policies.rules.blocklist import term_pattern
+from caption_agent.text import fit_length, normalize, skeleton_map, tidy
 
 
 class StyleConfig(RuleConfig):
@@ -56,7 +56,7 @@ class StyleRule(Rule):
             fixes.append(f"{len(fixed.split())} words > {preset.max_words}")
             fixed = fit_length(" ".join(fixed.split()[:preset.max_words]), len(fixed))
         if preset.max_clip_tokens and self.config.clip_tokens:
-            from caption_agent.prompts.clip_tokens import count_clip_tokens, fit_clip_tokens
+            from caption_agent.clip_tokens import count_clip_tokens, fit_clip_tokens
 
             n = count_clip_tokens(fixed)
             if n > preset.max_clip_tokens:

@@ -1,8 +1,8 @@
 import pytest
 
+from caption_agent.prompts import load_preset
 from caption_agent.refiners import REFINERS, RefineJob
 from caption_agent.refiners.local import LocalRefiner
-from caption_agent.prompts import load_preset
 
 pytestmark = pytest.mark.slow
 

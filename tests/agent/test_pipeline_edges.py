@@ -16,9 +16,8 @@ pytestmark = pytest.mark.slow
 def agent_none(lite_drafter, catalog_dir, embedder):
     """Lite drafter, the real catalog, no refiner: cheap enough to build per test."""
     agent = CaptionAgent(AgentConfig.load(retrieval={"catalog_dir": catalog_dir}, refiner={"backend": "none"},
-                                          default_style="social", default_locale="en-GB"))
-    agent.__dict__["drafter"] = lite_drafter
-    agent.__dict__["embedder"] = embedder
+                                          default_style="social", default_locale="en-GB"),
+                         drafter=lite_drafter, embedder=embedder)
     yield agent
     agent.close()
 
@@ -46,9 +45,10 @@ class _Flaky:
         return self.inner.rank(candidates, image)
 
 
-def test_a_ranking_crash_fails_that_item_only(agent_none, images_dir):
-    agent_none.__dict__["ranker"] = _Flaky(agent_none.ranker, bad_width=600)  # coffee.jpg is 600x400
-    cat, coffee = agent_none.caption_batch([images_dir / "chelsea.jpg", images_dir / "coffee.jpg"])
+def test_a_ranking_crash_fails_that_item_only(agent_none, lite_drafter, images_dir):
+    agent = CaptionAgent(agent_none.config, drafter=lite_drafter, retriever=agent_none.retriever,
+                         ranker=_Flaky(agent_none.ranker, bad_width=600))  # coffee.jpg is 600x400
+    cat, coffee = agent.caption_batch([images_dir / "chelsea.jpg", images_dir / "coffee.jpg"])
     assert cat.status in ("ok", "review") and cat.text
     assert coffee.status == "error" and coffee.error.stage == "rank" and "crashed" in coffee.error.message
     assert coffee.provenance.policy_version and coffee.provenance.prompt_hash
@@ -68,13 +68,12 @@ def test_a_grounding_crash_fails_that_item_only(agent_none, images_dir):
                 raise RuntimeError("store fell over")
             return real.facts(query, hint)
 
-    agent_none.__dict__["retriever"] = Broken()
+    agent = CaptionAgent(agent_none.config, drafter=agent_none.drafter, ranker=agent_none.ranker, retriever=Broken())
     reqs = [CaptionRequest(image=images_dir / "coffee.jpg", style="seo_product"),
             CaptionRequest(image=images_dir / "coffee.jpg", style="seo_product", hint={"brand": "boom"})]
-    ok, failed = agent_none.caption_batch(reqs)
+    ok, failed = agent.caption_batch(reqs)
     assert ok.status in ("ok", "review") and ok.facts
     assert failed.status == "error" and failed.error.stage == "ground" and "fell over" in failed.error.message
-    agent_none.__dict__["retriever"] = real
 
 
 def test_unknown_sku_is_the_same_error_in_api_and_batch(agent_none, images_dir):
@@ -96,8 +95,7 @@ def test_per_preset_image_safety_override_reaches_the_screen(tmp_path, lite_draf
         "block_classes": ["FACE_FEMALE", "FACE_MALE"], "block_score": 0.3}
     path = tmp_path / "policy.yaml"
     path.write_text(yaml.safe_dump(policy, sort_keys=False), encoding="utf-8")
-    agent = CaptionAgent(AgentConfig.load(refiner={"backend": "none"}, policy={"file": path}))
-    agent.__dict__["drafter"] = lite_drafter
+    agent = CaptionAgent(AgentConfig.load(refiner={"backend": "none"}, policy={"file": path}), drafter=lite_drafter)
     alt, social = agent.caption_batch([CaptionRequest(image=images_dir / "grace_hopper.jpg", style="alt_text"),
                                        CaptionRequest(image=images_dir / "grace_hopper.jpg", style="social")])
     assert alt.status != "blocked"

@@ -1,8 +1,8 @@
 import pytest
 
 from caption_agent.errors import ConfigError, UnknownStyleError
-from caption_agent.schemas import GroundingFact
 from caption_agent.prompts import list_styles, load_preset, prompt_hash, render_messages
+from caption_agent.schemas import GroundingFact
 
 
 def test_bundled_presets_listed():

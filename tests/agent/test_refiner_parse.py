@@ -1,10 +1,10 @@
 import pytest
 
 from caption_agent.errors import ModelOutputError
+from caption_agent.prompts import load_preset
 from caption_agent.refiners import RefineJob, parse_refined
 from caption_agent.schemas import GroundingFact
 from caption_agent.text import fit_length, strip_opening
-from caption_agent.prompts import load_preset
 
 FACT = GroundingFact(id="MUG-001:color", sku="MUG-001", field="color", text="color: matte black", score=0.9)
 
@@ -23,7 +23,8 @@ def test_plain_text_from_weak_models_is_accepted():
         "A cup of espresso on a saucer."
 
 
-@pytest.mark.parametrize("raw", ['{"caption": "A cup', "", '{"caption": "Mug-001:color"}', '{"caption": "<draft>x</draft>"}', '{"caption": ""}'])
+@pytest.mark.parametrize("raw", ['{"caption": "A cup', "", '{"caption": "Mug-001:color"}',
+                                 '{"caption": "<draft>x</draft>"}', '{"caption": ""}'])
 def test_unusable_answers_raise(raw):
     with pytest.raises(ModelOutputError):
         parse_refined(raw, _job())

@@ -8,9 +8,9 @@ import multiprocessing
 import pytest
 import yaml
 
-from caption_agent.schemas import CaptionResult, ImageInfo
 from caption_agent.policies import review
 from caption_agent.policies.review import ReviewQueue, queue_item, review_id
+from caption_agent.schemas import CaptionResult, ImageInfo
 
 
 @pytest.mark.slow
@@ -24,8 +24,7 @@ def test_low_confidence_results_are_queued_once(tmp_path, lite_drafter, embedder
     policy_file.write_text(yaml.safe_dump(policy), encoding="utf-8")
     queue = tmp_path / "review.jsonl"
     agent = CaptionAgent(AgentConfig.load(refiner={"backend": "none"},
-                                          policy={"file": policy_file, "review_queue": queue}))
-    agent.__dict__["drafter"] = lite_drafter
+                                          policy={"file": policy_file, "review_queue": queue}), drafter=lite_drafter)
     images = [images_dir / "chelsea.jpg", images_dir / "coffee.jpg"]
     first = agent.caption_batch(images)
     agent.caption_batch(images)  # the same items again: not queued twice

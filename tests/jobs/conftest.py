@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-
 # Images up to this many pixels pass; the "oversized" input is a real photo enlarged past it.
 MAX_PIXELS = 600_000
 
@@ -27,8 +26,7 @@ def fast_agent(fast_config, lite_drafter):
     """The real pipeline on the bundled models, refinement off: seconds per batch on 2 cores."""
     from caption_agent.pipeline import CaptionAgent
 
-    agent = CaptionAgent(fast_config)
-    agent.__dict__["drafter"] = lite_drafter
+    agent = CaptionAgent(fast_config, drafter=lite_drafter)
     yield agent
     agent.close()
 

@@ -7,10 +7,10 @@ import json
 import shutil
 
 import pytest
+from jobs_helpers import EXPECTED_ERRORS, key_counts
 
 from caption_agent.jobs import CaptionJobOptions, read_records, run_caption_job
 from caption_agent.jobs.manifest import iter_items
-from jobs_helpers import EXPECTED_ERRORS, key_counts
 
 pytestmark = pytest.mark.slow
 

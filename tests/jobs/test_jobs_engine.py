@@ -6,6 +6,7 @@ import json
 import shutil
 import threading
 from collections import Counter
+from pathlib import Path
 
 from caption_agent.jobs.engine import JobOptions, StageSpec, run_job
 from caption_agent.jobs.localize_job import iter_localize_items
@@ -56,7 +57,7 @@ def test_a_folder_of_byte_copies_gets_a_record_per_file_and_a_computation_per_co
     for r in copies:  # each copy names a computed row of the same content, and carries its result
         leader = by_key[r["duplicate_of"]]
         assert "duplicate_of" not in leader and leader["text"] == r["text"]
-        assert open(leader["source"], "rb").read() == open(r["source"], "rb").read()
+        assert Path(leader["source"]).read_bytes() == Path(r["source"]).read_bytes()
 
     again = CountingStage()
     rerun = _run(folder, out, again)

@@ -33,8 +33,9 @@ def _records_on_disk(out: Path, fmt: str) -> int:
 
 
 def _start(manifest: Path, out: Path, fmt: str, log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "caption_agent.cli", "batch", "caption", str(manifest), "--out", str(out), "--format", fmt,
-           "--refiner", "none", "--batch-size", "2", "--flush-every", "1", "--no-progress", "--log-json"]
+    cmd = [sys.executable, "-m", "caption_agent.cli", "batch", "caption", str(manifest), "--out", str(out),
+           "--format", fmt, "--refiner", "none", "--batch-size", "2", "--flush-every", "1", "--no-progress",
+           "--log-json"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=open(log, "ab"))
 

@@ -63,8 +63,8 @@ def test_a_damaged_middle_line_is_refused_not_skipped(tmp_path):
 
 def test_second_writer_is_refused_while_the_first_holds_the_lock(tmp_path):
     out = tmp_path / "out.jsonl"
-    code = ("import sys; from agent.jobs.log import OutputLog\n"
-            "from agent.jobs.log import JobLockedError\n"
+    code = ("import sys; from caption_agent.jobs.log import OutputLog\n"
+            "from caption_agent.jobs.log import JobLockedError\n"
             "try:\n  OutputLog(sys.argv[1], 'jsonl', kind='caption', fingerprint='fp1')\n"
             "except JobLockedError as e:\n  print('locked', e)\n")
     with _open(out):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from caption_agent.policies.report import evaluate, load_corpus, run_case
+from caption_agent.eval.policies import evaluate, load_corpus, run_case
 
 CORPUS = Path(__file__).parent / "corpus"
 CASES = load_corpus(CORPUS)

@@ -149,8 +149,8 @@ def test_screening_uses_the_presets_image_safety_settings(tmp_path, monkeypatch)
 
     import caption_agent.policies.rules.image_safety as mod
     from caption_agent.errors import MissingExtraError
-    from caption_agent.schemas import ImageInfo
     from caption_agent.policies import PolicyEngine
+    from caption_agent.schemas import ImageInfo
 
     path = tmp_path / "presets.yaml"
     path.write_text('version: "t"\nextends: default\npresets:\n'

@@ -7,8 +7,8 @@ import json
 from typer.testing import CliRunner
 
 from caption_agent.cli import app
-from caption_agent.schemas import CaptionResult, ImageInfo, PolicyDecision
 from caption_agent.policies.review import ReviewQueue, needs_review, review_id
+from caption_agent.schemas import CaptionResult, ImageInfo, PolicyDecision
 
 runner = CliRunner()
 

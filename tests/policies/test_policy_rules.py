@@ -34,7 +34,7 @@ def test_style_uses_the_request_limit_and_the_preset_word_and_clip_limits(engine
     assert len(out.text) <= 40 and fired(out) == {"style": "redact"}
     long = " ".join(["a white cup on a saucer"] * 20)
     out = engine.review(long, make_ctx(draft=long, preset="dataset_recaption"))
-    from caption_agent.prompts.clip_tokens import count_clip_tokens
+    from caption_agent.clip_tokens import count_clip_tokens
 
     assert count_clip_tokens(out.text) <= 77 and len(out.text.split()) <= 55
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from caption_agent.schemas import CaptionResult, ImageInfo
 from caption_agent.policies.engine import PolicyEngine
 from caption_agent.policies.review import RECHECK_RULES, check_edit
+from caption_agent.schemas import CaptionResult, ImageInfo
 
 
 @pytest.fixture(scope="module")

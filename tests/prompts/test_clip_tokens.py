@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from caption_agent.clip_tokens import clip_token_ids, count_clip_tokens, fit_clip_tokens
 from caption_agent.prompts import load_preset
-from caption_agent.prompts.clip_tokens import clip_token_ids, count_clip_tokens, fit_clip_tokens
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXTS = [
@@ -43,12 +43,12 @@ def test_cleanup_that_ftfy_would_do():
 def test_matches_huggingface_clip_tokenizer(tmp_path):
     """An independent implementation (tokenizers' BPE) over vocab/merges files written from the same data."""
     transformers = pytest.importorskip("transformers")
-    from caption_agent.prompts.clip_tokens import _bpe
+    from caption_agent.clip_tokens import _bpe
 
     names = {"<start_of_text>": "<|startoftext|>", "<end_of_text>": "<|endoftext|>"}
     vocab = {names.get(k, k): v for k, v in _bpe().encoder.items()}
     (tmp_path / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-    raw = (ROOT / "prompts" / "data" / "bpe_simple_vocab_16e6.txt.gz").read_bytes()
+    raw = (ROOT / "agent" / "data" / "bpe_simple_vocab_16e6.txt.gz").read_bytes()
     merges = gzip.decompress(raw).decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
     (tmp_path / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
     hf = transformers.CLIPTokenizer.from_pretrained(str(tmp_path))
@@ -70,8 +70,8 @@ def test_fit_clip_tokens_cuts_at_a_word_and_ends_cleanly():
 
 
 def test_counter_is_pure_python():
-    code = "import sys, prompts.clip_tokens as c; c.count_clip_tokens('a cup'); " \
+    code = "import sys, caption_agent.clip_tokens as c; c.count_clip_tokens('a cup'); " \
            "print(sorted(m for m in ('torch', 'regex', 'ftfy', 'tokenizers', 'transformers') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

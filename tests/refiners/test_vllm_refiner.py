@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from caption_agent.clip_tokens import count_clip_tokens
 from caption_agent.config import RefinerSettings
 from caption_agent.errors import BackendError, BackendUnavailableError, ConfigError, ModelOutputError
+from caption_agent.prompts import list_styles, load_preset
 from caption_agent.refiners import REFINERS, RefineJob
 from caption_agent.refiners.vllm import VLLMRefiner, refined_caption_schema, validate_answer
 from caption_agent.schemas import GroundingFact, RefinedCaption
-from caption_agent.prompts import list_styles, load_preset
-from caption_agent.prompts.clip_tokens import count_clip_tokens
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -147,9 +147,9 @@ def test_system_message_is_first_and_shared_by_every_request_of_a_preset():
 
 def test_registry_and_lazy_import():
     assert REFINERS.get("vllm") is VLLMRefiner
-    code = ("import sys, agent.refiners.vllm; "
+    code = ("import sys, caption_agent.refiners.vllm; "
             "print(sorted(m for m in ('langchain_openai', 'openai', 'torch') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 

@@ -59,7 +59,7 @@ def settings(tmp_path: Path) -> RetrievalSettings:
 @pytest.fixture(scope="session")
 def minilm() -> Any:
     """The bundled all-MiniLM-L6-v2, loaded once per session (the same shared instance the app uses)."""
-    from caption_agent.retrieval.embedders import get_embedder
+    from caption_agent.embedders import get_embedder
 
     return get_embedder(None)
 

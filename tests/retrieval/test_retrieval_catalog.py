@@ -24,11 +24,11 @@ def _split(items: list) -> tuple[list, list]:
 
 
 def test_import_retrieval_is_light() -> None:
-    code = ("import sys, retrieval, retrieval.cli; "
-            "from retrieval import __all__; "
+    code = ("import sys, caption_agent.retrieval, caption_agent.cli.catalog; "
+            "from caption_agent.retrieval import __all__; "
             "heavy = [m for m in ('chromadb', 'torch', 'sentence_transformers', 'langchain_openai', 'pyarrow') "
             "if m in sys.modules]; print(heavy)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
 
 

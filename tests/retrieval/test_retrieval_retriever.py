@@ -11,9 +11,9 @@ from langchain_core.documents import Document
 from langchain_tests.integration_tests import RetrieversIntegrationTests
 
 from caption_agent.config import RetrievalSettings
-from caption_agent.schemas import ProductHint
 from caption_agent.retrieval import CatalogRetriever, CatalogStore, Retriever, ingest_file
 from caption_agent.retrieval.retriever import build_where, query_text
+from caption_agent.schemas import ProductHint
 
 ROOT = Path(__file__).resolve().parents[2]
 GERMAN = {"sku": "DE-TASSE-1", "title": "Espressotasse aus Steinzeug", "brand": "Hollowell",

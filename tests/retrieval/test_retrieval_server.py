@@ -8,10 +8,10 @@ from typing import Any, Callable
 import pytest
 
 from caption_agent.config import RetrievalSettings
+from caption_agent.embedders import get_embedder
 from caption_agent.errors import EmbedderMismatchError
-from caption_agent.schemas import ProductHint
 from caption_agent.retrieval import CatalogStore, Retriever, ingest_file
-from caption_agent.retrieval.embedders import get_embedder
+from caption_agent.schemas import ProductHint
 
 pytestmark = [pytest.mark.chroma_server, pytest.mark.slow]
 

@@ -10,9 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-import pytest
 import yaml
-
 
 
 def free_port() -> int:
@@ -67,13 +65,9 @@ def make_agent(catalog_dir: Path, lite_drafter: Any, embedder: Any, refiner: Any
     """A CaptionAgent that shares the session's loaded models (no second load)."""
     from caption_agent import AgentConfig, CaptionAgent
 
-    agent = CaptionAgent(AgentConfig.load(retrieval={"catalog_dir": catalog_dir},
-                                          refiner={"backend": "local" if refiner is not None else "none"}, **config))
-    agent.__dict__["drafter"] = lite_drafter
-    agent.__dict__["embedder"] = embedder
-    if refiner is not None:
-        agent.__dict__["refiner"] = refiner
-    return agent
+    return CaptionAgent(AgentConfig.load(retrieval={"catalog_dir": catalog_dir},
+                                         refiner={"backend": "local" if refiner is not None else "none"}, **config),
+                        drafter=lite_drafter, embedder=embedder, refiner=refiner)
 
 
 @contextlib.contextmanager

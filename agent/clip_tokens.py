@@ -2,7 +2,7 @@
 
 CLIP's text encoder sees at most 77 tokens, start and end tokens included. This is OpenAI CLIP's byte-level BPE
 (the ``bpe_simple_vocab_16e6.txt.gz`` merges shipped by openai/CLIP and open_clip, MIT licence, see
-``prompts/data/README.md``) re-implemented without torch, ``regex`` or ``ftfy``:
+``agent/data/README.md``) re-implemented without torch, ``regex`` or ``ftfy``:
 
 * pre-tokenisation scans Unicode categories by hand; it splits exactly like CLIP's pattern
   ``'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+`` on lower-cased text;
@@ -51,7 +51,7 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 class _ClipBPE:
     def __init__(self) -> None:
-        raw = (resources.files("caption_agent.prompts") / "data" / "bpe_simple_vocab_16e6.txt.gz").read_bytes()
+        raw = (resources.files("caption_agent") / "data" / "bpe_simple_vocab_16e6.txt.gz").read_bytes()
         lines = gzip.decompress(raw).decode("utf-8").split("\n")[1:_N_MERGES + 1]
         merges = [tuple(line.split()) for line in lines]
         self.byte_encoder = _bytes_to_unicode()

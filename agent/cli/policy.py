@@ -1,4 +1,4 @@
-"""Typer commands: `policy check|show`, `review export|list|import`, and `eval-policies`."""
+"""Typer commands: `policy check|show`, `review export|list|import` and `eval policies`."""
 
 from __future__ import annotations
 
@@ -138,8 +138,8 @@ def eval_policies(
     max_fp: Annotated[float, typer.Option(help="Exit 1 if a rule's false-positive rate is above this.")] = 1.0,
 ) -> None:
     """Run an adversarial corpus through the policy engine; print catch and false-positive rate per rule."""
+    from caption_agent.eval.policies import evaluate, load_corpus
     from caption_agent.policies.engine import PolicyEngine
-    from caption_agent.policies.report import evaluate, load_corpus
 
     try:
         report = evaluate(PolicyEngine.load(policy), load_corpus(corpus))

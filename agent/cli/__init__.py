@@ -10,7 +10,12 @@ from typing import Annotated, Optional
 import typer
 from pydantic import ValidationError
 
+from caption_agent.cli.catalog import ingest
+from caption_agent.cli.policy import eval_policies, policy_app, review_app
 from caption_agent.errors import CaptionAgentError, describe
+from caption_agent.eval.cli import eval_captions
+from caption_agent.jobs.cli import batch_app
+from caption_agent.service.cli import serve
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Write publishable image captions: draft, rank, ground, refine, moderate.")
@@ -90,18 +95,14 @@ def styles(
         typer.echo(f"{name:20s} ≤{preset.max_chars:<5d} {preset.description}")
 
 
-# --- Sub-commands owned by other modules: each adds its registration line below. ---
-from caption_agent.retrieval.cli import ingest as _ingest; app.command("ingest")(_ingest)  # noqa: E402,E702
-from caption_agent.policies.cli import eval_policies, policy_app, review_app  # noqa: E402
-app.add_typer(policy_app, name="policy"); app.add_typer(review_app, name="review")  # noqa: E702
+# --- Sub-commands owned by other modules: one registration line each. ---
+app.command("ingest")(ingest)
+app.add_typer(policy_app, name="policy")
+app.add_typer(review_app, name="review")
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate captions and policies.")
 eval_app.command("policies")(eval_policies)
-from caption_agent.eval.cli import eval_captions; eval_app.command("captions")(eval_captions)  # noqa: E402,E702
+eval_app.command("captions")(eval_captions)
 app.add_typer(eval_app, name="eval")
 app.command("eval-policies", hidden=True)(eval_policies)  # older spelling
-from caption_agent.jobs.cli import batch_app; app.add_typer(batch_app, name="batch")  # noqa: E402,E702
-from caption_agent.service.cli import serve; app.command("serve")(serve)  # noqa: E402,E702
-
-
-if __name__ == "__main__":  # pragma: no cover
-    app()
+app.add_typer(batch_app, name="batch")
+app.command("serve")(serve)

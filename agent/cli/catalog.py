@@ -1,6 +1,6 @@
 """`caption-agent ingest`: the Typer command over ``retrieval.ingest.ingest_file``.
 
-Nothing heavy is imported at module top; agent/cli.py registers ``ingest`` as a sub-command.
+Nothing heavy is imported at module top; ``caption_agent.cli`` registers ``ingest`` as a sub-command.
 Exit codes: 0 all rows ingested, 1 some rows rejected (the rest ingested), 2 fatal error (nothing written).
 """
 

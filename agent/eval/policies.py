@@ -144,7 +144,7 @@ def load_corpus(path: Path | str) -> list[Case]:
             cases += [Case.model_validate(row) for row in rows]
         except (ValueError, yaml.YAMLError, ValidationError) as exc:
             raise PolicyError(f"corpus file {str(file)!r} is invalid: {exc}",
-                              fix="see the case format in policies/report.py or docs/policies.md.") from None
+                              fix="see the case format in the docstring of caption_agent.eval.policies.") from None
     ids = [c.id for c in cases]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
@@ -173,7 +173,7 @@ def run_case(engine: Any, case: Case) -> CaseResult:
     elif case.stage == "inputs":
         image_text = case.image_text
         if case.render is not None:
-            from caption_agent.policies.ocr import read_text
+            from caption_agent.ocr import read_text
 
             image_text = read_text(render_text(case.render))
         new_facts, new_text, decisions = engine.prepare_inputs(facts, image_text, ctx)
@@ -235,7 +235,7 @@ def render_text(text: str, width: int = 900) -> Any:
     from PIL import Image, ImageDraw, ImageFont
 
     try:
-        font = ImageFont.truetype("DejaVuSans.ttf", 32)
+        font: ImageFont.FreeTypeFont | ImageFont.ImageFont = ImageFont.truetype("DejaVuSans.ttf", 32)
     except OSError:  # no DejaVu: Pillow's bundled font
         font = ImageFont.load_default(size=32)
     words, lines, line = text.split(), [], ""
