@@ -33,6 +33,7 @@ lint-site:
 
 lint: setup-dev lint-site
 	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 	cd $(LINT_SITE) && PYTHONPATH=$$PWD ../.venv/bin/lint-imports --config ../pyproject.toml --no-cache
 	cd $(LINT_SITE) && ../.venv/bin/mypy --config-file ../pyproject.toml --cache-dir ../.mypy_cache -p caption_agent
 

@@ -30,7 +30,7 @@ def bounded_lines(fh: BinaryIO, limit: int = MAX_LINE_BYTES) -> Iterator[tuple[b
     A line longer than ``limit`` bytes (newline excluded) comes back as its first ``limit`` bytes with its true
     length; the rest is read past in chunks, so memory stays bounded whatever the file holds.
     """
-    if fh.peek(len(_BOM))[:len(_BOM)] == _BOM:  # type: ignore[attr-defined]
+    if fh.peek(len(_BOM))[: len(_BOM)] == _BOM:  # type: ignore[attr-defined]
         fh.read(len(_BOM))
     while line := fh.readline(limit + 1):
         length = len(line.rstrip(b"\r\n"))

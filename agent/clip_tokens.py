@@ -26,14 +26,36 @@ _N_MERGES = 49152 - 256 - 2  # CLIP uses the first 48,894 merges of the file
 _CONTRACTIONS = ("'s", "'t", "'re", "'ve", "'m", "'ll", "'d")
 _SPECIALS = ("<start_of_text>", "<end_of_text>")
 # What ftfy.fix_text changes in ordinary text (uncurl_quotes, fix_latin_ligatures).
-_FTFY_LITE = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'",
-                            "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"',
-                            "\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl",
-                            "\ufb05": "st", "\ufb06": "st", "\u0132": "IJ", "\u0133": "ij"})
+_FTFY_LITE = str.maketrans(
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201a": "'",
+        "\u201b": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u201e": '"',
+        "\u201f": '"',
+        "\ufb00": "ff",
+        "\ufb01": "fi",
+        "\ufb02": "fl",
+        "\ufb03": "ffi",
+        "\ufb04": "ffl",
+        "\ufb05": "st",
+        "\ufb06": "st",
+        "\u0132": "IJ",
+        "\u0133": "ij",
+    }
+)
 # ftfy.fix_character_width: half/fullwidth forms to their standard width, ideographic space to a space.
 _FTFY_LITE.update({0x3000: " "})
-_FTFY_LITE.update({i: unicodedata.normalize("NFKC", chr(i)) for i in range(0xFF01, 0xFFF0)
-                   if unicodedata.normalize("NFKC", chr(i)) != chr(i)})
+_FTFY_LITE.update(
+    {
+        i: unicodedata.normalize("NFKC", chr(i))
+        for i in range(0xFF01, 0xFFF0)
+        if unicodedata.normalize("NFKC", chr(i)) != chr(i)
+    }
+)
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -52,7 +74,7 @@ def _bytes_to_unicode() -> dict[int, str]:
 class _ClipBPE:
     def __init__(self) -> None:
         raw = (resources.files("caption_agent") / "data" / "bpe_simple_vocab_16e6.txt.gz").read_bytes()
-        lines = gzip.decompress(raw).decode("utf-8").split("\n")[1:_N_MERGES + 1]
+        lines = gzip.decompress(raw).decode("utf-8").split("\n")[1 : _N_MERGES + 1]
         merges = [tuple(line.split()) for line in lines]
         self.byte_encoder = _bytes_to_unicode()
         vocab = list(self.byte_encoder.values())

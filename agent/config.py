@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from caption_agent.errors import ConfigError
@@ -22,40 +22,140 @@ class ImageLimits(_Section):
     max_bytes: int = Field(40 * 1024 * 1024, ge=1, description="Largest accepted file, in bytes.")
     max_pixels: int = Field(50_000_000, ge=1, description="Largest accepted width*height (decompression bombs).")
     min_side: int = Field(8, ge=1, description="Smallest accepted width or height, in pixels.")
-    max_aspect_ratio: float = Field(20.0, ge=1, le=10_000, description="Longest side / shortest side; a "
-                                    "thinner strip is refused (banners and panoramas are under 10:1).")
-    working_side: int = Field(1024, ge=224, le=8192, description="Longest side of the working copy that every "
-                              "stage (screening, drafting, OCR, CLIP, VLM uploads) uses; bounds their memory.")
+    max_aspect_ratio: float = Field(
+        20.0,
+        ge=1,
+        le=10_000,
+        description="Longest side / shortest side; a thinner strip is refused (banners and panoramas are under 10:1).",
+    )
+    working_side: int = Field(
+        1024,
+        ge=224,
+        le=8192,
+        description="Longest side of the working copy that every "
+        "stage (screening, drafting, OCR, CLIP, VLM uploads) uses; bounds their memory.",
+    )
+
+
+class ServerSettings(_Section):
+    """How a backend talks to its server (vLLM's OpenAI-compatible API): one model, reused by every server-backed
+    backend (the vllm drafter and the vllm refiner)."""
+
+    base_url: str | None = Field(None, description="OpenAI-compatible URL, e.g. http://127.0.0.1:8000/v1.")
+    api_key: str | None = Field(None, description="API key of the server, if it needs one.")
+    timeout_s: float = Field(60.0, gt=0, description="Per-request timeout, in seconds.")
+    max_retries: int = Field(3, ge=0, le=10, description="Retries on connection errors, 429 and 5xx.")
+    max_concurrency: int = Field(16, ge=1, le=512, description="Requests in flight at once.")
+
+
+class LiteDrafterSettings(_Section):
+    """The offline tagger (EfficientNet-Lite0 labels + colours)."""
+
+    batch_size: int = Field(16, ge=1, le=256, description="Images per forward pass.")
+    ocr: bool = Field(False, description="Read text in the image (needs the [ocr] extra).")
+
+
+class VLMDecodingSettings(_Section):
+    """What every VLM drafter asks of its model."""
+
+    model: str | None = Field(None, description="Model id or path (transformers) or served model name (vllm).")
+    prompt: str | None = Field(None, description="Text prompt for the VLM (e.g. 'a photo of' for BLIP).")
+    decoding: Literal["beam", "sample"] = Field("beam", description="How the VLM makes N candidates.")
+    temperature: float = Field(0.8, gt=0, le=2, description="Sampling temperature when decoding = 'sample'.")
+    max_new_tokens: int = Field(40, ge=4, le=512, description="Token budget of one draft.")
+
+
+class TransformersDrafterSettings(VLMDecodingSettings):
+    """A transformers image-to-text / image-text-to-text model in this process."""
+
+    batch_size: int = Field(16, ge=1, le=256, description="Images per generate() call.")
+    device: str | None = Field(None, description="torch device; auto (cuda if present) when unset.")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="Weights dtype: auto = bf16 (or fp16) on CUDA, fp32 on CPU."
+    )
+    trust_remote_code: bool = Field(False, description="Run code shipped in the model repo.")
+
+
+class VLLMDrafterSettings(VLMDecodingSettings, ServerSettings):
+    """A VLM served by vLLM (images sent as data URLs of the working copy)."""
+
+
+# Keys that moved into per-backend sections: old name -> where it lives now (refused with this message).
+_MOVED: dict[str, dict[str, str | None]] = {
+    "drafter": {
+        "model": "transformers.model or drafter.vllm.model",
+        "prompt": "transformers.prompt or drafter.vllm.prompt",
+        "decoding": "transformers.decoding or drafter.vllm.decoding",
+        "temperature": "transformers.temperature or drafter.vllm.temperature",
+        "max_new_tokens": "transformers.max_new_tokens or drafter.vllm.max_new_tokens",
+        "device": "transformers.device",
+        "dtype": "transformers.dtype",
+        "trust_remote_code": "transformers.trust_remote_code",
+        "base_url": "vllm.base_url",
+        "api_key": "vllm.api_key",
+        "timeout_s": "vllm.timeout_s",
+        "max_retries": "vllm.max_retries",
+        "max_concurrency": "vllm.max_concurrency",
+        "ocr": "lite.ocr",
+        "batch_size": "lite.batch_size or drafter.transformers.batch_size",
+        "image_max_side": None,
+    },
+    "refiner": {
+        "model": "local.model or refiner.vllm.model",
+        "max_new_tokens": "local.max_new_tokens or refiner.vllm.max_new_tokens",
+        "temperature": "local.temperature or refiner.vllm.temperature",
+        "base_url": "vllm.base_url",
+        "api_key": "vllm.api_key",
+        "timeout_s": "vllm.timeout_s",
+        "max_retries": "vllm.max_retries",
+        "max_concurrency": "vllm.max_concurrency",
+    },
+}
+
+
+def _refuse_moved(section: str, data: Any) -> Any:
+    """Old flat keys are refused with the name of their new home (TOML key and environment variable)."""
+    if not isinstance(data, dict):
+        return data
+    for key in data:
+        if key in _MOVED[section]:
+            new = _MOVED[section][key]
+            if new is None:
+                raise ValueError(
+                    f"{section}.{key} was replaced by images.working_side (one working size for every "
+                    "stage); set that instead"
+                )
+            first = new.split(" ")[0]
+            env = f"CAPTION_AGENT_{section.upper()}__{first.replace('.', '__').upper()}"
+            raise ValueError(
+                f"{section}.{key} moved into the backend's own section: set {section}.{new} (environment: {env})"
+            )
+    return data
 
 
 class DrafterSettings(_Section):
+    """Stage 1: which drafter, how many drafts, and each backend's own settings (a key for another backend is
+    refused, not ignored)."""
+
     backend: str = Field("lite", description="Drafter registry name: lite | transformers | vllm.")
     n_candidates: int = Field(5, ge=1, le=32, description="Drafts per image.")
-    batch_size: int = Field(16, ge=1, le=256, description="Images per forward pass.")
-    ocr: bool = Field(False, description="Read text in the image (lite drafter; needs the [ocr] extra).")
-    model: str | None = Field(None, description="Model id or path for the transformers/vllm drafters.")
-    base_url: str | None = Field(None, description="vLLM server URL for the vllm drafter.")
-    prompt: str | None = Field(None, description="Text prompt for the VLM (e.g. 'a photo of' for BLIP).")
-    device: str | None = Field(None, description="torch device; auto (cuda if present) when unset.")
     fallback_to_lite: bool = Field(True, description="Use the lite drafter when the configured VLM fails to load.")
-    decoding: Literal["beam", "sample"] = Field("beam", description="How a VLM drafter makes N candidates.")
-    temperature: float = Field(0.8, gt=0, le=2, description="Sampling temperature when decoding = 'sample'.")
-    max_new_tokens: int = Field(40, ge=4, le=512, description="Token budget of one VLM draft.")
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
-        "auto", description="transformers drafter weights: auto = bf16 (or fp16) on CUDA, fp32 on CPU.")
-    trust_remote_code: bool = Field(False, description="Run code shipped in the model repo (transformers drafter).")
-    api_key: str | None = Field(None, description="API key of the vLLM server, if it needs one.")
-    timeout_s: float = Field(60.0, gt=0, description="Per-request timeout of the vllm drafter.")
-    max_retries: int = Field(3, ge=0, le=10, description="vllm drafter retries on connection errors, 429 and 5xx.")
-    max_concurrency: int = Field(16, ge=1, le=512, description="vllm drafter requests in flight at once.")
+    lite: LiteDrafterSettings = Field(default_factory=LiteDrafterSettings)
+    transformers: TransformersDrafterSettings = Field(default_factory=TransformersDrafterSettings)
+    vllm: VLLMDrafterSettings = Field(default_factory=VLLMDrafterSettings)
+    options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Settings of drafters registered by other packages, by backend name (validated by the backend).",
+    )
 
     @model_validator(mode="before")
     @classmethod
-    def _renamed(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "image_max_side" in data:
-            raise ValueError("drafter.image_max_side was replaced by images.working_side (one working size for "
-                             "every stage); set that instead")
-        return data
+    def _moved(cls, data: Any) -> Any:
+        return _refuse_moved("drafter", data)
+
+    def section(self, name: str) -> Any:
+        """The settings section of backend ``name`` (its raw ``options`` for a backend registered elsewhere)."""
+        return getattr(self, name) if name in ("lite", "transformers", "vllm") else self.options.get(name, {})
 
 
 class RankerSettings(_Section):
@@ -65,25 +165,52 @@ class RankerSettings(_Section):
 
 class RetrievalSettings(_Section):
     catalog_dir: Path | None = Field(None, description="Embedded Chroma folder; no grounding when unset.")
-    chroma_url: str | None = Field(None, description="http://host:port of a `chroma run` server (instead of the "
-                                                     "folder).")
+    chroma_url: str | None = Field(
+        None, description="http://host:port of a `chroma run` server (instead of the folder)."
+    )
     collection: str = Field("products", min_length=3, max_length=512, description="Chroma collection name.")
-    embedder: str | None = Field(None, description="sentence-transformers id or path; bundled all-MiniLM-L6-v2 if "
-                                                   "unset.")
+    embedder: str | None = Field(
+        None, description="sentence-transformers id or path; bundled all-MiniLM-L6-v2 if unset."
+    )
     top_k: int = Field(2, ge=1, le=50, description="Products whose facts (5-8 each) are passed to the refiner.")
     min_score: float = Field(0.2, ge=0, le=1, description="Minimum relevance of a fact.")
 
 
-class RefinerSettings(_Section):
-    backend: str = Field("local", description="Refiner registry name: local | vllm | none.")
-    model: str | None = Field(None, description="Model id/path (local) or served model name (vllm).")
-    base_url: str | None = Field(None, description="vLLM OpenAI-compatible URL, e.g. http://127.0.0.1:8000/v1.")
-    api_key: str | None = Field(None, description="API key for the vLLM server, if it needs one.")
-    timeout_s: float = Field(60.0, gt=0, description="Per-request timeout.")
-    max_retries: int = Field(3, ge=0, le=10, description="Retries on connection errors and 5xx.")
-    max_concurrency: int = Field(16, ge=1, le=512, description="Requests in flight at once.")
+class LocalRefinerSettings(_Section):
+    """The refine prompt run in this process with transformers (bundled SmolLM2-135M-Instruct by default)."""
+
+    model: str | None = Field(None, description="Model id or path; the bundled SmolLM2 GGUF when unset.")
     max_new_tokens: int = Field(96, ge=8, le=2048, description="Generation budget.")
     temperature: float = Field(0.2, ge=0, le=2, description="Sampling temperature (0 = greedy).")
+
+
+class VLLMRefinerSettings(ServerSettings):
+    """An LLM served by vLLM, through LangChain's ChatOpenAI with JSON-schema output."""
+
+    model: str | None = Field(None, description="Served model name; the server's first model when unset.")
+    max_new_tokens: int = Field(96, ge=8, le=2048, description="Generation budget.")
+    temperature: float = Field(0.2, ge=0, le=2, description="Sampling temperature (0 = greedy).")
+
+
+class RefinerSettings(_Section):
+    """Stage 2: which refiner, and each backend's own settings."""
+
+    backend: str = Field("local", description="Refiner registry name: local | vllm | none.")
+    local: LocalRefinerSettings = Field(default_factory=LocalRefinerSettings)
+    vllm: VLLMRefinerSettings = Field(default_factory=VLLMRefinerSettings)
+    options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Settings of refiners registered by other packages, by backend name (validated by the backend).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        return _refuse_moved("refiner", data)
+
+    def section(self, name: str) -> Any:
+        """The settings section of backend ``name`` (its raw ``options`` for a backend registered elsewhere)."""
+        return getattr(self, name) if name in ("local", "vllm") else self.options.get(name, {})
 
 
 class PolicySettings(_Section):
@@ -100,10 +227,14 @@ class TomlSettings(BaseSettings):
     _toml_path: ClassVar[Path | None] = None  # set by ``load`` for the duration of one construction
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-                                   env_settings: PydanticBaseSettingsSource,
-                                   dotenv_settings: PydanticBaseSettingsSource,
-                                   file_secret_settings: PydanticBaseSettingsSource) -> tuple[Any, ...]:
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[Any, ...]:
         toml = cls._toml_path
         sources: list[Any] = [init_settings, env_settings]
         if toml is not None:
@@ -118,8 +249,12 @@ class TomlSettings(BaseSettings):
         cls._toml_path = Path(path) if path is not None else None
         try:
             return cls(**overrides)
-        except Exception as exc:  # pydantic's message lists every bad key
-            raise ConfigError(f"invalid {cls._what}: {exc}", fix=cls._fix) from exc
+        except ValidationError as exc:  # every bad key, as "where: what"
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg'].removeprefix('Value error, ')}"
+                for e in exc.errors(include_url=False)
+            )
+            raise ConfigError(f"invalid {cls._what}: {problems}.", fix=cls._fix) from exc
         finally:
             cls._toml_path = None
 
@@ -139,3 +274,33 @@ class AgentConfig(TomlSettings):
     default_style: str = Field("alt_text", description="Preset used when a request names none.")
     default_locale: str = Field("en-US", description="Locale used when a request names none.")
 
+
+def load_for_cli(
+    path: str | Path | None,
+    *,
+    refiner: str | None = None,
+    drafter: str | None = None,
+    base_url: str | None = None,
+    model: str | None = None,
+    catalog: Path | None = None,
+) -> AgentConfig:
+    """The one validated path for command-line overrides: each flag becomes the nested key it stands for and is
+    validated with the file and the environment, like any other setting. ``--model`` and ``--base-url`` belong
+    to the refiner that will run (``--refiner``, else the configured one)."""
+    over: dict[str, Any] = {}
+    if refiner is not None:
+        over.setdefault("refiner", {})["backend"] = refiner
+    if model is not None or base_url is not None:
+        backend = refiner or AgentConfig.load(path).refiner.backend
+        if base_url is not None and backend != "vllm":
+            raise ConfigError(
+                f"--base-url is a setting of the vllm refiner, but the refiner is {backend!r}.",
+                fix="add --refiner vllm, or leave --base-url out.",
+            )
+        section = over.setdefault("refiner", {}).setdefault(backend, {})
+        section.update({k: v for k, v in (("model", model), ("base_url", base_url)) if v is not None})
+    if drafter is not None:
+        over["drafter"] = {"backend": drafter}
+    if catalog is not None:
+        over["retrieval"] = {"catalog_dir": catalog}
+    return AgentConfig.load(path, **over)

@@ -27,13 +27,16 @@ class InvalidImageError(CaptionAgentError):
 
 
 class ImageTooLargeError(InvalidImageError):
-    fix = ("downscale the image, or raise `images.max_pixels` / `images.max_bytes` in the config if you trust the "
-           "source.")
+    fix = (
+        "downscale the image, or raise `images.max_pixels` / `images.max_bytes` in the config if you trust the source."
+    )
 
 
 class ImageShapeError(InvalidImageError):
-    fix = ("crop the image to the part to caption (or pad it) so that its long side is at most "
-           "`images.max_aspect_ratio` times its short side, or raise that limit in the config.")
+    fix = (
+        "crop the image to the part to caption (or pad it) so that its long side is at most "
+        "`images.max_aspect_ratio` times its short side, or raise that limit in the config."
+    )
 
 
 class UnknownStyleError(CaptionAgentError):
@@ -49,8 +52,9 @@ class CatalogError(CaptionAgentError):
 
 
 class CatalogRowError(CatalogError):
-    def __init__(self, message: str, *, row: int | None = None, field: str | None = None,
-                 fix: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, row: int | None = None, field: str | None = None, fix: str | None = None
+    ) -> None:
         self.row = row
         self.field = field
         where = f"row {row}" if row is not None else "row"
@@ -65,18 +69,24 @@ class UnknownSkuError(CatalogError):
 
 
 class EmbedderMismatchError(CatalogError):
-    fix = ("query the collection with the embedder it was built with, or re-ingest into a new collection "
-           "(`--collection NAME`) with the new embedder.")
+    fix = (
+        "query the collection with the embedder it was built with, or re-ingest into a new collection "
+        "(`--collection NAME`) with the new embedder."
+    )
 
 
 class StoreLockedError(CatalogError):
-    fix = ("wait for the other writer to finish, or run a Chroma server (`chroma run --path DIR`) and point "
-           "`retrieval.chroma_url` at it so several processes can write.")
+    fix = (
+        "wait for the other writer to finish, or run a Chroma server (`chroma run --path DIR`) and point "
+        "`retrieval.chroma_url` at it so several processes can write."
+    )
 
 
 class ConfigError(CaptionAgentError):
-    fix = ("check the TOML config file and the CAPTION_AGENT_* environment variables against the settings "
-           "listed in agent/config.py (README, section Configuration).")
+    fix = (
+        "check the TOML config file and the CAPTION_AGENT_* environment variables against the settings "
+        "listed in agent/config.py (README, section Configuration)."
+    )
 
 
 class PolicyError(CaptionAgentError):
@@ -104,8 +114,10 @@ class BackendUnavailableError(BackendError):
 class UnsupportedModelError(BackendError):
     """The configured model cannot do what the backend needs (e.g. a text-only model for a VLM drafter)."""
 
-    fix = ("point the setting at a model of the expected kind (for drafters: an image-to-text / image-text-to-text "
-           "model such as BLIP, GIT, Florence-2, SmolVLM, Qwen2.5-VL, PaliGemma or LLaVA).")
+    fix = (
+        "point the setting at a model of the expected kind (for drafters: an image-to-text / image-text-to-text "
+        "model such as BLIP, GIT, Florence-2, SmolVLM, Qwen2.5-VL, PaliGemma or LLaVA)."
+    )
 
 
 class ModelOutputError(BackendError):

@@ -27,14 +27,16 @@ def normalize_url(url: str) -> str:
 
 
 def unavailable(url: str, why: str, hint: str) -> BackendUnavailableError:
-    err = BackendUnavailableError(f"the server at {url} is unreachable: {why}.",
-                                  fix=f"{hint}; the failed items can be retried.")
+    err = BackendUnavailableError(
+        f"the server at {url} is unreachable: {why}.", fix=f"{hint}; the failed items can be retried."
+    )
     err.retryable = True  # type: ignore[attr-defined]
     return err
 
 
-def map_openai_error(exc: BaseException, openai: Any, url: str, *, retries: int, timeout_s: float, hint: str,
-                     on_rejected: str) -> BaseException:
+def map_openai_error(
+    exc: BaseException, openai: Any, url: str, *, retries: int, timeout_s: float, hint: str, on_rejected: str
+) -> BaseException:
     """Turn an ``openai`` exception (after the client's retries) into a CaptionAgentError saying what to do.
 
     ``hint`` tells how to start/reach the server; ``on_rejected`` is the fix for a 4xx other than auth/404.
@@ -48,8 +50,10 @@ def map_openai_error(exc: BaseException, openai: Any, url: str, *, retries: int,
     if isinstance(exc, openai.APIStatusError):
         status, detail = exc.status_code, str(getattr(exc, "message", exc))[:300]
         if status >= 500 or status in RETRYABLE_STATUS:
-            err = BackendError(f"the server at {url} answered HTTP {status} after {retries} retries: {detail}",
-                               fix="check the server log; retry the failed items.")
+            err = BackendError(
+                f"the server at {url} answered HTTP {status} after {retries} retries: {detail}",
+                fix="check the server log; retry the failed items.",
+            )
             err.retryable = True  # type: ignore[attr-defined]
             return err
         if status in (401, 403):

@@ -25,9 +25,15 @@ ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"}
 # Modes that Pillow resizes with a real filter; others (palette, 1-bit, 16/32-bit) are converted first.
 _RESIZABLE = {"RGB", "RGBA", "L", "LA", "CMYK", "YCbCr", "RGBX"}
 # EXIF orientation -> the transpose that makes the image upright (what ImageOps.exif_transpose does).
-_ORIENT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
-           5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
-           8: Image.Transpose.ROTATE_90}
+_ORIENT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 def read_image_bytes(image: Path | str | bytes, limits: ImageLimits) -> tuple[bytes, str]:
@@ -55,12 +61,15 @@ def read_image_bytes(image: Path | str | bytes, limits: ImageLimits) -> tuple[by
 def check_shape(label: str, width: int, height: int, limits: ImageLimits) -> None:
     """Refuse, from the header alone, sizes and shapes no stage should ever decode or process."""
     if width * height > limits.max_pixels:
-        raise ImageTooLargeError(f"image {label!r} is {width}x{height} = {width * height} pixels, "
-                                 f"over the limit of {limits.max_pixels}.")
+        raise ImageTooLargeError(
+            f"image {label!r} is {width}x{height} = {width * height} pixels, over the limit of {limits.max_pixels}."
+        )
     ratio = max(width, height) / max(1, min(width, height))
     if ratio > limits.max_aspect_ratio:
-        raise ImageShapeError(f"image {label!r} is {width}x{height}, an aspect ratio of {ratio:.0f}:1, beyond the "
-                              f"limit of {limits.max_aspect_ratio:g}:1.")
+        raise ImageShapeError(
+            f"image {label!r} is {width}x{height}, an aspect ratio of {ratio:.0f}:1, beyond the "
+            f"limit of {limits.max_aspect_ratio:g}:1."
+        )
     if min(width, height) < limits.min_side:
         raise InvalidImageError(f"image {label!r} is {width}x{height}, smaller than {limits.min_side}px.")
 
@@ -119,6 +128,13 @@ def load_image(image: Path | str | bytes, limits: ImageLimits | None = None) -> 
         raise InvalidImageError(f"image {label!r} is corrupt or truncated: {exc}.") from exc
     if img.mode != "RGB":
         img = img.convert("RGB")
-    info = ImageInfo(source=label, sha256=hashlib.sha256(data).hexdigest(), width=width, height=height,
-                     format=fmt, working_width=img.width, working_height=img.height)
+    info = ImageInfo(
+        source=label,
+        sha256=hashlib.sha256(data).hexdigest(),
+        width=width,
+        height=height,
+        format=fmt,
+        working_width=img.width,
+        working_height=img.height,
+    )
     return img, info

@@ -80,11 +80,18 @@ class _Item:
 
     def fail(self, exc: BaseException, stage: str) -> None:
         self.exc = exc
-        record = exc.to_record() if isinstance(exc, CaptionAgentError) else {"type": type(exc).__name__,
-                                                                            "message": str(exc)}
-        self.result = CaptionResult(key=self.request.key, status="error", style=self.request.style,
-                                    locale=self.request.locale, image=self.draft.image if self.draft else None,
-                                    error=ErrorRecord(stage=stage, **record), provenance=self.provenance)
+        record = (
+            exc.to_record() if isinstance(exc, CaptionAgentError) else {"type": type(exc).__name__, "message": str(exc)}
+        )
+        self.result = CaptionResult(
+            key=self.request.key,
+            status="error",
+            style=self.request.style,
+            locale=self.request.locale,
+            image=self.draft.image if self.draft else None,
+            error=ErrorRecord(stage=stage, **record),
+            provenance=self.provenance,
+        )
 
 
 class _Timer:
@@ -103,8 +110,17 @@ class _Timer:
 class CaptionAgent:
     """The public entry point. Models load on first use and are reused across calls."""
 
-    def __init__(self, config: AgentConfig | None = None, *, drafter: Any = None, ranker: Ranker | None = None,
-                 retriever: Any = None, refiner: Any = None, policy: Any = None, embedder: Any = None) -> None:
+    def __init__(
+        self,
+        config: AgentConfig | None = None,
+        *,
+        drafter: Any = None,
+        ranker: Ranker | None = None,
+        retriever: Any = None,
+        refiner: Any = None,
+        policy: Any = None,
+        embedder: Any = None,
+    ) -> None:
         """Stages passed in (already loaded models shared between agents, or test fakes) are used as they are
         and never closed by this agent; the others are built from ``config`` on first use."""
         self.config = config or AgentConfig.load()
@@ -113,8 +129,14 @@ class CaptionAgent:
         # A misspelt backend is a ConfigError now, not a traceback at the first image.
         DRAFTERS.check(self.config.drafter.backend)
         REFINERS.check(self.config.refiner.backend, "none")
-        given = {"drafter": drafter, "ranker": ranker, "retriever": retriever, "refiner": refiner,
-                 "policy": policy, "embedder": embedder}
+        given = {
+            "drafter": drafter,
+            "ranker": ranker,
+            "retriever": retriever,
+            "refiner": refiner,
+            "policy": policy,
+            "embedder": embedder,
+        }
         self._given = {name: stage for name, stage in given.items() if stage is not None}
         self.__dict__.update(self._given)  # what cached_property would have built
 
@@ -158,7 +180,8 @@ class CaptionAgent:
     def refiner(self):
         if self.config.refiner.backend == "none":
             return None
-        return REFINERS.get(self.config.refiner.backend)(self.config.refiner)
+        backend = self.config.refiner.backend
+        return REFINERS.build(backend, self.config.refiner.section(backend))
 
     @cached_property
     def policy(self):
@@ -167,12 +190,29 @@ class CaptionAgent:
         return PolicyEngine.load(self.config.policy.file)
 
     # --- public API ----------------------------------------------------------------------------------------------
-    def caption(self, image: ImageLike, *, style: str | None = None, locale: str | None = None,
-                sku: str | None = None, brand: str | None = None, category: str | None = None,
-                n_candidates: int | None = None, max_chars: int | None = None) -> CaptionResult:
+    def caption(
+        self,
+        image: ImageLike,
+        *,
+        style: str | None = None,
+        locale: str | None = None,
+        sku: str | None = None,
+        brand: str | None = None,
+        category: str | None = None,
+        n_candidates: int | None = None,
+        max_chars: int | None = None,
+    ) -> CaptionResult:
         """Caption one image. Bad input raises a CaptionAgentError that says how to fix it."""
-        request = self.make_request(image, style=style, locale=locale, sku=sku, brand=brand, category=category,
-                                    n_candidates=n_candidates, max_chars=max_chars)
+        request = self.make_request(
+            image,
+            style=style,
+            locale=locale,
+            sku=sku,
+            brand=brand,
+            category=category,
+            n_candidates=n_candidates,
+            max_chars=max_chars,
+        )
         item = _Item(request)
         self._run([item])
         result = item.done
@@ -181,8 +221,9 @@ class CaptionAgent:
         return result
 
     def make_request(self, image: ImageLike, **fields: Any) -> CaptionRequest:
-        hint = ProductHint(sku=fields.pop("sku", None), brand=fields.pop("brand", None),
-                           category=fields.pop("category", None))
+        hint = ProductHint(
+            sku=fields.pop("sku", None), brand=fields.pop("brand", None), category=fields.pop("category", None)
+        )
         fields = {k: v for k, v in fields.items() if v is not None}
         fields.setdefault("style", self.config.default_style)
         fields.setdefault("locale", self.config.default_locale)
@@ -192,8 +233,7 @@ class CaptionAgent:
         """Caption many images; every input yields exactly one result, in order (errors as records).
 
         A CaptionRequest that leaves style or locale unset gets the config's defaults, as a path does."""
-        work = [_Item(self.with_defaults(i) if isinstance(i, CaptionRequest) else self.make_request(i))
-                for i in items]
+        work = [_Item(self.with_defaults(i) if isinstance(i, CaptionRequest) else self.make_request(i)) for i in items]
         self._run(work)
         return [w.result for w in work]  # type: ignore[misc]
 
@@ -231,8 +271,11 @@ class CaptionAgent:
         router = self.__dict__.pop("drafters", None)
         if router is not None:
             router.close()
-        owned = {name: self.__dict__.pop(name, None) for name in ("drafter", "refiner", "retriever")
-                 if name not in self._given}
+        owned = {
+            name: self.__dict__.pop(name, None)
+            for name in ("drafter", "refiner", "retriever")
+            if name not in self._given
+        }
         for name in ("drafter", "refiner"):
             if owned.get(name) is not None:
                 owned[name].close()
@@ -264,8 +307,9 @@ class CaptionAgent:
                     item.fail(exc, "input")
                     continue
             with _Timer([item], "screen"):
-                screened = self._guard("screen", item, lambda: self.policy.screen_image(
-                    item.image, info, item.preset.name))
+                screened = self._guard(
+                    "screen", item, lambda: self.policy.screen_image(item.image, info, item.preset.name)
+                )
             if screened is not None:
                 outcome, item.faces = screened
                 item.decisions += outcome.decisions
@@ -285,15 +329,17 @@ class CaptionAgent:
             try:
                 if name == self.config.drafter.backend:
                     self.drafters.adopt(name, self.drafter)  # a drafter set on the agent (shared models) wins
-                drafts, drafter, notes = self.drafters.draft(name, [w.image for w in items],
-                                                             [w.drafted.image for w in items], n)
+                drafts, drafter, notes = self.drafters.draft(
+                    name, [w.image for w in items], [w.drafted.image for w in items], n
+                )
             except Exception as exc:  # noqa: BLE001 - a backend crash fails this batch's items, not the process
                 for w in items:
                     w.fail(exc, "draft")
                 return
         for item, draft in zip(items, drafts):
-            item.draft = draft.model_copy(update={
-                "candidates": draft.candidates[: item.request.n_candidates or self.config.drafter.n_candidates]})
+            item.draft = draft.model_copy(
+                update={"candidates": draft.candidates[: item.request.n_candidates or self.config.drafter.n_candidates]}
+            )
             item.image_text = draft.image_text
             item.provenance.drafter = drafter.name
             item.provenance.drafter_model = draft.model_id or drafter.model_id
@@ -359,10 +405,22 @@ class CaptionAgent:
 
         work = []
         for item in items:
-            job = RefineJob(preset=item.style, draft=item.ranked[0].text, locale=item.locale, facts=item.facts,
-                            max_chars=item.request.max_chars, image_text=item.image_text)
-            ctx = ModerationContext(preset=item.style, locale=item.locale, draft=job.draft,
-                                    max_chars=item.request.max_chars, faces=item.faces, confidence=item.confidence)
+            job = RefineJob(
+                preset=item.style,
+                draft=item.ranked[0].text,
+                locale=item.locale,
+                facts=item.facts,
+                max_chars=item.request.max_chars,
+                image_text=item.image_text,
+            )
+            ctx = ModerationContext(
+                preset=item.style,
+                locale=item.locale,
+                draft=job.draft,
+                max_chars=item.request.max_chars,
+                faces=item.faces,
+                confidence=item.confidence,
+            )
             work.append(Refinement(job=job, ctx=ctx, provenance=item.provenance, decisions=item.decisions))
         refine_loop.run(self.refiner, self.policy, work, self.config.policy.max_regenerations)
         for item, done in zip(items, work):
@@ -390,12 +448,21 @@ class CaptionAgent:
             item.decisions += [d for d in outcome.decisions if d not in item.decisions]
         status = {"block": "blocked", "review": "review"}.get(outcome.action, "ok")
         item.result = CaptionResult(
-            key=item.request.key, status=status, text=text if status != "blocked" else None, style=item.style.name,
-            locale=item.locale, image=item.draft.image if item.draft else None,
-            draft=item.ranked[0].text if item.ranked else None, candidates=item.ranked,
-            confidence=round(item.confidence, 4) if item.ranked else None, facts=item.facts,
-            facts_used=item.facts_used, decision=outcome.action,
-            decisions=item.decisions, provenance=item.provenance)
+            key=item.request.key,
+            status=status,
+            text=text if status != "blocked" else None,
+            style=item.style.name,
+            locale=item.locale,
+            image=item.draft.image if item.draft else None,
+            draft=item.ranked[0].text if item.ranked else None,
+            candidates=item.ranked,
+            confidence=round(item.confidence, 4) if item.ranked else None,
+            facts=item.facts,
+            facts_used=item.facts_used,
+            decision=outcome.action,
+            decisions=item.decisions,
+            provenance=item.provenance,
+        )
 
 
 def caption(image: ImageLike, **kwargs: Any) -> CaptionResult:

@@ -38,8 +38,10 @@ class Ranker(ABC):
         """Confidence = w * drafter probability + (1 - w) * quality, best first."""
         quality = np.clip(quality, 0.0, 1.0)
         w = self.drafter_weight
-        ranked = [c.model_copy(update={"rank_score": round(float(w * drafter_prob(c) + (1 - w) * q), 4)})
-                  for c, q in zip(candidates, quality)]
+        ranked = [
+            c.model_copy(update={"rank_score": round(float(w * drafter_prob(c) + (1 - w) * q), 4)})
+            for c, q in zip(candidates, quality)
+        ]
         ranked.sort(key=lambda c: -(c.rank_score or 0.0))
         return ranked, float(ranked[0].rank_score or 0.0)
 

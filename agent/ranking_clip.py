@@ -33,37 +33,49 @@ class ClipRanker(Ranker):
         try:
             self._model = tf.AutoModel.from_pretrained(model).to(self.device).eval()
             if not (hasattr(self._model, "get_image_features") and hasattr(self._model, "get_text_features")):
-                raise UnsupportedModelError(f"ranker.clip_model {model!r} ({type(self._model).__name__}) is not a "
-                                            "CLIP-style image-text model; CLIP-S needs get_image_features and "
-                                            "get_text_features.",
-                                            fix="use a CLIP model (e.g. openai/clip-vit-base-patch32) or unset "
-                                                "ranker.clip_model.")
+                raise UnsupportedModelError(
+                    f"ranker.clip_model {model!r} ({type(self._model).__name__}) is not a "
+                    "CLIP-style image-text model; CLIP-S needs get_image_features and "
+                    "get_text_features.",
+                    fix="use a CLIP model (e.g. openai/clip-vit-base-patch32) or unset ranker.clip_model.",
+                )
             self._tokenizer = tf.AutoTokenizer.from_pretrained(model)
             self._images = tf.AutoImageProcessor.from_pretrained(model)
         except (OSError, ValueError) as exc:
-            raise BackendUnavailableError(f"cannot load the CLIP model {model!r}: {str(exc).splitlines()[0][:300]}",
-                                          fix="set ranker.clip_model to a CLIP hub id or a local folder with its "
-                                              "weights, tokenizer and image processor; unset it to rank by "
-                                              "consensus.") from exc
+            raise BackendUnavailableError(
+                f"cannot load the CLIP model {model!r}: {str(exc).splitlines()[0][:300]}",
+                fix="set ranker.clip_model to a CLIP hub id or a local folder with its "
+                "weights, tokenizer and image processor; unset it to rank by "
+                "consensus.",
+            ) from exc
         text_cfg = self._model.config.get_text_config()
-        self._max_len = min(int(getattr(text_cfg, "max_position_embeddings", 77)),
-                            int(getattr(self._tokenizer, "model_max_length", 77) or 77))
+        self._max_len = min(
+            int(getattr(text_cfg, "max_position_embeddings", 77)),
+            int(getattr(self._tokenizer, "model_max_length", 77) or 77),
+        )
         self.model_id = f"{model} (CLIP-S, w={CLIP_S_WEIGHT:g})"
         self._lock = threading.Lock()  # torch modules are not re-entrant across threads
 
     def clip_s(self, texts: Sequence[str], image: Any) -> np.ndarray:
         """CLIP-S of each text against one PIL image."""
         if image is None:
-            raise CaptionAgentError("CLIP-S ranking needs the image, got None.",
-                                    fix="pass the decoded image to rank(), or rank by consensus.")
+            raise CaptionAgentError(
+                "CLIP-S ranking needs the image, got None.",
+                fix="pass the decoded image to rank(), or rank by consensus.",
+            )
         torch = self._torch
         pixels = self._images(images=[image.convert("RGB")], return_tensors="pt")["pixel_values"]
-        tokens = self._tokenizer(list(texts), padding=True, truncation=True, max_length=self._max_len,
-                                 return_tensors="pt")
+        tokens = self._tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self._max_len, return_tensors="pt"
+        )
         with self._lock, torch.inference_mode():
             img = _pooled(self._model.get_image_features(pixel_values=pixels.to(self.device)))
-            txt = _pooled(self._model.get_text_features(input_ids=tokens["input_ids"].to(self.device),
-                                                        attention_mask=tokens["attention_mask"].to(self.device)))
+            txt = _pooled(
+                self._model.get_text_features(
+                    input_ids=tokens["input_ids"].to(self.device),
+                    attention_mask=tokens["attention_mask"].to(self.device),
+                )
+            )
             img = torch.nn.functional.normalize(img.float(), dim=-1)
             txt = torch.nn.functional.normalize(txt.float(), dim=-1)
             cos = (txt @ img.T).squeeze(-1).cpu().numpy()

@@ -74,8 +74,9 @@ def _guard(item: Refinement, stage: str, call: Callable[[], Any]) -> Any:
     except CaptionAgentError as exc:
         item.fail(exc, stage)
     except Exception as exc:  # noqa: BLE001 - recorded as a review decision, never swallowed
-        item.decisions.append(PolicyDecision(rule=f"engine:{stage}", action="review",
-                                             reason=f"policy crashed: {exc!r}"))
+        item.decisions.append(
+            PolicyDecision(rule=f"engine:{stage}", action="review", reason=f"policy crashed: {exc!r}")
+        )
         item.finish(ModerationOutcome(action="review", text=""), None)
     return None
 
@@ -86,8 +87,9 @@ def sanitize(policy: Any, items: Sequence[Refinement]) -> None:
         with _Clock([item], "sanitize"):
             ctx = item.ctx
             ctx.facts, ctx.image_text = list(item.job.facts), item.job.image_text
-            prepared = _guard(item, "sanitize", lambda: policy.prepare_inputs(list(item.job.facts),
-                                                                                item.job.image_text, ctx))
+            prepared = _guard(
+                item, "sanitize", lambda: policy.prepare_inputs(list(item.job.facts), item.job.image_text, ctx)
+            )
         if prepared is None:
             continue
         facts, image_text, decisions = prepared
@@ -117,8 +119,9 @@ def run(refiner: Any, policy: Any, items: Sequence[Refinement], max_regeneration
                 # An unusable answer (or a refiner bug) costs an attempt; the next one is told why.
                 item.provenance.fallbacks.append(f"refine attempt {attempt + 1}: {out}")
                 if left > 0 and isinstance(out, ModelOutputError):
-                    item.job = replace(item.job, feedback=[f"your previous answer was unusable ({out}); answer as "
-                                                           f"instructed"])
+                    item.job = replace(
+                        item.job, feedback=[f"your previous answer was unusable ({out}); answer as instructed"]
+                    )
                     retry.append(item)
                 else:
                     _fall_back(policy, item, out)
@@ -146,15 +149,13 @@ def _moderate(policy: Any, item: Refinement, text: str, attempts_left: int) -> b
         return True
     # The engine moderates the draft itself when a rule asks for a fallback ("pass": "draft" decisions).
     drafted = any(d.details.get("pass") == "draft" for d in outcome.decisions)
-    if not item.fallback_ok and outcome.action != "block" and (drafted or outcome.action in ("fallback",
-                                                                                             "regenerate")):
+    if not item.fallback_ok and outcome.action != "block" and (drafted or outcome.action in ("fallback", "regenerate")):
         # The draft is in another language: a person decides on the rejected answer instead.
         item.provenance.fallbacks.append(f"policy: {outcome.action}; the draft cannot stand in, held for review")
         item.finish(outcome.model_copy(update={"action": "review", "text": text}), text)
         return False
     if outcome.action in ("fallback", "regenerate"):
-        item.provenance.fallbacks.append(f"policy: {outcome.action} after {item.provenance.refine_attempts} "
-                                         f"attempt(s)")
+        item.provenance.fallbacks.append(f"policy: {outcome.action} after {item.provenance.refine_attempts} attempt(s)")
         if outcome.action == "fallback":  # the engine already moderated the draft into outcome.text
             item.finish(outcome, outcome.text)
         else:
@@ -175,4 +176,3 @@ def _fall_back(policy: Any, item: Refinement, cause: BaseException | None) -> No
         outcome = _guard(item, "moderate", lambda: policy.review(item.job.draft, item.ctx))
     if outcome is not None:
         item.finish(outcome, outcome.text)
-

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from pydantic import ValidationError
 
 from caption_agent.errors import ConfigError
 
@@ -28,8 +30,25 @@ class Registry(Generic[T]):
         """Raise ConfigError for a name that is neither registered nor in ``also`` (imports nothing)."""
         if name not in self._entries and name not in also:
             known = ", ".join([*self.names(), *also])
-            raise ConfigError(f"unknown {self.kind} backend {name!r}; known: {known}.",
-                              fix=f"set the {self.kind} backend to one of: {known}.")
+            raise ConfigError(
+                f"unknown {self.kind} backend {name!r}; known: {known}.",
+                fix=f"set the {self.kind} backend to one of: {known}.",
+            )
+
+    def build(self, name: str, section: Any, **kwargs: Any) -> T:
+        """An instance of backend ``name`` from its settings section. A backend registered by another package gets
+        its raw ``options`` entry validated by its ``settings_model`` (unknown keys refused there)."""
+        cls: Any = self.get(name)
+        if isinstance(section, dict):
+            model = getattr(cls, "settings_model", None)
+            try:
+                section = model.model_validate(section) if model is not None else section
+            except ValidationError as exc:
+                raise ConfigError(
+                    f"invalid settings for {self.kind} backend {name!r}: {exc}",
+                    fix=f"check {self.kind}.options.{name} against the backend's settings.",
+                ) from None
+        return cls(section, **kwargs)  # type: ignore[no-any-return]
 
     def get(self, name: str) -> type[T]:
         self.check(name)

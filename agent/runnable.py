@@ -21,12 +21,19 @@ class CaptionRunnable(Runnable[CaptionRequest | dict, CaptionResult]):
     def _request(value: CaptionRequest | dict) -> CaptionRequest:
         return value if isinstance(value, CaptionRequest) else CaptionRequest.model_validate(value)
 
-    def invoke(self, input: CaptionRequest | dict, config: RunnableConfig | None = None,
-               **kwargs: Any) -> CaptionResult:
+    def invoke(
+        self, input: CaptionRequest | dict, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> CaptionResult:
         return self.batch([input], config)[0]
 
-    def batch(self, inputs: list[CaptionRequest | dict], config: RunnableConfig | list[RunnableConfig] | None = None,
-              *, return_exceptions: bool = False, **kwargs: Any) -> list[CaptionResult]:
+    def batch(
+        self,
+        inputs: list[CaptionRequest | dict],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[CaptionResult]:
         cfg = ensure_config(config[0] if isinstance(config, list) and config else config)  # type: ignore[arg-type]
         manager = get_callback_manager_for_config(cfg)
         run = manager.on_chain_start(None, {"inputs": len(inputs)}, name=cfg.get("run_name") or "CaptionAgent")
@@ -38,11 +45,17 @@ class CaptionRunnable(Runnable[CaptionRequest | dict, CaptionResult]):
         run.on_chain_end({"statuses": [r.status for r in results]})
         return results
 
-    async def ainvoke(self, input: CaptionRequest | dict, config: RunnableConfig | None = None,
-                      **kwargs: Any) -> CaptionResult:
+    async def ainvoke(
+        self, input: CaptionRequest | dict, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> CaptionResult:
         return await asyncio.to_thread(self.invoke, input, config)
 
-    async def abatch(self, inputs: list[CaptionRequest | dict],
-                     config: RunnableConfig | list[RunnableConfig] | None = None,
-                     *, return_exceptions: bool = False, **kwargs: Any) -> list[CaptionResult]:
+    async def abatch(
+        self,
+        inputs: list[CaptionRequest | dict],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[CaptionResult]:
         return await asyncio.to_thread(self.batch, inputs, config)

@@ -11,9 +11,7 @@ Action = Literal["allow", "redact", "regenerate", "fallback", "block", "review"]
 Status = Literal["ok", "review", "blocked", "error"]
 
 # Severity order used to combine rule actions: the strongest wins.
-ACTION_SEVERITY: dict[str, int] = {
-    "allow": 0, "redact": 1, "regenerate": 2, "fallback": 3, "review": 4, "block": 5,
-}
+ACTION_SEVERITY: dict[str, int] = {"allow": 0, "redact": 1, "regenerate": 2, "fallback": 3, "review": 4, "block": 5}
 
 
 class _Strict(BaseModel):
@@ -43,8 +41,11 @@ class CaptionRequest(_Strict):
     n_candidates: int | None = Field(None, ge=1, le=32, description="Drafts to generate; config default if unset.")
     max_chars: int | None = Field(None, ge=10, le=5000, description="Tighter length budget than the preset's.")
     key: str | None = Field(None, description="Caller's id for this item, echoed in the result.")
-    drafter: str | None = Field(None, description="Drafter backend for this item (lite | transformers | vllm); "
-                                                  "the config's when unset.", max_length=64)
+    drafter: str | None = Field(
+        None,
+        description="Drafter backend for this item (lite | transformers | vllm); the config's when unset.",
+        max_length=64,
+    )
 
     def image_label(self) -> str:
         return "<bytes>" if isinstance(self.image, bytes) else str(self.image)
@@ -97,11 +98,15 @@ class RefinedCaption(BaseModel):
     """Stage 2 output. Every string is bounded so constrained decoding always terminates."""
 
     caption: str = Field(description="The rewritten caption.", min_length=1, max_length=600)
-    facts_used: list[str] = Field(default_factory=list, max_length=8,
-                                  description="Ids of the facts the caption relies on.")
-    notes: list[str] = Field(default_factory=list, max_length=8,
-                             description="Why earlier answers of this refinement were rejected (refiner's own "
-                                         "schema retries); not part of the model's output schema.")
+    facts_used: list[str] = Field(
+        default_factory=list, max_length=8, description="Ids of the facts the caption relies on."
+    )
+    notes: list[str] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Why earlier answers of this refinement were rejected (refiner's own "
+        "schema retries); not part of the model's output schema.",
+    )
 
     @field_validator("facts_used")
     @classmethod

@@ -33,20 +33,59 @@ def strip_opening(text: str, openings: list[str]) -> str:
     low = text.lower()
     for opening in sorted(openings, key=len, reverse=True):
         if low.startswith(opening.lower()):
-            rest = text[len(opening):].lstrip(" :,-")
+            rest = text[len(opening) :].lstrip(" :,-")
             return rest[:1].upper() + rest[1:] if rest else rest
     return text
 
 
 # Look-alike letters folded to Latin before matching rules (Cyrillic, Greek, IPA). NFKD already maps
 # fullwidth, mathematical and circled letters; these survive it because they are distinct letters.
-_CONFUSABLES = str.maketrans({
-    "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "с": "c",
-    "т": "t", "у": "y", "х": "x", "і": "i", "ї": "i", "ј": "j", "ѕ": "s", "ԁ": "d", "ԛ": "q", "ԝ": "w",
-    "ɡ": "g", "ɑ": "a", "ı": "i", "ſ": "s", "α": "a", "β": "b", "ε": "e", "ι": "i", "κ": "k", "ν": "v",
-    "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "ω": "w", "ѵ": "v", "ӏ": "i", "ғ": "f", "һ": "h",
-    "ԍ": "g", "ӧ": "o",
-})
+_CONFUSABLES = str.maketrans(
+    {
+        "а": "a",
+        "в": "b",
+        "е": "e",
+        "ё": "e",
+        "к": "k",
+        "м": "m",
+        "н": "h",
+        "о": "o",
+        "р": "p",
+        "с": "c",
+        "т": "t",
+        "у": "y",
+        "х": "x",
+        "і": "i",
+        "ї": "i",
+        "ј": "j",
+        "ѕ": "s",
+        "ԁ": "d",
+        "ԛ": "q",
+        "ԝ": "w",
+        "ɡ": "g",
+        "ɑ": "a",
+        "ı": "i",
+        "ſ": "s",
+        "α": "a",
+        "β": "b",
+        "ε": "e",
+        "ι": "i",
+        "κ": "k",
+        "ν": "v",
+        "ο": "o",
+        "ρ": "p",
+        "τ": "t",
+        "υ": "u",
+        "χ": "x",
+        "ω": "w",
+        "ѵ": "v",
+        "ӏ": "i",
+        "ғ": "f",
+        "һ": "h",
+        "ԍ": "g",
+        "ӧ": "o",
+    }
+)
 # Digits used as letters ("fr33", "sh1t") and OCR's l/I confusion ("lgnore"). Only for matching. Symbols
 # ("$", "@", "!") are not mapped here, a trailing "!" would glue onto the word; matchers allow them per letter.
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "l": "i"})
@@ -113,8 +152,9 @@ def tidy(text: str) -> str:
 
 
 # The same one-to-four-word unit three or more times in a row: a decoding loop, not prose.
-_LOOP = re.compile(r"(?<!\S)((?:\S+\s+){0,3}?[^\s.,;:!?]+)[.,;:!?]?(?:\s+\1(?=[.,;:!?]?(?:\s|$))[.,;:!?]?){2,}",
-                   re.IGNORECASE)
+_LOOP = re.compile(
+    r"(?<!\S)((?:\S+\s+){0,3}?[^\s.,;:!?]+)[.,;:!?]?(?:\s+\1(?=[.,;:!?]?(?:\s|$))[.,;:!?]?){2,}", re.IGNORECASE
+)
 
 
 def repetition_loop(text: str) -> str | None:

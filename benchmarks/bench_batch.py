@@ -46,9 +46,18 @@ class ZeroDrafter(Drafter):
         pass
 
     def draft(self, images: Sequence[Any], infos: Sequence[ImageInfo], n: int) -> list[Draft]:
-        return [Draft(image=info, model_id="zero", candidates=[Candidate(
-            text=f"A photograph of {info.width} by {info.height} pixels.", drafter=self.name, score=1.0)])
-            for info in infos]
+        return [
+            Draft(
+                image=info,
+                model_id="zero",
+                candidates=[
+                    Candidate(
+                        text=f"A photograph of {info.width} by {info.height} pixels.", drafter=self.name, score=1.0
+                    )
+                ],
+            )
+            for info in infos
+        ]
 
 
 class ZeroRefiner(Refiner):
@@ -68,15 +77,21 @@ def _manifest(folder: Path, n: int) -> tuple[Path, list[dict[str, Any]]]:
     images = sorted((REPO / "examples" / "images").glob("*.jpg"))
     rows = []
     for i in range(n):  # distinct requests: every (image, locale, budget) is its own item
-        rows.append({"image": str(images[i % len(images)]), "locale": LOCALES[(i // len(images)) % len(LOCALES)],
-                     "max_chars": 100 + i // (len(images) * len(LOCALES))})
+        rows.append(
+            {
+                "image": str(images[i % len(images)]),
+                "locale": LOCALES[(i // len(images)) % len(LOCALES)],
+                "max_chars": 100 + i // (len(images) * len(LOCALES)),
+            }
+        )
     path = folder / f"manifest-{n}.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path, rows
 
 
-def _measure(agent: Any, manifest: Path, rows: list[dict[str, Any]], out: Path, batch_size: int, workers: int,
-             repeats: int) -> dict[str, Any]:
+def _measure(
+    agent: Any, manifest: Path, rows: list[dict[str, Any]], out: Path, batch_size: int, workers: int, repeats: int
+) -> dict[str, Any]:
     from caption_agent.jobs import CaptionJobOptions, run_caption_job
 
     requests = [agent.make_request(r["image"], locale=r["locale"], max_chars=r["max_chars"]) for r in rows]
@@ -97,28 +112,38 @@ def _measure(agent: Any, manifest: Path, rows: list[dict[str, Any]], out: Path, 
 
     def pipeline() -> None:
         for start in range(0, len(requests), batch_size):
-            agent.caption_batch(requests[start:start + batch_size])
+            agent.caption_batch(requests[start : start + batch_size])
 
     for rep in range(repeats):
+
         def job(rep: int = rep) -> None:
-            summary = run_caption_job(manifest, CaptionJobOptions(
-                out=out.with_name(f"{out.stem}-{rep}.jsonl"), batch_size=batch_size, workers=workers,
-                progress=False), agent=agent)
+            summary = run_caption_job(
+                manifest,
+                CaptionJobOptions(
+                    out=out.with_name(f"{out.stem}-{rep}.jsonl"), batch_size=batch_size, workers=workers, progress=False
+                ),
+                agent=agent,
+            )
             assert summary.written == len(rows), summary
 
         timed("loop", loop)
         timed("pipeline", pipeline)
         timed("job", job)
     n = len(rows)
-    return {"items": n, "repeats": repeats, "batch_size": batch_size, "workers": workers,
-            "seconds": {k: round(v, 3) for k, v in best.items()},
-            "cpu_seconds": {k: round(v, 3) for k, v in cpu.items()},
-            "items_per_s": {k: round(n / v, 2) for k, v in best.items()},
-            "items_per_cpu_s": {k: round(n / v, 2) for k, v in cpu.items()},
-            "job_vs_loop": round(best["loop"] / best["job"], 3),
-            "job_vs_pipeline": round(best["pipeline"] / best["job"], 3),
-            "job_overhead_ms_per_item": round((best["job"] - best["pipeline"]) * 1000 / n, 3),
-            "job_overhead_cpu_ms_per_item": round((cpu["job"] - cpu["pipeline"]) * 1000 / n, 3)}
+    return {
+        "items": n,
+        "repeats": repeats,
+        "batch_size": batch_size,
+        "workers": workers,
+        "seconds": {k: round(v, 3) for k, v in best.items()},
+        "cpu_seconds": {k: round(v, 3) for k, v in cpu.items()},
+        "items_per_s": {k: round(n / v, 2) for k, v in best.items()},
+        "items_per_cpu_s": {k: round(n / v, 2) for k, v in cpu.items()},
+        "job_vs_loop": round(best["loop"] / best["job"], 3),
+        "job_vs_pipeline": round(best["pipeline"] / best["job"], 3),
+        "job_overhead_ms_per_item": round((best["job"] - best["pipeline"]) * 1000 / n, 3),
+        "job_overhead_cpu_ms_per_item": round((cpu["job"] - cpu["pipeline"]) * 1000 / n, 3),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -143,23 +168,32 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     DRAFTERS.register("bench-zero", f"{__name__}:ZeroDrafter")
     REFINERS.register("bench-zero", f"{__name__}:ZeroRefiner")
-    report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                          "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]}}
+    report: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+        }
+    }
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         policy = folder / "policy.yaml"  # NudeNet screening is a model too: off for the zero-cost run
         policy.write_text("extends: default\nversion: bench\nrules:\n  image_safety:\n    enabled: false\n")
-        zero = CaptionAgent(AgentConfig.load(drafter={"backend": "bench-zero", "n_candidates": 1},
-                                             refiner={"backend": "bench-zero"}, policy={"file": str(policy)}))
+        zero = CaptionAgent(
+            AgentConfig.load(
+                drafter={"backend": "bench-zero", "n_candidates": 1},
+                refiner={"backend": "bench-zero"},
+                policy={"file": str(policy)},
+            )
+        )
         manifest, rows = _manifest(folder, zero_items)
-        report["zero_cost"] = _measure(zero, manifest, rows, folder / "zero", args.batch_size, args.workers,
-                                       repeats)
+        report["zero_cost"] = _measure(zero, manifest, rows, folder / "zero", args.batch_size, args.workers, repeats)
         zero.close()
         if not args.skip_real:
-            refiner = {"backend": args.refiner, "temperature": 0}
+            section: dict[str, Any] = {"temperature": 0}
             if args.base_url:
-                refiner.update(base_url=args.base_url, model=args.model)
-            real = CaptionAgent(AgentConfig.load(refiner=refiner))
+                section.update(base_url=args.base_url, model=args.model)
+            real = CaptionAgent(AgentConfig.load(refiner={"backend": args.refiner, args.refiner: section}))
             manifest, rows = _manifest(folder, items)
             report["real"] = _measure(real, manifest, rows, folder / "real", args.batch_size, args.workers, repeats)
             report["real"]["backends"] = {"drafter": "lite", "refiner": args.refiner}

@@ -32,12 +32,19 @@ from typing import Any, Sequence
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = sorted((REPO / "examples" / "images").glob("*.jpg"))
 WARM_UP = REPO / "examples" / "images" / "chelsea.jpg"
-MB = 10 ** 6
+MB = 10**6
 BUDGET_FACTOR = 3
 BUDGET_FIXED = 300 * MB
 # Strings a capped allocation leaves behind when a stage catches the failure instead of dying.
-ALLOCATION_FAILURES = ("MemoryError", "Unable to allocate", "Insufficient memory", "Cannot allocate",
-                       "bad_alloc", "Failed to allocate", "out of memory")
+ALLOCATION_FAILURES = (
+    "MemoryError",
+    "Unable to allocate",
+    "Insufficient memory",
+    "Cannot allocate",
+    "bad_alloc",
+    "Failed to allocate",
+    "out of memory",
+)
 
 
 @dataclass(frozen=True)
@@ -108,10 +115,20 @@ def make_images(folder: Path, quick: bool = False) -> list[BenchImage]:
     save("strip_60000x2.png", solid(60000, 2), "refuse", "30000:1, a few KB")
     save("strip_2x60000.png", solid(2, 60000), "refuse", "1:30000, a few KB")
     save("strip_60000x8.png", solid(60000, 8), "refuse", "7500:1, a few KB")
-    save("large_6000x4000.jpg", Image.fromarray(_gradient(6000, 4000, noise=32, seed=1)), "accept",
-         "large JPEG", quality=90)
-    save("noisy_5000x5000.png", Image.fromarray(_gradient(5000, 5000, noise=8, seed=2)), "accept",
-         "gradient + noise, compresses poorly", compress_level=1)
+    save(
+        "large_6000x4000.jpg",
+        Image.fromarray(_gradient(6000, 4000, noise=32, seed=1)),
+        "accept",
+        "large JPEG",
+        quality=90,
+    )
+    save(
+        "noisy_5000x5000.png",
+        Image.fromarray(_gradient(5000, 5000, noise=8, seed=2)),
+        "accept",
+        "gradient + noise, compresses poorly",
+        compress_level=1,
+    )
     save("solid_6000x6000.png", solid(6000, 6000), "accept", "solid, compresses to almost nothing")
     pal = Image.fromarray(_gradient(2400, 1600, noise=16, seed=3)).quantize(64)
     save("palette_2400x1600.png", pal, "accept", "palette (P) PNG")
@@ -122,8 +139,14 @@ def make_images(folder: Path, quick: bool = False) -> list[BenchImage]:
     save("gray16_2400x1600.png", Image.fromarray(gray16), "accept", "16-bit grayscale PNG")
     exif = Image.Exif()
     exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise on display
-    save("exif_rotated_4000x3000.jpg", Image.fromarray(_gradient(4000, 3000, noise=16, seed=5)), "accept",
-         "EXIF orientation 6", quality=90, exif=exif)
+    save(
+        "exif_rotated_4000x3000.jpg",
+        Image.fromarray(_gradient(4000, 3000, noise=16, seed=5)),
+        "accept",
+        "EXIF orientation 6",
+        quality=90,
+        exif=exif,
+    )
     return out
 
 
@@ -148,7 +171,7 @@ def _child(image: str, refiner: str, cap_gb: float, out: Path) -> int:
     # swap the machine fails instead. Thread stacks and allocator arenas fit easily in the headroom.
     vm_size_kb = _status_kb("VmSize") or 0
     if cap_gb > 0:
-        limit = vm_size_kb * 1024 + int(cap_gb * 1024 ** 3)
+        limit = vm_size_kb * 1024 + int(cap_gb * 1024**3)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     baseline_kb = _status_kb("VmRSS") or 0
     try:
@@ -194,19 +217,34 @@ def measure(image: BenchImage, refiner: str = "none", cap_gb: float = 6.0, timeo
     with Image.open(image.path) as im:  # header only: no pixels decoded
         width, height = im.size
     budget = BUDGET_FACTOR * width * height * 3 + BUDGET_FIXED
-    row: dict[str, Any] = {**asdict(image), "width": width, "height": height, "file_bytes": os.path.getsize(image.path),
-                           "budget_mb": round(budget / MB, 1)}
+    row: dict[str, Any] = {
+        **asdict(image),
+        "width": width,
+        "height": height,
+        "file_bytes": os.path.getsize(image.path),
+        "budget_mb": round(budget / MB, 1),
+    }
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"}
     with tempfile.TemporaryDirectory(prefix="bench-imgmem-") as tmp:
         out = Path(tmp) / "child.json"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", image.path, "--refiner", refiner,
-               "--cap-gb", str(cap_gb), "--child-out", str(out)]
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--child",
+            image.path,
+            "--refiner",
+            refiner,
+            "--cap-gb",
+            str(cap_gb),
+            "--child-out",
+            str(out),
+        ]
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         killed = None
         max_rss_kb = 0
         # Watchdog: the address-space cap is the first line; this one catches what it cannot (e.g. no rlimit).
-        hard_kb = int((cap_gb + 3) * 1024 ** 2) if cap_gb > 0 else None
+        hard_kb = int((cap_gb + 3) * 1024**2) if cap_gb > 0 else None
         while proc.poll() is None:
             rss = _rss_kb(proc.pid)
             max_rss_kb = max(max_rss_kb, rss)
@@ -224,8 +262,13 @@ def measure(image: BenchImage, refiner: str = "none", cap_gb: float = 6.0, timeo
         child = json.loads(out.read_text(encoding="utf-8")) if out.is_file() else None
     if child is None:
         tail = " | ".join((stderr or stdout or "").strip().splitlines()[-3:])[-400:]
-        row.update(status=killed or f"crashed: exit {proc.returncode}: {tail}", accepted=None,
-                   growth_mb=round(max_rss_kb * 1024 / MB, 1), within_budget=False, caption_s=None)
+        row.update(
+            status=killed or f"crashed: exit {proc.returncode}: {tail}",
+            accepted=None,
+            growth_mb=round(max_rss_kb * 1024 / MB, 1),
+            within_budget=False,
+            caption_s=None,
+        )
         row["note"] = (row["note"] + "; growth shown is the whole process RSS").strip("; ")
     else:
         growth = max(0, child["peak_rss_kb"] - child["baseline_rss_kb"]) * 1024
@@ -238,8 +281,9 @@ def measure(image: BenchImage, refiner: str = "none", cap_gb: float = 6.0, timeo
         if failed_alloc:
             row["status"] = f"{status} (an allocation failed under the {cap_gb:g} GiB cap: {failed_alloc!r})"
     row["ratio"] = round(row["growth_mb"] / row["budget_mb"], 3)
-    expected = image.expect == "either" or (row["accepted"] is not None and
-                                             row["accepted"] == (image.expect == "accept"))
+    expected = image.expect == "either" or (
+        row["accepted"] is not None and row["accepted"] == (image.expect == "accept")
+    )
     row["as_expected"] = expected
     row["passed"] = bool(row["within_budget"] and expected)
     return row
@@ -258,37 +302,58 @@ def run(quick: bool, refiner: str | None = None, cap_gb: float = 6.0, folder: Pa
             rows.append(measure(image, refiner, cap_gb, timeout_s=120 if refiner == "none" else 300))
     accepted = [r for r in rows if r["accepted"]]
     worst = max(accepted, key=lambda r: r["ratio"], default=None)
-    return {"quick": quick, "refiner": refiner, "cap_gb": cap_gb,
-            "rule": f"peak RSS growth <= {BUDGET_FACTOR} * w*h*3 + {BUDGET_FIXED // MB} MB",
-            "images": rows, "accepted": len(accepted), "refused": sum(1 for r in rows if r["accepted"] is False),
-            "worst_ratio": worst["ratio"] if worst else None, "worst_image": worst["name"] if worst else None,
-            "all_passed": all(r["passed"] for r in rows)}
+    return {
+        "quick": quick,
+        "refiner": refiner,
+        "cap_gb": cap_gb,
+        "rule": f"peak RSS growth <= {BUDGET_FACTOR} * w*h*3 + {BUDGET_FIXED // MB} MB",
+        "images": rows,
+        "accepted": len(accepted),
+        "refused": sum(1 for r in rows if r["accepted"] is False),
+        "worst_ratio": worst["ratio"] if worst else None,
+        "worst_image": worst["name"] if worst else None,
+        "all_passed": all(r["passed"] for r in rows),
+    }
 
 
 def render(report: dict[str, Any]) -> str:
-    lines = [f"refiner {report['refiner']}; rule: {report['rule']}", "",
-             "| image | w x h | file KB | expect | status | caption s | process s | growth MB | budget MB | "
-             "ratio | pass |", "|---|---|---:|---|---|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        f"refiner {report['refiner']}; rule: {report['rule']}",
+        "",
+        "| image | w x h | file KB | expect | status | caption s | process s | growth MB | budget MB | ratio | pass |",
+        "|---|---|---:|---|---|---:|---:|---:|---:|---:|---|",
+    ]
     for r in report["images"]:
         status = r["status"] if len(r["status"]) < 140 else r["status"][:137] + "..."
-        lines.append(f"| {r['name']} | {r['width']}x{r['height']} | {r['file_bytes'] / 1024:.0f} | {r['expect']} | "
-                     f"{status.replace('|', '/')} | {r['caption_s']} | {r['process_s']} | {r['growth_mb']} | "
-                     f"{r['budget_mb']} | {r['ratio']} | {'yes' if r['passed'] else 'NO'} |")
+        lines.append(
+            f"| {r['name']} | {r['width']}x{r['height']} | {r['file_bytes'] / 1024:.0f} | {r['expect']} | "
+            f"{status.replace('|', '/')} | {r['caption_s']} | {r['process_s']} | {r['growth_mb']} | "
+            f"{r['budget_mb']} | {r['ratio']} | {'yes' if r['passed'] else 'NO'} |"
+        )
     lines.append("")
     methods = sorted({r["peak_method"] for r in report["images"] if "peak_method" in r})
     lines.append(f"peak measured as: {'; '.join(methods) or 'n/a'}")
-    lines.append(f"worst accepted ratio: {report['worst_ratio']} ({report['worst_image']}); "
-                 f"all passed: {report['all_passed']}")
+    lines.append(
+        f"worst accepted ratio: {report['worst_ratio']} ({report['worst_image']}); all passed: {report['all_passed']}"
+    )
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="4 images, refiner none (about 1 min on 2 cores).")
-    parser.add_argument("--refiner", choices=["none", "local"], default=None,
-                        help="Refiner backend in each process (default: none with --quick, else local).")
-    parser.add_argument("--cap-gb", type=float, default=6.0,
-                        help="Address-space headroom of each process after warm-up, in GiB (0 = no cap).")
+    parser.add_argument(
+        "--refiner",
+        choices=["none", "local"],
+        default=None,
+        help="Refiner backend in each process (default: none with --quick, else local).",
+    )
+    parser.add_argument(
+        "--cap-gb",
+        type=float,
+        default=6.0,
+        help="Address-space headroom of each process after warm-up, in GiB (0 = no cap).",
+    )
     parser.add_argument("--keep-images", type=Path, default=None, help="Write the test images here and keep them.")
     parser.add_argument("--out", type=Path, default=None, help="Write the results as JSON here.")
     parser.add_argument("--child", help=argparse.SUPPRESS)

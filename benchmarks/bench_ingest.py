@@ -55,8 +55,10 @@ def run(n: int, batch_size: int, rounds: int) -> dict[str, Any]:
         tmp_path = Path(tmp)
         catalog = write_jsonl(iter(products), tmp_path / "catalog.jsonl")
 
-        stores = [CatalogStore.open(RetrievalSettings(catalog_dir=tmp_path / f"store{i}"), embedder, writer=True)
-                  for i in range(rounds)]  # opened (and collections created) outside the clock: one-off setup
+        stores = [
+            CatalogStore.open(RetrievalSettings(catalog_dir=tmp_path / f"store{i}"), embedder, writer=True)
+            for i in range(rounds)
+        ]  # opened (and collections created) outside the clock: one-off setup
 
         for i in range(rounds):
             steps = ["raw", "ingest"] if i % 2 == 0 else ["ingest", "raw"]
@@ -72,25 +74,36 @@ def run(n: int, batch_size: int, rounds: int) -> dict[str, Any]:
             print(f"  round {i + 1}/{rounds}: raw {raw[-1][0]:.1f}s ingest {ing[-1][0]:.1f}s", file=sys.stderr)
         store = stores[0]
         again = ingest_file(catalog, store, batch_size=batch_size)
-        changed = [p.model_copy(update={"description": p.description + " Now in a new box."})
-                   if i % 10 == 0 else p for i, p in enumerate(products)]
+        changed = [
+            p.model_copy(update={"description": p.description + " Now in a new box."}) if i % 10 == 0 else p
+            for i, p in enumerate(products)
+        ]
         delta = ingest_file(write_jsonl(iter(changed), tmp_path / "changed.jsonl"), store, batch_size=batch_size)
         for opened in stores:
             opened.close()
     raw_wall, ing_wall = sum(w for w, _ in raw), sum(w for w, _ in ing)
     raw_cpu, ing_cpu = sum(c for _, c in raw), sum(c for _, c in ing)
     return {
-        "n": n, "batch_size": batch_size, "rounds": rounds, "embedder": embedder.model_id,
-        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
-        "python": platform.python_version(), "load_avg_1m_end": round(os.getloadavg()[0], 2),
-        "raw_wall_s": [round(w, 2) for w, _ in raw], "ingest_wall_s": [round(w, 2) for w, _ in ing],
-        "raw_texts_per_s": round(n * rounds / raw_wall, 1), "ingest_products_per_s": round(n * rounds / ing_wall, 1),
+        "n": n,
+        "batch_size": batch_size,
+        "rounds": rounds,
+        "embedder": embedder.model_id,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "load_avg_1m_end": round(os.getloadavg()[0], 2),
+        "raw_wall_s": [round(w, 2) for w, _ in raw],
+        "ingest_wall_s": [round(w, 2) for w, _ in ing],
+        "raw_texts_per_s": round(n * rounds / raw_wall, 1),
+        "ingest_products_per_s": round(n * rounds / ing_wall, 1),
         "ratio": round(raw_wall / ing_wall, 3),
         "ratio_per_round": [round(r[0] / g[0], 3) for r, g in zip(raw, ing)],
         "ratio_cpu_time": round(raw_cpu / ing_cpu, 3),
         # Load-independent view of the overhead: the part of ingest wall time spent outside encode().
         "encode_share_of_ingest": round(encode_in_ingest / ing_wall, 3),
-        "reingest_unchanged_s": round(again.seconds, 3), "reingest_unchanged_per_s": round(n / again.seconds, 1),
+        "reingest_unchanged_s": round(again.seconds, 3),
+        "reingest_unchanged_per_s": round(n / again.seconds, 1),
         "reingest_10pct_changed_s": round(delta.seconds, 3),
         "reingest_10pct_counts": {"updated": delta.updated, "unchanged": delta.unchanged},
         "target_ratio": 0.9,
@@ -98,14 +111,19 @@ def run(n: int, batch_size: int, rounds: int) -> dict[str, Any]:
 
 
 def render(res: dict[str, Any]) -> str:
-    rows = [("products x rounds", f"{res['n']} x {res['rounds']}"), ("batch size", res["batch_size"]),
-            ("raw encode texts/s", res["raw_texts_per_s"]), ("ingest products/s", res["ingest_products_per_s"]),
-            ("ratio ingest/raw (target >= 0.9)", res["ratio"]),
-            ("  per round", res["ratio_per_round"]), ("  by process CPU time", res["ratio_cpu_time"]),
-            ("share of ingest time inside encode()", res["encode_share_of_ingest"]),
-            ("re-ingest unchanged: s", res["reingest_unchanged_s"]),
-            ("re-ingest unchanged: products/s", res["reingest_unchanged_per_s"]),
-            ("re-ingest 10% changed: s", res["reingest_10pct_changed_s"])]
+    rows = [
+        ("products x rounds", f"{res['n']} x {res['rounds']}"),
+        ("batch size", res["batch_size"]),
+        ("raw encode texts/s", res["raw_texts_per_s"]),
+        ("ingest products/s", res["ingest_products_per_s"]),
+        ("ratio ingest/raw (target >= 0.9)", res["ratio"]),
+        ("  per round", res["ratio_per_round"]),
+        ("  by process CPU time", res["ratio_cpu_time"]),
+        ("share of ingest time inside encode()", res["encode_share_of_ingest"]),
+        ("re-ingest unchanged: s", res["reingest_unchanged_s"]),
+        ("re-ingest unchanged: products/s", res["reingest_unchanged_per_s"]),
+        ("re-ingest 10% changed: s", res["reingest_10pct_changed_s"]),
+    ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 

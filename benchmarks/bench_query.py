@@ -34,8 +34,11 @@ POOL = 512  # distinct real embeddings the synthetic vectors are drawn around
 
 def _percentiles(samples: list[float]) -> dict[str, float]:
     ms = np.asarray(samples) * 1000
-    return {"p50_ms": round(float(np.percentile(ms, 50)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2),
-            "mean_ms": round(float(ms.mean()), 2)}
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p95_ms": round(float(np.percentile(ms, 95)), 2),
+        "mean_ms": round(float(ms.mean()), 2),
+    }
 
 
 def _timed(fn: Callable[[int], Any], n: int) -> list[float]:
@@ -82,29 +85,49 @@ def run(sizes: Sequence[int], n_queries: int) -> dict[str, Any]:
                 retriever = Retriever(store, top_k=4, min_score=0.2)
                 retriever.facts(queries[0])  # warm-up: loads the index segment
                 brand = [{"brand": f"Brand{i % 50:03d}"} for i in range(n_queries)]
-                both = [{"$and": [{"brand": f"Brand{i % 50:03d}"}, {"category": f"Category{i % 20:02d}"}]}
-                        for i in range(n_queries)]
+                both = [
+                    {"$and": [{"brand": f"Brand{i % 50:03d}"}, {"category": f"Category{i % 20:02d}"}]}
+                    for i in range(n_queries)
+                ]
                 res = {
-                    "products": size, "build_s": round(build_s, 1), "insert_per_s": round(size / build_s, 1),
+                    "products": size,
+                    "build_s": round(build_s, 1),
+                    "insert_per_s": round(size / build_s, 1),
                     "facts_end_to_end": _percentiles(_timed(lambda i: retriever.facts(queries[i]), n_queries)),
                     "store_vector_only": _percentiles(_timed(lambda i: store.query(query_vecs[i], 4), n_queries)),
                     "store_brand_filter": _percentiles(
-                        _timed(lambda i: store.query(query_vecs[i], 4, brand[i]), n_queries)),
+                        _timed(lambda i: store.query(query_vecs[i], 4, brand[i]), n_queries)
+                    ),
                     "store_brand_and_category": _percentiles(
-                        _timed(lambda i: store.query(query_vecs[i], 4, both[i]), n_queries)),
-                    "named_sku_lookup": _percentiles(_timed(
-                        lambda i: retriever.facts("", ProductHint(sku=f"SYN-{(i * 7919) % size:08d}")), n_queries)),
+                        _timed(lambda i: store.query(query_vecs[i], 4, both[i]), n_queries)
+                    ),
+                    "named_sku_lookup": _percentiles(
+                        _timed(
+                            lambda i: retriever.facts("", ProductHint(sku=f"SYN-{(i * 7919) % size:08d}")), n_queries
+                        )
+                    ),
                     "embed_query_only": _percentiles(_timed(lambda i: embedder.encode([queries[i]]), n_queries)),
                 }
                 results.append(res)
                 print(f"  {size} products done", file=sys.stderr)
-    return {"embedder": embedder.model_id, "queries": n_queries, "top_k": 4, "cpu_count": os.cpu_count(),
-            "sizes": results}
+    return {
+        "embedder": embedder.model_id,
+        "queries": n_queries,
+        "top_k": 4,
+        "cpu_count": os.cpu_count(),
+        "sizes": results,
+    }
 
 
 def render(res: dict[str, Any]) -> str:
-    cols = ["facts_end_to_end", "store_vector_only", "store_brand_filter", "store_brand_and_category",
-            "named_sku_lookup", "embed_query_only"]
+    cols = [
+        "facts_end_to_end",
+        "store_vector_only",
+        "store_brand_filter",
+        "store_brand_and_category",
+        "named_sku_lookup",
+        "embed_query_only",
+    ]
     head = f"{'products':>9} {'insert/s':>9} " + " ".join(f"{c:>26}" for c in cols)
     lines = [head, " " * 20 + " ".join(f"{'p50 / p95 ms':>26}" for _ in cols)]
     for row in res["sizes"]:

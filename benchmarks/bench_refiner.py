@@ -24,10 +24,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-DRAFTS = ["a black espresso cup on a saucer", "a small cup of coffee on a wooden table",
-          "a tabby cat lying on a grey blanket", "a red rocket on a launch pad under a blue sky",
-          "an astronaut in a white suit holding a helmet", "a motorcycle parked beside a brick wall",
-          "a woman in a dark jacket in front of a flag", "a bouquet of yellow flowers in a glass vase"]
+DRAFTS = [
+    "a black espresso cup on a saucer",
+    "a small cup of coffee on a wooden table",
+    "a tabby cat lying on a grey blanket",
+    "a red rocket on a launch pad under a blue sky",
+    "an astronaut in a white suit holding a helmet",
+    "a motorcycle parked beside a brick wall",
+    "a woman in a dark jacket in front of a flag",
+    "a bouquet of yellow flowers in a glass vase",
+]
 
 
 def make_jobs(n: int, style: str) -> list[Any]:
@@ -36,10 +42,12 @@ def make_jobs(n: int, style: str) -> list[Any]:
     from caption_agent.schemas import GroundingFact
 
     preset = load_preset(style)
-    facts = [GroundingFact(id="HW-ESP-01:color", sku="HW-ESP-01", field="color", text="Colour: matte black",
-                           score=0.9),
-             GroundingFact(id="HW-ESP-01:material", sku="HW-ESP-01", field="material", text="Material: stoneware",
-                           score=0.8)]
+    facts = [
+        GroundingFact(id="HW-ESP-01:color", sku="HW-ESP-01", field="color", text="Colour: matte black", score=0.9),
+        GroundingFact(
+            id="HW-ESP-01:material", sku="HW-ESP-01", field="material", text="Material: stoneware", score=0.8
+        ),
+    ]
     return [RefineJob(preset=preset, draft=f"{DRAFTS[i % len(DRAFTS)]}, view {i}", facts=facts) for i in range(n)]
 
 
@@ -51,30 +59,56 @@ def time_batch(refiner: Any, jobs: list[Any], repeats: int) -> dict[str, Any]:
         wall = time.perf_counter() - t0
         ok = sum(not isinstance(o, Exception) for o in out)
         errors = sorted({type(o).__name__ for o in out if isinstance(o, Exception)})
-        run = {"jobs": len(jobs), "ok": ok, "errors": errors, "wall_s": round(wall, 3),
-               "captions_per_s": round(ok / wall, 4)}
+        run = {
+            "jobs": len(jobs),
+            "ok": ok,
+            "errors": errors,
+            "wall_s": round(wall, 3),
+            "captions_per_s": round(ok / wall, 4),
+        }
         if best is None or run["captions_per_s"] > best["captions_per_s"]:
             best = run
     assert best is not None
     return best
 
 
-def run(url: str, model: str | None, n: int, style: str, max_new_tokens: int, repeats: int,
-        concurrencies: list[int], local: bool) -> dict[str, Any]:
-    from caption_agent.config import RefinerSettings
+def run(
+    url: str,
+    model: str | None,
+    n: int,
+    style: str,
+    max_new_tokens: int,
+    repeats: int,
+    concurrencies: list[int],
+    local: bool,
+) -> dict[str, Any]:
+    from caption_agent.config import VLLMRefinerSettings
     from caption_agent.refiners import REFINERS
 
     jobs = make_jobs(n, style)
-    result: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                                          "python": platform.python_version()},
-                              "server": url, "style": style, "jobs": n, "max_new_tokens": max_new_tokens,
-                              "repeats": repeats, "vllm": {}}
+    result: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "server": url,
+        "style": style,
+        "jobs": n,
+        "max_new_tokens": max_new_tokens,
+        "repeats": repeats,
+        "vllm": {},
+    }
     vllm_cls = REFINERS.get("vllm")
     for c in concurrencies:
-        refiner = vllm_cls(RefinerSettings(backend="vllm", base_url=url, model=model, temperature=0.0,
-                                           max_new_tokens=max_new_tokens, max_concurrency=c, timeout_s=300.0))
+        refiner = vllm_cls(
+            VLLMRefinerSettings(
+                base_url=url,
+                model=model,
+                temperature=0.0,
+                max_new_tokens=max_new_tokens,
+                max_concurrency=c,
+                timeout_s=300.0,
+            )
+        )
         refiner.check_ready()
-        refiner.refine_many(jobs[:min(c, 4)])  # warm-up: grammar compile, connections, prefix cache
+        refiner.refine_many(jobs[: min(c, 4)])  # warm-up: grammar compile, connections, prefix cache
         result["model"] = refiner.model_id
         result["vllm"][str(c)] = time_batch(refiner, jobs, repeats)
         refiner.close()
@@ -89,14 +123,14 @@ def run(url: str, model: str | None, n: int, style: str, max_new_tokens: int, re
 
 
 def run_local(jobs: list[Any], max_new_tokens: int, repeats: int) -> dict[str, Any]:
-    from caption_agent.config import RefinerSettings
+    from caption_agent.config import LocalRefinerSettings
     from caption_agent.errors import CaptionAgentError
     from caption_agent.refiners import REFINERS
 
     try:
         cls = REFINERS.get("local")
         t0 = time.perf_counter()
-        refiner = cls(RefinerSettings(temperature=0.0, max_new_tokens=max_new_tokens))
+        refiner = cls(LocalRefinerSettings(temperature=0.0, max_new_tokens=max_new_tokens))
         load_s = time.perf_counter() - t0
     except (CaptionAgentError, ImportError) as exc:
         return {"skipped": f"{type(exc).__name__}: {exc}"}
@@ -110,10 +144,16 @@ def run_local(jobs: list[Any], max_new_tokens: int, repeats: int) -> dict[str, A
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", default=os.environ.get("CAPTION_AGENT_TEST_VLLM_URL"),
-                        help="vLLM base URL (default: $CAPTION_AGENT_TEST_VLLM_URL)")
-    parser.add_argument("--model", default=os.environ.get("CAPTION_AGENT_TEST_VLLM_MODEL"),
-                        help="served model name (default: discovered)")
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("CAPTION_AGENT_TEST_VLLM_URL"),
+        help="vLLM base URL (default: $CAPTION_AGENT_TEST_VLLM_URL)",
+    )
+    parser.add_argument(
+        "--model",
+        default=os.environ.get("CAPTION_AGENT_TEST_VLLM_MODEL"),
+        help="served model name (default: discovered)",
+    )
     parser.add_argument("--n", type=int, default=48, help="jobs per batch")
     parser.add_argument("--style", default="alt_text")
     parser.add_argument("--max-new-tokens", type=int, default=64)
@@ -126,8 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.url:
         parser.error("no server: start one with `python scripts/vllm_server.py start` and pass --url")
     n, repeats = (16, 1) if args.quick else (args.n, args.repeats)
-    result = run(args.url, args.model, n, args.style, args.max_new_tokens, repeats, args.concurrency,
-                 not args.no_local)
+    result = run(args.url, args.model, n, args.style, args.max_new_tokens, repeats, args.concurrency, not args.no_local)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

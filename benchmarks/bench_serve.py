@@ -52,10 +52,28 @@ def _free_port() -> int:
 
 
 def start_server(port: int, queue_size: int, workdir: Path) -> subprocess.Popen:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False",
-           "CAPTION_AGENT_SERVICE_QUEUE_SIZE": str(queue_size), "CAPTION_AGENT_SERVICE_REQUEST_TIMEOUT_S": "30"}
-    cmd = [sys.executable, "-m", "caption_agent.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--refiner", "none", "--log-level", "warning"]
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "ANONYMIZED_TELEMETRY": "False",
+        "CAPTION_AGENT_SERVICE_QUEUE_SIZE": str(queue_size),
+        "CAPTION_AGENT_SERVICE_REQUEST_TIMEOUT_S": "30",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "caption_agent.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--refiner",
+        "none",
+        "--log-level",
+        "warning",
+    ]
     log = open(workdir / "server.log", "wb")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 
@@ -101,8 +119,14 @@ async def closed_loop(url: str, images: list[bytes], n: int) -> dict[str, Any]:
         await asyncio.gather(*(worker(client) for _ in range(CONCURRENCY)))
         wall = time.perf_counter() - t0
     ok = [lat for status, lat in done if status == 200]
-    return {"requests": n, "concurrency": CONCURRENCY, "ok": len(ok), "wall_s": round(wall, 2),
-            "rate_rps": round(len(ok) / wall, 2), **_percentiles(ok)}
+    return {
+        "requests": n,
+        "concurrency": CONCURRENCY,
+        "ok": len(ok),
+        "wall_s": round(wall, 2),
+        "rate_rps": round(len(ok) / wall, 2),
+        **_percentiles(ok),
+    }
 
 
 async def open_loop(url: str, images: list[bytes], rate: float, duration_s: float, cap: int) -> dict[str, Any]:
@@ -123,10 +147,16 @@ async def open_loop(url: str, images: list[bytes], rate: float, duration_s: floa
         wall = time.perf_counter() - t0
     statuses = [status for status, _ in done]
     ok = [lat for status, lat in done if status == 200]
-    return {"offered_rps": round(rate, 2), "requests": n, "wall_s": round(wall, 2), "ok": len(ok),
-            "share_429": round(statuses.count(429) / n, 3),
-            "other": {str(s): statuses.count(s) for s in sorted(set(statuses)) if s not in (200, 429)},
-            "goodput_rps": round(len(ok) / wall, 2), **_percentiles(ok)}
+    return {
+        "offered_rps": round(rate, 2),
+        "requests": n,
+        "wall_s": round(wall, 2),
+        "ok": len(ok),
+        "share_429": round(statuses.count(429) / n, 3),
+        "other": {str(s): statuses.count(s) for s in sorted(set(statuses)) if s not in (200, 429)},
+        "goodput_rps": round(len(ok) / wall, 2),
+        **_percentiles(ok),
+    }
 
 
 def _percentiles(latencies: list[float]) -> dict[str, float | None]:
@@ -165,11 +195,24 @@ def run(quick: bool = True, queue_size: int = 16) -> dict[str, Any]:
             batch_count = float(line.split()[-1])
         elif line.startswith("caption_agent_batch_size_sum"):
             batch_sum = float(line.split()[-1])
-    return {"benchmark": "serve", "quick": quick, "machine": f"{platform.machine()} {os.cpu_count()} cpu",
-            "config": {"drafter": "lite", "refiner": "none", "catalog": None, "queue_size": queue_size,
-                       "max_batch": 16, "batch_window_ms": 15, "image": "320px JPEG"},
-            "startup_s": round(startup_s, 1), "closed_loop": closed, "open_loop": levels,
-            "mean_batch_size": round(batch_sum / batch_count, 2) if batch_count else None}
+    return {
+        "benchmark": "serve",
+        "quick": quick,
+        "machine": f"{platform.machine()} {os.cpu_count()} cpu",
+        "config": {
+            "drafter": "lite",
+            "refiner": "none",
+            "catalog": None,
+            "queue_size": queue_size,
+            "max_batch": 16,
+            "batch_window_ms": 15,
+            "image": "320px JPEG",
+        },
+        "startup_s": round(startup_s, 1),
+        "closed_loop": closed,
+        "open_loop": levels,
+        "mean_batch_size": round(batch_sum / batch_count, 2) if batch_count else None,
+    }
 
 
 if __name__ == "__main__":

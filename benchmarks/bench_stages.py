@@ -42,8 +42,13 @@ def lite_drafter(repeats: int) -> dict[str, Any]:
         drafter.draft(images, infos, 3)
         best[f"batch_{len(images)}"] = min(best[f"batch_{len(images)}"], time.perf_counter() - t0)
     per_s = {k: round(len(images) / v, 2) for k, v in best.items()}
-    return {"images": len(images), "candidates": 3, "repeats": repeats, "images_per_s": per_s,
-            "batch_vs_single": round(per_s[f"batch_{len(images)}"] / per_s["batch_1"], 3)}
+    return {
+        "images": len(images),
+        "candidates": 3,
+        "repeats": repeats,
+        "images_per_s": per_s,
+        "batch_vs_single": round(per_s[f"batch_{len(images)}"] / per_s["batch_1"], 3),
+    }
 
 
 def cache(items: int) -> dict[str, Any]:
@@ -55,25 +60,35 @@ def cache(items: int) -> dict[str, Any]:
         folder = Path(tmp)
         manifest = folder / "manifest.jsonl"
         # distinct requests (max_chars) for the same photos: every item is its own cache entry
-        manifest.write_text("".join(json.dumps({"image": str(IMAGES[i % len(IMAGES)]), "max_chars": 60 + i})
-                                    + "\n" for i in range(items)))
+        manifest.write_text(
+            "".join(
+                json.dumps({"image": str(IMAGES[i % len(IMAGES)]), "max_chars": 60 + i}) + "\n" for i in range(items)
+            )
+        )
         agent = CaptionAgent(AgentConfig.load(refiner={"backend": "none"}))
         try:
-            run_caption_job(manifest, CaptionJobOptions(out=folder / "warm.jsonl", progress=False, limit=2),
-                            agent=agent)  # load models outside the clock
+            run_caption_job(
+                manifest, CaptionJobOptions(out=folder / "warm.jsonl", progress=False, limit=2), agent=agent
+            )  # load models outside the clock
             seconds = {}
             for name in ("miss", "hit"):
                 t0 = time.perf_counter()
-                summary = run_caption_job(manifest, CaptionJobOptions(out=folder / f"{name}.jsonl", progress=False,
-                                                                      cache_dir=folder / "cache"), agent=agent)
+                summary = run_caption_job(
+                    manifest,
+                    CaptionJobOptions(out=folder / f"{name}.jsonl", progress=False, cache_dir=folder / "cache"),
+                    agent=agent,
+                )
                 seconds[name] = time.perf_counter() - t0
                 assert summary.written == items, summary
             assert summary.cached == items, summary  # the second run was served from the cache
         finally:
             agent.close()
-    return {"items": items, "seconds": {k: round(v, 3) for k, v in seconds.items()},
-            "items_per_s": {k: round(items / v, 2) for k, v in seconds.items()},
-            "hit_vs_miss": round(seconds["miss"] / seconds["hit"], 2)}
+    return {
+        "items": items,
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "items_per_s": {k: round(items / v, 2) for k, v in seconds.items()},
+        "hit_vs_miss": round(seconds["miss"] / seconds["hit"], 2),
+    }
 
 
 def run(quick: bool) -> dict[str, Any]:

@@ -34,8 +34,10 @@ _VLM_HINTS = ("ForConditionalGeneration", "VisionEncoderDecoder", "ForImageTextT
 
 def cached_models() -> dict[str, list[str]]:
     """Hub ids in the local Hugging Face cache, split into image-text models and causal LMs by config.json."""
-    root = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache" /
-                                                                       "huggingface")) / "hub")
+    root = Path(
+        os.environ.get("HF_HUB_CACHE")
+        or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
+    )
     found: dict[str, list[str]] = {"vlm": [], "llm": []}
     for folder in sorted(root.glob("models--*")):
         configs = sorted(folder.glob("snapshots/*/config.json"))
@@ -45,7 +47,7 @@ def cached_models() -> dict[str, list[str]]:
             archs = json.loads(configs[-1].read_text()).get("architectures") or []
         except (OSError, ValueError):
             continue
-        hub_id = folder.name[len("models--"):].replace("--", "/")
+        hub_id = folder.name[len("models--") :].replace("--", "/")
         if any(h in a for a in archs for h in _VLM_HINTS):
             found["vlm"].append(hub_id)
         elif any(a.endswith("ForCausalLM") for a in archs):
@@ -81,20 +83,24 @@ def start_text_server(model: str, name: str, timeout_s: float) -> tuple[subproce
     """A vLLM OpenAI server for a text model on a free loopback port; returns (process, base URL)."""
     import gpu_drafters
 
-    return gpu_drafters.launch_vllm(sys.executable, model, name, ["--max-model-len", "2048"], timeout_s,
-                                    "gpu_bench_vllm")
+    return gpu_drafters.launch_vllm(
+        sys.executable, model, name, ["--max-model-len", "2048"], timeout_s, "gpu_bench_vllm"
+    )
 
 
-def vllm_refiner(url: str | None, served: str | None, model: str | None, quick: bool, deadline: float
-                 ) -> dict[str, Any]:
+def vllm_refiner(
+    url: str | None, served: str | None, model: str | None, quick: bool, deadline: float
+) -> dict[str, Any]:
     import bench_refiner
 
     proc = None
     try:
         if url is None:
             if not (model and _has_vllm() and _cuda()):
-                return {"skipped": "no vLLM server: pass --vllm-url, or have the vllm package, CUDA and a causal LM "
-                                   "(--refiner-model or one in the Hugging Face cache)"}
+                return {
+                    "skipped": "no vLLM server: pass --vllm-url, or have the vllm package, CUDA and a causal LM "
+                    "(--refiner-model or one in the Hugging Face cache)"
+                }
             served = "bench-refiner"
             proc, url = start_text_server(model, served, min(600.0, _left(deadline)))
         if _left(deadline) < 10:
@@ -119,10 +125,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--budget-s", type=float, default=600.0, help="Wall-clock budget for the whole run.")
     parser.add_argument("--drafter-model", help="VLM hub id or folder (else the cache's first, else a tiny one).")
     parser.add_argument("--refiner-model", help="Causal LM hub id or folder to serve with vLLM.")
-    parser.add_argument("--vllm-url", default=os.environ.get("CAPTION_AGENT_TEST_VLLM_URL"),
-                        help="A running vLLM refiner server (OpenAI API base URL).")
-    parser.add_argument("--vllm-model", default=os.environ.get("CAPTION_AGENT_TEST_VLLM_MODEL"),
-                        help="Served model name at --vllm-url.")
+    parser.add_argument(
+        "--vllm-url",
+        default=os.environ.get("CAPTION_AGENT_TEST_VLLM_URL"),
+        help="A running vLLM refiner server (OpenAI API base URL).",
+    )
+    parser.add_argument(
+        "--vllm-model", default=os.environ.get("CAPTION_AGENT_TEST_VLLM_MODEL"), help="Served model name at --vllm-url."
+    )
     parser.add_argument("--quick", action="store_true", help="Smoke sizes (CPU-friendly).")
     parser.add_argument("--out", type=Path, default=None, help="Write the JSON report here.")
     args = parser.parse_args(argv)
@@ -132,8 +142,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     cache = cached_models()
     cuda, vllm_ok = _cuda(), _has_vllm()
-    report: dict[str, Any] = {"machine": machine(), "cuda": cuda, "vllm_installed": vllm_ok,
-                              "cached_models": cache, "budget_s": args.budget_s, "parts": {}}
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "cuda": cuda,
+        "vllm_installed": vllm_ok,
+        "cached_models": cache,
+        "budget_s": args.budget_s,
+        "parts": {},
+    }
     parts = report["parts"]
     drafter_model = args.drafter_model or (cache["vlm"][0] if cache["vlm"] else None)
     try:  # the drafters get half the budget; the refiners share what is left
@@ -141,9 +157,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - keep going: the other parts still measure
         parts["drafters"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
     try:
-        parts["vllm_refiner"] = vllm_refiner(args.vllm_url, args.vllm_model,
-                                             args.refiner_model or (cache["llm"][0] if cache["llm"] else None),
-                                             args.quick, deadline)
+        parts["vllm_refiner"] = vllm_refiner(
+            args.vllm_url,
+            args.vllm_model,
+            args.refiner_model or (cache["llm"][0] if cache["llm"] else None),
+            args.quick,
+            deadline,
+        )
     except Exception as exc:  # noqa: BLE001
         parts["vllm_refiner"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
     if _left(deadline) > 0:

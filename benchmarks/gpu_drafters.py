@@ -46,8 +46,10 @@ def photos(count: int) -> list[Any]:
 def infos(images: list[Any]) -> list[Any]:
     from caption_agent.schemas import ImageInfo
 
-    return [ImageInfo(source=f"bench{i}", sha256=f"{i:064d}", width=im.width, height=im.height)
-            for i, im in enumerate(images)]
+    return [
+        ImageInfo(source=f"bench{i}", sha256=f"{i:064d}", width=im.width, height=im.height)
+        for i, im in enumerate(images)
+    ]
 
 
 def tiny_vlm(folder: Path) -> Path:
@@ -73,8 +75,12 @@ def time_drafter(drafter: Any, batches: list[int], n: int, repeats: int, deadlin
             wall = time.perf_counter() - t0
             cands = sum(len(d.candidates) for d in drafts)
             if best is None or wall < best["wall_s"]:
-                best = {"batch": batch, "wall_s": round(wall, 4), "images_per_s": round(batch / wall, 3),
-                        "candidates": cands}
+                best = {
+                    "batch": batch,
+                    "wall_s": round(wall, 4),
+                    "images_per_s": round(batch / wall, 3),
+                    "candidates": cands,
+                }
         rows.append(best)
         print(f"  {drafter.name:12s} batch {batch:3d}: {best['images_per_s']:9.2f} images/s", flush=True)
     return rows
@@ -83,11 +89,12 @@ def time_drafter(drafter: Any, batches: list[int], n: int, repeats: int, deadlin
 def run_transformers(model: str, args: argparse.Namespace, deadline: float) -> dict[str, Any]:
     import torch
 
-    from caption_agent.config import DrafterSettings
+    from caption_agent.config import TransformersDrafterSettings
     from caption_agent.drafters.hf import TransformersDrafter
 
-    settings = DrafterSettings(backend="transformers", model=model, decoding=args.decoding,
-                               max_new_tokens=args.max_new_tokens, batch_size=max(args.batches))
+    settings = TransformersDrafterSettings(
+        model=model, decoding=args.decoding, max_new_tokens=args.max_new_tokens, batch_size=max(args.batches)
+    )
     t0 = time.perf_counter()
     drafter = TransformersDrafter(settings)
     load_s = time.perf_counter() - t0
@@ -95,8 +102,14 @@ def run_transformers(model: str, args: argparse.Namespace, deadline: float) -> d
         torch.cuda.reset_peak_memory_stats()
     rows = time_drafter(drafter, args.batches, args.n, args.repeats, deadline)
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
-    out = {"model_id": drafter.model_id, "device": drafter.device, "dtype": str(drafter.dtype),
-           "load_s": round(load_s, 2), "peak_gpu_gib": round(peak, 2) if peak else None, "rows": rows}
+    out = {
+        "model_id": drafter.model_id,
+        "device": drafter.device,
+        "dtype": str(drafter.dtype),
+        "load_s": round(load_s, 2),
+        "peak_gpu_gib": round(peak, 2) if peak else None,
+        "rows": rows,
+    }
     drafter.close()
     del drafter
     if torch.cuda.is_available():
@@ -104,14 +117,27 @@ def run_transformers(model: str, args: argparse.Namespace, deadline: float) -> d
     return out
 
 
-def launch_vllm(python: str, model: str, name: str, extra: Sequence[str], timeout_s: float,
-                log_name: str = "vllm") -> tuple[subprocess.Popen, str]:
+def launch_vllm(
+    python: str, model: str, name: str, extra: Sequence[str], timeout_s: float, log_name: str = "vllm"
+) -> tuple[subprocess.Popen, str]:
     """`python -m vllm.entrypoints.openai.api_server` on a free loopback port; returns (process, base URL)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    cmd = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--served-model-name", name,
-           "--host", "127.0.0.1", "--port", str(port), *extra]
+    cmd = [
+        python,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        model,
+        "--served-model-name",
+        name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *extra,
+    ]
     log = open(Path(tempfile.gettempdir()) / f"{log_name}_{port}.log", "wb")  # noqa: SIM115 - the server's stdout
     env = dict(os.environ, VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -132,18 +158,28 @@ def launch_vllm(python: str, model: str, name: str, extra: Sequence[str], timeou
 
 def start_vllm(python: str, model: str, name: str, args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
     """The multimodal server for the drafter benchmark (one image per prompt)."""
-    extra = ["--max-model-len", str(args.max_model_len), "--limit-mm-per-prompt", json.dumps({"image": 1}),
-             *args.vllm_arg]
+    extra = [
+        "--max-model-len",
+        str(args.max_model_len),
+        "--limit-mm-per-prompt",
+        json.dumps({"image": 1}),
+        *args.vllm_arg,
+    ]
     return launch_vllm(python, model, name, extra, args.server_timeout_s, "gpu_drafters_vllm")
 
 
 def run_vllm(url: str, name: str, args: argparse.Namespace, deadline: float) -> dict[str, Any]:
-    from caption_agent.config import DrafterSettings
+    from caption_agent.config import VLLMDrafterSettings
     from caption_agent.drafters.vllm import VLLMDrafter
 
-    settings = DrafterSettings(backend="vllm", base_url=url, model=name, decoding=args.decoding,
-                               max_new_tokens=args.max_new_tokens, max_concurrency=max(args.batches),
-                               timeout_s=300)
+    settings = VLLMDrafterSettings(
+        base_url=url,
+        model=name,
+        decoding=args.decoding,
+        max_new_tokens=args.max_new_tokens,
+        max_concurrency=max(args.batches),
+        timeout_s=300,
+    )
     drafter = VLLMDrafter(settings)  # sends one real image request first
     rows = time_drafter(drafter, args.batches, args.n, args.repeats, deadline)
     drafter.close()
@@ -156,8 +192,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--vllm-url", help="a running vLLM server (else one is started)")
     parser.add_argument("--vllm-model", help="served model name at --vllm-url")
     parser.add_argument("--vllm-python", default=sys.executable, help="python that has vllm, to start a server")
-    parser.add_argument("--vllm-arg", action="append", default=[],
-                        help="extra server flag, repeatable, e.g. --vllm-arg=--gpu-memory-utilization=0.6")
+    parser.add_argument(
+        "--vllm-arg",
+        action="append",
+        default=[],
+        help="extra server flag, repeatable, e.g. --vllm-arg=--gpu-memory-utilization=0.6",
+    )
     parser.add_argument("--skip-vllm", action="store_true")
     parser.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 32])
     parser.add_argument("--n", type=int, default=3, help="candidates per image")
@@ -170,8 +210,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     deadline = time.monotonic() + args.budget_s
-    report: dict[str, Any] = {"host": platform.node(), "python": platform.python_version(), "args": {
-        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+    report: dict[str, Any] = {
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
         try:
@@ -205,8 +248,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     proc.wait(timeout=60)
     hf = {r["batch"]: r for r in report["transformers"]["rows"] if "images_per_s" in r}
     vl = {r["batch"]: r for r in (report.get("vllm") or {}).get("rows", []) if "images_per_s" in r}
-    report["vllm_vs_transformers"] = {b: round(vl[b]["images_per_s"] / hf[b]["images_per_s"], 3)
-                                      for b in sorted(hf.keys() & vl.keys())}
+    report["vllm_vs_transformers"] = {
+        b: round(vl[b]["images_per_s"] / hf[b]["images_per_s"], 3) for b in sorted(hf.keys() & vl.keys())
+    }
     print(json.dumps({"vllm_vs_transformers": report["vllm_vs_transformers"]}), flush=True)
     if args.out:
         args.out.write_text(json.dumps(report, indent=2), encoding="utf-8")

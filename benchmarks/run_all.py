@@ -41,36 +41,59 @@ def _batch_rows(r: dict[str, Any]) -> list[Row]:
     real, zero = r["real"], r["zero_cost"]
     real_s = real["seconds"]["pipeline"] / real["items"]
     zero_s = zero["seconds"]["pipeline"] / zero["items"]
-    return [("batch job vs loop of caption()", real["job_vs_loop"], "items/s ratio, lite drafter, refiner none"),
-            ("batch job vs bare caption_batch", real["job_vs_pipeline"], "items/s ratio (job bookkeeping cost)"),
-            ("pipeline overhead / item time", round(zero_s / real_s, 4),
-             f"zero-cost backends {zero_s * 1000:.2f} ms vs real {real_s * 1000:.1f} ms per item")]
+    return [
+        ("batch job vs loop of caption()", real["job_vs_loop"], "items/s ratio, lite drafter, refiner none"),
+        ("batch job vs bare caption_batch", real["job_vs_pipeline"], "items/s ratio (job bookkeeping cost)"),
+        (
+            "pipeline overhead / item time",
+            round(zero_s / real_s, 4),
+            f"zero-cost backends {zero_s * 1000:.2f} ms vs real {real_s * 1000:.1f} ms per item",
+        ),
+    ]
 
 
 def _ingest_rows(r: dict[str, Any]) -> list[Row]:
-    return [("ingestion vs raw embedder", r["ratio"], f"{r['ingest_products_per_s']} products/s vs "
-             f"{r['raw_texts_per_s']} texts/s encode ({r['n']} products)")]
+    return [
+        (
+            "ingestion vs raw embedder",
+            r["ratio"],
+            f"{r['ingest_products_per_s']} products/s vs {r['raw_texts_per_s']} texts/s encode ({r['n']} products)",
+        )
+    ]
 
 
 def _query_rows(r: dict[str, Any]) -> list[Row]:
     rows = []
     for s in r["sizes"]:
         size = s["products"]
-        rows.append((f"facts() vs embed-only p50 @{size}",
-                     round(s["facts_end_to_end"]["p50_ms"] / s["embed_query_only"]["p50_ms"], 3),
-                     f"{s['facts_end_to_end']['p50_ms']} ms vs {s['embed_query_only']['p50_ms']} ms"))
-        rows.append((f"brand filter vs no filter p50 @{size}",
-                     round(s["store_brand_filter"]["p50_ms"] / s["store_vector_only"]["p50_ms"], 3),
-                     f"{s['store_brand_filter']['p50_ms']} ms vs {s['store_vector_only']['p50_ms']} ms"))
+        rows.append(
+            (
+                f"facts() vs embed-only p50 @{size}",
+                round(s["facts_end_to_end"]["p50_ms"] / s["embed_query_only"]["p50_ms"], 3),
+                f"{s['facts_end_to_end']['p50_ms']} ms vs {s['embed_query_only']['p50_ms']} ms",
+            )
+        )
+        rows.append(
+            (
+                f"brand filter vs no filter p50 @{size}",
+                round(s["store_brand_filter"]["p50_ms"] / s["store_vector_only"]["p50_ms"], 3),
+                f"{s['store_brand_filter']['p50_ms']} ms vs {s['store_vector_only']['p50_ms']} ms",
+            )
+        )
     return rows
 
 
 def _stages_rows(r: dict[str, Any]) -> list[Row]:
     lite, cache = r["lite_drafter"], r["cache"]
-    return [("lite drafter images/s (batch 1)", lite["images_per_s"]["batch_1"], f"{lite['candidates']} drafts "
-             f"per image, {lite['images']} bundled photos"),
-            ("lite drafter one batch vs batch 1", lite["batch_vs_single"], "images/s ratio"),
-            ("cache hit vs miss", cache["hit_vs_miss"], f"job wall time ratio, {cache['items']} items")]
+    return [
+        (
+            "lite drafter images/s (batch 1)",
+            lite["images_per_s"]["batch_1"],
+            f"{lite['candidates']} drafts per image, {lite['images']} bundled photos",
+        ),
+        ("lite drafter one batch vs batch 1", lite["batch_vs_single"], "images/s ratio"),
+        ("cache hit vs miss", cache["hit_vs_miss"], f"job wall time ratio, {cache['items']} items"),
+    ]
 
 
 def _refiner_rows(r: dict[str, Any]) -> list[Row]:
@@ -83,22 +106,32 @@ def _serve_rows(r: dict[str, Any]) -> list[Row]:
     levels = r.get("open_loop") or {}
     rows: list[Row] = []
     if "1x" in levels and "16x" in levels and levels["1x"].get("goodput_rps"):
-        rows.append(("serve goodput 16x overload vs 1x", round(levels["16x"]["goodput_rps"] /
-                                                             levels["1x"]["goodput_rps"], 3),
-                     f"429 share at 16x {levels['16x'].get('share_429')}"))
+        rows.append(
+            (
+                "serve goodput 16x overload vs 1x",
+                round(levels["16x"]["goodput_rps"] / levels["1x"]["goodput_rps"], 3),
+                f"429 share at 16x {levels['16x'].get('share_429')}",
+            )
+        )
     if r.get("mean_batch_size") is not None:
         rows.append(("serve mean micro-batch size", r["mean_batch_size"], "requests per pipeline batch"))
-    return rows + [(f"serve: {k}", v, "") for k, v in r.items()
-                   if isinstance(v, (int, float)) and ("ratio" in k or "_vs_" in k)]
+    return rows + [
+        (f"serve: {k}", v, "") for k, v in r.items() if isinstance(v, (int, float)) and ("ratio" in k or "_vs_" in k)
+    ]
 
 
 def _image_memory_rows(r: dict[str, Any]) -> list[Row]:
     over = [i["name"] for i in r["images"] if not i["passed"]]
     if r["worst_ratio"] is None:
         raise ValueError(f"no image was accepted; failed: {over}")
-    return [("image memory: worst peak growth / budget", r["worst_ratio"],
-             f"budget 3*w*h*3 + 300 MB, {r['accepted']} accepted, {r['refused']} refused, worst "
-             f"{r['worst_image']}; failed: {', '.join(over) or 'none'}")]
+    return [
+        (
+            "image memory: worst peak growth / budget",
+            r["worst_ratio"],
+            f"budget 3*w*h*3 + 300 MB, {r['accepted']} accepted, {r['refused']} refused, worst "
+            f"{r['worst_image']}; failed: {', '.join(over) or 'none'}",
+        )
+    ]
 
 
 def _run_serve(quick: bool, opts: argparse.Namespace) -> dict[str, Any]:
@@ -120,30 +153,42 @@ class Bench:
 BENCHES: list[Bench] = [
     Bench("batch", lambda q, o: _script("bench_batch", ["--quick"] if q else []), _batch_rows),
     Bench("ingest", lambda q, o: _script("bench_ingest", ["--quick"] if q else []), _ingest_rows),
-    Bench("query", lambda q, o: _script("bench_query", ["--sizes", "1000", "--queries", "30"] if q else []),
-          _query_rows),
+    Bench(
+        "query", lambda q, o: _script("bench_query", ["--sizes", "1000", "--queries", "30"] if q else []), _query_rows
+    ),
     Bench("stages", lambda q, o: _script("bench_stages", ["--quick"] if q else []), _stages_rows),
-    Bench("image_memory", lambda q, o: _script("bench_image_memory", ["--quick"] if q else []),
-          _image_memory_rows),
-    Bench("refiner_vllm", lambda q, o: _script("bench_refiner", ["--url", _vllm_url(o), "--no-local",
-                                                                 *(["--quick"] if q else [])]),
-          _refiner_rows, lambda o: None if _vllm_url(o) else "no server (--vllm-url or "
-                                                                "CAPTION_AGENT_TEST_VLLM_URL)"),
-    Bench("serve", _run_serve, _serve_rows,
-          lambda o: None if (HERE / "bench_serve.py").is_file() else "benchmarks/bench_serve.py absent"),
+    Bench("image_memory", lambda q, o: _script("bench_image_memory", ["--quick"] if q else []), _image_memory_rows),
+    Bench(
+        "refiner_vllm",
+        lambda q, o: _script("bench_refiner", ["--url", _vllm_url(o), "--no-local", *(["--quick"] if q else [])]),
+        _refiner_rows,
+        lambda o: None if _vllm_url(o) else "no server (--vllm-url or CAPTION_AGENT_TEST_VLLM_URL)",
+    ),
+    Bench(
+        "serve",
+        _run_serve,
+        _serve_rows,
+        lambda o: None if (HERE / "bench_serve.py").is_file() else "benchmarks/bench_serve.py absent",
+    ),
 ]
 
 
 def machine() -> dict[str, Any]:
     """CPU model, cores, RAM, Python/torch versions and GPU (nvidia-smi), read without importing torch."""
-    info: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform(),
-                            "cpu_count": os.cpu_count(), "load_avg": [round(x, 2) for x in os.getloadavg()]}
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "load_avg": [round(x, 2) for x in os.getloadavg()],
+    }
     try:
         cpuinfo = Path("/proc/cpuinfo").read_text()
-        info["cpu"] = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines()
-                            if ln.startswith("model name")), platform.processor())
+        info["cpu"] = next(
+            (ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")),
+            platform.processor(),
+        )
         mem = Path("/proc/meminfo").read_text().split()
-        info["ram_gb"] = round(int(mem[mem.index("MemTotal:") + 1]) / 1024 ** 2, 1)
+        info["ram_gb"] = round(int(mem[mem.index("MemTotal:") + 1]) / 1024**2, 1)
     except (OSError, ValueError, StopIteration):
         info["cpu"] = platform.processor()
     for pkg in ("torch", "transformers", "chromadb"):
@@ -153,8 +198,12 @@ def machine() -> dict[str, Any]:
             info[pkg] = None
     info["gpu"] = None
     if shutil.which("nvidia-smi"):
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         info["gpu"] = out.stdout.strip() or None
     return info
 
@@ -190,18 +239,25 @@ def run_one(bench: Bench, opts: argparse.Namespace) -> dict[str, Any]:
     try:
         rows = bench.rows(result)
     except (AttributeError, KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
-        return {"status": "failed", "seconds": seconds, "reason": f"unexpected result shape: {exc!r}",
-                "result": result}
-    return {"status": "ok", "seconds": seconds, "ratios": [{"name": n, "value": v, "note": note}
-                                                           for n, v, note in rows], "result": result}
+        return {"status": "failed", "seconds": seconds, "reason": f"unexpected result shape: {exc!r}", "result": result}
+    return {
+        "status": "ok",
+        "seconds": seconds,
+        "ratios": [{"name": n, "value": v, "note": note} for n, v, note in rows],
+        "result": result,
+    }
 
 
 def render(report: dict[str, Any]) -> str:
     m = report["machine"]
-    lines = [f"machine: {m.get('cpu')} x{m['cpu_count']}, {m.get('ram_gb')} GB RAM, GPU {m['gpu'] or 'none'}, "
-             f"Python {m['python']}, torch {m['torch']}, load {m['load_avg']}",
-             f"mode: {'quick' if report['quick'] else 'full'}", "",
-             f"{'benchmark':14s}{'ratio':44s}{'value':>10s}  note", "-" * 110]
+    lines = [
+        f"machine: {m.get('cpu')} x{m['cpu_count']}, {m.get('ram_gb')} GB RAM, GPU {m['gpu'] or 'none'}, "
+        f"Python {m['python']}, torch {m['torch']}, load {m['load_avg']}",
+        f"mode: {'quick' if report['quick'] else 'full'}",
+        "",
+        f"{'benchmark':14s}{'ratio':44s}{'value':>10s}  note",
+        "-" * 110,
+    ]
     for name, res in report["benchmarks"].items():
         if res["status"] != "ok":
             lines.append(f"{name:14s}{res['status'] + ': ' + res['reason']}"[:160])
@@ -214,8 +270,9 @@ def render(report: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="Smoke sizes (about 2-3 min on 2 cores).")
-    parser.add_argument("--only", default=None, help="Comma-separated benchmark names: "
-                        + ", ".join(b.name for b in BENCHES))
+    parser.add_argument(
+        "--only", default=None, help="Comma-separated benchmark names: " + ", ".join(b.name for b in BENCHES)
+    )
     parser.add_argument("--vllm-url", default=None, help="vLLM server for the concurrency benchmark.")
     parser.add_argument("--timeout-s", type=float, default=900.0, help="Per benchmark.")
     parser.add_argument("--out", type=Path, default=None, help="Write the JSON report here.")

@@ -9,14 +9,67 @@ from typing import Iterator
 
 from caption_agent.retrieval.catalog import Product
 
-_NOUNS = ["espresso cup", "latte mug", "teapot", "cat bed", "dog leash", "scratching post", "glass vase",
-          "table lamp", "knit throw", "camera tripod", "camera strap", "hiking backpack", "tent", "lantern",
-          "rain jacket", "wool scarf", "sneakers", "motorcycle helmet", "riding gloves", "rocket model kit",
-          "astronaut figure", "travel poster", "coffee grinder", "gooseneck kettle", "saucer set"]
-_COLORS = ["matte black", "cream white", "sea blue", "charcoal", "grey", "olive green", "mustard yellow", "navy",
-           "gloss red", "natural oak", "tan", "off-white", "slate grey", "orange", "clear"]
-_MATERIALS = ["stoneware", "porcelain", "cast iron", "felt", "nylon", "glass", "oak", "cotton", "aluminium",
-              "leather", "recycled polyester", "merino wool", "canvas", "fibreglass", "resin"]
+_NOUNS = [
+    "espresso cup",
+    "latte mug",
+    "teapot",
+    "cat bed",
+    "dog leash",
+    "scratching post",
+    "glass vase",
+    "table lamp",
+    "knit throw",
+    "camera tripod",
+    "camera strap",
+    "hiking backpack",
+    "tent",
+    "lantern",
+    "rain jacket",
+    "wool scarf",
+    "sneakers",
+    "motorcycle helmet",
+    "riding gloves",
+    "rocket model kit",
+    "astronaut figure",
+    "travel poster",
+    "coffee grinder",
+    "gooseneck kettle",
+    "saucer set",
+]
+_COLORS = [
+    "matte black",
+    "cream white",
+    "sea blue",
+    "charcoal",
+    "grey",
+    "olive green",
+    "mustard yellow",
+    "navy",
+    "gloss red",
+    "natural oak",
+    "tan",
+    "off-white",
+    "slate grey",
+    "orange",
+    "clear",
+]
+_MATERIALS = [
+    "stoneware",
+    "porcelain",
+    "cast iron",
+    "felt",
+    "nylon",
+    "glass",
+    "oak",
+    "cotton",
+    "aluminium",
+    "leather",
+    "recycled polyester",
+    "merino wool",
+    "canvas",
+    "fibreglass",
+    "resin",
+]
 _ADJ = ["compact", "handmade", "lightweight", "classic", "modern", "rugged", "minimal", "vintage-style"]
 _USES = ["for everyday use", "for small spaces", "for travel", "as a gift", "for the weekend", "for beginners"]
 
@@ -28,11 +81,14 @@ def synthetic_products(n: int, seed: int = 0, brands: int = 50, categories: int 
         noun, color, material = rng.choice(_NOUNS), rng.choice(_COLORS), rng.choice(_MATERIALS)
         brand = f"Brand{rng.randrange(brands):03d}"
         yield Product(
-            sku=f"SYN-{i:08d}", title=f"{brand} {rng.choice(_ADJ).title()} {noun.title()}", brand=brand,
+            sku=f"SYN-{i:08d}",
+            title=f"{brand} {rng.choice(_ADJ).title()} {noun.title()}",
+            brand=brand,
             category=f"Category{rng.randrange(categories):02d}",
             attributes={"color": color, "material": material, "size": f"{rng.randrange(5, 200)} cm"},
             description=f"A {rng.choice(_ADJ)} {noun} in {color} {material}, {rng.choice(_USES)}. "
-                        f"Made by {brand}; model {rng.randrange(10**6):06d}, {rng.choice(_USES)}.")
+            f"Made by {brand}; model {rng.randrange(10**6):06d}, {rng.choice(_USES)}.",
+        )
 
 
 def write_jsonl(products: Iterator[Product], path: Path) -> Path:

@@ -36,8 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     agent = CaptionAgent(AgentConfig.load(retrieval={"catalog_dir": args.catalog}))
-    requests = [CaptionRequest(image=HERE / "images" / name, style=style, hint=hint, key=f"{name}:{style}")
-                for name, style, hint in REQUESTS]
+    requests = [
+        CaptionRequest(image=HERE / "images" / name, style=style, hint=hint, key=f"{name}:{style}")
+        for name, style, hint in REQUESTS
+    ]
     start = time.perf_counter()
     results = agent.caption_batch(requests)
     elapsed = time.perf_counter() - start
@@ -46,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     for r in results:
         facts = ", ".join(f.id for f in r.facts[:3]) or "-"
-        print(f"[{r.status:7s}] {r.key:28s} conf={r.confidence or 0:.2f} {r.text!r}\n"
-              f"          draft={r.draft!r} facts={facts} decision={r.decision}")
+        print(
+            f"[{r.status:7s}] {r.key:28s} conf={r.confidence or 0:.2f} {r.text!r}\n"
+            f"          draft={r.draft!r} facts={facts} decision={r.decision}"
+        )
     print(f"\n{len(results)} captions in {elapsed:.1f}s (models included); JSONL: {args.out or 'not written'}")
     agent.close()
     return 0 if all(r.status != "error" for r in results) else 1

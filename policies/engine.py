@@ -67,8 +67,9 @@ class PolicyEngine:
         return next(r for r in self.rules(preset) if r.name == name)
 
     # -- 1. the image ---------------------------------------------------------------------------------------
-    def screen_image(self, image: Image.Image, info: ImageInfo, preset: str = ""
-                     ) -> tuple[ModerationOutcome, int | None]:
+    def screen_image(
+        self, image: Image.Image, info: ImageInfo, preset: str = ""
+    ) -> tuple[ModerationOutcome, int | None]:
         """Image safety before any text is written, with the settings of style ``preset``: (outcome, number of
         faces). The face count is None when the detector did not look (not installed, failed, or the rule is
         disabled): the people rule then acts on its ``if_unavailable``, never on "no faces"."""
@@ -82,14 +83,18 @@ class PolicyEngine:
         return ModerationOutcome(action=result.action, text="", decisions=result.decisions), faces
 
     # -- 2. untrusted inputs --------------------------------------------------------------------------------
-    def prepare_inputs(self, facts: list[GroundingFact], image_text: str, ctx: ModerationContext
-                       ) -> tuple[list[GroundingFact], str, list[PolicyDecision]]:
+    def prepare_inputs(
+        self, facts: list[GroundingFact], image_text: str, ctx: ModerationContext
+    ) -> tuple[list[GroundingFact], str, list[PolicyDecision]]:
         """Mask PII and cut instruction-like text out of catalog facts and image text before the prompt.
 
         Text a rule could not vet is dropped (fail closed) and flagged so that ``review`` escalates."""
         rules = [r for r in self.rules(ctx.preset.name) if r.name in _INPUT_RULES and r.config.enabled]
-        decisions = [PolicyDecision(rule=r.name, action="allow", reason="disabled by the policy")
-                     for r in self.rules(ctx.preset.name) if r.name in _INPUT_RULES and not r.config.enabled]
+        decisions = [
+            PolicyDecision(rule=r.name, action="allow", reason="disabled by the policy")
+            for r in self.rules(ctx.preset.name)
+            if r.name in _INPUT_RULES and not r.config.enabled
+        ]
 
         def clean(text: str, source: str) -> str | None:
             before = len(ctx.neutralised)
@@ -110,12 +115,18 @@ class PolicyEngine:
                 out_facts.append(fact.model_copy(update={"text": text, "fields": fields}))
         cleaned_image_text = clean(image_text, "image text") if image_text else ""
         if not decisions:
-            decisions.append(PolicyDecision(rule="inputs", action="allow", reason=f"{len(facts)} fact(s) and "
-                                            f"{len(image_text)} chars of image text vetted; nothing to change"))
+            decisions.append(
+                PolicyDecision(
+                    rule="inputs",
+                    action="allow",
+                    reason=f"{len(facts)} fact(s) and {len(image_text)} chars of image text vetted; nothing to change",
+                )
+            )
         return out_facts, cleaned_image_text or "", decisions
 
-    def _clean(self, rules: list[Rule], text: str, source: str, ctx: ModerationContext,
-               decisions: list[PolicyDecision]) -> str | None:
+    def _clean(
+        self, rules: list[Rule], text: str, source: str, ctx: ModerationContext, decisions: list[PolicyDecision]
+    ) -> str | None:
         for rule in rules:
             result = self._run(rule, "inputs", lambda: rule.check_input(text, source, ctx), text)
             decisions.extend(d for d in result.decisions if d.action != "allow")
@@ -146,8 +157,9 @@ class PolicyEngine:
         ctx.neutralised.extend(p for p in dict.fromkeys(found) if p not in ctx.neutralised)
 
     # -- 3. the caption -------------------------------------------------------------------------------------
-    def review(self, text: str, ctx: ModerationContext, only: frozenset[str] | set[str] | None = None
-               ) -> ModerationOutcome:
+    def review(
+        self, text: str, ctx: ModerationContext, only: frozenset[str] | set[str] | None = None
+    ) -> ModerationOutcome:
         """Every rule on the refined caption. The action is the strongest one; ``text`` is the fixed caption.
 
         A ``fallback`` outcome already carries the moderated ranked draft as ``text`` (its decisions follow,
@@ -157,16 +169,23 @@ class PolicyEngine:
         outcome = self._review(text, ctx, only)
         if outcome.action != "fallback" or ctx.is_fallback:
             return outcome
-        draft_ctx = ModerationContext(**{**ctx.__dict__, "is_fallback": True, "attempts_left": 0,
-                                         "neutralised": ctx.neutralised, "input_flags": ctx.input_flags})
+        draft_ctx = ModerationContext(
+            **{
+                **ctx.__dict__,
+                "is_fallback": True,
+                "attempts_left": 0,
+                "neutralised": ctx.neutralised,
+                "input_flags": ctx.input_flags,
+            }
+        )
         second = self._review(ctx.draft, draft_ctx, only)
         marked = [d.model_copy(update={"details": {**d.details, "pass": "draft"}}) for d in second.decisions]
         action = "fallback" if second.action in ("allow", "redact") else second.action
-        return ModerationOutcome(action=action, text=second.text, decisions=outcome.decisions + marked,
-                                 feedback=outcome.feedback)
+        return ModerationOutcome(
+            action=action, text=second.text, decisions=outcome.decisions + marked, feedback=outcome.feedback
+        )
 
-    def _review(self, text: str, ctx: ModerationContext, only: frozenset[str] | set[str] | None
-                ) -> ModerationOutcome:
+    def _review(self, text: str, ctx: ModerationContext, only: frozenset[str] | set[str] | None) -> ModerationOutcome:
         decisions: list[PolicyDecision] = []
         feedback: list[str] = []
         current = text
@@ -196,6 +215,14 @@ class PolicyEngine:
             log.warning("policy rule %s failed at %s: %r", rule.name, stage, exc)
             action = rule.config.on_error
             reason = f"rule failed ({type(exc).__name__}: {str(exc)[:200]}); failing closed: {action}"
-            return RuleResult([PolicyDecision(rule=rule.name, action=action, reason=reason,
-                                              details={"error": type(exc).__name__, "stage": stage})], text)
-
+            return RuleResult(
+                [
+                    PolicyDecision(
+                        rule=rule.name,
+                        action=action,
+                        reason=reason,
+                        details={"error": type(exc).__name__, "stage": stage},
+                    )
+                ],
+                text,
+            )

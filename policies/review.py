@@ -152,8 +152,9 @@ class ReviewQueue:
             try:
                 self._catch_up(db)
             except sqlite3.DatabaseError as exc:  # a damaged index is rebuilt: the queue is the record
-                log.warning("review queue index %s is unreadable (%s); rebuilding it from the queue",
-                            self.index_path, exc)
+                log.warning(
+                    "review queue index %s is unreadable (%s); rebuilding it from the queue", self.index_path, exc
+                )
                 db.close()
                 self.index_path.unlink(missing_ok=True)
                 db = sqlite3.connect(self.index_path, timeout=30)
@@ -169,8 +170,9 @@ class ReviewQueue:
         size = self.path.stat().st_size if self.path.is_file() else 0
         covered, last = _meta(db)
         if covered > size or (last is not None and not self._still_at(*last)):
-            log.warning("review queue %s changed under its index (rewritten or edited); rebuilding the index",
-                        self.path)
+            log.warning(
+                "review queue %s changed under its index (rewritten or edited); rebuilding the index", self.path
+            )
             covered = 0
         elif covered == size:
             return
@@ -258,8 +260,10 @@ def read_results(path: Path | str) -> list[CaptionResult]:
         try:
             out.append(CaptionResult.model_validate_json(line))
         except ValidationError as exc:
-            raise PolicyError(f"results file {str(path)!r} line {n} is not a CaptionResult: {exc}",
-                              fix="pass the JSONL written by `caption-agent caption` or a batch job.") from None
+            raise PolicyError(
+                f"results file {str(path)!r} line {n} is not a CaptionResult: {exc}",
+                fix="pass the JSONL written by `caption-agent caption` or a batch job.",
+            ) from None
     return out
 
 
@@ -289,12 +293,15 @@ def read_decisions(path: Path | str) -> dict[str, ReviewDecision]:
                 data = {"review_id": data.get("review_id"), **data["decision"]}
             decision = ReviewDecision.model_validate(data)
         except (json.JSONDecodeError, ValidationError) as exc:
-            raise PolicyError(f"decisions file {str(path)!r} line {n} is invalid: {exc}",
-                              fix="each line needs review_id, verdict (approve|edit|reject), and text for "
-                                  "'edit'.") from None
+            raise PolicyError(
+                f"decisions file {str(path)!r} line {n} is invalid: {exc}",
+                fix="each line needs review_id, verdict (approve|edit|reject), and text for 'edit'.",
+            ) from None
         if decision.review_id in out:
-            raise PolicyError(f"decisions file {str(path)!r} line {n}: a second verdict for {decision.review_id}.",
-                              fix="keep one verdict per review_id.")
+            raise PolicyError(
+                f"decisions file {str(path)!r} line {n}: a second verdict for {decision.review_id}.",
+                fix="keep one verdict per review_id.",
+            )
         out[decision.review_id] = decision
     return out
 
@@ -307,8 +314,10 @@ def append_decision(path: Path | str, decision: ReviewDecision) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         if path.is_file() and decision.review_id in read_decisions(path):
-            raise PolicyError(f"{decision.review_id} already has a verdict in {str(path)!r}.",
-                              fix="keep one verdict per review_id; edit the decisions file to change it.")
+            raise PolicyError(
+                f"{decision.review_id} already has a verdict in {str(path)!r}.",
+                fix="keep one verdict per review_id; edit the decisions file to change it.",
+            )
         with path.open("a", encoding="utf-8") as fh:
             fh.write(decision.model_dump_json(exclude_none=True) + "\n")
             fh.flush()
@@ -318,8 +327,9 @@ def append_decision(path: Path | str, decision: ReviewDecision) -> None:
 def pending_items(queue: Path | str, decisions: Path | str | None = None) -> list[dict[str, Any]]:
     """Queue items that have no verdict yet (neither filled in the queue line nor in the decisions file)."""
     decided = set(read_decisions(decisions)) if decisions is not None and Path(decisions).is_file() else set()
-    return [item for item in ReviewQueue(queue).items()
-            if not item.get("decision") and item.get("review_id") not in decided]
+    return [
+        item for item in ReviewQueue(queue).items() if not item.get("decision") and item.get("review_id") not in decided
+    ]
 
 
 # What a reviewer can change when a re-checked rule objects to their edit (the rule's reason says where).
@@ -335,8 +345,8 @@ EDIT_FIXES = {
 class EditCheck:
     """The safety re-check of a reviewer's edited caption (RECHECK_RULES only)."""
 
-    text: str                        # the edit as the policy would publish it (PII masked, trimmed, ...)
-    action: str                      # the strongest action of the re-checked rules
+    text: str  # the edit as the policy would publish it (PII masked, trimmed, ...)
+    action: str  # the strongest action of the re-checked rules
     decisions: list[PolicyDecision]  # every decision, marked ``details.pass = "human_edit"``
 
     @property
@@ -373,16 +383,19 @@ class ImportReport:
     approved: int = 0
     edited: int = 0
     rejected: int = 0
-    held: list[str] = field(default_factory=list)       # edits the safety re-check did not accept
+    held: list[str] = field(default_factory=list)  # edits the safety re-check did not accept
     unmatched: list[str] = field(default_factory=list)  # verdicts for ids not in the results
 
     def summary(self) -> str:
-        return (f"{self.approved} approved, {self.edited} edited, {self.rejected} rejected, "
-                f"{len(self.held)} edit(s) held for review, {len(self.unmatched)} unmatched verdict(s)")
+        return (
+            f"{self.approved} approved, {self.edited} edited, {self.rejected} rejected, "
+            f"{len(self.held)} edit(s) held for review, {len(self.unmatched)} unmatched verdict(s)"
+        )
 
 
-def import_decisions(decisions: Path | str, results: Path | str, out: Path | str, engine: Any = None,
-                     recheck: bool = True) -> ImportReport:
+def import_decisions(
+    decisions: Path | str, results: Path | str, out: Path | str, engine: Any = None, recheck: bool = True
+) -> ImportReport:
     """Apply reviewers' verdicts to ``results`` and write every result to ``out`` (JSONL)."""
     verdicts = read_decisions(decisions)
     rows = read_results(results)
@@ -419,16 +432,20 @@ def _apply(result: CaptionResult, verdict: ReviewDecision, engine: Any, report: 
     if verdict.verdict == "reject":
         report.rejected += 1
         decision = PolicyDecision(rule="human_review", action="block", reason=f"rejected by {who}{note}")
-        return result.model_copy(update={"status": "blocked", "text": None, "decision": "block",
-                                         "decisions": [*result.decisions, decision]})
+        return result.model_copy(
+            update={"status": "blocked", "text": None, "decision": "block", "decisions": [*result.decisions, decision]}
+        )
     if verdict.verdict == "approve":
         if result.text is None:
-            raise CaptionAgentError(f"result {review_id(result)} has no text to approve.",
-                                    fix="use verdict 'edit' with the caption text, or 'reject'.")
+            raise CaptionAgentError(
+                f"result {review_id(result)} has no text to approve.",
+                fix="use verdict 'edit' with the caption text, or 'reject'.",
+            )
         report.approved += 1
         decision = PolicyDecision(rule="human_review", action="allow", reason=f"approved by {who}{note}")
-        return result.model_copy(update={"status": "ok", "decision": "allow",
-                                         "decisions": [*result.decisions, decision]})
+        return result.model_copy(
+            update={"status": "ok", "decision": "allow", "decisions": [*result.decisions, decision]}
+        )
     text = verdict.text.strip() if verdict.text else ""
     checks: list[PolicyDecision] = []
     if engine is not None:
@@ -436,22 +453,34 @@ def _apply(result: CaptionResult, verdict: ReviewDecision, engine: Any, report: 
         checks = check.decisions
         if not check.publishable:
             report.held.append(review_id(result))
-            decision = PolicyDecision(rule="human_review", action="review", reason=f"edit by {who} failed the "
-                                      f"safety re-check ({check.action}); still in review{note}",
-                                      after=text[:500])
-            return result.model_copy(update={"status": "review", "decision": "review",
-                                             "decisions": [*result.decisions, *checks, decision]})
+            decision = PolicyDecision(
+                rule="human_review",
+                action="review",
+                reason=f"edit by {who} failed the safety re-check ({check.action}); still in review{note}",
+                after=text[:500],
+            )
+            return result.model_copy(
+                update={"status": "review", "decision": "review", "decisions": [*result.decisions, *checks, decision]}
+            )
         text = check.text
     report.edited += 1
-    decision = PolicyDecision(rule="human_review", action="redact", reason=f"edited by {who}{note}",
-                              before=result.text, after=text)
-    return result.model_copy(update={"status": "ok", "text": text, "decision": "allow",
-                                     "decisions": [*result.decisions, *checks, decision]})
+    decision = PolicyDecision(
+        rule="human_review", action="redact", reason=f"edited by {who}{note}", before=result.text, after=text
+    )
+    return result.model_copy(
+        update={"status": "ok", "text": text, "decision": "allow", "decisions": [*result.decisions, *checks, decision]}
+    )
 
 
 def _context(result: CaptionResult, engine: Any) -> Any:
     from caption_agent.policies.context import ModerationContext
     from caption_agent.prompts import load_preset
 
-    return ModerationContext(preset=load_preset(result.style), locale=result.locale, draft=result.draft or "",
-                             facts=list(result.facts), attempts_left=0, is_fallback=True)
+    return ModerationContext(
+        preset=load_preset(result.style),
+        locale=result.locale,
+        draft=result.draft or "",
+        facts=list(result.facts),
+        attempts_left=0,
+        is_fallback=True,
+    )

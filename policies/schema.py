@@ -31,10 +31,12 @@ from caption_agent.policies.rules.people import PeopleConfig
 from caption_agent.policies.rules.pii import PiiConfig
 from caption_agent.policies.rules.style import StyleConfig
 
-_FIX = ("correct the keys listed above (docs/policies.md lists every key; `caption-agent policy show` prints the "
-        "default).")
-RuleName = Literal["image_safety", "injection", "pii", "blocklist", "people", "grounding", "style", "language",
-                   "confidence"]
+_FIX = (
+    "correct the keys listed above (docs/policies.md lists every key; `caption-agent policy show` prints the default)."
+)
+RuleName = Literal[
+    "image_safety", "injection", "pii", "blocklist", "people", "grounding", "style", "language", "confidence"
+]
 
 
 class RulesConfig(BaseModel):
@@ -56,8 +58,9 @@ class RulesConfig(BaseModel):
 class PresetOverride(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    rules: dict[RuleName, dict[str, Any]] = Field(default_factory=dict,
-                                                  description="Per-rule keys that differ for this style preset.")
+    rules: dict[RuleName, dict[str, Any]] = Field(
+        default_factory=dict, description="Per-rule keys that differ for this style preset."
+    )
 
 
 class PolicyFile(BaseModel):
@@ -98,8 +101,10 @@ def load_policy(path: Path | str | None = None) -> LoadedPolicy:
     """Read, merge and validate a policy file (the bundled default when ``path`` is None)."""
     path = Path(path) if path is not None else default_policy_path()
     if not path.is_file():
-        raise PolicyError(f"policy file {str(path)!r} does not exist.",
-                          fix="pass an existing YAML file, or leave it unset to use the bundled default.")
+        raise PolicyError(
+            f"policy file {str(path)!r} does not exist.",
+            fix="pass an existing YAML file, or leave it unset to use the bundled default.",
+        )
     data = path.read_bytes()
     raw, lines = _parse(data, str(path))
     digest = hashlib.sha256(data)
@@ -121,8 +126,9 @@ def load_policy(path: Path | str | None = None) -> LoadedPolicy:
         except ValidationError as exc:
             problems.append(explain(exc, lines, prefix=("presets", name, "rules")))
     if problems:
-        raise PolicyError(f"policy file {str(path)!r}: preset overrides are invalid:\n" + "\n".join(problems)
-                          + "\n", fix=_FIX)
+        raise PolicyError(
+            f"policy file {str(path)!r}: preset overrides are invalid:\n" + "\n".join(problems) + "\n", fix=_FIX
+        )
     return LoadedPolicy(policy, str(path), digest.hexdigest(), policy.rules, presets)
 
 
@@ -185,8 +191,7 @@ def _walk(node: Any, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -
             _walk(value, path + (i,), lines)
 
 
-def explain(exc: ValidationError, lines: dict[tuple[Any, ...], int] | None = None,
-            prefix: tuple[Any, ...] = ()) -> str:
+def explain(exc: ValidationError, lines: dict[tuple[Any, ...], int] | None = None, prefix: tuple[Any, ...] = ()) -> str:
     """One line per problem: where (key path and line), what, and a suggestion for misspelt keys."""
     out = []
     for err in exc.errors():
@@ -195,10 +200,13 @@ def explain(exc: ValidationError, lines: dict[tuple[Any, ...], int] | None = Non
         line = _line(lines or {}, loc)
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            allowed = _allowed_keys(loc[len(prefix):-1] if prefix else loc[:-1], RulesConfig if prefix else PolicyFile)
+            allowed = _allowed_keys(
+                loc[len(prefix) : -1] if prefix else loc[:-1], RulesConfig if prefix else PolicyFile
+            )
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
-            msg = f"unknown key {loc[-1]!r}" + (f"; did you mean {close[0]!r}?" if close else
-                                                 f"; allowed: {', '.join(sorted(allowed))}")
+            msg = f"unknown key {loc[-1]!r}" + (
+                f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(sorted(allowed))}"
+            )
         elif err["type"] == "missing":
             msg = "required key is missing (policy files list every rule unless they use `extends: default`)"
         elif err["type"] == "literal_error":

@@ -52,8 +52,10 @@ def _preset_dirs(user_dir: Path | None) -> list[Path]:
     dirs = [_bundled_dir() / "presets"]
     if user_dir is not None:
         if not Path(user_dir).is_dir():
-            raise ConfigError(f"prompts folder {str(user_dir)!r} does not exist.",
-                              fix="pass a folder of YAML presets (see `caption-agent styles`), or leave it unset.")
+            raise ConfigError(
+                f"prompts folder {str(user_dir)!r} does not exist.",
+                fix="pass a folder of YAML presets (see `caption-agent styles`), or leave it unset.",
+            )
         dirs.insert(0, Path(user_dir))
     return dirs
 
@@ -73,8 +75,9 @@ def _load_file(path: Path) -> StylePreset:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         preset = StylePreset.model_validate(data)
     except (yaml.YAMLError, ValidationError) as exc:
-        raise ConfigError(f"style preset {str(path)!r} is invalid: {exc}",
-                          fix="compare it with a bundled preset in prompts/presets/.") from exc
+        raise ConfigError(
+            f"style preset {str(path)!r} is invalid: {exc}", fix="compare it with a bundled preset in prompts/presets/."
+        ) from exc
     if preset.name != path.stem:
         raise ConfigError(f"style preset {str(path)!r} is named {preset.name!r}; the file name must match.")
     return preset
@@ -108,9 +111,17 @@ def prompt_hash(preset: StylePreset) -> str:
     return hashlib.sha256((template_digest + preset.model_dump_json()).encode()).hexdigest()[:16]
 
 
-def render_messages(preset: StylePreset, *, draft: str, facts: Sequence[Any] = (), locale: str = "en-US",
-                    language: str = "English", max_chars: int | None = None, image_text: str = "",
-                    feedback: Sequence[str] = ()) -> PromptBundle:
+def render_messages(
+    preset: StylePreset,
+    *,
+    draft: str,
+    facts: Sequence[Any] = (),
+    locale: str = "en-US",
+    language: str = "English",
+    max_chars: int | None = None,
+    image_text: str = "",
+    feedback: Sequence[str] = (),
+) -> PromptBundle:
     """Render the chat messages for one refinement.
 
     The system message depends only on the preset, so servers with prefix caching reuse it across requests.
@@ -119,11 +130,20 @@ def render_messages(preset: StylePreset, *, draft: str, facts: Sequence[Any] = (
     system_t, user_t, _ = _templates()
     limit = min(max_chars or preset.max_chars, preset.max_chars)
     system = system_t.render(preset=preset)
-    user = user_t.render(draft=_delimit_safe(draft), facts=[_SafeFact(f) for f in facts] if preset.use_facts else [],
-                         locale=locale, language=language, max_chars=limit,
-                         image_text=_delimit_safe(image_text), feedback=list(feedback))
-    return PromptBundle(messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
-                        preset=preset, hash=prompt_hash(preset))
+    user = user_t.render(
+        draft=_delimit_safe(draft),
+        facts=[_SafeFact(f) for f in facts] if preset.use_facts else [],
+        locale=locale,
+        language=language,
+        max_chars=limit,
+        image_text=_delimit_safe(image_text),
+        feedback=list(feedback),
+    )
+    return PromptBundle(
+        messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+        preset=preset,
+        hash=prompt_hash(preset),
+    )
 
 
 def _delimit_safe(text: str) -> str:

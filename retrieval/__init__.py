@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING
 
 from caption_agent._lazy import lazy_exports
 
-__all__ = ["CatalogRetriever", "CatalogStore", "IngestSummary", "Product", "Retriever", "ingest_file",
-           "read_catalog"]
+__all__ = ["CatalogRetriever", "CatalogStore", "IngestSummary", "Product", "Retriever", "ingest_file", "read_catalog"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from caption_agent.retrieval.catalog import Product, read_catalog

@@ -29,8 +29,7 @@ __all__ = ["Product", "RowRejected", "read_catalog", "detect_format", "FORMATS",
 REQUIRED_COLUMNS = ("sku", "title")
 OPTIONAL_COLUMNS = ("brand", "category", "attributes", "description", "locale")
 ATTR_PREFIX = "attr."  # CSV/Parquet column `attr.color` becomes attributes["color"]
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
-           ".pq": "parquet"}
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 # Bump when the embedded text layout changes: every product's hash changes and ingestion re-embeds it.
 TEXT_VERSION = "1"
 
@@ -40,8 +39,12 @@ class Product(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    sku: str = Field(min_length=1, max_length=64, pattern=r"^[^\s:]+$",
-                     description="Stable product id (no spaces or ':'; facts are cited as 'SKU:field').")
+    sku: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[^\s:]+$",
+        description="Stable product id (no spaces or ':'; facts are cited as 'SKU:field').",
+    )
     title: str = Field(min_length=1, max_length=300, description="Product name as shown to shoppers.")
     brand: str | None = Field(None, max_length=128, description="Brand name, matched exactly by hints.")
     category: str | None = Field(None, max_length=256, description="Catalog category, matched exactly by hints.")
@@ -94,9 +97,15 @@ class Product(BaseModel):
 
     def to_metadata(self) -> dict[str, str]:
         """Flat Chroma metadata (values must be scalars; None is not allowed)."""
-        meta = {"sku": self.sku, "title": self.title, "description": self.description, "locale": self.locale,
-                "lang": self.language, "attributes": json.dumps(self.attributes, ensure_ascii=False),
-                "content_hash": self.content_hash()}
+        meta = {
+            "sku": self.sku,
+            "title": self.title,
+            "description": self.description,
+            "locale": self.locale,
+            "lang": self.language,
+            "attributes": json.dumps(self.attributes, ensure_ascii=False),
+            "content_hash": self.content_hash(),
+        }
         if self.brand:
             meta["brand"] = self.brand
         if self.category:
@@ -106,21 +115,29 @@ class Product(BaseModel):
     @classmethod
     def from_metadata(cls, meta: dict[str, Any]) -> Product:
         """Rebuild a product from what ``to_metadata`` stored."""
-        return cls(sku=meta["sku"], title=meta["title"], brand=meta.get("brand"), category=meta.get("category"),
-                   attributes=json.loads(meta.get("attributes") or "{}"), description=meta.get("description", ""),
-                   locale=meta.get("locale") or "en-US")
+        return cls(
+            sku=meta["sku"],
+            title=meta["title"],
+            brand=meta.get("brand"),
+            category=meta.get("category"),
+            attributes=json.loads(meta.get("attributes") or "{}"),
+            description=meta.get("description", ""),
+            locale=meta.get("locale") or "en-US",
+        )
 
 
 class RowRejected(CatalogRowError):
     """A row that did not validate. Carries what the rejects file records."""
 
-    def __init__(self, reason: str, *, row: int, field: str | None = None, sku: str | None = None,
-                 raw: Any = None) -> None:
+    def __init__(
+        self, reason: str, *, row: int, field: str | None = None, sku: str | None = None, raw: Any = None
+    ) -> None:
         self.sku = sku
         self.raw = raw
         self.detail = reason
-        super().__init__(reason, row=row, field=field,
-                         fix="correct the row (see the rejects file) and ingest the file again.")
+        super().__init__(
+            reason, row=row, field=field, fix="correct the row (see the rejects file) and ingest the file again."
+        )
 
     def to_reject(self) -> dict[str, Any]:
         return {"row": self.row, "field": self.field, "reason": self.detail, "sku": self.sku, "raw": self.raw}
@@ -168,8 +185,10 @@ def detect_format(path: str | Path) -> str:
         suffixes = suffixes[:-1]
     fmt = FORMATS.get(suffixes[-1]) if suffixes else None
     if fmt is None or (fmt == "parquet" and str(path).lower().endswith(".gz")):
-        raise CatalogError(f"unknown catalog format for {str(path)!r}.",
-                           fix="use a .csv, .tsv, .jsonl/.ndjson (optionally .gz) or .parquet file.")
+        raise CatalogError(
+            f"unknown catalog format for {str(path)!r}.",
+            fix="use a .csv, .tsv, .jsonl/.ndjson (optionally .gz) or .parquet file.",
+        )
     return fmt
 
 
@@ -201,24 +220,29 @@ def _open_text(path: Path) -> IO[str]:
 def _check_columns(columns: list[str], path: Path) -> None:
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
-        raise CatalogError(f"catalog {str(path)!r} lacks required column(s) {', '.join(missing)}; "
-                           f"found: {', '.join(columns) or 'none'}.",
-                           fix=f"add the columns {', '.join(REQUIRED_COLUMNS)} (header row for CSV).")
+        raise CatalogError(
+            f"catalog {str(path)!r} lacks required column(s) {', '.join(missing)}; "
+            f"found: {', '.join(columns) or 'none'}.",
+            fix=f"add the columns {', '.join(REQUIRED_COLUMNS)} (header row for CSV).",
+        )
     known = set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS)
     unknown = [c for c in columns if c not in known and not c.startswith(ATTR_PREFIX)]
     if unknown:
-        raise CatalogError(f"catalog {str(path)!r} has unknown column(s) {', '.join(unknown)}.",
-                           fix=f"drop them, or rename an attribute column to '{ATTR_PREFIX}NAME' "
-                               "(or put it in the 'attributes' JSON column).")
+        raise CatalogError(
+            f"catalog {str(path)!r} has unknown column(s) {', '.join(unknown)}.",
+            fix=f"drop them, or rename an attribute column to '{ATTR_PREFIX}NAME' "
+            "(or put it in the 'attributes' JSON column).",
+        )
     dupes = sorted({c for c in columns if columns.count(c) > 1})
     if dupes:
-        raise CatalogError(f"catalog {str(path)!r} repeats column(s) {', '.join(dupes)}.",
-                           fix="keep one column per field.")
+        raise CatalogError(
+            f"catalog {str(path)!r} repeats column(s) {', '.join(dupes)}.", fix="keep one column per field."
+        )
 
 
 def _fold_attr_columns(record: dict[str, Any]) -> dict[str, Any]:
     """Move `attr.NAME` columns into the attributes dict (explicit columns win over the JSON column)."""
-    extra = {k[len(ATTR_PREFIX):]: v for k, v in record.items() if k.startswith(ATTR_PREFIX)}
+    extra = {k[len(ATTR_PREFIX) :]: v for k, v in record.items() if k.startswith(ATTR_PREFIX)}
     if not extra:
         return record
     out = {k: v for k, v in record.items() if not k.startswith(ATTR_PREFIX)}
@@ -274,13 +298,21 @@ def _read_csv(path: Path, delimiter: str) -> Iterator[tuple[int, Product | RowRe
                 if not any(v.strip() for v in values):
                     continue
                 if len(values) != len(columns):
-                    yield row, RowRejected(f"has {len(values)} values for {len(columns)} columns "
-                                           "(unquoted delimiter or missing value?)", row=row, raw=values)
+                    yield (
+                        row,
+                        RowRejected(
+                            f"has {len(values)} values for {len(columns)} columns "
+                            "(unquoted delimiter or missing value?)",
+                            row=row,
+                            raw=values,
+                        ),
+                    )
                     continue
                 yield row, validate_record(dict(zip(columns, values)), row)
     except (UnicodeDecodeError, csv.Error, OSError, EOFError) as exc:
-        raise CatalogError(f"cannot read {str(path)!r}: {exc}.",
-                           fix="save the catalog as UTF-8 CSV with one header row.") from exc
+        raise CatalogError(
+            f"cannot read {str(path)!r}: {exc}.", fix="save the catalog as UTF-8 CSV with one header row."
+        ) from exc
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, Product | RowRejected]]:
@@ -289,8 +321,12 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, Product | RowRejected]]:
             for row, (data, length) in enumerate(bounded_lines(fh, MAX_LINE_BYTES), start=1):
                 if length > MAX_LINE_BYTES:
                     raw = data[:2000].decode("utf-8", errors="replace")
-                    yield row, RowRejected(f"line is {length} bytes long; at most {MAX_LINE_BYTES} are read",
-                                           row=row, raw=raw)
+                    yield (
+                        row,
+                        RowRejected(
+                            f"line is {length} bytes long; at most {MAX_LINE_BYTES} are read", row=row, raw=raw
+                        ),
+                    )
                     continue
                 line = data.decode("utf-8")
                 if not line.strip():
@@ -298,12 +334,20 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, Product | RowRejected]]:
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    yield row, RowRejected(f"not valid JSON ({exc.msg} at char {exc.pos})", row=row,
-                                           raw=line.rstrip("\r\n")[:2000])
+                    yield (
+                        row,
+                        RowRejected(
+                            f"not valid JSON ({exc.msg} at char {exc.pos})", row=row, raw=line.rstrip("\r\n")[:2000]
+                        ),
+                    )
                     continue
                 except (ValueError, RecursionError) as exc:  # e.g. nested deeper than the parser allows
-                    yield row, RowRejected(f"cannot be parsed as JSON ({type(exc).__name__})", row=row,
-                                           raw=line.rstrip("\r\n")[:2000])
+                    yield (
+                        row,
+                        RowRejected(
+                            f"cannot be parsed as JSON ({type(exc).__name__})", row=row, raw=line.rstrip("\r\n")[:2000]
+                        ),
+                    )
                     continue
                 try:
                     item = validate_record(record, row)
@@ -311,8 +355,9 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, Product | RowRejected]]:
                     item = RowRejected("nested too deeply", row=row, raw=line.rstrip("\r\n")[:2000])
                 yield row, item
     except (UnicodeDecodeError, OSError, EOFError) as exc:
-        raise CatalogError(f"cannot read {str(path)!r}: {exc}.",
-                           fix="save the catalog as UTF-8 JSON Lines, one object per line.") from exc
+        raise CatalogError(
+            f"cannot read {str(path)!r}: {exc}.", fix="save the catalog as UTF-8 JSON Lines, one object per line."
+        ) from exc
 
 
 def _read_parquet(path: Path) -> Iterator[tuple[int, Product | RowRejected]]:
@@ -320,8 +365,9 @@ def _read_parquet(path: Path) -> Iterator[tuple[int, Product | RowRejected]]:
     try:
         pfile = pq.ParquetFile(path)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types for bad files
-        raise CatalogError(f"cannot read Parquet file {str(path)!r}: {exc}.",
-                           fix="check that the file is a valid Parquet file.") from exc
+        raise CatalogError(
+            f"cannot read Parquet file {str(path)!r}: {exc}.", fix="check that the file is a valid Parquet file."
+        ) from exc
     columns = list(pfile.schema_arrow.names)
     _check_columns(columns, path)
     return _iter_parquet(pfile)

@@ -65,15 +65,20 @@ class IngestSummary:
 
     def render(self) -> str:
         """Human summary, including the duplicate and reject notices users must see."""
-        lines = [f"ingested {self.file} ({self.format}) into {self.collection!r} at {self.location} "
-                 f"[{self.embedder}] in {self.seconds:.1f}s",
-                 f"  added {self.added}  updated {self.updated}  unchanged {self.unchanged}  "
-                 f"rejected {self.rejected}  removed {self.removed}  (collection now {self.total})"]
+        lines = [
+            f"ingested {self.file} ({self.format}) into {self.collection!r} at {self.location} "
+            f"[{self.embedder}] in {self.seconds:.1f}s",
+            f"  added {self.added}  updated {self.updated}  unchanged {self.unchanged}  "
+            f"rejected {self.rejected}  removed {self.removed}  (collection now {self.total})",
+        ]
         if self.duplicates:
-            shown = ", ".join(f"{sku} (rows {', '.join(map(str, rows))})"
-                              for sku, rows in list(self.duplicate_skus.items())[:5])
-            lines.append(f"  {self.duplicates} row(s) repeated a sku seen earlier; the last row won: {shown}"
-                         + (" ..." if len(self.duplicate_skus) > 5 else ""))
+            shown = ", ".join(
+                f"{sku} (rows {', '.join(map(str, rows))})" for sku, rows in list(self.duplicate_skus.items())[:5]
+            )
+            lines.append(
+                f"  {self.duplicates} row(s) repeated a sku seen earlier; the last row won: {shown}"
+                + (" ..." if len(self.duplicate_skus) > 5 else "")
+            )
         for err in self.errors[:5]:
             where = f"row {err['row']}" + (f", field {err['field']!r}" if err["field"] else "")
             lines.append(f"  rejected {where}: {err['reason']}")
@@ -84,9 +89,17 @@ class IngestSummary:
         return "\n".join(lines)
 
 
-def ingest_file(path: str | Path, store: CatalogStore, *, full_snapshot: bool = False,
-                rejects_path: str | Path | None = None, batch_size: int = 64, progress: bool = False,
-                fmt: str | None = None, on_batch: Callable[[int], None] | None = None) -> IngestSummary:
+def ingest_file(
+    path: str | Path,
+    store: CatalogStore,
+    *,
+    full_snapshot: bool = False,
+    rejects_path: str | Path | None = None,
+    batch_size: int = 64,
+    progress: bool = False,
+    fmt: str | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> IngestSummary:
     """Ingest a CSV/TSV/JSONL/Parquet catalog into ``store`` (opened with ``writer=True``).
 
     ``full_snapshot`` removes stored products that are absent from the file (never those whose row was
@@ -96,23 +109,31 @@ def ingest_file(path: str | Path, store: CatalogStore, *, full_snapshot: bool = 
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     if not store.is_writer:
-        raise CatalogError("ingestion needs a writable store.",
-                           fix="open it with CatalogStore.open(settings, writer=True).")
+        raise CatalogError(
+            "ingestion needs a writable store.", fix="open it with CatalogStore.open(settings, writer=True)."
+        )
     started = time.perf_counter()
     path = Path(path)
     fmt = fmt or detect_format(path)
-    summary = IngestSummary(file=str(path), format=fmt, collection=store.name, location=store.location,
-                            embedder=store.embedder.model_id,
-                            rejects_path=str(rejects_path) if rejects_path is not None else None)
+    summary = IngestSummary(
+        file=str(path),
+        format=fmt,
+        collection=store.name,
+        location=store.location,
+        embedder=store.embedder.model_id,
+        rejects_path=str(rejects_path) if rejects_path is not None else None,
+    )
     if not path.is_file():
         raise CatalogError(f"catalog file {str(path)!r} does not exist.", fix="check the path.")
     before = _file_stamp(path)
     last = _validate_pass(path, fmt, summary, rejects_path)
     todo = sum(1 for row in last.values() if row > 0)
     if full_snapshot and todo == 0:
-        raise CatalogError(f"{str(path)!r} has no valid products; refusing to treat it as a full snapshot "
-                           "(that would delete the whole collection).",
-                           fix="fix the rejected rows, or run without --full-snapshot.")
+        raise CatalogError(
+            f"{str(path)!r} has no valid products; refusing to treat it as a full snapshot "
+            "(that would delete the whole collection).",
+            fix="fix the rejected rows, or run without --full-snapshot.",
+        )
     _check_unchanged(path, before)
     _write_pass(path, fmt, store, last, summary, batch_size, todo, progress, on_batch)
     _check_unchanged(path, before)  # rows were matched to pass 1 by row number: a rewritten file breaks that
@@ -132,13 +153,13 @@ def _file_stamp(path: Path) -> tuple[int, int]:
 
 def _check_unchanged(path: Path, before: tuple[int, int]) -> None:
     if _file_stamp(path) != before:
-        raise CatalogError(f"{str(path)!r} changed while it was being ingested.",
-                           fix="ingest a finished file (write exports to a temporary name, then rename); "
-                               "re-running converges.")
+        raise CatalogError(
+            f"{str(path)!r} changed while it was being ingested.",
+            fix="ingest a finished file (write exports to a temporary name, then rename); re-running converges.",
+        )
 
 
-def _validate_pass(path: Path, fmt: str, summary: IngestSummary,
-                   rejects_path: str | Path | None) -> dict[str, int]:
+def _validate_pass(path: Path, fmt: str, summary: IngestSummary, rejects_path: str | Path | None) -> dict[str, int]:
     """Read every row once. Returns sku -> its last row number, negative when that last row was rejected."""
     last: dict[str, int] = {}
     tmp = Path(f"{rejects_path}.tmp") if rejects_path is not None else None
@@ -182,8 +203,17 @@ def _reject_line(record: dict[str, Any]) -> str:
         return json.dumps({**record, "raw": repr(record["raw"])[:2000]}, ensure_ascii=False, default=str) + "\n"
 
 
-def _write_pass(path: Path, fmt: str, store: CatalogStore, last: dict[str, int], summary: IngestSummary,
-                batch_size: int, todo: int, progress: bool, on_batch: Callable[[int], None] | None) -> None:
+def _write_pass(
+    path: Path,
+    fmt: str,
+    store: CatalogStore,
+    last: dict[str, int],
+    summary: IngestSummary,
+    batch_size: int,
+    todo: int,
+    progress: bool,
+    on_batch: Callable[[int], None] | None,
+) -> None:
     bar = _progress(todo, progress, path.name)
     # Embedding is the bottleneck; Chroma writes run in one background thread so they overlap it.
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-writer")

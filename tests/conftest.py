@@ -34,10 +34,10 @@ def lite_drafter():
 
 @pytest.fixture(scope="session")
 def local_refiner():
-    from caption_agent.config import RefinerSettings
+    from caption_agent.config import LocalRefinerSettings
     from caption_agent.refiners.local import LocalRefiner
 
-    return LocalRefiner(RefinerSettings(temperature=0))
+    return LocalRefiner(LocalRefinerSettings(temperature=0))
 
 
 @pytest.fixture(scope="session")
@@ -64,7 +64,11 @@ def offline_agent(catalog_dir, lite_drafter, local_refiner, embedder):
     """A CaptionAgent on the embedded defaults, sharing the session's loaded models."""
     from caption_agent import AgentConfig, CaptionAgent
 
-    agent = CaptionAgent(AgentConfig.load(retrieval={"catalog_dir": catalog_dir}, refiner={"temperature": 0}),
-                         drafter=lite_drafter, refiner=local_refiner, embedder=embedder)
+    agent = CaptionAgent(
+        AgentConfig.load(retrieval={"catalog_dir": catalog_dir}, refiner={"local": {"temperature": 0}}),
+        drafter=lite_drafter,
+        refiner=local_refiner,
+        embedder=embedder,
+    )
     yield agent
     agent.close()

@@ -15,15 +15,20 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-FOLDERS = {"agent": "caption_agent", "prompts": "caption_agent.prompts", "retrieval": "caption_agent.retrieval",
-           "policies": "caption_agent.policies"}
+FOLDERS = {
+    "agent": "caption_agent",
+    "prompts": "caption_agent.prompts",
+    "retrieval": "caption_agent.retrieval",
+    "policies": "caption_agent.policies",
+}
 TARGET = re.compile(r"[\"'](caption_agent(?:\.\w+)*)(?::(\w+))?[\"']")
 
 
 @pytest.mark.parametrize("name", sorted(FOLDERS))
 def test_the_repo_folders_are_not_top_level_modules(name, tmp_path):
-    out = subprocess.run([sys.executable, "-P", "-c", f"import {name}"], capture_output=True, text=True,
-                         cwd=tmp_path, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-P", "-c", f"import {name}"], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
     assert out.returncode != 0 and f"No module named '{name}'" in out.stderr
 
 
@@ -59,8 +64,15 @@ def test_every_dotted_import_target_resolves():
 
 
 def test_lazy_exports_resolve():
-    for name in ("caption_agent", "caption_agent.jobs", "caption_agent.service", "caption_agent.retrieval",
-                 "caption_agent.policies", "caption_agent.drafters", "caption_agent.refiners"):
+    for name in (
+        "caption_agent",
+        "caption_agent.jobs",
+        "caption_agent.service",
+        "caption_agent.retrieval",
+        "caption_agent.policies",
+        "caption_agent.drafters",
+        "caption_agent.refiners",
+    ):
         mod = importlib.import_module(name)
         for attr in getattr(mod, "__all__", []):
             assert getattr(mod, attr) is not None, f"{name}.{attr}"
@@ -81,8 +93,24 @@ def test_a_built_wheel_has_one_top_level_name(tmp_path):
     # A throw-away build folder: setuptools' default (REPO/build) would keep files the repo no longer has.
     (tmp_path / "setup.cfg").write_text(f"[build]\nbuild_base = {tmp_path / 'build'}\n")
     env = {**os.environ, "DIST_EXTRA_CONFIG": str(tmp_path / "setup.cfg")}
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp_path), str(REPO)], check=True, capture_output=True, timeout=300, env=env)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+        env=env,
+    )
     assert not (REPO / "build").exists()
     wheel = next(tmp_path.glob("caption_agent-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()

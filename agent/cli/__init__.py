@@ -17,8 +17,11 @@ from caption_agent.eval.cli import eval_captions
 from caption_agent.jobs.cli import batch_app
 from caption_agent.service.cli import serve
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Write publishable image captions: draft, rank, ground, refine, moderate.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Write publishable image captions: draft, rank, ground, refine, moderate.",
+)
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML config file.")]
 
@@ -43,22 +46,24 @@ def caption(
     config: ConfigOpt = None,
 ) -> None:
     """Caption IMAGES and print one JSON CaptionResult per line."""
-    from caption_agent.config import AgentConfig
+    from caption_agent.config import load_for_cli
     from caption_agent.pipeline import CaptionAgent
     from caption_agent.schemas import CaptionRequest, ProductHint
 
     try:
-        cfg = AgentConfig.load(config)
-        if catalog is not None:
-            cfg.retrieval.catalog_dir = catalog
-        if refiner is not None:
-            cfg.refiner.backend = refiner
-        if drafter is not None:
-            cfg.drafter.backend = drafter
+        cfg = load_for_cli(config, refiner=refiner, drafter=drafter, catalog=catalog)
         agent = CaptionAgent(cfg)
         hint = ProductHint(sku=sku, brand=brand, category=category)
-        requests = [CaptionRequest(image=p, style=style or cfg.default_style, locale=locale or cfg.default_locale,
-                                   hint=hint, n_candidates=n) for p in images]
+        requests = [
+            CaptionRequest(
+                image=p,
+                style=style or cfg.default_style,
+                locale=locale or cfg.default_locale,
+                hint=hint,
+                n_candidates=n,
+            )
+            for p in images
+        ]
     except (CaptionAgentError, ValidationError) as exc:
         _fail(exc)
     failed = 0
@@ -71,8 +76,9 @@ def caption(
         sys.stdout.write(result.model_dump_json(exclude_none=True) + "\n")
         sys.stdout.flush()
     if failed:
-        typer.secho(f"{failed} of {len(requests)} images failed; see their error records.", err=True,
-                    fg=typer.colors.YELLOW)
+        typer.secho(
+            f"{failed} of {len(requests)} images failed; see their error records.", err=True, fg=typer.colors.YELLOW
+        )
         raise typer.Exit(1)
 
 

@@ -18,19 +18,30 @@ from caption_agent.errors import CaptionAgentError
 
 def ingest(
     file: Annotated[Path, typer.Argument(help="Catalog: .csv, .tsv, .jsonl/.ndjson (optionally .gz) or .parquet.")],
-    catalog: Annotated[Optional[Path], typer.Option(
-        "--catalog", help="Embedded Chroma folder (created if absent).")] = None,
+    catalog: Annotated[
+        Optional[Path], typer.Option("--catalog", help="Embedded Chroma folder (created if absent).")
+    ] = None,
     collection: Annotated[Optional[str], typer.Option(help="Collection name (default: products).")] = None,
-    chroma_url: Annotated[Optional[str], typer.Option(
-        "--chroma-url", help="http://host:port of a `chroma run` server instead of --catalog.")] = None,
-    embedder: Annotated[Optional[str], typer.Option(
-        help="sentence-transformers id or folder (default: the collection's pinned one, else bundled MiniLM).")] = None,
-    full_snapshot: Annotated[bool, typer.Option(
-        "--full-snapshot", help="Remove stored products missing from FILE.")] = False,
-    rejects: Annotated[Optional[Path], typer.Option(
-        help="JSONL file for rejected rows (default: FILE.rejects.jsonl, written only if any).")] = None,
-    batch_size: Annotated[int, typer.Option(
-        "--batch-size", min=1, max=4096, help="Products per embedding batch.")] = 64,
+    chroma_url: Annotated[
+        Optional[str],
+        typer.Option("--chroma-url", help="http://host:port of a `chroma run` server instead of --catalog."),
+    ] = None,
+    embedder: Annotated[
+        Optional[str],
+        typer.Option(
+            help="sentence-transformers id or folder (default: the collection's pinned one, else bundled MiniLM)."
+        ),
+    ] = None,
+    full_snapshot: Annotated[
+        bool, typer.Option("--full-snapshot", help="Remove stored products missing from FILE.")
+    ] = False,
+    rejects: Annotated[
+        Optional[Path],
+        typer.Option(help="JSONL file for rejected rows (default: FILE.rejects.jsonl, written only if any)."),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, max=4096, help="Products per embedding batch.")
+    ] = 64,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML config file.")] = None,
@@ -44,14 +55,28 @@ def ingest(
     rejects_path = rejects if rejects is not None else file.with_name(file.name + ".rejects.jsonl")
     try:
         settings = AgentConfig.load(config).retrieval
-        updates = {k: v for k, v in {"catalog_dir": catalog, "collection": collection, "chroma_url": chroma_url,
-                                     "embedder": embedder}.items() if v is not None}
+        updates = {
+            k: v
+            for k, v in {
+                "catalog_dir": catalog,
+                "collection": collection,
+                "chroma_url": chroma_url,
+                "embedder": embedder,
+            }.items()
+            if v is not None
+        }
         settings = settings.model_validate({**settings.model_dump(), **updates})
         if settings.catalog_dir is None and settings.chroma_url is None:
             raise typer.BadParameter("give --catalog DIR or --chroma-url URL.")
         with CatalogStore.open(settings, writer=True) as store:
-            summary = ingest_file(file, store, full_snapshot=full_snapshot, rejects_path=rejects_path,
-                                  batch_size=batch_size, progress=progress and sys.stderr.isatty())
+            summary = ingest_file(
+                file,
+                store,
+                full_snapshot=full_snapshot,
+                rejects_path=rejects_path,
+                batch_size=batch_size,
+                progress=progress and sys.stderr.isatty(),
+            )
     except (CaptionAgentError, ValueError) as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None

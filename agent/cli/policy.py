@@ -62,8 +62,13 @@ def show(
     except CaptionAgentError as exc:
         _fail(exc)
     rules = loaded.rules_for(preset) if preset else loaded.base_rules
-    doc = {"version": loaded.version, "sha256": loaded.hash, "source": loaded.path,
-           "preset": preset, "rules": rules.model_dump(mode="json")}
+    doc = {
+        "version": loaded.version,
+        "sha256": loaded.hash,
+        "source": loaded.path,
+        "preset": preset,
+        "rules": rules.model_dump(mode="json"),
+    }
     typer.echo(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=110))
 
 
@@ -110,8 +115,12 @@ def review_import(
     results: Annotated[Path, typer.Option("--results", help="Results JSONL the queue was made from.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the updated results JSONL.")],
     policy: PolicyOpt = None,
-    recheck: Annotated[bool, typer.Option("--recheck/--no-recheck", help="Re-check edited text for PII, "
-                                          "blocklisted words, injection and length.")] = True,
+    recheck: Annotated[
+        bool,
+        typer.Option(
+            "--recheck/--no-recheck", help="Re-check edited text for PII, blocklisted words, injection and length."
+        ),
+    ] = True,
 ) -> None:
     """Apply reviewers' verdicts (approve / edit / reject) to RESULTS and write OUT."""
     from caption_agent.policies.engine import PolicyEngine
@@ -151,8 +160,11 @@ def eval_policies(
         typer.echo(report.table())
         for failure in report.failures:
             typer.echo(f"  {failure.case.id}: {'; '.join(failure.problems)}  -> {failure.action} {failure.text!r}")
-    bad = [name for name, r in report.rates.items()
-           if (r.catch_rate is not None and r.catch_rate < min_catch) or (r.fp_rate is not None and r.fp_rate > max_fp)]
+    bad = [
+        name
+        for name, r in report.rates.items()
+        if (r.catch_rate is not None and r.catch_rate < min_catch) or (r.fp_rate is not None and r.fp_rate > max_fp)
+    ]
     if bad:
         typer.secho(f"rates outside the limits for: {', '.join(bad)}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)

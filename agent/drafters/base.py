@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
 from PIL import Image
+from pydantic import BaseModel
 
 from caption_agent.schemas import Draft, ImageInfo
-
-if TYPE_CHECKING:  # pragma: no cover
-    from caption_agent.config import DrafterSettings
 
 
 class Drafter(ABC):
@@ -25,8 +23,10 @@ class Drafter(ABC):
     is_vlm: ClassVar[bool] = False
     model_id: str = ""
 
-    def __init__(self, settings: DrafterSettings) -> None:  # noqa: B027 - the constructor routing calls
-        """Build the backend from its settings (``DRAFTERS.get(name)(settings)``); load the model here."""
+    settings_model: ClassVar[type[BaseModel] | None] = None  # a registered backend's own settings section
+
+    def __init__(self, settings: Any) -> None:  # noqa: B027 - the constructor routing calls
+        """Build the backend from its own settings section (``drafter.<name>``); load the model here."""
 
     @abstractmethod
     def draft(self, images: Sequence[Image.Image], infos: Sequence[ImageInfo], n: int) -> list[Draft]:

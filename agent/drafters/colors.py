@@ -7,11 +7,26 @@ from PIL import Image
 
 # Basic colour terms (Berlin & Kay) plus a few shop words, as sRGB anchors.
 NAMED_COLORS: dict[str, tuple[int, int, int]] = {
-    "black": (20, 20, 20), "white": (245, 245, 245), "grey": (128, 128, 128), "light grey": (200, 200, 200),
-    "dark grey": (70, 70, 70), "red": (200, 30, 30), "dark red": (120, 20, 25), "pink": (240, 150, 180),
-    "orange": (240, 140, 30), "yellow": (240, 220, 40), "beige": (220, 200, 160), "brown": (120, 75, 40),
-    "dark brown": (70, 45, 25), "green": (50, 150, 50), "dark green": (25, 80, 35), "olive": (128, 128, 40),
-    "blue": (40, 80, 200), "light blue": (140, 190, 235), "navy": (25, 35, 90), "teal": (30, 130, 130),
+    "black": (20, 20, 20),
+    "white": (245, 245, 245),
+    "grey": (128, 128, 128),
+    "light grey": (200, 200, 200),
+    "dark grey": (70, 70, 70),
+    "red": (200, 30, 30),
+    "dark red": (120, 20, 25),
+    "pink": (240, 150, 180),
+    "orange": (240, 140, 30),
+    "yellow": (240, 220, 40),
+    "beige": (220, 200, 160),
+    "brown": (120, 75, 40),
+    "dark brown": (70, 45, 25),
+    "green": (50, 150, 50),
+    "dark green": (25, 80, 35),
+    "olive": (128, 128, 40),
+    "blue": (40, 80, 200),
+    "light blue": (140, 190, 235),
+    "navy": (25, 35, 90),
+    "teal": (30, 130, 130),
     "purple": (120, 50, 150),
 }
 _NAMES = list(NAMED_COLORS)

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 from PIL import Image
 
 from caption_agent._extras import require
-from caption_agent.config import DrafterSettings
+from caption_agent.config import TransformersDrafterSettings
 from caption_agent.drafters.base import Drafter
 from caption_agent.errors import BackendUnavailableError, ConfigError, UnsupportedModelError
 from caption_agent.schemas import Candidate, Draft, ImageInfo
@@ -40,11 +40,16 @@ class TransformersDrafter(Drafter):
     gives_logprobs = True
     is_vlm = True
 
-    def __init__(self, settings: DrafterSettings) -> None:
+    settings_model = TransformersDrafterSettings
+
+    def __init__(self, settings: TransformersDrafterSettings) -> None:
         if not settings.model:
-            raise ConfigError("the transformers drafter needs drafter.model (a hub id or a local folder).",
-                              fix="set drafter.model, e.g. Salesforce/blip-image-captioning-base, or "
-                                  "CAPTION_AGENT_DRAFTER__MODEL=/path/to/model.")
+            raise ConfigError(
+                "the transformers drafter needs drafter.transformers.model (a hub id or a local folder).",
+                fix="set drafter.transformers.model, e.g. "
+                "Salesforce/blip-image-captioning-base, or "
+                "CAPTION_AGENT_DRAFTER__TRANSFORMERS__MODEL=/path/to/model.",
+            )
         self.settings = settings
         self._torch = torch = require("torch", "lite", "The transformers drafter")
         tf = require("transformers", "lite", "The transformers drafter")
@@ -56,8 +61,9 @@ class TransformersDrafter(Drafter):
         except (OSError, ValueError) as exc:
             raise BackendUnavailableError(
                 f"cannot load the config of drafter model {model_ref!r}: {_first_line(exc)}",
-                fix="check drafter.model (hub id or a folder with config.json); offline, download the weights "
-                    "first and point drafter.model at the folder.") from exc
+                fix="check drafter.transformers.model (hub id or a folder with config.json); offline, download the "
+                "weights first and point drafter.transformers.model at the folder.",
+            ) from exc
         self.model_type = str(getattr(config, "model_type", "?"))
         model_cls = _vlm_class(tf, config, model_ref, remote)
         self.processor = _load_processor(tf, model_ref, remote)
@@ -65,15 +71,19 @@ class TransformersDrafter(Drafter):
         try:
             self.model = model_cls.from_pretrained(model_ref, dtype=self.dtype, trust_remote_code=remote)
         except (OSError, ValueError, RuntimeError) as exc:
-            raise BackendUnavailableError(f"cannot load the weights of drafter model {model_ref!r}: "
-                                          f"{_first_line(exc)}",
-                                          fix="check that the folder holds the weights (model.safetensors) "
-                                              "and that it fits in memory on the chosen device.") from exc
+            raise BackendUnavailableError(
+                f"cannot load the weights of drafter model {model_ref!r}: {_first_line(exc)}",
+                fix="check that the folder holds the weights (model.safetensors) "
+                "and that it fits in memory on the chosen device.",
+            ) from exc
         self.model.to(self.device).eval()
         self.model_id = _describe(model_ref, config)
         self.chat = bool(getattr(self.processor, "chat_template", None))
-        self.prompt = settings.prompt if settings.prompt is not None else (
-            CHAT_PROMPT if self.chat else DEFAULT_PROMPTS.get(self.model_type, ""))
+        self.prompt = (
+            settings.prompt
+            if settings.prompt is not None
+            else (CHAT_PROMPT if self.chat else DEFAULT_PROMPTS.get(self.model_type, ""))
+        )
         if self.tokenizer is not None and not config.is_encoder_decoder:
             self.tokenizer.padding_side = "left"  # decoder-only batches must end where generation starts
         self._stop_ids = _stop_ids(self.model, self.tokenizer, config)
@@ -83,12 +93,14 @@ class TransformersDrafter(Drafter):
     # --- stage 1 ----------------------------------------------------------------------------------------------
     def draft(self, images: Sequence[Image.Image], infos: Sequence[ImageInfo], n: int) -> list[Draft]:
         k = self._returned(n)
-        per_forward = max(1, min(self.settings.batch_size,
-                                 LOGITS_BUDGET_BYTES // (k * self._vocab * self.settings.max_new_tokens * 4)))
+        per_forward = max(
+            1,
+            min(self.settings.batch_size, LOGITS_BUDGET_BYTES // (k * self._vocab * self.settings.max_new_tokens * 4)),
+        )
         drafts: list[Draft] = []
         for start in range(0, len(images), per_forward):
-            chunk = [im.convert("RGB") for im in images[start:start + per_forward]]
-            for info, cands in zip(infos[start:start + per_forward], self.generate(chunk, n)):
+            chunk = [im.convert("RGB") for im in images[start : start + per_forward]]
+            for info, cands in zip(infos[start : start + per_forward], self.generate(chunk, n)):
                 drafts.append(Draft(image=info, candidates=cands, model_id=self.model_id))
         return drafts
 
@@ -96,8 +108,12 @@ class TransformersDrafter(Drafter):
         """Up to ``n`` distinct candidates per image, best (highest mean token log-probability) first."""
         torch, k = self._torch, self._returned(n)
         inputs = self._inputs(images)
-        kwargs: dict[str, Any] = {"max_new_tokens": self.settings.max_new_tokens, "num_return_sequences": k,
-                                  "return_dict_in_generate": True, "output_logits": True}
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": self.settings.max_new_tokens,
+            "num_return_sequences": k,
+            "return_dict_in_generate": True,
+            "output_logits": True,
+        }
         if self.settings.decoding == "beam":
             kwargs.update(num_beams=k, do_sample=False)
         else:
@@ -109,8 +125,9 @@ class TransformersDrafter(Drafter):
         results: list[list[Candidate]] = []
         for i in range(len(images)):
             rows = range(i * k, (i + 1) * k)
-            results.append(self._candidates([texts[r] for r in rows], [logprob[r] for r in rows],
-                                            [counts[r] for r in rows], n))
+            results.append(
+                self._candidates([texts[r] for r in rows], [logprob[r] for r in rows], [counts[r] for r in rows], n)
+            )
         return results
 
     # --- internals ---------------------------------------------------------------------------------------------
@@ -122,30 +139,36 @@ class TransformersDrafter(Drafter):
         if self.chat:
             messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": self.prompt}]}]
             text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            batch = self.processor(images=[[im] for im in images], text=[text] * len(images), padding=True,
-                                   return_tensors="pt")
+            batch = self.processor(
+                images=[[im] for im in images], text=[text] * len(images), padding=True, return_tensors="pt"
+            )
         elif self.prompt:
-            batch = self.processor(images=list(images), text=[self.prompt] * len(images), padding=True,
-                                   return_tensors="pt")
+            batch = self.processor(
+                images=list(images), text=[self.prompt] * len(images), padding=True, return_tensors="pt"
+            )
         else:
             batch = self.processor(images=list(images), return_tensors="pt")
         dtype = self.dtype
-        return {key: (v.to(self.device, dtype=dtype) if v.is_floating_point() else v.to(self.device))
-                if hasattr(v, "to") else v for key, v in batch.items()}
+        return {
+            key: (v.to(self.device, dtype=dtype) if v.is_floating_point() else v.to(self.device))
+            if hasattr(v, "to")
+            else v
+            for key, v in batch.items()
+        }
 
     def _token_logprobs(self, out: Any) -> tuple[Any, list[float], list[int]]:
         """Generated tokens per returned sequence, their summed log-probability and their count (to the end token)."""
         torch = self._torch
         beams = getattr(out, "beam_indices", None)
         steps = beams.shape[1] if beams is not None else len(out.logits)
-        tokens = out.sequences[:, out.sequences.shape[1] - steps:]
+        tokens = out.sequences[:, out.sequences.shape[1] - steps :]
         rows = tokens.shape[0]
         lp = torch.zeros(rows, steps, dtype=torch.float32, device=tokens.device)
         arange = torch.arange(rows, device=tokens.device)
         for t in range(steps):
             src = beams[:, t].clamp(min=0).long() if beams is not None else arange
             logits = out.logits[t][src].float()
-            lp[:, t] = torch.log_softmax(logits, dim=-1).gather(1, tokens[:, t:t + 1]).squeeze(1)
+            lp[:, t] = torch.log_softmax(logits, dim=-1).gather(1, tokens[:, t : t + 1]).squeeze(1)
         is_stop = torch.isin(tokens, torch.tensor(sorted(self._stop_ids), device=tokens.device, dtype=tokens.dtype))
         # A token counts if no end token came before it (the end token itself counts: the model chose to stop).
         before = torch.cumsum(is_stop.int(), dim=1) - is_stop.int()
@@ -167,9 +190,13 @@ class TransformersDrafter(Drafter):
             if not text or not math.isfinite(total):
                 continue
             mean = total / max(1, count)
-            cand = Candidate(text=text[0].upper() + text[1:], drafter=self.name, score=round(math.exp(mean), 6),
-                             logprob=round(total, 4), evidence=[f"vlm:{self.model_id}", f"tokens={count}",
-                                                                f"mean_logprob={mean:.3f}"])
+            cand = Candidate(
+                text=text[0].upper() + text[1:],
+                drafter=self.name,
+                score=round(math.exp(mean), 6),
+                logprob=round(total, 4),
+                evidence=[f"vlm:{self.model_id}", f"tokens={count}", f"mean_logprob={mean:.3f}"],
+            )
             key = text.lower()
             if key not in best or cand.score > best[key].score:
                 best[key] = cand
@@ -201,21 +228,25 @@ def _load_processor(tf: Any, model_ref: str, remote: bool) -> Any:
     try:
         processor = tf.AutoProcessor.from_pretrained(model_ref, trust_remote_code=remote)
     except (OSError, ValueError, TypeError) as exc:
-        raise BackendUnavailableError(f"cannot load the processor of drafter model {model_ref!r}: {_first_line(exc)}",
-                                      fix="the model folder needs its processor files (processor_config.json or "
-                                          "preprocessor_config.json) and its tokenizer.") from exc
+        raise BackendUnavailableError(
+            f"cannot load the processor of drafter model {model_ref!r}: {_first_line(exc)}",
+            fix="the model folder needs its processor files (processor_config.json or "
+            "preprocessor_config.json) and its tokenizer.",
+        ) from exc
     if getattr(processor, "image_processor", None) is not None:
         return processor
     if hasattr(processor, "batch_decode") and not hasattr(processor, "tokenizer"):
         try:
-            return _SplitProcessor(tf.AutoImageProcessor.from_pretrained(model_ref, trust_remote_code=remote),
-                                   processor)
+            return _SplitProcessor(
+                tf.AutoImageProcessor.from_pretrained(model_ref, trust_remote_code=remote), processor
+            )
         except (OSError, ValueError, TypeError):
             pass
     raise UnsupportedModelError(
         f"the processor of drafter model {model_ref!r} ({type(processor).__name__}) cannot take images: the folder "
         "has no image processor (preprocessor_config.json / processor_config.json); the transformers drafter "
-        "needs a processor that turns images into pixel values.")
+        "needs a processor that turns images into pixel values."
+    )
 
 
 def _resolve_dtype(torch: Any, name: str, device: str) -> Any:
@@ -242,14 +273,18 @@ def _vlm_class(tf: Any, config: Any, model_ref: str, remote: bool) -> Any:
     raise UnsupportedModelError(
         f"drafter model {model_ref!r} is a {config.model_type!r} model ({archs}), not a vision-language model"
         f"{hint}; the transformers drafter expects an image-to-text / image-text-to-text model that "
-        "AutoModelForImageTextToText can load.")
+        "AutoModelForImageTextToText can load."
+    )
 
 
 def _stop_ids(model: Any, tokenizer: Any, config: Any) -> set[int]:
     ids: set[int] = set()
-    for value in (getattr(model.generation_config, "eos_token_id", None),
-                  getattr(tokenizer, "eos_token_id", None), getattr(tokenizer, "sep_token_id", None),
-                  getattr(config.get_text_config(), "sep_token_id", None)):  # BLIP ends on [SEP]
+    for value in (
+        getattr(model.generation_config, "eos_token_id", None),
+        getattr(tokenizer, "eos_token_id", None),
+        getattr(tokenizer, "sep_token_id", None),
+        getattr(config.get_text_config(), "sep_token_id", None),
+    ):  # BLIP ends on [SEP]
         if isinstance(value, int):
             ids.add(value)
         elif isinstance(value, (list, tuple)):

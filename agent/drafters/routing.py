@@ -24,29 +24,32 @@ LOAD_FAILURES = (BackendError, MissingExtraError, OSError)
 
 
 def _describe(settings: DrafterSettings) -> str:
-    where = settings.model or settings.base_url or ""
+    section = settings.section(settings.backend)
+    where = getattr(section, "model", None) or getattr(section, "base_url", None) or ""
     return f"{settings.backend} ({where})" if where else settings.backend
 
 
-def build_drafter(settings: DrafterSettings,
-                  lite: Callable[[], Drafter] | None = None) -> tuple[Drafter, str | None]:
+def build_drafter(settings: DrafterSettings, lite: Callable[[], Drafter] | None = None) -> tuple[Drafter, str | None]:
     """Load the configured drafter; on a load failure use ``lite`` if ``fallback_to_lite``, with a note saying so.
 
     Raises the load error (which names the model and the fix) when falling back is not allowed. ``lite`` supplies
     an already loaded lite drafter; a new one is loaded otherwise.
     """
-    cls = DRAFTERS.get(settings.backend)  # an unknown name is a ConfigError, not a reason to fall back
+    DRAFTERS.check(settings.backend)  # an unknown name is a ConfigError, not a reason to fall back
     try:
-        return cls(settings), None
+        return DRAFTERS.build(settings.backend, settings.section(settings.backend)), None
     except LOAD_FAILURES as exc:
         if settings.backend == "lite" or not settings.fallback_to_lite:
             if hasattr(exc, "add_note"):
-                exc.add_note("drafter.fallback_to_lite is false, so the lite drafter was not used instead."
-                             if settings.backend != "lite" else "the lite drafter has no fallback.")
+                exc.add_note(
+                    "drafter.fallback_to_lite is false, so the lite drafter was not used instead."
+                    if settings.backend != "lite"
+                    else "the lite drafter has no fallback."
+                )
             raise
         note = f"drafter: {_describe(settings)} failed to load, used lite instead: {exc}"
         log.warning(note)
-        return (lite() if lite is not None else DRAFTERS.get("lite")(settings)), note
+        return (lite() if lite is not None else DRAFTERS.build("lite", settings.lite)), note
 
 
 class DrafterRouter:
@@ -63,8 +66,10 @@ class DrafterRouter:
         name = name or self.settings.backend
         with self._lock:
             if name not in self._drafters:
-                self._drafters[name] = build_drafter(self.settings.model_copy(update={"backend": name}),
-                                                     lite=None if name == "lite" else lambda: self.get("lite")[0])
+                self._drafters[name] = build_drafter(
+                    self.settings.model_copy(update={"backend": name}),
+                    lite=None if name == "lite" else lambda: self.get("lite")[0],
+                )
             return self._drafters[name]
 
     def adopt(self, name: str, drafter: Drafter) -> None:
@@ -75,8 +80,9 @@ class DrafterRouter:
                 self._drafters[name] = (drafter, None)
             self._adopted.add(id(drafter))  # its owner closes it, not this router
 
-    def draft(self, name: str | None, images: Sequence[Image.Image], infos: Sequence[ImageInfo],
-              n: int) -> tuple[list[Draft], Drafter, list[str]]:
+    def draft(
+        self, name: str | None, images: Sequence[Image.Image], infos: Sequence[ImageInfo], n: int
+    ) -> tuple[list[Draft], Drafter, list[str]]:
         """Draft with ``name``'s drafter; if its server goes down mid-run and the config allows it, with lite.
 
         Returns the drafts, the drafter that wrote them and the fallback notes for these items.

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 from PIL import Image
 
 from caption_agent._extras import require
-from caption_agent.config import DrafterSettings
+from caption_agent.config import VLLMDrafterSettings
 from caption_agent.drafters.base import Drafter
 from caption_agent.drafters.hf import CHAT_PROMPT
 from caption_agent.errors import BackendError, ConfigError, UnsupportedModelError
@@ -27,8 +27,10 @@ from caption_agent.http_retry import gather_bounded, map_openai_error, normalize
 from caption_agent.schemas import Candidate, Draft, ImageInfo
 
 log = logging.getLogger(__name__)
-START_HINT = ("start a VLM server, e.g. `vllm serve Qwen/Qwen2.5-VL-3B-Instruct --limit-mm-per-prompt "
-              "'{\"image\":1}'` (docs/drafters.md), and set drafter.base_url to it")
+START_HINT = (
+    "start a VLM server, e.g. `vllm serve Qwen/Qwen2.5-VL-3B-Instruct --limit-mm-per-prompt "
+    "'{\"image\":1}'` (docs/drafters.md), and set drafter.vllm.base_url to it"
+)
 # How vLLM words "this model takes no images" (0.32: "<name> is not a multimodal model").
 _NOT_MULTIMODAL = ("not a multimodal", "does not support multimodal", "at most 0 image", "not support image")
 
@@ -51,10 +53,14 @@ class VLLMDrafter(Drafter):
     gives_logprobs = True
     is_vlm = True
 
-    def __init__(self, settings: DrafterSettings, *, check: bool = True) -> None:
+    settings_model = VLLMDrafterSettings
+
+    def __init__(self, settings: VLLMDrafterSettings, *, check: bool = True) -> None:
         if not settings.base_url:
-            raise ConfigError("the vllm drafter needs drafter.base_url (e.g. http://127.0.0.1:8000/v1).",
-                              fix=f"set CAPTION_AGENT_DRAFTER__BASE_URL; {START_HINT}.")
+            raise ConfigError(
+                "the vllm drafter needs drafter.vllm.base_url (e.g. http://127.0.0.1:8000/v1).",
+                fix=f"set CAPTION_AGENT_DRAFTER__VLLM__BASE_URL; {START_HINT}.",
+            )
         self._openai = require("openai", "vllm", "The vLLM drafter")
         self.settings = settings
         self.base_url = normalize_url(settings.base_url)
@@ -74,8 +80,9 @@ class VLLMDrafter(Drafter):
         async def run() -> list[list[Candidate] | Exception]:
             client = self._openai.AsyncOpenAI(**self._client_kwargs())
             try:
-                return await gather_bounded([functools.partial(self._adraft_one, client, u, n) for u in urls],
-                                            self.settings.max_concurrency)
+                return await gather_bounded(
+                    [functools.partial(self._adraft_one, client, u, n) for u in urls], self.settings.max_concurrency
+                )
             finally:  # connections must not outlive this event loop
                 await client.close()
 
@@ -115,8 +122,13 @@ class VLLMDrafter(Drafter):
     def _request(self, url: str, k: int, max_tokens: int | None = None) -> dict[str, Any]:
         # The prompt is text we wrote; the image is pixels. Nothing from the catalog or OCR goes into stage 1.
         content = [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": self.prompt}]
-        body: dict[str, Any] = {"model": self.served_model, "messages": [{"role": "user", "content": content}],
-                                "n": k, "logprobs": True, "max_tokens": max_tokens or self.settings.max_new_tokens}
+        body: dict[str, Any] = {
+            "model": self.served_model,
+            "messages": [{"role": "user", "content": content}],
+            "n": k,
+            "logprobs": True,
+            "max_tokens": max_tokens or self.settings.max_new_tokens,
+        }
         if self.settings.decoding == "beam" and k > 1:
             body.update(temperature=0.0, extra_body={"use_beam_search": True})
         else:
@@ -133,19 +145,25 @@ class VLLMDrafter(Drafter):
                 continue
             total = float(sum(values)) if values else None
             mean = total / len(values) if total is not None else None
-            cand = Candidate(text=text[0].upper() + text[1:], drafter=self.name,
-                             score=round(math.exp(mean), 6) if mean is not None else 0.0,
-                             logprob=round(total, 4) if total is not None else None,
-                             evidence=[f"vlm:{self.served_model}", f"tokens={len(values)}",
-                                       f"finish={choice.finish_reason}"])
+            cand = Candidate(
+                text=text[0].upper() + text[1:],
+                drafter=self.name,
+                score=round(math.exp(mean), 6) if mean is not None else 0.0,
+                logprob=round(total, 4) if total is not None else None,
+                evidence=[f"vlm:{self.served_model}", f"tokens={len(values)}", f"finish={choice.finish_reason}"],
+            )
             key = text.lower()
             if key not in best or cand.score > best[key].score:
                 best[key] = cand
         return sorted(best.values(), key=lambda c: -c.score)[:n]
 
     def _client_kwargs(self) -> dict[str, Any]:
-        return {"base_url": self.base_url, "api_key": self.settings.api_key or "EMPTY",
-                "timeout": self.settings.timeout_s, "max_retries": self.settings.max_retries}
+        return {
+            "base_url": self.base_url,
+            "api_key": self.settings.api_key or "EMPTY",
+            "timeout": self.settings.timeout_s,
+            "max_retries": self.settings.max_retries,
+        }
 
     def _first_model(self) -> str:
         try:
@@ -164,11 +182,18 @@ class VLLMDrafter(Drafter):
                 err = UnsupportedModelError(
                     f"the server at {self.base_url} serves {self.served_model!r}, which does not accept images "
                     f"({detail[:200]}); the vllm drafter expects a vision-language model.",
-                    fix="serve a VLM (e.g. `vllm serve Qwen/Qwen2.5-VL-3B-Instruct`) and point drafter.base_url "
-                        "and drafter.model at it; text-only models belong to the refiner.")
+                    fix="serve a VLM (e.g. `vllm serve Qwen/Qwen2.5-VL-3B-Instruct`) and point drafter.vllm.base_url "
+                    "and drafter.vllm.model at it; text-only models belong to the refiner.",
+                )
                 err.retryable = False  # type: ignore[attr-defined]
                 return err
-        return map_openai_error(exc, openai, self.base_url, retries=self.settings.max_retries,
-                                timeout_s=self.settings.timeout_s, hint=START_HINT,
-                                on_rejected="check drafter.model, max_new_tokens, images.working_side and the "
-                                            "server's --max-model-len / --limit-mm-per-prompt.")
+        return map_openai_error(
+            exc,
+            openai,
+            self.base_url,
+            retries=self.settings.max_retries,
+            timeout_s=self.settings.timeout_s,
+            hint=START_HINT,
+            on_rejected="check drafter.vllm.model, max_new_tokens, images.working_side and the "
+            "server's --max-model-len / --limit-mm-per-prompt.",
+        )

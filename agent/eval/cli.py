@@ -14,17 +14,28 @@ from caption_agent.errors import CaptionAgentError
 def eval_captions(
     results: Annotated[Path, typer.Argument(help="Results: `batch caption` JSONL/Parquet, or COCO results JSON.")],
     references: Annotated[Path, typer.Argument(help="COCO-format reference captions (JSON).")],
-    compare: Annotated[Optional[list[str]], typer.Option(
-        help="NAME=RESULTS: another configuration's results, evaluated against the same references and shown "
-             "beside RESULTS (repeat for more).")] = None,
-    label: Annotated[Optional[str], typer.Option(help="Name of RESULTS in a comparison (default: its file "
-                                                      "stem).")] = None,
-    catalog: Annotated[Optional[Path], typer.Option(help="Catalog file (JSONL/CSV/Parquet) for grounding P/R; "
-                                                         "else the facts stored in the records.")] = None,
-    clip_model: Annotated[Optional[str], typer.Option(help="CLIP model (hub id or folder) for CLIP-S; else the "
-                                                           "config's ranker.clip_model.")] = None,
-    images: Annotated[Optional[Path], typer.Option(help="Folder the references' file_name paths are relative "
-                                                        "to (default: the references' folder).")] = None,
+    compare: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            help="NAME=RESULTS: another configuration's results, evaluated against the same references and shown "
+            "beside RESULTS (repeat for more)."
+        ),
+    ] = None,
+    label: Annotated[
+        Optional[str], typer.Option(help="Name of RESULTS in a comparison (default: its file stem).")
+    ] = None,
+    catalog: Annotated[
+        Optional[Path],
+        typer.Option(help="Catalog file (JSONL/CSV/Parquet) for grounding P/R; else the facts stored in the records."),
+    ] = None,
+    clip_model: Annotated[
+        Optional[str],
+        typer.Option(help="CLIP model (hub id or folder) for CLIP-S; else the config's ranker.clip_model."),
+    ] = None,
+    images: Annotated[
+        Optional[Path],
+        typer.Option(help="Folder the references' file_name paths are relative to (default: the references' folder)."),
+    ] = None,
     policy: Annotated[Optional[Path], typer.Option(help="Policy file whose grounding/language rules are used.")] = None,
     style: Annotated[Optional[str], typer.Option(help="Style of results that name none (COCO results).")] = None,
     locale: Annotated[str, typer.Option(help="Locale of results that name none.")] = "en-US",
@@ -42,8 +53,15 @@ def eval_captions(
 
     try:
         clip = clip_model or AgentConfig.load(config).ranker.clip_model
-        options: dict[str, Any] = {"catalog": catalog, "clip_model": clip, "images_dir": images, "policy": policy,
-                                   "style": style, "locale": locale, "per_image": per_image}
+        options: dict[str, Any] = {
+            "catalog": catalog,
+            "clip_model": clip,
+            "images_dir": images,
+            "policy": policy,
+            "style": style,
+            "locale": locale,
+            "per_image": per_image,
+        }
         if compare:
             report = compare_runs(_runs(results, label, compare), references, **options)
         else:
@@ -72,7 +90,9 @@ def _runs(results: Path, label: str | None, compare: list[str]) -> dict[str, Pat
         if not sep or not name.strip() or not path.strip():
             raise EvalInputError(f"--compare {value!r} is not NAME=RESULTS (e.g. --compare local=local.jsonl).")
         if name.strip() in runs:
-            raise EvalInputError(f"--compare: the name {name.strip()!r} is used twice (RESULTS is named "
-                                 f"{next(iter(runs))!r}; rename it with --label).")
+            raise EvalInputError(
+                f"--compare: the name {name.strip()!r} is used twice (RESULTS is named "
+                f"{next(iter(runs))!r}; rename it with --label)."
+            )
         runs[name.strip()] = Path(path.strip())
     return runs

@@ -11,8 +11,7 @@ from typing import Any
 from caption_agent.eval.data import EvalInputError, EvalItem, References
 
 
-def clip_scores(items: list[EvalItem], refs: References, model: str, images_dir: Path | None = None
-                ) -> dict[str, Any]:
+def clip_scores(items: list[EvalItem], refs: References, model: str, images_dir: Path | None = None) -> dict[str, Any]:
     """Mean CLIP-S over the captions whose image can be found, with the model's name and truncation count."""
     from PIL import Image
 
@@ -31,16 +30,29 @@ def clip_scores(items: list[EvalItem], refs: References, model: str, images_dir:
             continue
         with Image.open(path) as img:
             score = float(ranker.clip_s([item.text], img.convert("RGB"))[0])
-        per_item.append({"image_id": item.image_id, "style": item.style, "clip_s": round(score, 4),
-                         "truncated": count_clip_tokens(item.text) > 77})
+        per_item.append(
+            {
+                "image_id": item.image_id,
+                "style": item.style,
+                "clip_s": round(score, 4),
+                "truncated": count_clip_tokens(item.text) > 77,
+            }
+        )
     if not per_item:
-        raise EvalInputError("CLIP-S found no image to score: results carry no readable image path and the "
-                             "references' file names do not resolve.",
-                             fix="pass --images DIR, the folder the references' file_name entries are relative to.")
-    return {"model": ranker.model_id, "w": CLIP_S_WEIGHT,
-            "mean": round(sum(r["clip_s"] for r in per_item) / len(per_item), 4), "captions": len(per_item),
-            "truncated_over_77_tokens": sum(r["truncated"] for r in per_item), "images_not_found": missing,
-            "per_caption": per_item}
+        raise EvalInputError(
+            "CLIP-S found no image to score: results carry no readable image path and the "
+            "references' file names do not resolve.",
+            fix="pass --images DIR, the folder the references' file_name entries are relative to.",
+        )
+    return {
+        "model": ranker.model_id,
+        "w": CLIP_S_WEIGHT,
+        "mean": round(sum(r["clip_s"] for r in per_item) / len(per_item), 4),
+        "captions": len(per_item),
+        "truncated_over_77_tokens": sum(r["truncated"] for r in per_item),
+        "images_not_found": missing,
+        "per_caption": per_item,
+    }
 
 
 def _image_path(item: EvalItem, refs: References, images_dir: Path | None) -> Path | None:

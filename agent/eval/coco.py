@@ -19,8 +19,10 @@ METRICS = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr")
 
 
 class JavaMissingError(CaptionAgentError):
-    fix = ("install a Java runtime (Debian/Ubuntu: `apt-get install default-jre-headless`) so that `java` is on "
-           "PATH; pycocoevalcap's tokenizer and METEOR run in Java.")
+    fix = (
+        "install a Java runtime (Debian/Ubuntu: `apt-get install default-jre-headless`) so that `java` is on "
+        "PATH; pycocoevalcap's tokenizer and METEOR run in Java."
+    )
 
 
 def _one_line(text: str) -> str:
@@ -28,8 +30,9 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def coco_scores(references: Mapping[str, Sequence[str]], candidates: Mapping[str, str]
-                ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+def coco_scores(
+    references: Mapping[str, Sequence[str]], candidates: Mapping[str, str]
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """Corpus-level scores and per-image scores, for the images in ``candidates`` (each needs references).
 
     Returns ({metric: score}, {image_id: {metric: score}}); metric names are COCOEvalCap's (``METRICS``).
@@ -37,8 +40,9 @@ def coco_scores(references: Mapping[str, Sequence[str]], candidates: Mapping[str
     return coco_scores_groups(references, {"": candidates})[""]
 
 
-def coco_scores_groups(references: Mapping[str, Sequence[str]], groups: Mapping[K, Mapping[str, str]]
-                       ) -> dict[K, tuple[dict[str, float], dict[str, dict[str, float]]]]:
+def coco_scores_groups(
+    references: Mapping[str, Sequence[str]], groups: Mapping[K, Mapping[str, str]]
+) -> dict[K, tuple[dict[str, float], dict[str, dict[str, float]]]]:
     """``coco_scores`` for several groups of candidates (e.g. one per style), each scored on its own, with one
     tokenizer run and one METEOR process for all (Java start-up dominates on small sets)."""
     from caption_agent._extras import require
@@ -55,9 +59,11 @@ def coco_scores_groups(references: Mapping[str, Sequence[str]], groups: Mapping[
     ids = sorted({i for cands in groups.values() for i in cands})
     missing = [i for i in ids if not references.get(i)]
     if not ids or missing or any(not cands for cands in groups.values()):
-        raise CaptionAgentError(f"COCO metrics need at least one candidate per group, each with references; "
-                                f"{len(missing)} candidate(s) have none (e.g. {missing[:3]}).",
-                                fix="match results to the references' image ids before scoring.")
+        raise CaptionAgentError(
+            f"COCO metrics need at least one candidate per group, each with references; "
+            f"{len(missing)} candidate(s) have none (e.g. {missing[:3]}).",
+            fix="match results to the references' image ids before scoring.",
+        )
     gts = {i: [{"caption": _one_line(c)} for c in references[i]] for i in ids}
     res = {(g, i): [{"caption": _one_line(text)}] for g, cands in groups.items() for i, text in cands.items()}
     out: dict[K, tuple[dict[str, float], dict[str, dict[str, float]]]] = {}
@@ -70,8 +76,11 @@ def coco_scores_groups(references: Mapping[str, Sequence[str]], groups: Mapping[
             for group, cands in groups.items():
                 g_gts = {i: gts_tok[i] for i in cands}
                 g_res = {i: res_tok[(group, i)] for i in cands}
-                out[group] = _score(g_gts, g_res, [(Bleu(4), list(METRICS[:4])), (meteor, ["METEOR"]),
-                                                   (Rouge(), ["ROUGE_L"]), (Cider(), ["CIDEr"])])
+                out[group] = _score(
+                    g_gts,
+                    g_res,
+                    [(Bleu(4), list(METRICS[:4])), (meteor, ["METEOR"]), (Rouge(), ["ROUGE_L"]), (Cider(), ["CIDEr"])],
+                )
         finally:
             _close_meteor(meteor)
     return out

@@ -20,18 +20,19 @@ class PresetCompliance:
     captions: int = 0
     length_ok: int = 0
     lengths: list[int] = field(default_factory=list)
-    language: dict[str, int] = field(default_factory=lambda: {"ok": 0, "wrong": 0, "uncertain": 0,
-                                                              "not_checked": 0})
+    language: dict[str, int] = field(default_factory=lambda: {"ok": 0, "wrong": 0, "uncertain": 0, "not_checked": 0})
     limits: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         checked = self.language["ok"] + self.language["wrong"] + self.language["uncertain"]
         lengths = sorted(self.lengths)
         return {
-            "captions": self.captions, "limits": self.limits,
+            "captions": self.captions,
+            "limits": self.limits,
             "length_compliance": _rate(self.length_ok, self.captions),
-            "chars": {"min": lengths[0], "median": lengths[len(lengths) // 2], "max": lengths[-1],
-                      "all": self.lengths} if lengths else {},
+            "chars": {"min": lengths[0], "median": lengths[len(lengths) // 2], "max": lengths[-1], "all": self.lengths}
+            if lengths
+            else {},
             "language_compliance": _rate(self.language["ok"], checked),
             "language": dict(self.language),
         }
@@ -82,9 +83,18 @@ def compliance(items: list[EvalItem], engine: Any, prompts_dir: Any = None) -> d
         if not item.text or not item.style:
             continue
         preset = load_preset(item.style, prompts_dir)
-        row = out.setdefault(item.style, PresetCompliance(item.style, limits={
-            "min_chars": preset.min_chars, "max_chars": preset.max_chars, "max_words": preset.max_words,
-            "max_clip_tokens": preset.max_clip_tokens}))
+        row = out.setdefault(
+            item.style,
+            PresetCompliance(
+                item.style,
+                limits={
+                    "min_chars": preset.min_chars,
+                    "max_chars": preset.max_chars,
+                    "max_words": preset.max_words,
+                    "max_clip_tokens": preset.max_clip_tokens,
+                },
+            ),
+        )
         row.captions += 1
         row.lengths.append(len(item.text))
         row.length_ok += length_ok(item.text, preset)

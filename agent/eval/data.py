@@ -16,9 +16,11 @@ from caption_agent.errors import CaptionAgentError
 
 
 class EvalInputError(CaptionAgentError):
-    fix = ("pass COCO references ({'images': [{'id', 'file_name'}], 'annotations': [{'image_id', 'caption'}]}) "
-           "and results as the JSONL/Parquet written by `caption-agent batch caption` or a COCO results JSON "
-           "([{'image_id', 'caption'}]).")
+    fix = (
+        "pass COCO references ({'images': [{'id', 'file_name'}], 'annotations': [{'image_id', 'caption'}]}) "
+        "and results as the JSONL/Parquet written by `caption-agent batch caption` or a COCO results JSON "
+        "([{'image_id', 'caption'}])."
+    )
 
 
 @dataclass
@@ -58,10 +60,12 @@ def load_references(path: Path | str) -> References:
     """Read and check a COCO captions file. Image ids are compared as text."""
     path = Path(path)
     data = _read_json(path, "references")
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
-            or not isinstance(data.get("annotations"), list):
-        raise EvalInputError(f"references {str(path)!r} is not COCO format: it needs 'images' and 'annotations' "
-                             "lists.")
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("images"), list)
+        or not isinstance(data.get("annotations"), list)
+    ):
+        raise EvalInputError(f"references {str(path)!r} is not COCO format: it needs 'images' and 'annotations' lists.")
     images: dict[str, RefImage] = {}
     for i, img in enumerate(data["images"]):
         if not isinstance(img, dict) or "id" not in img or not img.get("file_name"):
@@ -72,21 +76,25 @@ def load_references(path: Path | str) -> References:
             raise EvalInputError(f"references {str(path)!r}: annotations[{i}] needs a non-empty 'caption'.")
         ref = images.get(str(ann.get("image_id")))
         if ref is None:
-            raise EvalInputError(f"references {str(path)!r}: annotations[{i}] names image_id "
-                                 f"{ann.get('image_id')!r}, which is not in 'images'.")
+            raise EvalInputError(
+                f"references {str(path)!r}: annotations[{i}] names image_id "
+                f"{ann.get('image_id')!r}, which is not in 'images'."
+            )
         ref.captions.append(ann["caption"])
     empty = [r.id for r in images.values() if not r.captions]
     if not images or empty:
-        raise EvalInputError(f"references {str(path)!r}: every image needs at least one caption "
-                             f"(none for {empty[:5] or 'any image'}).")
+        raise EvalInputError(
+            f"references {str(path)!r}: every image needs at least one caption (none for {empty[:5] or 'any image'})."
+        )
     raw_info = data.get("info")
     info: dict[str, Any] = raw_info if isinstance(raw_info, dict) else {}
     language = str(info.get("language", "en")).split("-")[0].lower()
     return References(images, path, language, str(info.get("image_dir", "")))
 
 
-def load_results(path: Path | str, refs: References, *, style: str | None = None,
-                 locale: str = "en-US") -> list[EvalItem]:
+def load_results(
+    path: Path | str, refs: References, *, style: str | None = None, locale: str = "en-US"
+) -> list[EvalItem]:
     """Read results and match each to a reference image. ``style``/``locale`` apply where a result has none."""
     path = Path(path)
     if not path.exists():
@@ -117,8 +125,15 @@ def _record_item(rec: Any, refs: References, style: str | None, locale: str) -> 
     if not isinstance(rec, dict) or "status" not in rec:
         raise EvalInputError(f"a results record is not a caption-agent record (no 'status'): {str(rec)[:120]!r}")
     source = rec.get("source") or (rec.get("image") or {}).get("source")
-    return EvalItem(match_image(rec.get("id"), source, refs), rec.get("text"), rec.get("style") or style,
-                    rec.get("locale") or locale, str(rec["status"]), rec, source)
+    return EvalItem(
+        match_image(rec.get("id"), source, refs),
+        rec.get("text"),
+        rec.get("style") or style,
+        rec.get("locale") or locale,
+        str(rec["status"]),
+        rec,
+        source,
+    )
 
 
 def match_image(record_id: Any, source: str | None, refs: References) -> str | None:

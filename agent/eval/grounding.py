@@ -31,12 +31,18 @@ class GroundingCounts:
     unsupported: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"precision": round(self.supported / self.claims, 4) if self.claims else None,
-                "recall": round(self.mentioned / self.attributes, 4) if self.attributes else None,
-                "claims": self.claims, "supported": self.supported, "attributes": self.attributes,
-                "mentioned": self.mentioned, "captions": self.captions, "skipped_no_product": self.skipped,
-                "by_kind": {k: {"claims": v[0], "supported": v[1]} for k, v in sorted(self.by_kind.items())},
-                "unsupported_examples": self.unsupported[:10]}
+        return {
+            "precision": round(self.supported / self.claims, 4) if self.claims else None,
+            "recall": round(self.mentioned / self.attributes, 4) if self.attributes else None,
+            "claims": self.claims,
+            "supported": self.supported,
+            "attributes": self.attributes,
+            "mentioned": self.mentioned,
+            "captions": self.captions,
+            "skipped_no_product": self.skipped,
+            "by_kind": {k: {"claims": v[0], "supported": v[1]} for k, v in sorted(self.by_kind.items())},
+            "unsupported_examples": self.unsupported[:10],
+        }
 
 
 def load_catalog_facts(path: Path | str) -> dict[str, list[Any]]:
@@ -49,14 +55,16 @@ def load_catalog_facts(path: Path | str) -> dict[str, list[Any]]:
         if isinstance(row, Product):
             out[row.sku] = product_facts(row, 1.0)
     if not out:
-        raise EvalInputError(f"catalog {str(path)!r} has no valid product.",
-                             fix="check it with `caption-agent ingest FILE --catalog DIR`, which reports each "
-                                 "rejected row.")
+        raise EvalInputError(
+            f"catalog {str(path)!r} has no valid product.",
+            fix="check it with `caption-agent ingest FILE --catalog DIR`, which reports each rejected row.",
+        )
     return out
 
 
-def grounding(items: list[EvalItem], refs: References, engine: Any,
-              catalog: dict[str, list[Any]] | None = None) -> dict[str, Any]:
+def grounding(
+    items: list[EvalItem], refs: References, engine: Any, catalog: dict[str, list[Any]] | None = None
+) -> dict[str, Any]:
     """Micro-averaged grounding precision/recall over the captions that have a product."""
     from caption_agent.policies import ModerationContext
     from caption_agent.prompts import load_preset

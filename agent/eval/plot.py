@@ -20,8 +20,12 @@ def plot_report(report: dict[str, Any], path: Path | str) -> Path:
     runs = report["runs"] if "comparison" in report else {"": report}
     tag = (lambda label: f" [{label}]") if len(runs) > 1 else (lambda label: "")
     group_names = dict.fromkeys(k for r in runs.values() for k in r["captions"])
-    series = [(f"{group}{tag(label)}", r["captions"][group], r.get("clip_s")) for group in group_names
-              for label, r in runs.items() if "metrics" in r["captions"].get(group, {})]
+    series = [
+        (f"{group}{tag(label)}", r["captions"][group], r.get("clip_s"))
+        for group in group_names
+        for label, r in runs.items()
+        if "metrics" in r["captions"].get(group, {})
+    ]
     extra = ["CLIP-S"] if any(clip for _, _, clip in series) else []
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [3, 2]})
     names = [*METRICS, *extra]
@@ -32,16 +36,29 @@ def plot_report(report: dict[str, Any], path: Path | str) -> Path:
     gwidth = 0.6 / len(runs)
     for i, (label, r) in enumerate(runs.items()):
         g = r["grounding"]
-        ax1.bar([len(names) + i * gwidth, len(names) + 1 + i * gwidth], [g["precision"] or 0.0, g["recall"] or 0.0],
-                gwidth, color="grey", alpha=1.0 - 0.5 * i / len(runs), label=f"grounding, all captions{tag(label)}")
+        ax1.bar(
+            [len(names) + i * gwidth, len(names) + 1 + i * gwidth],
+            [g["precision"] or 0.0, g["recall"] or 0.0],
+            gwidth,
+            color="grey",
+            alpha=1.0 - 0.5 * i / len(runs),
+            label=f"grounding, all captions{tag(label)}",
+        )
     gmid = gwidth * (len(runs) - 1) / 2
-    ax1.set_xticks([x + width * (len(series) - 1) / 2 for x in range(len(names))]
-                   + [len(names) + gmid, len(names) + 1 + gmid], [*names, "ground P", "ground R"], rotation=30)
+    ax1.set_xticks(
+        [x + width * (len(series) - 1) / 2 for x in range(len(names))] + [len(names) + gmid, len(names) + 1 + gmid],
+        [*names, "ground P", "ground R"],
+        rotation=30,
+    )
     ax1.set_title("Caption metrics (CIDEr on a 0-10 scale)", fontsize=10)
     ax1.legend(fontsize=8)
     preset_names = dict.fromkeys(k for r in runs.values() for k in r["compliance"])
-    presets = [(f"{name}{tag(label)}", r["compliance"][name]) for name in preset_names
-               for label, r in runs.items() if name in r["compliance"]]
+    presets = [
+        (f"{name}{tag(label)}", r["compliance"][name])
+        for name in preset_names
+        for label, r in runs.items()
+        if name in r["compliance"]
+    ]
     for i, (_name, row) in enumerate(presets):
         lengths = row["chars"].get("all", [])
         ax2.scatter([i] * len(lengths), lengths, alpha=0.6)

@@ -64,8 +64,10 @@ class Case(_Strict):
     text: str = Field("", description="The caption (output stage).")
     facts: list[CaseFact] = Field(default_factory=list)
     image_text: str = ""
-    render: str | None = Field(None, description="Render this text with Pillow and read it back with OCR as "
-                                                 "the image text (needs the [ocr] extra).")
+    render: str | None = Field(
+        None,
+        description="Render this text with Pillow and read it back with OCR as the image text (needs the [ocr] extra).",
+    )
     image: str | None = Field(None, description="A bundled photo: skimage:NAME (e.g. skimage:astronaut).")
     faces: int | None = Field(0, description="Faces the screen counted; null = no detector ran.")
     attempts_left: int = 1
@@ -115,18 +117,32 @@ class Report:
         for name, r in self.rates.items():
             catch = f"{r.catch_rate:.1%}" if r.catch_rate is not None else "-"
             fp = f"{r.fp_rate:.1%}" if r.fp_rate is not None else "-"
-            lines.append(f"{name:14s} {r.positives:4d} {r.caught:6d} {catch:>7s} {r.negatives:5d} "
-                         f"{r.false_positives:4d} {fp:>8s}")
+            lines.append(
+                f"{name:14s} {r.positives:4d} {r.caught:6d} {catch:>7s} {r.negatives:5d} "
+                f"{r.false_positives:4d} {fp:>8s}"
+            )
         lines.append(f"{len(self.results)} cases, {len(self.failures)} with unmet expectations")
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
-        return {"rates": {k: {"positives": v.positives, "caught": v.caught, "catch_rate": v.catch_rate,
-                              "negatives": v.negatives, "false_positives": v.false_positives,
-                              "fp_rate": v.fp_rate} for k, v in self.rates.items()},
-                "cases": len(self.results),
-                "failures": [{"id": r.case.id, "problems": r.problems, "fired": sorted(r.fired),
-                              "action": r.action, "text": r.text} for r in self.failures]}
+        return {
+            "rates": {
+                k: {
+                    "positives": v.positives,
+                    "caught": v.caught,
+                    "catch_rate": v.catch_rate,
+                    "negatives": v.negatives,
+                    "false_positives": v.false_positives,
+                    "fp_rate": v.fp_rate,
+                }
+                for k, v in self.rates.items()
+            },
+            "cases": len(self.results),
+            "failures": [
+                {"id": r.case.id, "problems": r.problems, "fired": sorted(r.fired), "action": r.action, "text": r.text}
+                for r in self.failures
+            ],
+        }
 
 
 def load_corpus(path: Path | str) -> list[Case]:
@@ -139,12 +155,17 @@ def load_corpus(path: Path | str) -> list[Case]:
     for file in files:
         text = file.read_text(encoding="utf-8")
         try:
-            rows = ([json.loads(line) for line in text.splitlines() if line.strip()] if file.suffix == ".jsonl"
-                    else yaml.safe_load(text) or [])
+            rows = (
+                [json.loads(line) for line in text.splitlines() if line.strip()]
+                if file.suffix == ".jsonl"
+                else yaml.safe_load(text) or []
+            )
             cases += [Case.model_validate(row) for row in rows]
         except (ValueError, yaml.YAMLError, ValidationError) as exc:
-            raise PolicyError(f"corpus file {str(file)!r} is invalid: {exc}",
-                              fix="see the case format in the docstring of caption_agent.eval.policies.") from None
+            raise PolicyError(
+                f"corpus file {str(file)!r} is invalid: {exc}",
+                fix="see the case format in the docstring of caption_agent.eval.policies.",
+            ) from None
     ids = [c.id for c in cases]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
@@ -157,11 +178,28 @@ def run_case(engine: Any, case: Case) -> CaseResult:
     from caption_agent.policies.context import ModerationContext
     from caption_agent.prompts import load_preset
 
-    facts = [GroundingFact(id=f.id or f"C{i}:text", sku=(f.id or f"C{i}:text").split(":")[0], field="text",
-                           text=f.text, score=1.0, fields=f.fields) for i, f in enumerate(case.facts)]
-    ctx = ModerationContext(preset=load_preset(case.preset), locale=case.locale, draft=case.draft, facts=facts,
-                            image_text=case.image_text, faces=case.faces, attempts_left=case.attempts_left,
-                            is_fallback=case.is_fallback, confidence=case.confidence)
+    facts = [
+        GroundingFact(
+            id=f.id or f"C{i}:text",
+            sku=(f.id or f"C{i}:text").split(":")[0],
+            field="text",
+            text=f.text,
+            score=1.0,
+            fields=f.fields,
+        )
+        for i, f in enumerate(case.facts)
+    ]
+    ctx = ModerationContext(
+        preset=load_preset(case.preset),
+        locale=case.locale,
+        draft=case.draft,
+        facts=facts,
+        image_text=case.image_text,
+        faces=case.faces,
+        attempts_left=case.attempts_left,
+        is_fallback=case.is_fallback,
+        confidence=case.confidence,
+    )
     faces = None
     if case.stage == "image":
         image = _image(case)

@@ -20,12 +20,30 @@ from caption_agent.eval.data import EvalInputError, EvalItem, load_references, l
 _CHANGING = ("redact", "regenerate", "fallback", "block")
 
 
-def evaluate(results: Path | str, references: Path | str, *, catalog: Path | str | None = None,
-             clip_model: str | None = None, images_dir: Path | None = None, policy: Path | str | None = None,
-             style: str | None = None, locale: str = "en-US", per_image: bool = False) -> dict[str, Any]:
+def evaluate(
+    results: Path | str,
+    references: Path | str,
+    *,
+    catalog: Path | str | None = None,
+    clip_model: str | None = None,
+    images_dir: Path | None = None,
+    policy: Path | str | None = None,
+    style: str | None = None,
+    locale: str = "en-US",
+    per_image: bool = False,
+) -> dict[str, Any]:
     """The evaluation report of ``results`` against COCO ``references`` (see docs/eval.md for each metric)."""
-    return _evaluate_runs({"": results}, references, catalog=catalog, clip_model=clip_model, images_dir=images_dir,
-                          policy=policy, style=style, locale=locale, per_image=per_image)[""]
+    return _evaluate_runs(
+        {"": results},
+        references,
+        catalog=catalog,
+        clip_model=clip_model,
+        images_dir=images_dir,
+        policy=policy,
+        style=style,
+        locale=locale,
+        per_image=per_image,
+    )[""]
 
 
 def compare(runs: Mapping[str, Path | str], references: Path | str, **options: Any) -> dict[str, Any]:
@@ -41,15 +59,27 @@ def compare(runs: Mapping[str, Path | str], references: Path | str, **options: A
         raise EvalInputError(f"comparison labels must be non-empty without surrounding spaces: {bad!r}.")
     reports = _evaluate_runs(runs, references, **options)
     first = next(iter(reports.values()))
-    return {"comparison": list(reports), "references": str(references),
-            "reference_images": first["reference_images"], "reference_captions": first["reference_captions"],
-            "runs": reports}
+    return {
+        "comparison": list(reports),
+        "references": str(references),
+        "reference_images": first["reference_images"],
+        "reference_captions": first["reference_captions"],
+        "runs": reports,
+    }
 
 
-def _evaluate_runs(runs: Mapping[str, Path | str], references: Path | str, *, catalog: Path | str | None = None,
-                   clip_model: str | None = None, images_dir: Path | None = None, policy: Path | str | None = None,
-                   style: str | None = None, locale: str = "en-US", per_image: bool = False
-                   ) -> dict[str, dict[str, Any]]:
+def _evaluate_runs(
+    runs: Mapping[str, Path | str],
+    references: Path | str,
+    *,
+    catalog: Path | str | None = None,
+    clip_model: str | None = None,
+    images_dir: Path | None = None,
+    policy: Path | str | None = None,
+    style: str | None = None,
+    locale: str = "en-US",
+    per_image: bool = False,
+) -> dict[str, dict[str, Any]]:
     from caption_agent.eval.compliance import compliance
     from caption_agent.eval.grounding import grounding, load_catalog_facts
     from caption_agent.locales import language_code
@@ -68,25 +98,34 @@ def _evaluate_runs(runs: Mapping[str, Path | str], references: Path | str, *, ca
                 groups.setdefault(f"{item.style or '-'}/{item.locale}", []).append(item)
         for name, members in sorted(groups.items()):
             if language_code(members[0].locale) != refs.language:
-                captions[label][name] = {"skipped": f"locale {members[0].locale} is not the references' "
-                                                    f"language ({refs.language})", "captions": len(members)}
+                captions[label][name] = {
+                    "skipped": f"locale {members[0].locale} is not the references' language ({refs.language})",
+                    "captions": len(members),
+                }
                 continue
             scored[label, name], captions[label][name] = _one_per_image(members)
     if scored:
         all_scores = coco_scores_groups({i: r.captions for i, r in refs.images.items()}, scored)
         for (label, name), (overall, images) in all_scores.items():
             row = captions[label][name]
-            row.update(metrics={k: round(v, 4) for k, v in overall.items()},
-                       coverage=round(len(scored[label, name]) / len(refs.images), 4))
+            row.update(
+                metrics={k: round(v, 4) for k, v in overall.items()},
+                coverage=round(len(scored[label, name]) / len(refs.images), 4),
+            )
             if per_image:
-                row["per_image"] = {i: {"caption": scored[label, name][i], **{k: round(v, 4) for k, v in s.items()}}
-                                    for i, s in images.items()}
+                row["per_image"] = {
+                    i: {"caption": scored[label, name][i], **{k: round(v, 4) for k, v in s.items()}}
+                    for i, s in images.items()
+                }
     reports: dict[str, dict[str, Any]] = {}
     for label, run_items in items.items():
         reports[label] = {
-            "results": str(runs[label]), "references": str(references), "reference_images": len(refs.images),
+            "results": str(runs[label]),
+            "references": str(references),
+            "reference_images": len(refs.images),
             "reference_captions": sum(len(r.captions) for r in refs.images.values()),
-            "records": len(run_items), "unmatched_records": sum(i.image_id is None for i in run_items),
+            "records": len(run_items),
+            "unmatched_records": sum(i.image_id is None for i in run_items),
             "status": dict(Counter(i.status for i in run_items)),
             "captions": captions[label],
             "compliance": compliance(run_items, engine),
@@ -118,15 +157,21 @@ def moderation(items: list[EvalItem]) -> dict[str, Any]:
     records = [i.record for i in items if i.record and i.status != "error"]
     changed, by_rule = 0, Counter[str]()
     for rec in records:
-        rules = {d.get("rule") for d in rec.get("decisions", [])
-                 if d.get("action") in _CHANGING and "source" not in (d.get("details") or {})}
+        rules = {
+            d.get("rule")
+            for d in rec.get("decisions", [])
+            if d.get("action") in _CHANGING and "source" not in (d.get("details") or {})
+        }
         attempts = (rec.get("provenance") or {}).get("refine_attempts", 0)
         if rules or rec.get("decision") in ("redact", "fallback", "block") or attempts > 1:
             changed += 1
             by_rule.update(r for r in rules if r)
-    return {"records": len(records), "changed": changed,
-            "changed_share": round(changed / len(records), 4) if records else None,
-            "by_rule": dict(by_rule.most_common())}
+    return {
+        "records": len(records),
+        "changed": changed,
+        "changed_share": round(changed / len(records), 4) if records else None,
+        "by_rule": dict(by_rule.most_common()),
+    }
 
 
 def _tools() -> dict[str, str]:
@@ -153,41 +198,68 @@ def render_table(report: dict[str, Any]) -> str:
     runs = report["runs"] if "comparison" in report else {"": report}
     lab = max((len(label) for label in runs), default=0)
     col = (lambda label: f"{label:<{lab + 2}s}") if lab else (lambda label: "")
-    lines = [(f"{'[' + label + '] ' if label else ''}{r['records']} records, {r['reference_images']} reference "
-              f"images ({r['reference_captions']} reference captions), {r['unmatched_records']} unmatched; "
-              f"status {r['status']}") for label, r in runs.items()]
+    lines = [
+        (
+            f"{'[' + label + '] ' if label else ''}{r['records']} records, {r['reference_images']} reference "
+            f"images ({r['reference_captions']} reference captions), {r['unmatched_records']} unmatched; "
+            f"status {r['status']}"
+        )
+        for label, r in runs.items()
+    ]
     head = f"{'group (style/locale)':28s}{col('config')}{'n':>4s}" + "".join(f"{m:>9s}" for m in METRICS)
     lines += ["", "Caption metrics (pycocoevalcap, corpus level)", head, "-" * len(head)]
     for name in _keys(runs, "captions"):
         for n, (label, r) in enumerate((label, r) for label, r in runs.items() if name in r["captions"]):
             row, first = r["captions"][name], f"{name if n == 0 else '':28s}{col(label)}"
-            lines.append(f"{first}{row['captions']:>4d}  skipped: {row['skipped']}" if "skipped" in row else
-                         f"{first}{row['captions']:>4d}" + "".join(f"{row['metrics'][m]:>9.3f}" for m in METRICS))
+            lines.append(
+                f"{first}{row['captions']:>4d}  skipped: {row['skipped']}"
+                if "skipped" in row
+                else f"{first}{row['captions']:>4d}" + "".join(f"{row['metrics'][m]:>9.3f}" for m in METRICS)
+            )
     lines.append("")
     for label, r in runs.items():
         clip = r.get("clip_s")
-        text = (f"CLIP-S (w={clip['w']:g}, {clip['model']}): {clip['mean']:.4f} over {clip['captions']} captions, "
-                f"{clip['truncated_over_77_tokens']} truncated at 77 tokens") if clip else \
-            "CLIP-S: not computed (no CLIP model configured: --clip-model or ranker.clip_model)"
+        text = (
+            (
+                f"CLIP-S (w={clip['w']:g}, {clip['model']}): {clip['mean']:.4f} over {clip['captions']} captions, "
+                f"{clip['truncated_over_77_tokens']} truncated at 77 tokens"
+            )
+            if clip
+            else "CLIP-S: not computed (no CLIP model configured: --clip-model or ranker.clip_model)"
+        )
         lines.append((f"[{label}] " if label else "") + text)
-    lines += ["", "Compliance per preset", (f"{'preset':20s}{col('config')}{'n':>4s}{'length ok':>11s}"
-                                            f"{'chars min/med/max':>19s}{'language ok':>13s}  language counts"),
-              "-" * (90 + len(col("")))]
+    lines += [
+        "",
+        "Compliance per preset",
+        (
+            f"{'preset':20s}{col('config')}{'n':>4s}{'length ok':>11s}"
+            f"{'chars min/med/max':>19s}{'language ok':>13s}  language counts"
+        ),
+        "-" * (90 + len(col(""))),
+    ]
     for name in _keys(runs, "compliance"):
         for n, (label, r) in enumerate((label, r) for label, r in runs.items() if name in r["compliance"]):
             row, c = r["compliance"][name], r["compliance"][name]["chars"]
-            lines.append(f"{name if n == 0 else '':20s}{col(label)}{row['captions']:>4d}"
-                         f"{_fmt(row['length_compliance']):>11s}{c['min']:>7d}/{c['median']:>4d}/{c['max']:>4d}    "
-                         f"{_fmt(row['language_compliance']):>13s}  {row['language']}")
+            lines.append(
+                f"{name if n == 0 else '':20s}{col(label)}{row['captions']:>4d}"
+                f"{_fmt(row['length_compliance']):>11s}{c['min']:>7d}/{c['median']:>4d}/{c['max']:>4d}    "
+                f"{_fmt(row['language_compliance']):>13s}  {row['language']}"
+            )
     lines.append("")
     for label, r in runs.items():
         g, m = r["grounding"], r["moderation"]
         prefix = f"[{label}] " if label else ""
-        lines += [(f"{prefix}Grounding vs catalog: precision {_fmt(g['precision'])} ({g['supported']}/"
-                   f"{g['claims']} claims), recall {_fmt(g['recall'])} ({g['mentioned']}/{g['attributes']} "
-                   f"attributes), {g['skipped_no_product']} caption(s) without a product"),
-                  (f"{prefix}Moderation changed {m['changed']}/{m['records']} captions (share "
-                   f"{_fmt(m['changed_share'])}); by rule {m['by_rule']}")]
+        lines += [
+            (
+                f"{prefix}Grounding vs catalog: precision {_fmt(g['precision'])} ({g['supported']}/"
+                f"{g['claims']} claims), recall {_fmt(g['recall'])} ({g['mentioned']}/{g['attributes']} "
+                f"attributes), {g['skipped_no_product']} caption(s) without a product"
+            ),
+            (
+                f"{prefix}Moderation changed {m['changed']}/{m['records']} captions (share "
+                f"{_fmt(m['changed_share'])}); by rule {m['by_rule']}"
+            ),
+        ]
     return "\n".join(lines)
 
 

@@ -11,8 +11,14 @@ from typing import TYPE_CHECKING
 
 from caption_agent._lazy import lazy_exports
 
-__all__ = ["CaptionJobOptions", "JobSummary", "LocalizeJobOptions", "read_records", "run_caption_job",
-           "run_localize_job"]
+__all__ = [
+    "CaptionJobOptions",
+    "JobSummary",
+    "LocalizeJobOptions",
+    "read_records",
+    "run_caption_job",
+    "run_localize_job",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from caption_agent.jobs.caption_job import CaptionJobOptions, run_caption_job

@@ -47,8 +47,9 @@ class CaptionStage:
     def __call__(self, items: Sequence[CaptionItem]) -> list[dict[str, Any]]:
         # Unknown skus are the pipeline's to refuse (one rule for API, CLI, service and jobs).
         results = self.agent.caption_batch([i.request() for i in items])
-        return [item.annotate(result.model_dump(mode="json", exclude_none=True))
-                for item, result in zip(items, results)]
+        return [
+            item.annotate(result.model_dump(mode="json", exclude_none=True)) for item, result in zip(items, results)
+        ]
 
     def close(self) -> None:
         if self._agent is not None:
@@ -61,13 +62,17 @@ def count_items(manifest: Path) -> int | None:
     if manifest.suffix.lower() == ".parquet" and manifest.is_file():
         from caption_agent._extras import require
 
-        return require("pyarrow.parquet", "parquet", "Reading a Parquet manifest",
-                       package="pyarrow").ParquetFile(manifest).metadata.num_rows
+        return (
+            require("pyarrow.parquet", "parquet", "Reading a Parquet manifest", package="pyarrow")
+            .ParquetFile(manifest)
+            .metadata.num_rows
+        )
     return sum(1 for _ in read_rows(manifest))
 
 
-def run_caption_job(manifest: Path | str, options: CaptionJobOptions, config: AgentConfig | None = None, *,
-                    agent: Any = None) -> JobSummary:
+def run_caption_job(
+    manifest: Path | str, options: CaptionJobOptions, config: AgentConfig | None = None, *, agent: Any = None
+) -> JobSummary:
     """Caption every item of ``manifest`` into ``options.out``; safe to kill and re-run.
 
     ``agent`` reuses a loaded CaptionAgent (local runner only); otherwise one is built from ``config``.
@@ -85,8 +90,11 @@ def run_caption_job(manifest: Path | str, options: CaptionJobOptions, config: Ag
     if options.limit and total is not None:
         total = min(total, options.limit)
     config_data = config.model_dump(mode="json")
-    spec = StageSpec(stage="caption_agent.jobs.caption_job:CaptionStage",
-                     item="caption_agent.jobs.manifest:CaptionItem", kwargs={"config": config_data})
+    spec = StageSpec(
+        stage="caption_agent.jobs.caption_job:CaptionStage",
+        item="caption_agent.jobs.manifest:CaptionItem",
+        kwargs={"config": config_data},
+    )
     stage = None
     if options.runner == "local":
         stage = CaptionStage(config_data, agent=agent)

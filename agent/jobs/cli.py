@@ -15,8 +15,11 @@ import typer
 
 from caption_agent.errors import CaptionAgentError, describe
 
-batch_app = typer.Typer(add_completion=False, no_args_is_help=True,
-                        help="Resumable batch jobs: caption a catalog's images, localize captions.")
+batch_app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Resumable batch jobs: caption a catalog's images, localize captions.",
+)
 
 Out = Annotated[Path, typer.Option("--out", "-o", help="Output .jsonl file, or Parquet folder (--format parquet).")]
 Format = Annotated[Optional[str], typer.Option("--format", help="jsonl | parquet (default: from the --out suffix).")]
@@ -45,30 +48,31 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(2)
 
 
-def _config(path: Path | None, refiner: str | None, base_url: str | None, model: str | None,
-            catalog: Path | None = None) -> Any:
-    from caption_agent.config import AgentConfig
+def _config(
+    path: Path | None, refiner: str | None, base_url: str | None, model: str | None, catalog: Path | None = None
+) -> Any:
+    from caption_agent.config import load_for_cli
 
-    refiner_over = {k: v for k, v in (("backend", refiner), ("base_url", base_url), ("model", model)) if v}
-    cfg = AgentConfig.load(path)
-    if refiner_over:
-        cfg.refiner = cfg.refiner.model_copy(update=refiner_over)
-    if catalog is not None:
-        cfg.retrieval = cfg.retrieval.model_copy(update={"catalog_dir": catalog})
-    return cfg
+    return load_for_cli(path, refiner=refiner, base_url=base_url, model=model, catalog=catalog)
 
 
 def _finish(summary: Any) -> None:
     sys.stdout.write(summary.model_dump_json() + "\n")
     sys.stdout.flush()
-    line = (f"{summary.job}: {summary.written} written ({summary.ok} ok, {summary.review} review, "
-            f"{summary.blocked} blocked, {summary.errors} errors, {summary.cached} cached), "
-            f"{summary.already_done} already done, {summary.duplicates} duplicates, "
-            f"{summary.items_per_s:.2f} items/s in {summary.elapsed_s:.1f}s -> {summary.out}")
+    line = (
+        f"{summary.job}: {summary.written} written ({summary.ok} ok, {summary.review} review, "
+        f"{summary.blocked} blocked, {summary.errors} errors, {summary.cached} cached), "
+        f"{summary.already_done} already done, {summary.duplicates} duplicates, "
+        f"{summary.items_per_s:.2f} items/s in {summary.elapsed_s:.1f}s -> {summary.out}"
+    )
     typer.secho(line, err=True, fg=typer.colors.YELLOW if summary.errors else typer.colors.GREEN)
     if summary.errors:
-        typer.secho(f"{summary.errors} item(s) failed: {json.dumps(summary.error_types)}; rerun with "
-                    f"--retry-errors to process only them.", err=True, fg=typer.colors.YELLOW)
+        typer.secho(
+            f"{summary.errors} item(s) failed: {json.dumps(summary.error_types)}; rerun with "
+            f"--retry-errors to process only them.",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
         raise typer.Exit(1)
 
 
@@ -105,10 +109,15 @@ def _common_options(
 
 def _with_common_options(command: Callable[..., None]) -> Callable[..., None]:
     """Give ``command(own args..., **common)`` the CLI options of ``_common_options`` too."""
-    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
-           for p in inspect.signature(command, eval_str=True).parameters.values() if p.kind is not p.VAR_KEYWORD]
-    common = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
-              for p in inspect.signature(_common_options, eval_str=True).parameters.values()]
+    own = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for p in inspect.signature(command, eval_str=True).parameters.values()
+        if p.kind is not p.VAR_KEYWORD
+    ]
+    common = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for p in inspect.signature(_common_options, eval_str=True).parameters.values()
+    ]
     command.__signature__ = inspect.Signature(own[:1] + common[:1] + own[1:] + common[1:])  # type: ignore[attr-defined]
     return command
 
@@ -152,8 +161,14 @@ def caption_cmd(
 @batch_app.command("localize")
 @_with_common_options
 def localize_cmd(
-    inputs: Annotated[Path, typer.Argument(metavar="IN", help="Caption job results (.jsonl or Parquet folder), or "
-                                           "plain captions (.jsonl/.csv/.parquet: text, facts, style, id).")],
+    inputs: Annotated[
+        Path,
+        typer.Argument(
+            metavar="IN",
+            help="Caption job results (.jsonl or Parquet folder), or "
+            "plain captions (.jsonl/.csv/.parquet: text, facts, style, id).",
+        ),
+    ],
     locales: Annotated[str, typer.Option("--locales", help="Comma-separated target locales, e.g. de-DE,fr-FR.")],
     include_review: Annotated[bool, typer.Option("--include-review", help="Also localize `review` results.")] = False,
     batch_size: BatchSize = 32,
@@ -165,8 +180,9 @@ def localize_cmd(
     def job() -> Any:
         cfg = _config(common["config"], common["refiner"], common["base_url"], common["model"])
         targets = [s.strip() for s in locales.split(",") if s.strip()]
-        options = LocalizeJobOptions(**_job_options(common, locales=targets, include_review=include_review,
-                                                    batch_size=batch_size))
+        options = LocalizeJobOptions(
+            **_job_options(common, locales=targets, include_review=include_review, batch_size=batch_size)
+        )
         return run_localize_job(inputs, options, cfg)
 
     _run(job, common["log_json"])

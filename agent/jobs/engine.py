@@ -98,16 +98,32 @@ class Item(Protocol):
     def to_json(self) -> str: ...
 
 
+# Settings of a backend that change how it runs, not what it writes.
+_RUNTIME_KEYS = ("timeout_s", "max_retries", "max_concurrency", "api_key", "base_url", "batch_size", "device")
+
+
+def _active_sections(stage: dict[str, Any], keep: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A drafter/refiner settings dict with only the backend in use (plus ``keep``), runtime keys left out."""
+    backend = str(stage.get("backend"))
+    out = {k: v for k, v in stage.items() if not isinstance(v, dict) or k in (backend, *keep)}
+    if backend in stage.get("options", {}):
+        out["options"] = {backend: stage["options"][backend]}
+    for name in (backend, *keep):
+        if isinstance(out.get(name), dict):
+            out[name] = {k: v for k, v in out[name].items() if k not in _RUNTIME_KEYS}
+    return out
+
+
 def config_fingerprint(config: Any, extra: str = "") -> str:
-    """Hash of the settings that change outputs (timeouts, concurrency, URLs and keys left out)."""
+    """Hash of the settings that change outputs: the backends in use (another backend's section, timeouts,
+    concurrency, URLs and keys left out)."""
     from caption_agent import __version__
 
     data = json.loads(config.model_dump_json())
-    for section, names in {"refiner": ("timeout_s", "max_retries", "max_concurrency", "api_key", "base_url"),
-                           "drafter": ("batch_size", "device", "base_url"),
-                           "retrieval": ("chroma_url",), "policy": ("review_queue",)}.items():
-        for name in names:
-            data.get(section, {}).pop(name, None)
+    data["drafter"] = _active_sections(data["drafter"], keep=("lite",))  # lite is the drafter's fallback
+    data["refiner"] = _active_sections(data["refiner"])
+    data["retrieval"].pop("chroma_url", None)
+    data["policy"].pop("review_queue", None)
     text = json.dumps(data, sort_keys=True, default=str) + "\0" + extra + "\0" + __version__
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -144,9 +160,17 @@ class ResultCache:
         self._db.close()
 
 
-def run_job(kind: str, items: Iterable[Item], stage: Stage | None, spec: StageSpec, options: JobOptions, *,
-            fingerprint: str, total: int | None = None, skipped_inputs: Callable[[], int] | None = None
-            ) -> JobSummary:
+def run_job(
+    kind: str,
+    items: Iterable[Item],
+    stage: Stage | None,
+    spec: StageSpec,
+    options: JobOptions,
+    *,
+    fingerprint: str,
+    total: int | None = None,
+    skipped_inputs: Callable[[], int] | None = None,
+) -> JobSummary:
     """Drive one job: open (and repair) the log, skip done keys, answer cache hits, run the rest, write."""
     fmt = infer_format(options.out, options.format)
     summary = JobSummary(job=kind, out=str(options.out), format=fmt)
@@ -156,15 +180,23 @@ def run_job(kind: str, items: Iterable[Item], stage: Stage | None, spec: StageSp
     cache = ResultCache(options.cache_dir, fingerprint) if options.cache_dir else None
     memo: OrderedDict[str, dict[str, Any]] = OrderedDict()  # recent results by cache key (bounded LRU)
     waiting: dict[str, list[Any]] = {}  # cache key in flight -> items that will copy its record
-    with OutputLog(options.out, fmt, kind=kind, fingerprint=fingerprint,
-                   allow_config_change=options.allow_config_change, flush_every=options.flush_every,
-                   flush_interval_s=options.flush_interval_s) as out:
+    with OutputLog(
+        options.out,
+        fmt,
+        kind=kind,
+        fingerprint=fingerprint,
+        allow_config_change=options.allow_config_change,
+        flush_every=options.flush_every,
+        flush_interval_s=options.flush_interval_s,
+    ) as out:
         summary.repaired_bytes = out.repaired_bytes
         if options.retry_errors:
             summary.retried_errors = out.drop_errors()
         progress = Progress(total, kind, enabled=options.progress)
-        log.info("job started", extra={"job": kind, "out": str(options.out), "done_before": len(out.index),
-                                       "runner": options.runner})
+        log.info(
+            "job started",
+            extra={"job": kind, "out": str(options.out), "done_before": len(out.index), "runner": options.runner},
+        )
 
         def write(records: list[dict[str, Any]], *, cached: bool = False) -> None:
             out.append(records)
@@ -233,8 +265,9 @@ def run_job(kind: str, items: Iterable[Item], stage: Stage | None, spec: StageSp
                     finished([by_key[k] for k in keys], records, seconds)
             else:
                 assert stage is not None
-                for batch, records, seconds in run_local(chunked(pending(), options.batch_size), stage,
-                                                         options.workers):
+                for batch, records, seconds in run_local(
+                    chunked(pending(), options.batch_size), stage, options.workers
+                ):
                     finished(batch, records, seconds)
             out.flush()
             out.compact()
@@ -257,8 +290,9 @@ def run_job(kind: str, items: Iterable[Item], stage: Stage | None, spec: StageSp
     return summary
 
 
-def run_local(batches: Iterable[list[Any]], stage: Stage, workers: int
-              ) -> Iterator[tuple[list[Any], list[dict[str, Any]], float]]:
+def run_local(
+    batches: Iterable[list[Any]], stage: Stage, workers: int
+) -> Iterator[tuple[list[Any], list[dict[str, Any]], float]]:
     """Run batches in this process, ``workers`` at a time (so refinement of one overlaps drafting of the next)."""
 
     def timed(batch: list[Any]) -> tuple[list[Any], list[dict[str, Any]], float]:

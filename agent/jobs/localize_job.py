@@ -42,15 +42,24 @@ class CaptionRow(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    text: str = Field(validation_alias=AliasChoices("text", "caption"), min_length=1, max_length=5000,
-                      description="The source caption.")
+    text: str = Field(
+        validation_alias=AliasChoices("text", "caption"),
+        min_length=1,
+        max_length=5000,
+        description="The source caption.",
+    )
     id: str | None = Field(None, max_length=256, description="Caller's id, echoed in the output.")
     style: str | None = Field(None, max_length=64, description="Style preset of the caption.")
     locale: str | None = Field(None, max_length=35, description="Locale of the source caption.")
     sku: str | None = Field(None, max_length=128, description="Product the caption describes.")
     max_chars: int | None = Field(None, ge=10, le=5000, description="Length budget.")
-    faces: int | None = Field(None, ge=0, le=1000, description="People the source image showed, as its screen "
-                              "counted them; unknown (unset) holds captions for review under the people rule.")
+    faces: int | None = Field(
+        None,
+        ge=0,
+        le=1000,
+        description="People the source image showed, as its screen "
+        "counted them; unknown (unset) holds captions for review under the people rule.",
+    )
     facts: list[GroundingFact] = Field(default_factory=list, description="Facts: strings or GroundingFact objects.")
 
     @field_validator("facts", mode="before")
@@ -60,8 +69,12 @@ class CaptionRow(BaseModel):
             value = value.strip()
             value = json.loads(value) if value.startswith("[") else [v for v in value.splitlines() if v.strip()]
         sku = (info.data or {}).get("sku") or ""
-        return [{"id": f"{sku or 'input'}:fact{i}", "sku": sku, "field": "text", "text": f, "score": 1.0}
-                if isinstance(f, str) else f for i, f in enumerate(value or [])]
+        return [
+            {"id": f"{sku or 'input'}:fact{i}", "sku": sku, "field": "text", "text": f, "score": 1.0}
+            if isinstance(f, str)
+            else f
+            for i, f in enumerate(value or [])
+        ]
 
 
 @dataclass(frozen=True)
@@ -109,8 +122,9 @@ def _source_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str, 
         yield raw.row, data, raw.text, problem
 
 
-def iter_localize_items(inputs: Path, locales: Sequence[str], *, style: str, include_review: bool = False,
-                        skipped: _Counter | None = None) -> Iterator[LocalizeItem]:
+def iter_localize_items(
+    inputs: Path, locales: Sequence[str], *, style: str, include_review: bool = False, skipped: _Counter | None = None
+) -> Iterator[LocalizeItem]:
     """Items for every usable source caption x target locale, lazily; unusable rows become error items."""
     inputs = Path(inputs)
     label = inputs.name
@@ -127,25 +141,44 @@ def iter_localize_items(inputs: Path, locales: Sequence[str], *, style: str, inc
                 continue
             source_key = str(data["key"])
             origin = f"record:{source_key}"
-            data = {"text": data["text"], "style": data.get("style"), "locale": data.get("locale"),
-                    "facts": data.get("facts") or [], "faces": screened_faces(data),
-                    **({"id": data["id"]} if data.get("id") else {})}
+            data = {
+                "text": data["text"],
+                "style": data.get("style"),
+                "locale": data.get("locale"),
+                "facts": data.get("facts") or [],
+                "faces": screened_faces(data),
+                **({"id": data["id"]} if data.get("id") else {}),
+            }
         parsed: CaptionRow | None = None
         if not problem:
             try:
                 parsed = CaptionRow.model_validate(data)
             except (ValidationError, ValueError) as exc:
-                problem = (("; ".join(f"{'.'.join(map(str, e['loc'])) or 'row'}: {e['msg']}" for e in exc.errors()))
-                           if isinstance(exc, ValidationError) else str(exc))
+                problem = (
+                    ("; ".join(f"{'.'.join(map(str, e['loc'])) or 'row'}: {e['msg']}" for e in exc.errors()))
+                    if isinstance(exc, ValidationError)
+                    else str(exc)
+                )
             except RecursionError:
                 problem = "nested too deeply"
         if parsed is None:
             key = digest("row", origin, text)
-            yield LocalizeItem(key=key, cache_key=key, row=row, source_key=f"{label}#{row}", text="", style=style,
-                               locale="", error={"type": "ManifestRowError", "stage": "manifest",
-                                                 "message": f"{label} row {row}: {problem}. Fix: give each row a "
-                                                            f"`text` (optional: id, style, locale, sku, max_chars, "
-                                                            f"facts)."})
+            yield LocalizeItem(
+                key=key,
+                cache_key=key,
+                row=row,
+                source_key=f"{label}#{row}",
+                text="",
+                style=style,
+                locale="",
+                error={
+                    "type": "ManifestRowError",
+                    "stage": "manifest",
+                    "message": f"{label} row {row}: {problem}. Fix: give each row a "
+                    f"`text` (optional: id, style, locale, sku, max_chars, "
+                    f"facts).",
+                },
+            )
             continue
         yield from row_items(parsed, locales, style=style, row=row, source_key=source_key, origin=origin)
 
@@ -159,8 +192,9 @@ def screened_faces(record: dict[str, Any]) -> int | None:
     return None
 
 
-def row_items(parsed: CaptionRow, locales: Sequence[str], *, style: str, row: int = 0,
-              source_key: str = "", origin: str = "") -> Iterator[LocalizeItem]:
+def row_items(
+    parsed: CaptionRow, locales: Sequence[str], *, style: str, row: int = 0, source_key: str = "", origin: str = ""
+) -> Iterator[LocalizeItem]:
     """One item per target locale for one source caption. Cache keys depend only on the caption, its facts and
     the target settings, so the batch job and the HTTP service share cache entries; item keys add the row's
     ``origin`` (batch jobs), so every input row x locale gets its own record even when rows repeat."""
@@ -169,14 +203,30 @@ def row_items(parsed: CaptionRow, locales: Sequence[str], *, style: str, row: in
     text_hash = hashlib.sha256(parsed.text.encode("utf-8")).hexdigest()
     source_key = source_key or parsed.id or digest("source", text_hash, facts_hash)
     for locale in locales:
-        fields = {"style": parsed.style or style, "locale": locale, "max_chars": parsed.max_chars,
-                  "source_locale": parsed.locale, "facts": facts_hash, "faces": parsed.faces}
+        fields = {
+            "style": parsed.style or style,
+            "locale": locale,
+            "max_chars": parsed.max_chars,
+            "source_locale": parsed.locale,
+            "facts": facts_hash,
+            "faces": parsed.faces,
+        }
         cache_key = digest("localize", text_hash, fingerprint(fields))
         key = digest("localize", cache_key, source_key, *([origin] if origin else []))
-        yield LocalizeItem(key=key, cache_key=cache_key, row=row,
-                           source_key=source_key, text=parsed.text, style=parsed.style or style, locale=locale,
-                           source_locale=parsed.locale, max_chars=parsed.max_chars, id=parsed.id, faces=parsed.faces,
-                           facts=facts)
+        yield LocalizeItem(
+            key=key,
+            cache_key=cache_key,
+            row=row,
+            source_key=source_key,
+            text=parsed.text,
+            style=parsed.style or style,
+            locale=locale,
+            source_locale=parsed.locale,
+            max_chars=parsed.max_chars,
+            id=parsed.id,
+            faces=parsed.faces,
+            facts=facts,
+        )
 
 
 def _same_language(item: LocalizeItem) -> bool:
@@ -200,7 +250,8 @@ class LocalizeStage:
         if self._refiner is None:
             from caption_agent.refiners import REFINERS
 
-            self._refiner = REFINERS.get(self.config.refiner.backend)(self.config.refiner)
+            backend = self.config.refiner.backend
+            self._refiner = REFINERS.build(backend, self.config.refiner.section(backend))
         return self._refiner
 
     @property
@@ -235,8 +286,9 @@ class LocalizeStage:
                 records[idx] = error_record(item, type(exc).__name__, str(exc), "input")
                 continue
             job = RefineJob(preset=preset, draft=item.text, locale=item.locale, facts=facts, max_chars=item.max_chars)
-            ctx = ModerationContext(preset=preset, locale=item.locale, draft=item.text, max_chars=item.max_chars,
-                                    faces=item.faces)
+            ctx = ModerationContext(
+                preset=preset, locale=item.locale, draft=item.text, max_chars=item.max_chars, faces=item.faces
+            )
             work.append((idx, item, Refinement(job=job, ctx=ctx, fallback_ok=_same_language(item))))
         refine_loop.run(self.refiner, self.policy, [r for _, _, r in work], self.config.policy.max_regenerations)
         for idx, item, done in work:
@@ -252,13 +304,28 @@ class LocalizeStage:
 
         preset, outcome = done.job.preset, done.outcome
         status = {"block": "blocked", "review": "review"}.get(outcome.action, "ok")
-        done.provenance = done.provenance.model_copy(update={
-            "prompt_version": f"{preset.name}@{preset.version}", "prompt_hash": prompt_hash(preset),
-            "policy_version": self.policy.version, "policy_hash": self.policy.hash, "package_version": __version__})
-        result = CaptionResult(key=item.key, status=status, text=done.text if status != "blocked" else None,
-                               style=preset.name, locale=item.locale, draft=item.text, facts=list(done.job.facts),
-                               facts_used=done.facts_used, decision=outcome.action, decisions=done.decisions,
-                               provenance=done.provenance)
+        done.provenance = done.provenance.model_copy(
+            update={
+                "prompt_version": f"{preset.name}@{preset.version}",
+                "prompt_hash": prompt_hash(preset),
+                "policy_version": self.policy.version,
+                "policy_hash": self.policy.hash,
+                "package_version": __version__,
+            }
+        )
+        result = CaptionResult(
+            key=item.key,
+            status=status,
+            text=done.text if status != "blocked" else None,
+            style=preset.name,
+            locale=item.locale,
+            draft=item.text,
+            facts=list(done.job.facts),
+            facts_used=done.facts_used,
+            decision=outcome.action,
+            decisions=done.decisions,
+            provenance=done.provenance,
+        )
         return item.annotate(result.model_dump(mode="json", exclude_none=True))
 
     def close(self) -> None:
@@ -266,8 +333,14 @@ class LocalizeStage:
             self._refiner.close()
 
 
-def run_localize_job(inputs: Path | str, options: LocalizeJobOptions, config: AgentConfig | None = None, *,
-                     refiner: Any = None, policy: Any = None) -> JobSummary:
+def run_localize_job(
+    inputs: Path | str,
+    options: LocalizeJobOptions,
+    config: AgentConfig | None = None,
+    *,
+    refiner: Any = None,
+    policy: Any = None,
+) -> JobSummary:
     """Localize every usable caption in ``inputs`` into ``options.locales``; safe to kill and re-run.
 
     ``refiner``/``policy`` reuse loaded objects (local runner only); otherwise they are built from ``config``.
@@ -277,24 +350,41 @@ def run_localize_job(inputs: Path | str, options: LocalizeJobOptions, config: Ag
         raise ManifestError(f"input {str(inputs)!r} does not exist.")
     config = config or AgentConfig.load()
     if refiner is None and config.refiner.backend == "none":
-        raise ConfigError("localization needs a refiner, but refiner.backend is 'none'.",
-                          fix="pass --refiner vllm --base-url URL --model NAME, or --refiner local.")
+        raise ConfigError(
+            "localization needs a refiner, but refiner.backend is 'none'.",
+            fix="pass --refiner vllm --base-url URL --model NAME, or --refiner local.",
+        )
     locales = list(dict.fromkeys(normalize_locale(loc) for loc in options.locales))  # bad locale: fail now
     skipped = _Counter()
-    items: Iterator[LocalizeItem] = iter_localize_items(inputs, locales, style=options.style or config.default_style,
-                                                        include_review=options.include_review, skipped=skipped)
+    items: Iterator[LocalizeItem] = iter_localize_items(
+        inputs,
+        locales,
+        style=options.style or config.default_style,
+        include_review=options.include_review,
+        skipped=skipped,
+    )
     if options.limit:
         items = (item for i, item in zip(range(options.limit), items))
     config_data = config.model_dump(mode="json")
-    spec = StageSpec(stage="caption_agent.jobs.localize_job:LocalizeStage",
-                     item="caption_agent.jobs.localize_job:LocalizeItem", kwargs={"config": config_data})
+    spec = StageSpec(
+        stage="caption_agent.jobs.localize_job:LocalizeStage",
+        item="caption_agent.jobs.localize_job:LocalizeItem",
+        kwargs={"config": config_data},
+    )
     stage = None
     if options.runner == "local":
         stage = LocalizeStage(config_data, refiner=refiner, policy=policy)
         stage.warm()
     try:
-        return run_job("localize", items, stage, spec, options, fingerprint=config_fingerprint(config, "localize"),
-                       skipped_inputs=skipped)
+        return run_job(
+            "localize",
+            items,
+            stage,
+            spec,
+            options,
+            fingerprint=config_fingerprint(config, "localize"),
+            skipped_inputs=skipped,
+        )
     finally:
         if stage is not None and refiner is None:
             stage.close()

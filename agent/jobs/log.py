@@ -32,8 +32,21 @@ log = logging.getLogger("caption_agent.jobs")
 _HEAD = re.compile(rb'^\{"key":"([^"\\]+)","status":"([a-z]+)"')
 _PART = re.compile(r"^(part|compact)-(\d{8})\.parquet$")
 # Parquet columns; the full record is kept as JSON in `record` so nested fields never change the schema.
-_COLUMNS = ("key", "status", "source", "id", "style", "locale", "text", "draft", "decision", "error_type",
-            "error_stage", "error_message", "record")
+_COLUMNS = (
+    "key",
+    "status",
+    "source",
+    "id",
+    "style",
+    "locale",
+    "text",
+    "draft",
+    "decision",
+    "error_type",
+    "error_stage",
+    "error_message",
+    "record",
+)
 
 
 class OutputLogError(CaptionAgentError):
@@ -45,8 +58,10 @@ class JobLockedError(OutputLogError):
 
 
 class JobMismatchError(OutputLogError):
-    fix = ("resume with the same settings, write to a new --out path, or pass --allow-config-change to mix "
-           "results made with different settings in one output.")
+    fix = (
+        "resume with the same settings, write to a new --out path, or pass --allow-config-change to mix "
+        "results made with different settings in one output."
+    )
 
 
 def infer_format(out: Path, fmt: str | None = None) -> Format:
@@ -59,8 +74,11 @@ def infer_format(out: Path, fmt: str | None = None) -> Format:
 
 def dumps(record: dict[str, Any]) -> bytes:
     """One JSONL line; ``key`` and ``status`` come first so the resume index can read them without parsing."""
-    ordered = {"key": record["key"], "status": record["status"],
-               **{k: v for k, v in record.items() if k not in ("key", "status")}}
+    ordered = {
+        "key": record["key"],
+        "status": record["status"],
+        **{k: v for k, v in record.items() if k not in ("key", "status")},
+    }
     return (json.dumps(ordered, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
 
 
@@ -89,8 +107,17 @@ class OutputLog:
     at least ``key`` and ``status``.
     """
 
-    def __init__(self, path: Path, fmt: Format, *, kind: str, fingerprint: str,
-                 allow_config_change: bool = False, flush_every: int = 32, flush_interval_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        fmt: Format,
+        *,
+        kind: str,
+        fingerprint: str,
+        allow_config_change: bool = False,
+        flush_every: int = 32,
+        flush_interval_s: float = 2.0,
+    ) -> None:
         # Everything (lock, header, rewrites) happens at the real path: two spellings of one output, e.g. a
         # symlink, must meet the same lock, and a rewrite must replace the file, not the link to it.
         self.path = Path(os.path.realpath(path))
@@ -137,8 +164,13 @@ class OutputLog:
 
     def _check_header(self, kind: str, fingerprint: str, allow_change: bool) -> None:
         header_path = self._side("job.json")
-        header = {"kind": kind, "fingerprint": fingerprint, "format": self.format, "key_version": KEY_VERSION,
-                  "fingerprints": [fingerprint]}
+        header = {
+            "kind": kind,
+            "fingerprint": fingerprint,
+            "format": self.format,
+            "key_version": KEY_VERSION,
+            "fingerprints": [fingerprint],
+        }
         if header_path.is_file():
             old = json.loads(header_path.read_text(encoding="utf-8"))
             if old.get("key_version", "k1") != KEY_VERSION:  # even with allow_change: keys would never match
@@ -146,14 +178,19 @@ class OutputLog:
                     f"{str(self.path)!r} was written with item key scheme {old.get('key_version', 'k1')!r}; this "
                     f"version keys items with {KEY_VERSION!r} (every input row gets its own record), so resuming "
                     f"it would write every item again.",
-                    fix="pass a new --out path (the old output stays readable), or move the old output away.")
+                    fix="pass a new --out path (the old output stays readable), or move the old output away.",
+                )
             if old.get("kind") != kind:
-                raise JobMismatchError(f"{str(self.path)!r} holds {old.get('kind')!r} results, not {kind!r}.",
-                                       fix="pass a new --out path for this job.")
+                raise JobMismatchError(
+                    f"{str(self.path)!r} holds {old.get('kind')!r} results, not {kind!r}.",
+                    fix="pass a new --out path for this job.",
+                )
             if old.get("fingerprint") != fingerprint:
                 if not allow_change:
-                    raise JobMismatchError(f"{str(self.path)!r} was written with other settings "
-                                           f"({old.get('fingerprint')} != {fingerprint}).")
+                    raise JobMismatchError(
+                        f"{str(self.path)!r} was written with other settings "
+                        f"({old.get('fingerprint')} != {fingerprint})."
+                    )
                 header["fingerprints"] = list(dict.fromkeys([*old.get("fingerprints", []), fingerprint]))
             else:
                 return
@@ -178,8 +215,10 @@ class OutputLog:
             size = self.path.stat().st_size
             if size > good:
                 self.repaired_bytes = size - good
-                log.warning("cut a torn last record off the output log",
-                            extra={"path": str(self.path), "bytes": self.repaired_bytes})
+                log.warning(
+                    "cut a torn last record off the output log",
+                    extra={"path": str(self.path), "bytes": self.repaired_bytes},
+                )
                 with open(self.path, "r+b") as fh:
                     fh.truncate(good)
                     os.fsync(fh.fileno())
@@ -321,8 +360,9 @@ def _parse_object(line: bytes) -> dict[str, Any] | None:
 def _parse_record(line: bytes) -> dict[str, Any] | None:
     """The record on a line that is one whole job record (an object with ``key`` and ``status``), else None."""
     record = _parse_object(line)
-    if record is None or not (isinstance(record.get("key"), str) and record["key"]
-                              and isinstance(record.get("status"), str)):
+    if record is None or not (
+        isinstance(record.get("key"), str) and record["key"] and isinstance(record.get("status"), str)
+    ):
         return None
     return record
 
@@ -336,7 +376,8 @@ def _scan(fh: Any, path: Path, parse: Any = _parse_record) -> Iterator[tuple[byt
             raise OutputLogError(
                 f"{str(path)!r} line {broken} is not a complete job record, and it is not the last line: the file "
                 f"was edited or damaged, or is not an output of this tool.",
-                fix=f"delete or repair line {broken} (the other records are intact), or pass a new --out path.")
+                fix=f"delete or repair line {broken} (the other records are intact), or pass a new --out path.",
+            )
         record = parse(line)
         if record is None:
             broken = number
@@ -350,8 +391,9 @@ def _parse_head(line: bytes, path: Path, number: int) -> tuple[str, str]:
         return m.group(1).decode(), m.group(2).decode()
     record = _parse_record(line)
     if record is None:
-        raise OutputLogError(f"{str(path)!r} line {number} is not a job record; the file was edited or is not "
-                             f"an output of this tool.")
+        raise OutputLogError(
+            f"{str(path)!r} line {number} is not a job record; the file was edited or is not an output of this tool."
+        )
     return record["key"], record["status"]
 
 

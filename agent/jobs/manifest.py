@@ -34,8 +34,10 @@ _HASH_CHUNK = 1 << 20
 
 
 class ManifestError(CaptionAgentError):
-    fix = ("pass a folder of images, or a .jsonl/.csv/.parquet file whose rows have an `image` column "
-           "(optional: id, sku, brand, category, style, locale, n_candidates, max_chars).")
+    fix = (
+        "pass a folder of images, or a .jsonl/.csv/.parquet file whose rows have an `image` column "
+        "(optional: id, sku, brand, category, style, locale, n_candidates, max_chars)."
+    )
 
 
 class ManifestRow(BaseModel):
@@ -43,8 +45,12 @@ class ManifestRow(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    image: str = Field(validation_alias=AliasChoices("image", "path", "image_path"), min_length=1,
-                       max_length=4096, description="Image file path (relative to the manifest's folder).")
+    image: str = Field(
+        validation_alias=AliasChoices("image", "path", "image_path"),
+        min_length=1,
+        max_length=4096,
+        description="Image file path (relative to the manifest's folder).",
+    )
     id: str | None = Field(None, max_length=256, description="Caller's id, echoed in the output record.")
     sku: str | None = Field(None, max_length=128, description="Product id in the catalog.")
     brand: str | None = Field(None, max_length=128, description="Brand hint.")
@@ -62,8 +68,9 @@ def digest(*parts: str) -> str:
 
 def fingerprint(fields: dict[str, Any]) -> str:
     """Canonical JSON of the fields that decide an item's output (unset fields left out)."""
-    return json.dumps({k: v for k, v in sorted(fields.items()) if v is not None}, separators=(",", ":"),
-                      ensure_ascii=False)
+    return json.dumps(
+        {k: v for k, v in sorted(fields.items()) if v is not None}, separators=(",", ":"), ensure_ascii=False
+    )
 
 
 def content_id(path: str, limits: ImageLimits) -> str:
@@ -134,10 +141,15 @@ class CaptionItem(JobItem):
     error: dict[str, str] | None = None  # a row that could not be read: written as an error record as is
 
     def request(self) -> CaptionRequest:
-        return CaptionRequest(image=self.source, style=self.style, locale=self.locale, key=self.key,
-                              hint=ProductHint(sku=self.sku, brand=self.brand, category=self.category),
-                              n_candidates=self.n_candidates, max_chars=self.max_chars)
-
+        return CaptionRequest(
+            image=self.source,
+            style=self.style,
+            locale=self.locale,
+            key=self.key,
+            hint=ProductHint(sku=self.sku, brand=self.brand, category=self.category),
+            n_candidates=self.n_candidates,
+            max_chars=self.max_chars,
+        )
 
 
 @dataclass
@@ -156,8 +168,13 @@ def read_rows(path: Path) -> Iterator[_Raw]:
     """Rows of a manifest, lazily. A folder lists its image files, sorted, hidden files skipped."""
     path = Path(path)
     if path.is_dir():
-        files = (p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                 and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        files = (
+            p
+            for p in sorted(path.rglob("*"))
+            if p.is_file()
+            and p.suffix.lower() in IMAGE_SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )
         for i, file in enumerate(files):
             rel = file.relative_to(path).as_posix()
             yield _Raw(i, {"image": os.path.abspath(file)}, rel, origin=f"path:{rel}")
@@ -184,8 +201,12 @@ def _jsonl_rows(path: Path) -> Iterator[_Raw]:
                 continue
             row += 1
             if length > MAX_LINE_BYTES:
-                yield _Raw(row, None, line[:1000] + f"...({length} bytes)",
-                           f"line is {length} bytes long; at most {MAX_LINE_BYTES} are read")
+                yield _Raw(
+                    row,
+                    None,
+                    line[:1000] + f"...({length} bytes)",
+                    f"line is {length} bytes long; at most {MAX_LINE_BYTES} are read",
+                )
                 continue
             try:
                 data = json.loads(line)
@@ -247,15 +268,25 @@ def _to_item(raw: _Raw, base: Path, label: str, style: str, locale: str, limits:
         except RecursionError:
             problem = "nested too deeply"
     if parsed is None:
-        error = {"type": "ManifestRowError", "stage": "manifest",
-                 "message": f"{label} row {raw.row}: {problem}. Fix: {ManifestError.fix}"}
+        error = {
+            "type": "ManifestRowError",
+            "stage": "manifest",
+            "message": f"{label} row {raw.row}: {problem}. Fix: {ManifestError.fix}",
+        }
         key = digest("row", raw.origin, raw.text)
-        return CaptionItem(key=key, cache_key=key, row=raw.row, source=f"{label}#{raw.row}", style=style,
-                           locale=locale, error=error)
+        return CaptionItem(
+            key=key, cache_key=key, row=raw.row, source=f"{label}#{raw.row}", style=style, locale=locale, error=error
+        )
     source = parsed.image if os.path.isabs(parsed.image) else os.path.abspath(base / parsed.image)
-    fields: dict[str, Any] = {"style": parsed.style or style, "locale": parsed.locale or locale, "sku": parsed.sku,
-              "brand": parsed.brand, "category": parsed.category, "n_candidates": parsed.n_candidates,
-              "max_chars": parsed.max_chars}
+    fields: dict[str, Any] = {
+        "style": parsed.style or style,
+        "locale": parsed.locale or locale,
+        "sku": parsed.sku,
+        "brand": parsed.brand,
+        "category": parsed.category,
+        "n_candidates": parsed.n_candidates,
+        "max_chars": parsed.max_chars,
+    }
     content = content_id(source, limits)
     request = fingerprint(fields)
     cache_key = digest("caption", content, request)
@@ -264,8 +295,9 @@ def _to_item(raw: _Raw, base: Path, label: str, style: str, locale: str, limits:
     return CaptionItem(key=key, cache_key=cache_key, row=raw.row, source=source, id=parsed.id, **fields)
 
 
-def iter_items(manifest: Path, *, style: str, locale: str, limits: ImageLimits | None = None,
-               chunk: int = 64, threads: int = 4) -> Iterator[CaptionItem]:
+def iter_items(
+    manifest: Path, *, style: str, locale: str, limits: ImageLimits | None = None, chunk: int = 64, threads: int = 4
+) -> Iterator[CaptionItem]:
     """Items of ``manifest`` in row order; image hashing runs on ``threads`` threads (I/O bound)."""
     manifest = Path(manifest)
     limits = limits or ImageLimits()

@@ -23,8 +23,12 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per log line: time, level, logger, message and any ``extra=`` fields."""
 
     def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {"ts": round(record.created, 3), "level": record.levelname.lower(),
-                               "logger": record.name, "msg": record.getMessage()}
+        out: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
         out.update({k: v for k, v in vars(record).items() if k not in _RESERVED and not k.startswith("_")})
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
@@ -44,8 +48,15 @@ def configure_json_logging(stream: TextIO | None = None, level: int = logging.IN
 class Progress:
     """A one-line progress bar on a terminal (rate, ETA, errors); periodic plain lines otherwise."""
 
-    def __init__(self, total: int | None, label: str, *, stream: TextIO | None = None, enabled: bool = True,
-                 interval_s: float | None = None) -> None:
+    def __init__(
+        self,
+        total: int | None,
+        label: str,
+        *,
+        stream: TextIO | None = None,
+        enabled: bool = True,
+        interval_s: float | None = None,
+    ) -> None:
         self.total, self.label, self.enabled = total, label, enabled
         self.stream = stream or sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -73,8 +84,10 @@ class Progress:
             eta = _clock((self.total - self.done) / rate) if rate > 0 and self.done < self.total else "--:--"
         else:
             bar, eta = f"{self.done}", "--:--"
-        return (f"{self.label} {bar} {rate:.2f} it/s ETA {eta} elapsed {_clock(elapsed)} "
-                f"errors {self.errors} cached {self.cached}")
+        return (
+            f"{self.label} {bar} {rate:.2f} it/s ETA {eta} elapsed {_clock(elapsed)} "
+            f"errors {self.errors} cached {self.cached}"
+        )
 
     def _draw(self, final: bool) -> None:
         text = self.line()
@@ -122,16 +135,29 @@ class JobMetrics:
         registry = prom.CollectorRegistry()
         self._prom = {
             "registry": registry,
-            "items": prom.Counter("caption_agent_job_items", "Items written, by status.", ["job", "status"],
-                                  registry=registry),
-            "errors": prom.Counter("caption_agent_job_errors", "Error records, by error type.", ["job", "type"],
-                                   registry=registry),
-            "cache": prom.Counter("caption_agent_job_cache_hits", "Items answered from the cache.", ["job"],
-                                  registry=registry),
-            "stage": prom.Histogram("caption_agent_job_stage_seconds", "Per-item latency of each pipeline stage.",
-                                    ["job", "stage"], buckets=_BUCKETS, registry=registry),
-            "batch": prom.Histogram("caption_agent_job_batch_seconds", "Wall time of one processed batch.",
-                                    ["job"], buckets=_BUCKETS, registry=registry),
+            "items": prom.Counter(
+                "caption_agent_job_items", "Items written, by status.", ["job", "status"], registry=registry
+            ),
+            "errors": prom.Counter(
+                "caption_agent_job_errors", "Error records, by error type.", ["job", "type"], registry=registry
+            ),
+            "cache": prom.Counter(
+                "caption_agent_job_cache_hits", "Items answered from the cache.", ["job"], registry=registry
+            ),
+            "stage": prom.Histogram(
+                "caption_agent_job_stage_seconds",
+                "Per-item latency of each pipeline stage.",
+                ["job", "stage"],
+                buckets=_BUCKETS,
+                registry=registry,
+            ),
+            "batch": prom.Histogram(
+                "caption_agent_job_batch_seconds",
+                "Wall time of one processed batch.",
+                ["job"],
+                buckets=_BUCKETS,
+                registry=registry,
+            ),
             "pending": prom.Gauge("caption_agent_job_pending", "Items not written yet.", ["job"], registry=registry),
         }
         self._server, _thread = prom.start_http_server(port, addr=addr, registry=registry)

@@ -36,13 +36,16 @@ class RayBatchStage:
         t0 = time.perf_counter()
         records = safe_call(self.stage, items)
         seconds = time.perf_counter() - t0
-        return {"key": [i.key for i in items],
-                "record": [json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in records],
-                "seconds": [seconds / max(1, len(items))] * len(items)}
+        return {
+            "key": [i.key for i in items],
+            "record": [json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in records],
+            "seconds": [seconds / max(1, len(items))] * len(items),
+        }
 
 
-def run_ray(items: Sequence[Any], spec: StageSpec, options: JobOptions
-            ) -> Iterator[tuple[list[str], list[dict[str, Any]], float]]:
+def run_ray(
+    items: Sequence[Any], spec: StageSpec, options: JobOptions
+) -> Iterator[tuple[list[str], list[dict[str, Any]], float]]:
     """Yield (keys, records, seconds) per finished block, in completion order."""
     if not items:
         return
@@ -51,20 +54,22 @@ def run_ray(items: Sequence[Any], spec: StageSpec, options: JobOptions
     started_here = False
     if not ray.is_initialized():
         # Without an address this starts a local Ray instance on this machine; with one it joins the cluster.
-        ray.init(address=options.ray_address, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+        ray.init(address=options.ray_address, include_dashboard=False, log_to_driver=False, configure_logging=False)
         started_here = True
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         blocks = min(_MAX_BLOCKS, max(1, math.ceil(len(items) / options.batch_size)))
         ds = ray.data.from_items([{"item": i.to_json()} for i in items], override_num_blocks=blocks)
-        ds = ds.map_batches(RayBatchStage, fn_constructor_kwargs={"stage": spec.stage, "item": spec.item,
-                                                                    "kwargs": spec.kwargs},
-                            batch_size=options.batch_size, concurrency=options.ray_concurrency,
-                            batch_format="numpy", num_cpus=1)
-        log.info("ray job submitted", extra={"items": len(items), "blocks": blocks,
-                                             "actors": options.ray_concurrency})
+        ds = ds.map_batches(
+            RayBatchStage,
+            fn_constructor_kwargs={"stage": spec.stage, "item": spec.item, "kwargs": spec.kwargs},
+            batch_size=options.batch_size,
+            concurrency=options.ray_concurrency,
+            batch_format="numpy",
+            num_cpus=1,
+        )
+        log.info("ray job submitted", extra={"items": len(items), "blocks": blocks, "actors": options.ray_concurrency})
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
             keys = [str(k) for k in batch["key"]]
             records = [json.loads(str(r)) for r in batch["record"]]

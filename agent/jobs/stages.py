@@ -35,8 +35,9 @@ def import_target(target: str) -> Any:
 
 
 def error_record(item: Any, etype: str, message: str, stage: str) -> dict[str, Any]:
-    return item.annotate({"key": item.key, "status": "error", "error": {"type": etype, "message": message,
-                                                                          "stage": stage}})
+    return item.annotate(
+        {"key": item.key, "status": "error", "error": {"type": etype, "message": message, "stage": stage}}
+    )
 
 
 def safe_call(stage: Stage, batch: Sequence[Any]) -> list[dict[str, Any]]:

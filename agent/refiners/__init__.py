@@ -3,9 +3,8 @@
 from caption_agent.refiners.base import RefineJob, Refiner, parse_refined
 from caption_agent.registry import Registry
 
-REFINERS: Registry[Refiner] = Registry("refiner", {
-    "local": "caption_agent.refiners.local:LocalRefiner",
-    "vllm": "caption_agent.refiners.vllm:VLLMRefiner",
-})
+REFINERS: Registry[Refiner] = Registry(
+    "refiner", {"local": "caption_agent.refiners.local:LocalRefiner", "vllm": "caption_agent.refiners.vllm:VLLMRefiner"}
+)
 
 __all__ = ["REFINERS", "Refiner", "RefineJob", "parse_refined"]

@@ -7,18 +7,15 @@ import json
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from caption_agent.errors import ModelOutputError
 from caption_agent.locales import language_name
 from caption_agent.prompts import PromptBundle, StylePreset, render_messages
 from caption_agent.schemas import GroundingFact, RefinedCaption
 from caption_agent.text import fit_length, repetition_loop
-
-if TYPE_CHECKING:  # pragma: no cover
-    from caption_agent.config import RefinerSettings
 
 _JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 _LABEL_PREFIX = re.compile(r"^\s*(caption|alt text|answer|output)\s*:\s*", re.IGNORECASE)
@@ -41,9 +38,16 @@ class RefineJob:
         return min(self.max_chars or self.preset.max_chars, self.preset.max_chars)
 
     def prompt(self) -> PromptBundle:
-        return render_messages(self.preset, draft=self.draft, facts=self.facts, locale=self.locale,
-                               language=language_name(self.locale), max_chars=self.limit,
-                               image_text=self.image_text, feedback=self.feedback)
+        return render_messages(
+            self.preset,
+            draft=self.draft,
+            facts=self.facts,
+            locale=self.locale,
+            language=language_name(self.locale),
+            max_chars=self.limit,
+            image_text=self.image_text,
+            feedback=self.feedback,
+        )
 
 
 class Refiner(ABC):
@@ -52,8 +56,10 @@ class Refiner(ABC):
     name: ClassVar[str] = "base"
     model_id: str = ""
 
-    def __init__(self, settings: RefinerSettings) -> None:  # noqa: B027 - the constructor the registry's callers use
-        """Build the backend from its settings (``REFINERS.get(name)(settings)``); load the model here."""
+    settings_model: ClassVar[type[BaseModel] | None] = None  # a registered backend's own settings section
+
+    def __init__(self, settings: Any) -> None:  # noqa: B027 - the constructor the registry's callers use
+        """Build the backend from its own settings section (``refiner.<name>``); load the model here."""
 
     @abstractmethod
     def complete(self, messages: list[dict[str, str]], job: RefineJob) -> str:
@@ -90,8 +96,7 @@ def attribute_facts(caption: str, facts: Sequence[GroundingFact]) -> list[str]:
     used = []
     for fact in facts:
         value = fact.fields.get(fact.field, "")
-        phrases = [s for s in re.split(r"[.!?;]\s+", value) if len(s) >= 20] if fact.field == "description" \
-            else [value]
+        phrases = [s for s in re.split(r"[.!?;]\s+", value) if len(s) >= 20] if fact.field == "description" else [value]
         for phrase in phrases:
             words = " ".join(re.findall(r"\w+", phrase.lower()))
             if len(words) >= 3 and re.search(rf"\b{re.escape(words)}\b", text):

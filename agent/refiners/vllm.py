@@ -24,7 +24,7 @@ from typing import Any, Sequence
 from pydantic import ValidationError
 
 from caption_agent._extras import require
-from caption_agent.config import RefinerSettings
+from caption_agent.config import VLLMRefinerSettings
 from caption_agent.errors import BackendError, BackendUnavailableError, ConfigError, ModelOutputError
 from caption_agent.http_retry import normalize_url, run_coroutine, unavailable
 from caption_agent.refiners.base import RefineJob, Refiner, parse_refined
@@ -51,10 +51,18 @@ def refined_caption_schema(job: RefineJob) -> dict[str, Any]:
         "title": "RefinedCaption",
         "type": "object",
         "properties": {
-            "caption": {"type": "string", "description": base["caption"]["description"],
-                        "minLength": min(limit, max(3, job.preset.min_chars // 2)), "maxLength": limit},
-            "facts_used": {"type": "array", "description": base["facts_used"]["description"], "items": item,
-                           "maxItems": min(len(ids), base["facts_used"]["maxItems"])},
+            "caption": {
+                "type": "string",
+                "description": base["caption"]["description"],
+                "minLength": min(limit, max(3, job.preset.min_chars // 2)),
+                "maxLength": limit,
+            },
+            "facts_used": {
+                "type": "array",
+                "description": base["facts_used"]["description"],
+                "items": item,
+                "maxItems": min(len(ids), base["facts_used"]["maxItems"]),
+            },
         },
         "required": ["caption", "facts_used"],
         "additionalProperties": False,
@@ -62,8 +70,10 @@ def refined_caption_schema(job: RefineJob) -> dict[str, Any]:
 
 
 def response_format(job: RefineJob) -> dict[str, Any]:
-    return {"type": "json_schema",
-            "json_schema": {"name": "RefinedCaption", "strict": True, "schema": refined_caption_schema(job)}}
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "RefinedCaption", "strict": True, "schema": refined_caption_schema(job)},
+    }
 
 
 class VLLMRefiner(Refiner):
@@ -71,10 +81,14 @@ class VLLMRefiner(Refiner):
 
     name = "vllm"
 
-    def __init__(self, settings: RefinerSettings, *, output_retries: int = 1) -> None:
+    settings_model = VLLMRefinerSettings
+
+    def __init__(self, settings: VLLMRefinerSettings, *, output_retries: int = 1) -> None:
         if not settings.base_url:
-            raise ConfigError("the vllm refiner needs refiner.base_url (e.g. http://127.0.0.1:18080/v1).",
-                              fix=f"set CAPTION_AGENT_REFINER__BASE_URL to the server's URL; {START_HINT}")
+            raise ConfigError(
+                "the vllm refiner needs refiner.vllm.base_url (e.g. http://127.0.0.1:18080/v1).",
+                fix=f"set CAPTION_AGENT_REFINER__VLLM__BASE_URL to the server's URL; {START_HINT}",
+            )
         self._lc = require("langchain_openai", "vllm", "The vLLM refiner", package="langchain-openai")
         self._openai = require("openai", "vllm", "The vLLM refiner")
         self.settings = settings
@@ -100,8 +114,9 @@ class VLLMRefiner(Refiner):
             self._leave()
         return _content(reply)
 
-    async def acomplete(self, messages: list[dict[str, str]], job: RefineJob, *,
-                        temperature: float | None = None) -> str:
+    async def acomplete(
+        self, messages: list[dict[str, str]], job: RefineJob, *, temperature: float | None = None
+    ) -> str:
         llm = await self._allm()
         self._enter()
         try:
@@ -196,9 +211,13 @@ class VLLMRefiner(Refiner):
     def _make_llm(self, *, async_client: Any = None) -> Any:
         openai = self._openai
         return self._lc.ChatOpenAI(
-            base_url=self.base_url, api_key=self.settings.api_key or "EMPTY", model=self._resolve_model(),
-            timeout=self.settings.timeout_s, max_retries=self.settings.max_retries,
-            temperature=self.settings.temperature, max_tokens=self.settings.max_new_tokens,
+            base_url=self.base_url,
+            api_key=self.settings.api_key or "EMPTY",
+            model=self._resolve_model(),
+            timeout=self.settings.timeout_s,
+            max_retries=self.settings.max_retries,
+            temperature=self.settings.temperature,
+            max_tokens=self.settings.max_new_tokens,
             use_responses_api=False,
             # Own HTTP clients: langchain-openai caches one per URL process-wide, and an async client must not
             # outlive the event loop that opened its connections.
@@ -233,9 +252,11 @@ class VLLMRefiner(Refiner):
                 data = json.loads(resp.read())
             self._model = str(data["data"][0]["id"])
         except urllib.error.HTTPError as exc:
-            raise BackendError(f"the server at {self.base_url} refused to list its models (HTTP {exc.code}).",
-                               fix="set refiner.model to the served model name, and refiner.api_key if the "
-                                   "server needs one.") from exc
+            raise BackendError(
+                f"the server at {self.base_url} refused to list its models (HTTP {exc.code}).",
+                fix="set refiner.vllm.model to the served model name, and refiner.vllm.api_key if the server "
+                "needs one.",
+            ) from exc
         except (OSError, ValueError, KeyError, IndexError) as exc:
             raise _down(self.base_url, f"listing models failed ({exc})") from exc
         self.model_id = self._model
@@ -258,8 +279,7 @@ class VLLMRefiner(Refiner):
         if isinstance(exc, BackendError):
             return exc
         if isinstance(exc, openai.LengthFinishReasonError):
-            return ModelOutputError(f"answer cut off at max_new_tokens={self.settings.max_new_tokens} "
-                                    "(not valid JSON)")
+            return ModelOutputError(f"answer cut off at max_new_tokens={self.settings.max_new_tokens} (not valid JSON)")
         if isinstance(exc, openai.APITimeoutError):
             return _down(url, f"no answer within {self.settings.timeout_s:g} s, {retries} retries")
         if isinstance(exc, openai.APIConnectionError):
@@ -268,16 +288,18 @@ class VLLMRefiner(Refiner):
             status = exc.status_code
             detail = str(getattr(exc, "message", exc))[:300]
             if status >= 500 or status in (408, 409, 429):
-                err = BackendError(f"the vLLM server at {url} answered HTTP {status} after {retries} retries: "
-                                   f"{detail}", fix="check the server log; retry the failed items.")
+                err = BackendError(
+                    f"the vLLM server at {url} answered HTTP {status} after {retries} retries: {detail}",
+                    fix="check the server log; retry the failed items.",
+                )
                 err.retryable = True  # type: ignore[attr-defined]
                 return err
             if status in (401, 403):
-                fix = "set refiner.api_key (CAPTION_AGENT_REFINER__API_KEY) to the server's --api-key."
+                fix = "set refiner.vllm.api_key (CAPTION_AGENT_REFINER__VLLM__API_KEY) to the server's --api-key."
             elif status == 404:
-                fix = f"set refiner.model to a name the server lists at {url}/models."
+                fix = f"set refiner.vllm.model to a name the server lists at {url}/models."
             else:
-                fix = "check refiner.model, max_new_tokens and the server's --max-model-len."
+                fix = "check refiner.vllm.model, max_new_tokens and the server's --max-model-len."
             err = BackendError(f"the vLLM server at {url} rejected the request (HTTP {status}): {detail}", fix=fix)
             err.retryable = False  # type: ignore[attr-defined]
             return err
@@ -295,8 +317,9 @@ def validate_answer(raw: str, job: RefineJob) -> RefinedCaption:
         RefinedCaption.model_validate(data, strict=True)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise ModelOutputError(f"answer breaks the schema at {'.'.join(map(str, first['loc'])) or 'root'}: "
-                               f"{first['msg']}") from None
+        raise ModelOutputError(
+            f"answer breaks the schema at {'.'.join(map(str, first['loc'])) or 'root'}: {first['msg']}"
+        ) from None
     if not isinstance(data, dict) or set(data) - {"caption", "facts_used"}:
         raise ModelOutputError(f"answer breaks the schema (unexpected keys): {text[:120]!r}")
     return parse_refined(json.dumps(data), job)
@@ -313,7 +336,6 @@ def _give_up(notes: list[str]) -> ModelOutputError:
     return err
 
 
-
 def _content(reply: Any) -> str:
     content = reply.content
     if isinstance(content, list):  # content blocks: keep the text ones
@@ -322,4 +344,4 @@ def _content(reply: Any) -> str:
 
 
 def _down(url: str, why: str) -> BackendUnavailableError:
-    return unavailable(url, why, hint=f"{START_HINT} (or check refiner.base_url)")
+    return unavailable(url, why, hint=f"{START_HINT} (or check refiner.vllm.base_url)")

@@ -15,6 +15,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from caption_agent.service.security import hash_key
     from caption_agent.service.settings import ServiceSettings
 
-__getattr__ = lazy_exports(__name__, {"create_app": "caption_agent.service.app",
-                                      "hash_key": "caption_agent.service.security",
-                                      "ServiceSettings": "caption_agent.service.settings"})
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "create_app": "caption_agent.service.app",
+        "hash_key": "caption_agent.service.security",
+        "ServiceSettings": "caption_agent.service.settings",
+    },
+)

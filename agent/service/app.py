@@ -108,8 +108,7 @@ class ServiceState:
         return checks
 
 
-def create_app(config: AgentConfig | None = None, settings: ServiceSettings | None = None, *,
-               agent: Any = None) -> Any:
+def create_app(config: AgentConfig | None = None, settings: ServiceSettings | None = None, *, agent: Any = None) -> Any:
     """Build the app. Pass ``agent`` to share an already built CaptionAgent (it is then not closed)."""
     fastapi = require("fastapi", "serve", "The HTTP service")
     require("python_multipart", "serve", "Multipart uploads", package="python-multipart")
@@ -140,9 +139,14 @@ def create_app(config: AgentConfig | None = None, settings: ServiceSettings | No
         except CaptionAgentError as exc:
             state.load_error = str(exc)
             log.error("model loading failed: %s", exc)
-        state.batcher = MicroBatcher(state.run_batch, state.executor, queue_size=settings.queue_size,
-                                     max_batch=settings.max_batch, window_s=settings.batch_window_ms / 1000.0,
-                                     metrics=state.metrics)
+        state.batcher = MicroBatcher(
+            state.run_batch,
+            state.executor,
+            queue_size=settings.queue_size,
+            max_batch=settings.max_batch,
+            window_s=settings.batch_window_ms / 1000.0,
+            metrics=state.metrics,
+        )
         state.batcher.start()
         try:
             yield
@@ -152,35 +156,52 @@ def create_app(config: AgentConfig | None = None, settings: ServiceSettings | No
             if state.owns_agent:
                 agent.close()
 
-    app = fastapi.FastAPI(title="caption-agent", version=_version(), lifespan=lifespan,
-                          description="Caption images (draft, rank, ground, refine, moderate) over HTTP.")
+    app = fastapi.FastAPI(
+        title="caption-agent",
+        version=_version(),
+        lifespan=lifespan,
+        description="Caption images (draft, rank, ground, refine, moderate) over HTTP.",
+    )
     app.state.service = state
 
     def on_error(request: Any, exc: Exception) -> Any:
         status = status_for(exc)
         if status >= 500 and not isinstance(exc, CaptionAgentError):
             log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        request.state.error_type = type(exc).__name__ if status < 500 or isinstance(exc, CaptionAgentError) \
-            else "InternalError"
+        request.state.error_type = (
+            type(exc).__name__ if status < 500 or isinstance(exc, CaptionAgentError) else "InternalError"
+        )
         headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, QueueFullError) else None
         return JSONResponse(body_for(exc), status_code=status, headers=headers)
 
     def on_validation(request: Any, exc: Any) -> Any:  # fastapi's RequestValidationError
-        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-                  for e in exc.errors()]
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+        ]
         where = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in errors[:5])
         request.state.error_type = "RequestValidationError"
-        return JSONResponse(error_body(422, "RequestValidationError", f"the request is invalid: {where}",
-                                       "correct the fields listed in `errors`; the schema is at /docs.",
-                                       errors=errors), status_code=422)
+        return JSONResponse(
+            error_body(
+                422,
+                "RequestValidationError",
+                f"the request is invalid: {where}",
+                "correct the fields listed in `errors`; the schema is at /docs.",
+                errors=errors,
+            ),
+            status_code=422,
+        )
 
     def on_http(request: Any, exc: Any) -> Any:
-        fixes = {404: "check the path; the endpoints are listed at /docs.",
-                 405: "check the HTTP method; the endpoints are listed at /docs."}
+        fixes = {
+            404: "check the path; the endpoints are listed at /docs.",
+            405: "check the HTTP method; the endpoints are listed at /docs.",
+        }
         request.state.error_type = f"HTTP{exc.status_code}"
-        return JSONResponse(error_body(exc.status_code, f"HTTP{exc.status_code}", str(exc.detail),
-                                       fixes.get(exc.status_code, "")), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            error_body(exc.status_code, f"HTTP{exc.status_code}", str(exc.detail), fixes.get(exc.status_code, "")),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     app.add_exception_handler(CaptionAgentError, on_error)
     app.add_exception_handler(RequestValidationError, on_validation)

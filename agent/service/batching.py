@@ -28,8 +28,16 @@ class _Pending:
 class MicroBatcher:
     """Collects requests into batches for ``run_batch`` (a blocking function run in ``executor``)."""
 
-    def __init__(self, run_batch: Callable[[list[Any]], Sequence[Any]], executor: Executor, *, queue_size: int,
-                 max_batch: int, window_s: float, metrics: Any = None) -> None:
+    def __init__(
+        self,
+        run_batch: Callable[[list[Any]], Sequence[Any]],
+        executor: Executor,
+        *,
+        queue_size: int,
+        max_batch: int,
+        window_s: float,
+        metrics: Any = None,
+    ) -> None:
         self.run_batch, self.executor = run_batch, executor
         self.max_batch, self.window_s = max_batch, window_s
         self.metrics = metrics
@@ -66,8 +74,10 @@ class MicroBatcher:
         try:
             self.queue.put_nowait(_Pending(request, future))
         except asyncio.QueueFull:
-            raise QueueFullError(f"the caption queue is full ({self.queue.maxsize} requests waiting).",
-                                 retry_after_s=self.retry_after_s()) from None
+            raise QueueFullError(
+                f"the caption queue is full ({self.queue.maxsize} requests waiting).",
+                retry_after_s=self.retry_after_s(),
+            ) from None
         self._gauge()
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout_s)

@@ -14,13 +14,18 @@ def serve(
     host: Annotated[Optional[str], typer.Option(help="Bind address (default 127.0.0.1: loopback only).")] = None,
     port: Annotated[Optional[int], typer.Option(help="TCP port (default 8000).")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Agent TOML config file.")] = None,
-    service_config: Annotated[Optional[Path], typer.Option(help="Service TOML config file (keys, limits, queue).")]
-    = None,
+    service_config: Annotated[
+        Optional[Path], typer.Option(help="Service TOML config file (keys, limits, queue).")
+    ] = None,
     catalog: Annotated[Optional[Path], typer.Option(help="Embedded Chroma folder made by `ingest`.")] = None,
     refiner: Annotated[Optional[str], typer.Option(help="Refiner backend: local | vllm | none.")] = None,
     review_queue: Annotated[Optional[Path], typer.Option(help="Review queue JSONL served at /review.")] = None,
-    hash_key: Annotated[bool, typer.Option("--hash-key", help="Read an API key from stdin (or make a new one), "
-                                           "print its config hash, and exit.")] = False,
+    hash_key: Annotated[
+        bool,
+        typer.Option(
+            "--hash-key", help="Read an API key from stdin (or make a new one), print its config hash, and exit."
+        ),
+    ] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve captions over HTTP: POST /v1/captions, /v1/localize, GET /v1/styles, /readyz, /metrics, /review."""
@@ -28,19 +33,16 @@ def serve(
         _print_hash()
         return
     from caption_agent._extras import require
-    from caption_agent.config import AgentConfig
+    from caption_agent.config import load_for_cli
     from caption_agent.service.settings import ServiceSettings
 
     try:
         uvicorn = require("uvicorn", "serve", "`caption-agent serve`")
-        overrides = {k: v for k, v in {"host": host, "port": port, "review_queue": review_queue}.items()
-                     if v is not None}
+        overrides = {
+            k: v for k, v in {"host": host, "port": port, "review_queue": review_queue}.items() if v is not None
+        }
         settings = ServiceSettings.load(service_config, **overrides)
-        cfg = AgentConfig.load(config)
-        if catalog is not None:
-            cfg.retrieval.catalog_dir = catalog
-        if refiner is not None:
-            cfg.refiner.backend = refiner
+        cfg = load_for_cli(config, refiner=refiner, catalog=catalog)
         from caption_agent.service.app import create_app
 
         app = create_app(cfg, settings)
@@ -48,8 +50,11 @@ def serve(
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
     if settings.host not in ("127.0.0.1", "::1", "localhost") and not settings.api_key_hashes:
-        typer.secho(f"warning: listening on {settings.host} without API keys; anyone who can reach it may use it.",
-                    fg=typer.colors.YELLOW, err=True)
+        typer.secho(
+            f"warning: listening on {settings.host} without API keys; anyone who can reach it may use it.",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, timeout_graceful_shutdown=10)
 
 

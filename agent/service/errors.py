@@ -30,8 +30,10 @@ class AuthError(ServiceError):
 
 class UrlNotAllowedError(ServiceError):
     status = 403
-    fix = ("upload the image instead (multipart field `image` or `image_base64`), or ask the operator to add the "
-           "host to `url_allowlist`.")
+    fix = (
+        "upload the image instead (multipart field `image` or `image_base64`), or ask the operator to add the "
+        "host to `url_allowlist`."
+    )
 
 
 class ImageFetchError(ServiceError):
@@ -46,8 +48,10 @@ class PayloadTooLargeError(ServiceError):
 
 class UnsupportedMediaTypeError(ServiceError):
     status = 415
-    fix = ("send multipart/form-data with the file in field `image`, or application/json with `image_base64` "
-           "or `image_url`.")
+    fix = (
+        "send multipart/form-data with the file in field `image`, or application/json with `image_base64` "
+        "or `image_url`."
+    )
 
 
 class BadRequestError(ServiceError):
@@ -97,8 +101,14 @@ class NotReadyError(ServiceError):
 
 
 _BY_TYPE: list[tuple[type[Exception], int]] = [
-    (ImageTooLargeError, 413), (InvalidImageError, 422), (UnknownStyleError, 422), (InvalidLocaleError, 422),
-    (UnknownSkuError, 422), (BackendUnavailableError, 503), (BackendError, 502), (ConfigError, 409),
+    (ImageTooLargeError, 413),
+    (InvalidImageError, 422),
+    (UnknownStyleError, 422),
+    (InvalidLocaleError, 422),
+    (UnknownSkuError, 422),
+    (BackendUnavailableError, 503),
+    (BackendError, 502),
+    (ConfigError, 409),
 ]
 _BY_NAME = {cls.__name__: status for cls, status in _BY_TYPE}
 
@@ -128,5 +138,9 @@ def error_body(status: int, error_type: str, message: str, fix: str = "", **extr
 def body_for(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, CaptionAgentError):
         return error_body(status_for(exc), type(exc).__name__, exc.reason, exc.fix, **getattr(exc, "extra", {}))
-    return error_body(500, "InternalError", "the server failed while handling this request; it has been logged.",
-                      "retry; if it keeps failing, report it with the time of the request.")
+    return error_body(
+        500,
+        "InternalError",
+        "the server failed while handling this request; it has been logged.",
+        "retry; if it keeps failing, report it with the time of the request.",
+    )

@@ -16,8 +16,10 @@ def localize_items(body: LocalizeBody, config: AgentConfig) -> list[LocalizeItem
     from caption_agent.prompts import load_preset
 
     if config.refiner.backend == "none":
-        raise ConfigError("localization needs a refiner, but this service runs with refiner.backend = 'none'.",
-                          fix="ask the operator to start the service with a refiner (local or vllm).")
+        raise ConfigError(
+            "localization needs a refiner, but this service runs with refiner.backend = 'none'.",
+            fix="ask the operator to start the service with a refiner (local or vllm).",
+        )
     style = body.style or config.default_style
     load_preset(style, config.prompts_dir)
     locales = list(dict.fromkeys(normalize_locale(loc) for loc in body.locales))

@@ -17,25 +17,39 @@ class ServiceMetrics:
 
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter("caption_agent_http_requests", "HTTP requests by route, method and status.",
-                                ["route", "method", "status"], registry=r)
-        self.errors = Counter("caption_agent_http_errors", "Error responses by route and error type.",
-                              ["route", "type"], registry=r)
-        self.latency = Histogram("caption_agent_http_request_seconds", "Request latency by route.", ["route"],
-                                 buckets=_BUCKETS, registry=r)
-        self.stage = Histogram("caption_agent_stage_seconds", "Pipeline time per stage and item "
-                               "(from result provenance).", ["stage"], buckets=_BUCKETS, registry=r)
-        self.queue_depth = Gauge("caption_agent_queue_depth", "Caption requests waiting for the drafter.",
-                                 registry=r)
-        self.in_flight = Gauge("caption_agent_batch_in_flight", "Requests in the batch being captioned now.",
-                               registry=r)
-        self.batch_size = Histogram("caption_agent_batch_size", "Requests per drafter batch.",
-                                    buckets=_BATCH_BUCKETS, registry=r)
-        self.batch_seconds = Histogram("caption_agent_batch_seconds", "Wall time of one caption_batch call.",
-                                       buckets=_BUCKETS, registry=r)
+        self.requests = Counter(
+            "caption_agent_http_requests",
+            "HTTP requests by route, method and status.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "caption_agent_http_errors", "Error responses by route and error type.", ["route", "type"], registry=r
+        )
+        self.latency = Histogram(
+            "caption_agent_http_request_seconds", "Request latency by route.", ["route"], buckets=_BUCKETS, registry=r
+        )
+        self.stage = Histogram(
+            "caption_agent_stage_seconds",
+            "Pipeline time per stage and item (from result provenance).",
+            ["stage"],
+            buckets=_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge("caption_agent_queue_depth", "Caption requests waiting for the drafter.", registry=r)
+        self.in_flight = Gauge(
+            "caption_agent_batch_in_flight", "Requests in the batch being captioned now.", registry=r
+        )
+        self.batch_size = Histogram(
+            "caption_agent_batch_size", "Requests per drafter batch.", buckets=_BATCH_BUCKETS, registry=r
+        )
+        self.batch_seconds = Histogram(
+            "caption_agent_batch_seconds", "Wall time of one caption_batch call.", buckets=_BUCKETS, registry=r
+        )
         self.results = Counter("caption_agent_results", "Caption results by status.", ["status"], registry=r)
-        self.review = Counter("caption_agent_review_decisions", "Verdicts written from the review page.",
-                              ["verdict"], registry=r)
+        self.review = Counter(
+            "caption_agent_review_decisions", "Verdicts written from the review page.", ["verdict"], registry=r
+        )
 
     def observe_result(self, result: Any) -> None:
         self.results.labels(result.status).inc()

@@ -29,9 +29,15 @@ class DecisionAck(BaseModel):
 def _env() -> Any:
     import jinja2
 
-    return jinja2.Environment(loader=jinja2.FunctionLoader(
-        lambda name: resources.files("caption_agent.service").joinpath("templates", name).read_text(encoding="utf-8")),
-        autoescape=True, undefined=jinja2.StrictUndefined)
+    return jinja2.Environment(
+        loader=jinja2.FunctionLoader(
+            lambda name: (
+                resources.files("caption_agent.service").joinpath("templates", name).read_text(encoding="utf-8")
+            )
+        ),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
 
 
 def render(name: str, **context: Any) -> str:
@@ -42,13 +48,29 @@ def view_item(item: dict[str, Any]) -> dict[str, Any]:
     """What the page shows of one queue line."""
     result = item.get("result") or {}
     used = set(result.get("facts_used") or [])
-    return {"review_id": item["review_id"], "key": item.get("key") or "", "source": item.get("image") or "",
-            "text": item.get("text") or "", "draft": item.get("draft") or "",
-            "style": result.get("style", ""), "locale": result.get("locale", ""),
-            "confidence": result.get("confidence"), "reasons": item.get("reasons") or [],
-            "facts": [{"id": f.get("id", ""), "text": f.get("text", ""), "used": f.get("id") in used}
-                      for f in result.get("facts") or []],
-            "decisions": [d for d in result.get("decisions") or [] if d.get("action") != "allow"]}
+    screen = next(
+        (d.get("details") or {} for d in result.get("decisions") or [] if d.get("rule") == "image_safety"), None
+    )
+    return {
+        "review_id": item["review_id"],
+        "key": item.get("key") or "",
+        "source": item.get("image") or "",
+        "text": item.get("text") or "",
+        "draft": item.get("draft") or "",
+        "style": result.get("style", ""),
+        "locale": result.get("locale", ""),
+        "confidence": result.get("confidence"),
+        "reasons": item.get("reasons") or [],
+        "facts": [
+            {"id": f.get("id", ""), "text": f.get("text", ""), "used": f.get("id") in used}
+            for f in result.get("facts") or []
+        ],
+        "decisions": [d for d in result.get("decisions") or [] if d.get("action") != "allow"],
+        # Face count and boxes from screening (None: not screened, or the face detector was missing).
+        "screened": screen is not None,
+        "faces": (screen or {}).get("faces"),
+        "face_boxes": (screen or {}).get("face_boxes") or [],
+    }
 
 
 def add_review_routes(app: Any, state: Any) -> None:
@@ -61,8 +83,10 @@ def add_review_routes(app: Any, state: Any) -> None:
 
     def paths() -> tuple[Path, Path]:
         if state.review_queue is None:
-            raise NotReadyError("no review queue is configured.",
-                                fix="set `review_queue` in the service config (or policy.review_queue).")
+            raise NotReadyError(
+                "no review queue is configured.",
+                fix="set `review_queue` in the service config (or policy.review_queue).",
+            )
         return state.review_queue, state.settings.decisions_path(state.review_queue)
 
     def auth(request: Request) -> None:
@@ -70,8 +94,13 @@ def add_review_routes(app: Any, state: Any) -> None:
 
     login_form = {"description": "No or wrong API key: the sign-in form", "content": {"text/html": {}}}
 
-    @app.get("/review", response_class=HTMLResponse, tags=["review"], summary="The review page.",
-             responses={401: login_form, **error_responses(503)})
+    @app.get(
+        "/review",
+        response_class=HTMLResponse,
+        tags=["review"],
+        summary="The review page.",
+        responses={401: login_form, **error_responses(503)},
+    )
     async def review_page(request: Request) -> Any:
         try:
             state.keys.check(request.headers, request.cookies)
@@ -79,11 +108,17 @@ def add_review_routes(app: Any, state: Any) -> None:
             return HTMLResponse(render("login.html", failed=bool(request.cookies.get(COOKIE))), status_code=401)
         queue, decisions = paths()
         items = await asyncio.to_thread(pending_items, queue, decisions)
-        return HTMLResponse(render("review.html", items=[view_item(i) for i in items], queue=str(queue),
-                                   decisions=str(decisions)))
+        return HTMLResponse(
+            render("review.html", items=[view_item(i) for i in items], queue=str(queue), decisions=str(decisions))
+        )
 
-    @app.post("/review/login", tags=["review"], summary="Trade an API key for a review-page cookie.",
-              status_code=303, responses={303: {"description": "Back to /review"}, 401: login_form})
+    @app.post(
+        "/review/login",
+        tags=["review"],
+        summary="Trade an API key for a review-page cookie.",
+        status_code=303,
+        responses={303: {"description": "Back to /review"}, 401: login_form},
+    )
     async def review_login(key: str = Form(max_length=512)) -> Any:
         if not state.keys.valid(key):
             return HTMLResponse(render("login.html", failed=True), status_code=401)
@@ -91,17 +126,26 @@ def add_review_routes(app: Any, state: Any) -> None:
         reply.set_cookie(COOKIE, key, httponly=True, samesite="strict", path="/review")
         return reply
 
-    @app.get("/review/images/{review_id}", tags=["review"], dependencies=[Depends(auth)],
-             summary="The queued item's image, re-encoded as a JPEG thumbnail.",
-             responses={200: {"content": {"image/jpeg": {}}}, **error_responses(401, 404, 503)})
+    @app.get(
+        "/review/images/{review_id}",
+        tags=["review"],
+        dependencies=[Depends(auth)],
+        summary="The queued item's image, re-encoded as a JPEG thumbnail.",
+        responses={200: {"content": {"image/jpeg": {}}}, **error_responses(401, 404, 503)},
+    )
     async def review_image(review_id: str) -> Response:
         queue, _ = paths()
         data = await asyncio.to_thread(_thumbnail, state, queue, review_id)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
-    @app.post("/review/decisions", response_model=DecisionAck, tags=["review"], dependencies=[Depends(auth)],
-              responses=error_responses(401, 404, 409, 422, 503),
-              summary="Record a verdict (approve | edit | reject) for a queued item; edits are safety-checked first.")
+    @app.post(
+        "/review/decisions",
+        response_model=DecisionAck,
+        tags=["review"],
+        dependencies=[Depends(auth)],
+        responses=error_responses(401, 404, 409, 422, 503),
+        summary="Record a verdict (approve | edit | reject) for a queued item; edits are safety-checked first.",
+    )
     async def review_decide(decision: ReviewDecision) -> DecisionAck:
         queue, decisions = paths()
         if decision.verdict == "edit":
@@ -142,15 +186,19 @@ def _check_edit(agent: Any, item: dict[str, Any], text: str) -> None:
     try:
         result = CaptionResult.model_validate(item.get("result") or {})
     except ValidationError as exc:
-        raise PolicyError(f"queue item {item.get('review_id')} holds no valid result ({exc.error_count()} "
-                          "error(s)), so its edit cannot be checked.",
-                          fix="re-queue the result with `caption-agent review export`, or reject the item.") from None
+        raise PolicyError(
+            f"queue item {item.get('review_id')} holds no valid result ({exc.error_count()} "
+            "error(s)), so its edit cannot be checked.",
+            fix="re-queue the result with `caption-agent review export`, or reject the item.",
+        ) from None
     check = check_edit(result, text, agent.policy)
     if check.failing:
-        raise EditRefusedError(f"the edit was not saved: {check.message()}.",
-                               fix=check.fix() + ", then save the edit again.",
-                               rules=[{"rule": d.rule, "action": d.action, "reason": d.reason} for d in check.failing],
-                               suggestion=check.text if check.publishable else None)
+        raise EditRefusedError(
+            f"the edit was not saved: {check.message()}.",
+            fix=check.fix() + ", then save the edit again.",
+            rules=[{"rule": d.rule, "action": d.action, "reason": d.reason} for d in check.failing],
+            suggestion=check.text if check.publishable else None,
+        )
 
 
 def _thumbnail(state: Any, queue: Path, review_id: str) -> bytes:
@@ -182,5 +230,7 @@ def _thumbnail(state: Any, queue: Path, review_id: str) -> bytes:
             buf = io.BytesIO()
             image.save(buf, "JPEG", quality=85)
             return buf.getvalue()
-    raise NotFoundError(f"the image of review item {review_id!r} is no longer available.",
-                        fix="the original file moved or changed; judge the item from its draft and facts.")
+    raise NotFoundError(
+        f"the image of review item {review_id!r} is no longer available.",
+        fix="the original file moved or changed; judge the item from its draft and facts.",
+    )

@@ -54,32 +54,64 @@ def add_api_routes(app: Any, state: Any) -> None:
     async def healthz() -> Health:
         return Health(status="alive")
 
-    @app.get("/readyz", response_model=Readiness, tags=["ops"], responses={503: {"model": Readiness}},
-             summary="Readiness: models loaded, catalog store and LLM/VLM servers reachable.")
+    @app.get(
+        "/readyz",
+        response_model=Readiness,
+        tags=["ops"],
+        responses={503: {"model": Readiness}},
+        summary="Readiness: models loaded, catalog store and LLM/VLM servers reachable.",
+    )
     async def readyz() -> Any:
         checks = await state.readiness()
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse(Readiness(ready=ready, checks=checks).model_dump(), status_code=200 if ready else 503)
 
-    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics.",
-             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        summary="Prometheus metrics.",
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def metrics() -> Response:
         data, ctype = state.metrics.render()
         return Response(data, media_type=ctype)
 
-    @app.get("/v1/styles", response_model=StylesResponse, tags=["captions"], dependencies=[Depends(auth)],
-             responses=error_responses(401), summary="The style presets a request may name.")
+    @app.get(
+        "/v1/styles",
+        response_model=StylesResponse,
+        tags=["captions"],
+        dependencies=[Depends(auth)],
+        responses=error_responses(401),
+        summary="The style presets a request may name.",
+    )
     async def styles() -> StylesResponse:
         from caption_agent.prompts import list_styles
 
         found = list_styles(state.agent.config.prompts_dir)
-        return StylesResponse(default=state.agent.config.default_style, styles=[
-            StyleInfo(name=p.name, version=p.version, description=p.description, max_chars=p.max_chars,
-                      use_facts=p.use_facts) for p in found.values()])
+        return StylesResponse(
+            default=state.agent.config.default_style,
+            styles=[
+                StyleInfo(
+                    name=p.name,
+                    version=p.version,
+                    description=p.description,
+                    max_chars=p.max_chars,
+                    use_facts=p.use_facts,
+                )
+                for p in found.values()
+            ],
+        )
 
-    @app.post("/v1/captions", response_model=CaptionResult, response_model_exclude_none=True, tags=["captions"],
-              dependencies=[Depends(auth)], responses=_CAPTION_ERRORS, openapi_extra={"x-caption-body": True},
-              summary="Caption one image (multipart field `image`, or JSON with image_base64 / image_url).")
+    @app.post(
+        "/v1/captions",
+        response_model=CaptionResult,
+        response_model_exclude_none=True,
+        tags=["captions"],
+        dependencies=[Depends(auth)],
+        responses=_CAPTION_ERRORS,
+        openapi_extra={"x-caption-body": True},
+        summary="Caption one image (multipart field `image`, or JSON with image_base64 / image_url).",
+    )
     async def captions(request: Request) -> Any:
         require_ready(state)
         fields, image = await _read_caption_body(request, state)
@@ -88,9 +120,16 @@ def add_api_routes(app: Any, state: Any) -> None:
 
         load_preset(fields.style or agent.config.default_style, agent.config.prompts_dir)  # unknown -> 422 now
         normalize_locale(fields.locale or agent.config.default_locale)
-        caption_request = agent.make_request(image, style=fields.style, locale=fields.locale, sku=fields.sku,
-                                             brand=fields.brand, category=fields.category,
-                                             n_candidates=fields.n_candidates, max_chars=fields.max_chars)
+        caption_request = agent.make_request(
+            image,
+            style=fields.style,
+            locale=fields.locale,
+            sku=fields.sku,
+            brand=fields.brand,
+            category=fields.category,
+            n_candidates=fields.n_candidates,
+            max_chars=fields.max_chars,
+        )
         caption_request.key = fields.key
         result = await state.batcher.submit(caption_request, state.settings.request_timeout_s)
         state.metrics.observe_result(result)
@@ -100,28 +139,37 @@ def add_api_routes(app: Any, state: Any) -> None:
             return JSONResponse(body, status_code=status)
         return result
 
-    @app.post("/v1/localize", response_model=LocalizeResponse, response_model_exclude_none=True,
-              tags=["captions"], dependencies=[Depends(auth), Depends(json_only)],
-              responses=error_responses(401, 409, 413, 415, 422, 429, 502, 503, 504),
-              summary="Rewrite an existing caption into other locales (refined and moderated per locale).")
+    @app.post(
+        "/v1/localize",
+        response_model=LocalizeResponse,
+        response_model_exclude_none=True,
+        tags=["captions"],
+        dependencies=[Depends(auth), Depends(json_only)],
+        responses=error_responses(401, 409, 413, 415, 422, 429, 502, 503, 504),
+        summary="Rewrite an existing caption into other locales (refined and moderated per locale).",
+    )
     async def localize(body: LocalizeBody) -> Any:
         require_ready(state)
         from caption_agent.service.localize import localize_items, run_localize
 
         items = localize_items(body, state.agent.config)
         if state.waiting_localize >= state.settings.queue_size:
-            raise QueueFullError(f"too many localization requests waiting ({state.waiting_localize}).",
-                                 retry_after_s=state.batcher.retry_after_s() + len(items))
+            raise QueueFullError(
+                f"too many localization requests waiting ({state.waiting_localize}).",
+                retry_after_s=state.batcher.retry_after_s() + len(items),
+            )
         state.waiting_localize += 1
         t0 = time.perf_counter()
         try:
-            records = await asyncio.wait_for(state.in_model_thread(run_localize, state.agent, items),
-                                             state.settings.request_timeout_s)
+            records = await asyncio.wait_for(
+                state.in_model_thread(run_localize, state.agent, items), state.settings.request_timeout_s
+            )
         except TimeoutError:
             from caption_agent.service.errors import RequestTimeoutError
 
-            raise RequestTimeoutError(f"localization took longer than {state.settings.request_timeout_s:g} s.") \
-                from None
+            raise RequestTimeoutError(
+                f"localization took longer than {state.settings.request_timeout_s:g} s."
+            ) from None
         finally:
             state.waiting_localize -= 1
         state.metrics.stage.labels("localize").observe(time.perf_counter() - t0)
@@ -137,7 +185,6 @@ async def _read_caption_body(request: Any, state: Any) -> tuple[CaptionFields, b
     """Parse the JSON or multipart body into options and image bytes (URLs fetched with the SSRF checks)."""
     from starlette.datastructures import UploadFile
 
-
     kind = media_type(request)
     limit = state.agent.config.images.max_bytes
     if kind == "application/json":
@@ -152,8 +199,13 @@ async def _read_caption_body(request: Any, state: Any) -> tuple[CaptionFields, b
             from caption_agent.service.security import fetch_image
 
             s = state.settings
-            image = await fetch_image(body.image_url, allowlist=s.url_allowlist, allow_private=s.allow_private_urls,
-                                      max_bytes=limit, timeout_s=s.url_timeout_s)
+            image = await fetch_image(
+                body.image_url,
+                allowlist=s.url_allowlist,
+                allow_private=s.allow_private_urls,
+                max_bytes=limit,
+                timeout_s=s.url_timeout_s,
+            )
         else:
             image = decode_base64(body.image_base64 or "")
         fields = CaptionFields.model_validate(body.model_dump(include=_FORM_FIELDS))
@@ -164,13 +216,17 @@ async def _read_caption_body(request: Any, state: Any) -> tuple[CaptionFields, b
             raise BadRequestError(f"the multipart body could not be parsed: {exc}.") from None
         upload = form.get("image")
         if not isinstance(upload, UploadFile):
-            raise BadRequestError("multipart field `image` (a file) is missing.",
-                                  fix="send the image file in a multipart field named `image`.")
+            raise BadRequestError(
+                "multipart field `image` (a file) is missing.",
+                fix="send the image file in a multipart field named `image`.",
+            )
         image = await upload.read()
         unknown = sorted(set(form.keys()) - _FORM_FIELDS - {"image"})
         if unknown:
-            raise BadRequestError(f"unknown form field(s): {', '.join(unknown)}.",
-                                  fix=f"use only: image, {', '.join(sorted(_FORM_FIELDS))}.")
+            raise BadRequestError(
+                f"unknown form field(s): {', '.join(unknown)}.",
+                fix=f"use only: image, {', '.join(sorted(_FORM_FIELDS))}.",
+            )
         try:
             fields = CaptionFields.model_validate({k: v for k, v in form.items() if k != "image" and v != ""})
         except ValidationError as exc:
@@ -188,9 +244,10 @@ def decode_base64(text: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise BadRequestError(f"image_base64 is not valid base64: {exc}.",
-                              fix="send the image file's bytes base64-encoded (standard alphabet, with padding).") \
-            from None
+        raise BadRequestError(
+            f"image_base64 is not valid base64: {exc}.",
+            fix="send the image file's bytes base64-encoded (standard alphabet, with padding).",
+        ) from None
 
 
 def require_ready(state: Any) -> None:
@@ -225,14 +282,19 @@ def install_openapi(app: Any) -> None:
         if app.openapi_schema is not None:
             return app.openapi_schema
         spec = original()
-        _, defs = models_json_schema([(CaptionJSON, "validation"), (CaptionMultipart, "validation")],
-                                     ref_template="#/components/schemas/{model}")
+        _, defs = models_json_schema(
+            [(CaptionJSON, "validation"), (CaptionMultipart, "validation")], ref_template="#/components/schemas/{model}"
+        )
         spec.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
         op = spec["paths"]["/v1/captions"]["post"]
         op.pop("x-caption-body", None)
-        op["requestBody"] = {"required": True, "content": {
-            "multipart/form-data": {"schema": {"$ref": "#/components/schemas/CaptionMultipart"}},
-            "application/json": {"schema": {"$ref": "#/components/schemas/CaptionJSON"}}}}
+        op["requestBody"] = {
+            "required": True,
+            "content": {
+                "multipart/form-data": {"schema": {"$ref": "#/components/schemas/CaptionMultipart"}},
+                "application/json": {"schema": {"$ref": "#/components/schemas/CaptionJSON"}},
+            },
+        }
         app.openapi_schema = spec
         return spec
 

@@ -32,8 +32,11 @@ class CaptionJSON(CaptionFields):
     """JSON form: the image as base64, or a URL on a host the operator allows."""
 
     image_base64: str | None = Field(None, description="The image file, base64-encoded.")
-    image_url: str | None = Field(None, max_length=2048, description="http(s) URL of the image; refused unless "
-                                                                    "its host is in the service's allowlist.")
+    image_url: str | None = Field(
+        None,
+        max_length=2048,
+        description="http(s) URL of the image; refused unless its host is in the service's allowlist.",
+    )
 
     @model_validator(mode="after")
     def _one_image(self) -> CaptionJSON:
@@ -77,10 +80,15 @@ class ErrorDetail(BaseModel):
     message: str = Field(description="What was wrong.")
     fix: str = Field(description="How to fix it.")
     errors: list[dict[str, Any]] | None = Field(None, description="Field errors of a request that failed validation.")
-    rules: list[dict[str, str]] | None = Field(None, description="EditRefusedError: the policy rules that refused a "
-                                               "review edit, each with rule, action and reason.")
-    suggestion: str | None = Field(None, description="EditRefusedError: the edit as the policy would publish it, "
-                                   "when a rule could fix it (PII masked, text trimmed).")
+    rules: list[dict[str, str]] | None = Field(
+        None,
+        description="EditRefusedError: the policy rules that refused a review edit, each with rule, action and reason.",
+    )
+    suggestion: str | None = Field(
+        None,
+        description="EditRefusedError: the edit as the policy would publish it, "
+        "when a rule could fix it (PII masked, text trimmed).",
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -98,8 +106,18 @@ class Readiness(BaseModel):
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries for the given error statuses."""
-    text = {400: "Bad request", 401: "Missing or wrong API key", 403: "Image URL not allowed",
-            404: "Not found", 409: "Not possible with this configuration or state", 413: "Body or image too large",
-            415: "Unsupported content type", 422: "Invalid input", 429: "Queue full; see Retry-After",
-            502: "A model backend failed", 503: "Not ready or backend unavailable", 504: "Request timed out"}
+    text = {
+        400: "Bad request",
+        401: "Missing or wrong API key",
+        403: "Image URL not allowed",
+        404: "Not found",
+        409: "Not possible with this configuration or state",
+        413: "Body or image too large",
+        415: "Unsupported content type",
+        422: "Invalid input",
+        429: "Queue full; see Retry-After",
+        502: "A model backend failed",
+        503: "Not ready or backend unavailable",
+        504: "Request timed out",
+    }
     return {code: {"model": ErrorResponse, "description": text.get(code, "Error")} for code in codes}

@@ -98,13 +98,16 @@ def resolve_checked(url: str, allowlist: Iterable[str], allow_private: bool) -> 
         raise ImageFetchError(f"host {host!r} of image_url does not resolve: {exc}.") from exc
     addresses = [str(info[4][0]) for info in infos]
     if not allow_private and not all(_public(a) for a in addresses):
-        raise UrlNotAllowedError(f"host {host!r} resolves to a private, loopback or link-local address.",
-                                 fix="use a public host, or set `allow_private_urls = true` if you trust it.")
+        raise UrlNotAllowedError(
+            f"host {host!r} resolves to a private, loopback or link-local address.",
+            fix="use a public host, or set `allow_private_urls = true` if you trust it.",
+        )
     return parts.scheme, host, port, addresses[0]
 
 
-async def fetch_image(url: str, *, allowlist: Iterable[str], allow_private: bool, max_bytes: int,
-                      timeout_s: float) -> bytes:
+async def fetch_image(
+    url: str, *, allowlist: Iterable[str], allow_private: bool, max_bytes: int, timeout_s: float
+) -> bytes:
     """Download an allow-listed image URL: no redirects, pinned address, at most ``max_bytes``."""
     import asyncio
 
@@ -116,9 +119,12 @@ async def fetch_image(url: str, *, allowlist: Iterable[str], allow_private: bool
     target += f"?{parts.query}" if parts.query else ""
     headers = {"Host": host if port in (80, 443) else f"{host}:{port}", "Accept": "image/*"}
     try:
-        async with (httpx.AsyncClient(timeout=timeout_s, follow_redirects=False, trust_env=False) as client,
-                    client.stream("GET", target, headers=headers,
-                                  extensions={"sni_hostname": host} if scheme == "https" else {}) as reply):
+        async with (
+            httpx.AsyncClient(timeout=timeout_s, follow_redirects=False, trust_env=False) as client,
+            client.stream(
+                "GET", target, headers=headers, extensions={"sni_hostname": host} if scheme == "https" else {}
+            ) as reply,
+        ):
             if reply.status_code != 200:
                 raise ImageFetchError(f"image_url answered HTTP {reply.status_code}; redirects are not followed.")
             declared = int(reply.headers.get("content-length") or 0)

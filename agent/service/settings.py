@@ -25,35 +25,53 @@ class ServiceSettings(TomlSettings):
 
     host: str = Field("127.0.0.1", description="Address to bind; loopback unless you put a proxy in front.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port (0 = any free port).")
-    api_key_hashes: list[str] = Field(default_factory=list, description=(
-        "Accepted API keys as 'sha256:<hex>' (make one with `caption-agent serve --hash-key`). Empty = no auth."))
+    api_key_hashes: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Accepted API keys as 'sha256:<hex>' (make one with `caption-agent serve --hash-key`). Empty = no auth."
+        ),
+    )
     max_body_bytes: int = Field(12 * 1024 * 1024, ge=1024, description="Largest request body, in bytes.")
     queue_size: int = Field(64, ge=1, le=100_000, description="Requests waiting for the drafter; full -> 429.")
     max_batch: int = Field(16, ge=1, le=256, description="Most requests captioned in one batch.")
-    batch_window_ms: float = Field(15.0, ge=0, le=2000, description="How long the first request of a batch "
-                                                                   "waits for others to join it.")
+    batch_window_ms: float = Field(
+        15.0, ge=0, le=2000, description="How long the first request of a batch waits for others to join it."
+    )
     request_timeout_s: float = Field(60.0, gt=0, le=3600, description="Per-request deadline; past it -> 504.")
-    url_allowlist: list[str] = Field(default_factory=list, description=(
-        "Hosts whose image URLs may be fetched (exact names, or '.example.com' for subdomains). Empty = no URLs."))
-    allow_private_urls: bool = Field(False, description=(
-        "Let allow-listed hosts resolve to loopback/private/link-local addresses (tests, internal CDNs)."))
+    url_allowlist: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Hosts whose image URLs may be fetched (exact names, or '.example.com' for subdomains). Empty = no URLs."
+        ),
+    )
+    allow_private_urls: bool = Field(
+        False,
+        description=("Let allow-listed hosts resolve to loopback/private/link-local addresses (tests, internal CDNs)."),
+    )
     url_timeout_s: float = Field(10.0, gt=0, le=120, description="Timeout of one image download.")
-    review_queue: Path | None = Field(None, description="Review queue JSONL; the agent's policy.review_queue "
-                                                        "when unset. The /review page needs one.")
-    review_decisions: Path | None = Field(None, description="Where /review appends verdicts (ReviewDecision "
-                                                            "JSONL); '<queue>.decisions.jsonl' when unset.")
-    review_images: Path | None = Field(None, description="Folder keeping uploaded images of results sent to "
-                                                         "review, by sha256; '<queue>.images/' when unset.")
+    review_queue: Path | None = Field(
+        None, description="Review queue JSONL; the agent's policy.review_queue when unset. The /review page needs one."
+    )
+    review_decisions: Path | None = Field(
+        None, description="Where /review appends verdicts (ReviewDecision JSONL); '<queue>.decisions.jsonl' when unset."
+    )
+    review_images: Path | None = Field(
+        None,
+        description="Folder keeping uploaded images of results sent to "
+        "review, by sha256; '<queue>.images/' when unset.",
+    )
     warmup: bool = Field(True, description="Caption one generated image at start-up so the first request is warm.")
 
     @field_validator("api_key_hashes")
     @classmethod
     def _hashes(cls, value: list[str]) -> list[str]:
         for item in value:
-            digest = item[len(_HASH_PREFIX):] if item.startswith(_HASH_PREFIX) else ""
+            digest = item[len(_HASH_PREFIX) :] if item.startswith(_HASH_PREFIX) else ""
             if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-                raise ValueError("each API key hash must look like 'sha256:<64 lowercase hex digits>'; "
-                                 "make one with `caption-agent serve --hash-key`")
+                raise ValueError(
+                    "each API key hash must look like 'sha256:<64 lowercase hex digits>'; "
+                    "make one with `caption-agent serve --hash-key`"
+                )
         return value
 
     def queue_path(self, agent_queue: Path | None) -> Path | None:

@@ -32,12 +32,18 @@ class RuleConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = Field(True, description="Run this rule. Disabled rules still record a 'disabled' decision.")
-    action: Action = Field("review", description="What a violation does: allow (record only), redact (fix in "
-                           "place), regenerate (refiner retries with feedback), fallback (use the ranked draft), "
-                           "review (human queue) or block.")
+    action: Action = Field(
+        "review",
+        description="What a violation does: allow (record only), redact (fix in "
+        "place), regenerate (refiner retries with feedback), fallback (use the ranked draft), "
+        "review (human queue) or block.",
+    )
     on_exhausted: Exhausted = Field("review", description="Replaces 'regenerate' when no attempts are left.")
-    on_draft: OnDraft = Field("review", description="Replaces 'regenerate'/'fallback' when the text already is "
-                              "the ranked draft, so neither is possible.")
+    on_draft: OnDraft = Field(
+        "review",
+        description="Replaces 'regenerate'/'fallback' when the text already is "
+        "the ranked draft, so neither is possible.",
+    )
     on_error: OnError = Field("review", description="Action when the rule itself fails: it never fails open.")
 
     # Rules that cannot edit text set this to False in their config subclass; 'redact' is then refused.
@@ -48,8 +54,10 @@ class RuleConfig(BaseModel):
         if not self.can_fix:
             for name in ("action", "on_exhausted", "on_draft"):
                 if getattr(self, name) == "redact":
-                    raise ValueError(f"{name}: 'redact' is not possible for this rule, it cannot edit text; "
-                                     "use regenerate, fallback, review or block")
+                    raise ValueError(
+                        f"{name}: 'redact' is not possible for this rule, it cannot edit text; "
+                        "use regenerate, fallback, review or block"
+                    )
         return self
 
 
@@ -113,9 +121,17 @@ class Rule:
     def allow(self, text: str, reason: str, **details: Any) -> RuleResult:
         return RuleResult([PolicyDecision(rule=self.name, action="allow", reason=reason, details=details)], text)
 
-    def violation(self, text: str, fixed_text: str | None, reason: str, ctx: ModerationContext | None,
-                  feedback: str | None = None, wanted: Action | None = None, private: bool = False,
-                  **details: Any) -> RuleResult:
+    def violation(
+        self,
+        text: str,
+        fixed_text: str | None,
+        reason: str,
+        ctx: ModerationContext | None,
+        feedback: str | None = None,
+        wanted: Action | None = None,
+        private: bool = False,
+        **details: Any,
+    ) -> RuleResult:
         """Record a violation: resolve the action, keep the fix unless the rule only monitors.
 
         ``private`` keeps the original text out of the decision (it holds the PII that was masked)."""
@@ -123,20 +139,28 @@ class Rule:
         if note:
             reason = f"{reason} ({note})"
         keep = fixed_text if (fixed_text is not None and action != "allow") else text
-        decision = PolicyDecision(rule=self.name, action=action, reason=reason,
-                                  before=text if keep != text and not private else None,
-                                  after=keep if keep != text else None, details=details)
+        decision = PolicyDecision(
+            rule=self.name,
+            action=action,
+            reason=reason,
+            before=text if keep != text and not private else None,
+            after=keep if keep != text else None,
+            details=details,
+        )
         return RuleResult([decision], keep, [feedback] if feedback and action == "regenerate" else [])
 
 
-RULES: Registry[Rule] = Registry("policy rule", {
-    "image_safety": "caption_agent.policies.rules.image_safety:ImageSafetyRule",
-    "injection": "caption_agent.policies.rules.injection:InjectionRule",
-    "pii": "caption_agent.policies.rules.pii:PiiRule",
-    "blocklist": "caption_agent.policies.rules.blocklist:BlocklistRule",
-    "people": "caption_agent.policies.rules.people:PeopleRule",
-    "grounding": "caption_agent.policies.rules.grounding:GroundingRule",
-    "style": "caption_agent.policies.rules.style:StyleRule",
-    "language": "caption_agent.policies.rules.language:LanguageRule",
-    "confidence": "caption_agent.policies.rules.confidence:ConfidenceRule",
-})
+RULES: Registry[Rule] = Registry(
+    "policy rule",
+    {
+        "image_safety": "caption_agent.policies.rules.image_safety:ImageSafetyRule",
+        "injection": "caption_agent.policies.rules.injection:InjectionRule",
+        "pii": "caption_agent.policies.rules.pii:PiiRule",
+        "blocklist": "caption_agent.policies.rules.blocklist:BlocklistRule",
+        "people": "caption_agent.policies.rules.people:PeopleRule",
+        "grounding": "caption_agent.policies.rules.grounding:GroundingRule",
+        "style": "caption_agent.policies.rules.style:StyleRule",
+        "language": "caption_agent.policies.rules.language:LanguageRule",
+        "confidence": "caption_agent.policies.rules.confidence:ConfidenceRule",
+    },
+)

@@ -25,17 +25,20 @@ class BlocklistConfig(RuleConfig):
     on_draft: Literal["allow", "redact", "review", "block"] = "block"
     terms: list[str] = Field(default_factory=list, description="Words or phrases never to publish.")
     topics: dict[str, list[str]] = Field(default_factory=dict, description="Banned topic -> its words/phrases.")
-    allow: list[str] = Field(default_factory=list, description="Phrases that contain a term but are fine "
-                             "(e.g. 'cocktail dress'); matched the same way, they shield the term.")
-    check_inputs: bool = Field(False, description="Also mask blocklisted words in catalog/image text before "
-                               "the prompt.")
+    allow: list[str] = Field(
+        default_factory=list,
+        description="Phrases that contain a term but are fine "
+        "(e.g. 'cocktail dress'); matched the same way, they shield the term.",
+    )
+    check_inputs: bool = Field(
+        False, description="Also mask blocklisted words in catalog/image text before the prompt."
+    )
     mask: str = Field("", max_length=40, description="Replacement when redacting ('' removes the word).")
 
     @model_validator(mode="after")
     def _not_empty(self) -> BlocklistConfig:
         if self.enabled and not (self.terms or any(self.topics.values())):
-            raise ValueError("no terms and no topic words: the rule would do nothing; add terms or set "
-                             "enabled: false")
+            raise ValueError("no terms and no topic words: the rule would do nothing; add terms or set enabled: false")
         bad = [t for t in [*self.terms, *(w for ws in self.topics.values() for w in ws)] if not skeleton(t).strip("* ")]
         if bad:
             raise ValueError(f"terms with no letters after normalisation: {bad}")
@@ -106,18 +109,29 @@ class BlocklistRule(Rule):
         hits = self.find(text)
         if not hits:
             return self.allow(text, f"no blocklisted words in {source}", source=source)
-        return self.violation(text, self._cut(text, hits), f"removed {len(hits)} blocklisted word(s) from {source}",
-                              None, wanted="redact", source=source, matches=_describe(text, hits))
+        return self.violation(
+            text,
+            self._cut(text, hits),
+            f"removed {len(hits)} blocklisted word(s) from {source}",
+            None,
+            wanted="redact",
+            source=source,
+            matches=_describe(text, hits),
+        )
 
     def check_output(self, text: str, ctx) -> RuleResult:
         hits = self.find(text)
         if not hits:
             return self.allow(text, f"no blocklisted words ({len(self._patterns)} terms checked)")
         topics = sorted({h[2] for h in hits})
-        return self.violation(text, self._cut(text, hits), f"blocklisted ({', '.join(topics)}): "
-                              + ", ".join(repr(text[a:b]) for a, b, _, _ in hits), ctx,
-                              feedback="do not use these words: " + ", ".join(sorted({h[3] for h in hits})),
-                              matches=_describe(text, hits))
+        return self.violation(
+            text,
+            self._cut(text, hits),
+            f"blocklisted ({', '.join(topics)}): " + ", ".join(repr(text[a:b]) for a, b, _, _ in hits),
+            ctx,
+            feedback="do not use these words: " + ", ".join(sorted({h[3] for h in hits})),
+            matches=_describe(text, hits),
+        )
 
 
 def _describe(text: str, hits: list[tuple[int, int, str, str]]) -> list[dict[str, str]]:

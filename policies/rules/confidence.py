@@ -28,5 +28,11 @@ class ConfidenceRule(Rule):
             return self.allow(text, "no confidence score given; not checked")
         if ctx.confidence >= self.config.threshold:
             return self.allow(text, f"confidence {ctx.confidence:.2f} >= {self.config.threshold:.2f}")
-        return self.violation(text, None, f"confidence {ctx.confidence:.2f} < {self.config.threshold:.2f}", ctx,
-                              confidence=ctx.confidence, threshold=self.config.threshold)
+        return self.violation(
+            text,
+            None,
+            f"confidence {ctx.confidence:.2f} < {self.config.threshold:.2f}",
+            ctx,
+            confidence=ctx.confidence,
+            threshold=self.config.threshold,
+        )

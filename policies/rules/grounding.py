@@ -20,11 +20,16 @@ from caption_agent.text import fold, skeleton_map, tidy
 
 ClaimKind = Literal["colour", "material", "name", "number", "size"]
 _SUFFIXES = r"(?:e|er|es|en|em|s|a|as|os|o|i|n)?"
-_UNITS = (r"%|mm|cm|km|m|in|inch(?:es)?|ft|\"|ml|cl|dl|l|litres?|liters?|g|kg|mg|oz|lbs?|gb|tb|mb|mah|w|kw|v|mp|hz|"
-          r"ghz|k|ct|karat|carat|pcs|pieces?|pack|x")
+_UNITS = (
+    r"%|mm|cm|km|m|in|inch(?:es)?|ft|\"|ml|cl|dl|l|litres?|liters?|g|kg|mg|oz|lbs?|gb|tb|mb|mah|w|kw|v|mp|hz|"
+    r"ghz|k|ct|karat|carat|pcs|pieces?|pack|x"
+)
 _NUMBER = re.compile(r"(?<![\w.,])(\d+(?:[.,]\d+)*)(?:\s?(" + _UNITS + r"))?(?![\w])", re.IGNORECASE)
-_SIZE = re.compile(r"\b(?:size|gr(?:ö|oe|o)(?:ß|ss)e|taille|talla|taglia|tamanho|maat)\s*:?\s*"
-                   r"((?:[2-5]?X{0,3}[SML])|XXS|XS)\b|\b(XXS|XS|XL|XXL|XXXL|[2-5]XL)\b", re.IGNORECASE)
+_SIZE = re.compile(
+    r"\b(?:size|gr(?:ö|oe|o)(?:ß|ss)e|taille|talla|taglia|tamanho|maat)\s*:?\s*"
+    r"((?:[2-5]?X{0,3}[SML])|XXS|XS)\b|\b(XXS|XS|XL|XXL|XXXL|[2-5]XL)\b",
+    re.IGNORECASE,
+)
 _WORD = re.compile(r"[^\W\d_][\w'’&.-]*[\w]|[^\W\d_]")
 _SENT_END = re.compile(r"[.!?:;]\s*$|^\s*$")
 
@@ -33,19 +38,24 @@ class GroundingConfig(RuleConfig):
     action: Literal["allow", "redact", "regenerate", "fallback", "review", "block"] = "regenerate"
     on_exhausted: Literal["redact", "fallback", "review", "block"] = "redact"
     on_draft: Literal["allow", "redact", "review", "block"] = "redact"
-    kinds: list[ClaimKind] = Field(default_factory=lambda: list(get_args(ClaimKind)),
-                                   description="Kinds of claims checked.")
+    kinds: list[ClaimKind] = Field(
+        default_factory=lambda: list(get_args(ClaimKind)), description="Kinds of claims checked."
+    )
     lexicon: dict[Literal["colour", "material"], dict[str, list[str]]] = Field(
-        default_factory=dict, description="kind -> concept -> surface forms in any language; a trailing '*' "
-        "also matches compounds that start with the form (German 'Leder*' in 'Ledertasche').")
-    broader: dict[str, list[str]] = Field(default_factory=dict,
-                                          description="concept -> broader concepts it supports ('navy': [blue]).")
+        default_factory=dict,
+        description="kind -> concept -> surface forms in any language; a trailing '*' "
+        "also matches compounds that start with the form (German 'Leder*' in 'Ledertasche').",
+    )
+    broader: dict[str, list[str]] = Field(
+        default_factory=dict, description="concept -> broader concepts it supports ('navy': [blue])."
+    )
     number_words: dict[str, int] = Field(default_factory=dict, description="Spelled-out numbers ('two': 2).")
     brands: list[str] = Field(default_factory=list, description="Brand names always treated as claims.")
     proper_noun_languages: list[str] = Field(
         default_factory=lambda: ["en", "fr", "es", "it", "pt", "nl"],
         description="Languages in which a capitalised word inside a sentence is taken as a name claim "
-                    "(not German, which capitalises every noun).")
+        "(not German, which capitalises every noun).",
+    )
     not_names: list[str] = Field(default_factory=list, description="Capitalised words that are not names.")
     support_from_image_text: bool = Field(True, description="Text read from the image may support a claim.")
 
@@ -121,8 +131,12 @@ class GroundingRule(Rule):
                 found.append(Claim("number", _number_key(m.group(1)), m.start(), m.end(), m.group()))
             if self._number_words is not None:
                 for m in self._number_words.finditer(folded):
-                    add("number", str(self.config.number_words.get(m.group(), _lookup(self.config.number_words,
-                                                                                       m.group()))), m.start(), m.end())
+                    add(
+                        "number",
+                        str(self.config.number_words.get(m.group(), _lookup(self.config.number_words, m.group()))),
+                        m.start(),
+                        m.end(),
+                    )
         if "name" in kinds and names:
             found += self._names(text, locale)
         found.sort(key=lambda c: (c.start, -(c.end - c.start)))
@@ -151,14 +165,17 @@ class GroundingRule(Rule):
         prev_end = -2
         for m in _WORD.finditer(text):
             word, key = m.group(), fold(m.group())
-            strong = (key in known or text[m.end():m.end() + 1] in ("™", "®")
-                      or (len(word) >= 2 and word.isupper() and not _SIZE.fullmatch(word) and key not in skip))
+            strong = (
+                key in known
+                or text[m.end() : m.end() + 1] in ("™", "®")
+                or (len(word) >= 2 and word.isupper() and not _SIZE.fullmatch(word) and key not in skip)
+            )
             cap = word[0].isupper() and key not in skip
             if not (strong or (cap and capitalising)):
                 prev_end = -2
                 continue
-            entry = (m, bool(_SENT_END.search(text[:m.start()])), strong)
-            if runs and text[prev_end:m.start()] == " ":
+            entry = (m, bool(_SENT_END.search(text[: m.start()])), strong)
+            if runs and text[prev_end : m.start()] == " ":
                 runs[-1].append(entry)
             else:
                 runs.append([entry])
@@ -193,7 +210,7 @@ class GroundingRule(Rule):
     def support(self, claim: Claim, ctx, index: list | None = None) -> list[str]:
         """Ids of the sources that state ``claim``."""
         out = []
-        for source, folded, kinds, values in (index if index is not None else self.index(ctx)):
+        for source, folded, kinds, values in index if index is not None else self.index(ctx):
             if claim.kind == "name":
                 hit = re.search(r"(?<!\w)" + re.escape(claim.concept) + r"(?!\w)", folded) is not None
             elif claim.kind == "number":
@@ -207,16 +224,24 @@ class GroundingRule(Rule):
     def check_output(self, text: str, ctx) -> RuleResult:
         claims = self.claims(text, ctx.locale)
         index = self.index(ctx) if claims else []
-        listed = [{"claim": c.text, "kind": c.kind, "concept": c.concept,
-                   "supported_by": self.support(c, ctx, index)} for c in claims]
+        listed = [
+            {"claim": c.text, "kind": c.kind, "concept": c.concept, "supported_by": self.support(c, ctx, index)}
+            for c in claims
+        ]
         unsupported = [c for c, row in zip(claims, listed) if not row["supported_by"]]
         if not unsupported:
             return self.allow(text, f"all {len(claims)} claim(s) supported", claims=listed)
         fixed = _cut(text, unsupported, claims)
         names = ", ".join(repr(c.text) for c in unsupported)
-        return self.violation(text, fixed, f"unsupported claim(s): {names}", ctx,
-                              feedback=f"remove details the draft and facts do not state: {names}",
-                              claims=listed, unsupported=[c.text for c in unsupported])
+        return self.violation(
+            text,
+            fixed,
+            f"unsupported claim(s): {names}",
+            ctx,
+            feedback=f"remove details the draft and facts do not state: {names}",
+            claims=listed,
+            unsupported=[c.text for c in unsupported],
+        )
 
 
 def _lookup(table: dict[str, int], folded: str) -> int:

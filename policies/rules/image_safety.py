@@ -1,7 +1,9 @@
-"""Image safety: NudeNet's detector runs on the image itself before any text is written.
+"""Image safety: NudeNet's detector runs on the image itself before any text is written, then a face detector.
 
-Exposed-body detections block or send to review; face detections are only counted (the people rule uses the
-count). NudeNet's face classes carry a guessed gender: it is never recorded or passed on.
+Exposed-body detections (NudeNet) block or send to review. Faces are only counted and boxed, once per image
+(no crops, no embeddings); the people rule uses the count. The default face detector is MTCNN
+(caption_agent.faces): NudeNet's FACE_FEMALE/FACE_MALE classes missed every face on ordinary photos of people
+(benchmarks/bench_faces.py). NudeNet's face classes carry a guessed gender: it is never recorded or passed on.
 """
 
 from __future__ import annotations
@@ -11,18 +13,35 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from caption_agent import faces as face_detection
 from caption_agent._extras import require
 from caption_agent.errors import MissingExtraError
 from caption_agent.policies.rules.base import Rule, RuleConfig, RuleResult
 from caption_agent.schemas import PolicyDecision
 
 # NudeNet 3.4 (320n) classes, from its source.
-NUDENET_CLASSES = frozenset({
-    "FEMALE_GENITALIA_COVERED", "FACE_FEMALE", "BUTTOCKS_EXPOSED", "FEMALE_BREAST_EXPOSED",
-    "FEMALE_GENITALIA_EXPOSED", "MALE_BREAST_EXPOSED", "ANUS_EXPOSED", "FEET_EXPOSED", "BELLY_COVERED",
-    "FEET_COVERED", "ARMPITS_COVERED", "ARMPITS_EXPOSED", "FACE_MALE", "BELLY_EXPOSED", "MALE_GENITALIA_EXPOSED",
-    "ANUS_COVERED", "FEMALE_BREAST_COVERED", "BUTTOCKS_COVERED",
-})
+NUDENET_CLASSES = frozenset(
+    {
+        "FEMALE_GENITALIA_COVERED",
+        "FACE_FEMALE",
+        "BUTTOCKS_EXPOSED",
+        "FEMALE_BREAST_EXPOSED",
+        "FEMALE_GENITALIA_EXPOSED",
+        "MALE_BREAST_EXPOSED",
+        "ANUS_EXPOSED",
+        "FEET_EXPOSED",
+        "BELLY_COVERED",
+        "FEET_COVERED",
+        "ARMPITS_COVERED",
+        "ARMPITS_EXPOSED",
+        "FACE_MALE",
+        "BELLY_EXPOSED",
+        "MALE_GENITALIA_EXPOSED",
+        "ANUS_COVERED",
+        "FEMALE_BREAST_COVERED",
+        "BUTTOCKS_COVERED",
+    }
+)
 
 
 class ImageSafetyConfig(RuleConfig):
@@ -33,13 +52,42 @@ class ImageSafetyConfig(RuleConfig):
     block_classes: list[str] = Field(default_factory=list, description="NudeNet classes that take `action`.")
     block_score: float = Field(0.6, ge=0, le=1, description="Minimum detector score for block_classes.")
     review_classes: list[str] = Field(default_factory=list, description="Classes sent to review.")
-    review_score: float = Field(0.45, ge=0, le=1, description="Minimum score for review_classes (and for "
-                                "block_classes under block_score).")
-    face_classes: list[str] = Field(default_factory=lambda: ["FACE_FEMALE", "FACE_MALE"])
-    face_score: float = Field(0.35, ge=0, le=1, description="Minimum score to count a face.")
+    review_score: float = Field(
+        0.45, ge=0, le=1, description="Minimum score for review_classes (and for block_classes under block_score)."
+    )
+    face_detector: Literal["mtcnn", "nudenet"] = Field(
+        "mtcnn",
+        description="What counts faces: MTCNN (facenet-pytorch weights, the [safety] extra) or NudeNet's "
+        "face_classes (misses most faces that are not close portraits).",
+    )
+    face_classes: list[str] = Field(
+        default_factory=lambda: ["FACE_FEMALE", "FACE_MALE"],
+        description="NudeNet classes counted as faces when face_detector is nudenet.",
+    )
+    face_score: float = Field(
+        0.95,
+        ge=0,
+        le=1,
+        description=(
+            "Minimum score to count a face. mtcnn: the last-stage (O-net) face probability; labelled faces score "
+            ">= 0.99 and an object photo's best non-face 0.92, hence 0.95. nudenet: the face class score (0.35 "
+            "there; its scores run lower)."
+        ),
+    )
+    face_min_px: int = Field(
+        20,
+        ge=12,
+        le=1024,
+        description=(
+            "Smallest face side, in working-copy pixels, that is searched for (mtcnn) or counted (both). Lower "
+            "finds smaller faces and costs time: the image pyramid starts at 12/face_min_px."
+        ),
+    )
     if_unavailable: Literal["allow", "review", "block"] = Field(
-        "review", description="When NudeNet is not installed: hold for review by default (never fail open); "
-                              "the decision is recorded as skipped either way.")
+        "review",
+        description="When NudeNet is not installed: hold for review by default (never fail open); "
+        "the decision is recorded as skipped either way.",
+    )
 
     @field_validator("block_classes", "review_classes", "face_classes")
     @classmethod
@@ -86,21 +134,75 @@ class ImageSafetyRule(Rule):
             found = detect(image)
         except MissingExtraError as exc:
             action = cfg.if_unavailable
-            return RuleResult([PolicyDecision(rule=self.name, action=action, reason=f"skipped: nudenet not "
-                              f"installed ({exc.fix}); policy says {action}", details={"faces": None,
-                                                                                     "skipped": True})], "")
-        faces = sum(1 for d in found if d["class"] in cfg.face_classes and d["score"] >= cfg.face_score)
+            return RuleResult(
+                [
+                    PolicyDecision(
+                        rule=self.name,
+                        action=action,
+                        reason=f"skipped: nudenet not installed ({exc.fix}); policy says {action}",
+                        details={"faces": None, "skipped": True},
+                    )
+                ],
+                "",
+            )
+        boxes = self._faces(image, found)
+        faces = None if boxes is None else len(boxes)
         blocking = [d for d in found if d["class"] in cfg.block_classes and d["score"] >= cfg.block_score]
-        reviewing = [d for d in found if (d["class"] in cfg.review_classes or d["class"] in cfg.block_classes)
-                     and d["score"] >= cfg.review_score and d not in blocking]
+        reviewing = [
+            d
+            for d in found
+            if (d["class"] in cfg.review_classes or d["class"] in cfg.block_classes)
+            and d["score"] >= cfg.review_score
+            and d not in blocking
+        ]
         # Face classes are gendered guesses: keep them out of the record.
-        shown = [{"class": d["class"], "score": round(d["score"], 3)} for d in blocking + reviewing
-                 if d["class"] not in cfg.face_classes]
-        details: dict[str, Any] = {"faces": faces, "detections": shown, "image": info.sha256[:16] if info else None}
+        shown = [
+            {"class": d["class"], "score": round(d["score"], 3)}
+            for d in blocking + reviewing
+            if d["class"] not in cfg.face_classes
+        ]
+        details: dict[str, Any] = {
+            "faces": faces,
+            "face_boxes": boxes,
+            "face_detector": cfg.face_detector,
+            "detections": shown,
+            "image": info.sha256[:16] if info else None,
+        }
+        if boxes is None:
+            details["faces_skipped"] = f"facenet-pytorch not installed ({face_detection.FIX})"
         if blocking:
-            return self.violation("", None, "unsafe image: " + ", ".join(f"{d['class']} {d['score']:.2f}"
-                                                                            for d in blocking), ctx, **details)
+            return self.violation(
+                "",
+                None,
+                "unsafe image: " + ", ".join(f"{d['class']} {d['score']:.2f}" for d in blocking),
+                ctx,
+                **details,
+            )
         if reviewing:
-            return self.violation("", None, "possibly unsafe image: " + ", ".join(
-                f"{d['class']} {d['score']:.2f}" for d in reviewing), ctx, wanted="review", **details)
-        return self.allow("", f"no unsafe content detected; {faces} face(s)", **details)
+            return self.violation(
+                "",
+                None,
+                "possibly unsafe image: " + ", ".join(f"{d['class']} {d['score']:.2f}" for d in reviewing),
+                ctx,
+                wanted="review",
+                **details,
+            )
+        counted = f"{faces} face(s)" if faces is not None else "faces not counted (face detector not installed)"
+        return self.allow("", f"no unsafe content detected; {counted}", **details)
+
+    def _faces(self, image: Any, found: list[dict[str, Any]]) -> list[list[float]] | None:
+        """Face boxes [[x0, y0, x1, y1, score]] (int pixels, 2-decimal score), or None when the detector is not
+        installed: the engine then reports faces as unknown and the people rule applies its if_unavailable."""
+        cfg = self.config
+        if cfg.face_detector == "nudenet":
+            out = []
+            for d in found:
+                x, y, w, h = d["box"]
+                if d["class"] in cfg.face_classes and d["score"] >= cfg.face_score and h >= cfg.face_min_px:
+                    out.append([round(x), round(y), round(x + w), round(y + h), round(d["score"], 2)])
+            return out
+        try:
+            model = face_detection.detector()
+        except MissingExtraError:
+            return None
+        return [f.as_list() for f in model.detect(image, min_face_px=cfg.face_min_px, score=cfg.face_score)]

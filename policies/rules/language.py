@@ -24,10 +24,15 @@ class LanguageConfig(RuleConfig):
     on_draft: Literal["allow", "review", "block"] = "review"
     min_chars: int = Field(30, ge=1, description="Shorter text is not checked (detection is unreliable).")
     min_words: int = Field(5, ge=1, description="Text with fewer words is not checked.")
-    mismatch_probability: float = Field(0.8, gt=0, le=1, description="A different language must be at least this "
-                                        "likely before the caption counts as wrong.")
-    accept_probability: float = Field(0.2, ge=0, le=1, description="The requested language passes if it is at "
-                                      "least this likely.")
+    mismatch_probability: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="A different language must be at least this likely before the caption counts as wrong.",
+    )
+    accept_probability: float = Field(
+        0.2, ge=0, le=1, description="The requested language passes if it is at least this likely."
+    )
     uncertain_action: Literal["allow", "review"] = Field("allow", description="When neither holds.")
 
 
@@ -61,8 +66,12 @@ class LanguageRule(Rule):
         sample = re.sub(r"\b[A-Z0-9][A-Z0-9-]+\b|\d+|\[\w+\]", " ", sample)
         sample = " ".join(sample.split())
         if len(sample) < self.config.min_chars or len(sample.split()) < self.config.min_words:
-            return self.allow(text, f"too short to detect the language reliably ({len(sample)} chars, "
-                                    f"{len(sample.split())} words); not checked", expected=want)
+            return self.allow(
+                text,
+                f"too short to detect the language reliably ({len(sample)} chars, "
+                f"{len(sample.split())} words); not checked",
+                expected=want,
+            )
         found = detect(sample)
         probs: dict[str, float] = {}
         for code, p in found:
@@ -72,10 +81,21 @@ class LanguageRule(Rule):
             return self.allow(text, f"language {want} detected (p={probs.get(want, 0.0):.2f})", **details)
         top, p_top = max(probs.items(), key=lambda kv: kv[1], default=("?", 0.0))
         if p_top >= self.config.mismatch_probability:
-            return self.violation(text, None, f"caption is in {top} (p={p_top:.2f}), locale {ctx.locale} wants "
-                                  f"{want}", ctx, feedback=f"write the caption in the language of {ctx.locale}",
-                                  **details)
+            return self.violation(
+                text,
+                None,
+                f"caption is in {top} (p={p_top:.2f}), locale {ctx.locale} wants {want}",
+                ctx,
+                feedback=f"write the caption in the language of {ctx.locale}",
+                **details,
+            )
         if self.config.uncertain_action == "review":
-            return self.violation(text, None, f"language uncertain (best {top}, p={p_top:.2f}); wanted {want}",
-                                  ctx, wanted="review", **details)
+            return self.violation(
+                text,
+                None,
+                f"language uncertain (best {top}, p={p_top:.2f}); wanted {want}",
+                ctx,
+                wanted="review",
+                **details,
+            )
         return self.allow(text, f"language uncertain (best {top}, p={p_top:.2f}); allowed by policy", **details)

@@ -19,52 +19,129 @@ from caption_agent.schemas import PolicyDecision
 from caption_agent.text import fold, tidy
 
 _NEUTRAL = {
-    "woman": "person", "man": "person", "lady": "person", "gentleman": "person", "guy": "person", "gal": "person",
-    "women": "people", "men": "people", "ladies": "people", "gentlemen": "people", "guys": "people",
-    "girl": "child", "boy": "child", "girls": "children", "boys": "children", "businessman": "businessperson",
-    "businesswoman": "businessperson", "businessmen": "businesspeople", "businesswomen": "businesspeople",
-    "actress": "actor", "waitress": "server", "waiter": "server", "mother": "parent", "father": "parent",
-    "mom": "parent", "dad": "parent", "husband": "partner", "wife": "partner", "boyfriend": "partner",
-    "girlfriend": "partner", "sportsman": "athlete", "sportswoman": "athlete", "spokesman": "spokesperson",
-    "spokeswoman": "spokesperson", "policeman": "police officer", "policewoman": "police officer",
-    "fireman": "firefighter", "chairman": "chair", "she": "they", "he": "they", "him": "them",
-    "his": "their", "hers": "theirs", "herself": "themself", "himself": "themself",
-    "female": "", "male": "",
+    "woman": "person",
+    "man": "person",
+    "lady": "person",
+    "gentleman": "person",
+    "guy": "person",
+    "gal": "person",
+    "women": "people",
+    "men": "people",
+    "ladies": "people",
+    "gentlemen": "people",
+    "guys": "people",
+    "girl": "child",
+    "boy": "child",
+    "girls": "children",
+    "boys": "children",
+    "businessman": "businessperson",
+    "businesswoman": "businessperson",
+    "businessmen": "businesspeople",
+    "businesswomen": "businesspeople",
+    "actress": "actor",
+    "waitress": "server",
+    "waiter": "server",
+    "mother": "parent",
+    "father": "parent",
+    "mom": "parent",
+    "dad": "parent",
+    "husband": "partner",
+    "wife": "partner",
+    "boyfriend": "partner",
+    "girlfriend": "partner",
+    "sportsman": "athlete",
+    "sportswoman": "athlete",
+    "spokesman": "spokesperson",
+    "spokeswoman": "spokesperson",
+    "policeman": "police officer",
+    "policewoman": "police officer",
+    "fireman": "firefighter",
+    "chairman": "chair",
+    "she": "they",
+    "he": "they",
+    "him": "them",
+    "his": "their",
+    "hers": "theirs",
+    "herself": "themself",
+    "himself": "themself",
+    "female": "",
+    "male": "",
 }
-_PERSON = (r"person|people|persons|individual|woman|women|man|men|lady|ladies|gentleman|gentlemen|guy|guys|girl|"
-           r"girls|boy|boys|child|children|kid|kids|teen|teenager|adult|adults|model|worker|student|astronaut|"
-           r"athlete|customer|shopper|couple|family|friends|musician|guitarist|pianist|artist|singer|dancer|player|"
-           r"chef|cook|baker|doctor|nurse|teacher|employee|officer|soldier|farmer|driver|rider|runner|cyclist|"
-           r"skier|surfer|hiker|tourist|traveller|traveler|professional|businessperson|actor")
-_AGE = re.compile(r"\b(?:\d{1,3}[- ]years?[- ]old|(?:young|younger|old|older|elderly|aged|middle-aged|teenage|"
-                  r"adolescent|senior|mature|youthful|little|baby-faced)(?=\s+(?:\w+\s+)?(?:" + _PERSON + r")\b)"
-                  r"|in (?:his|her|their) (?:early |mid |late )?(?:\d0s|teens|twenties|thirties|forties|fifties|"
-                  r"sixties|seventies|eighties))\b", re.IGNORECASE)
-_AGE_NOUNS = {"teenager": "person", "teenagers": "people", "elder": "person", "senior citizen": "person",
-              "retiree": "person", "toddler": "child"}
-_ETHNIC = re.compile(r"\b(?:african[- ]american|asian|african|caucasian|hispanic|latino|latina|latinx|black|white|"
-                     r"brown-skinned|dark-skinned|light-skinned|fair-skinned|european|indian|arab|middle[- ]eastern|"
-                     r"native american|indigenous|chinese|japanese|korean|mexican|east asian|south asian)"
-                     r"(?=\s+(?:\w+\s+)?(?:" + _PERSON + r")\b)", re.IGNORECASE)
+_PERSON = (
+    r"person|people|persons|individual|woman|women|man|men|lady|ladies|gentleman|gentlemen|guy|guys|girl|"
+    r"girls|boy|boys|child|children|kid|kids|teen|teenager|adult|adults|model|worker|student|astronaut|"
+    r"athlete|customer|shopper|couple|family|friends|musician|guitarist|pianist|artist|singer|dancer|player|"
+    r"chef|cook|baker|doctor|nurse|teacher|employee|officer|soldier|farmer|driver|rider|runner|cyclist|"
+    r"skier|surfer|hiker|tourist|traveller|traveler|professional|businessperson|actor"
+)
+_AGE = re.compile(
+    r"\b(?:\d{1,3}[- ]years?[- ]old|(?:young|younger|old|older|elderly|aged|middle-aged|teenage|"
+    r"adolescent|senior|mature|youthful|little|baby-faced)(?=\s+(?:\w+\s+)?(?:" + _PERSON + r")\b)"
+    r"|in (?:his|her|their) (?:early |mid |late )?(?:\d0s|teens|twenties|thirties|forties|fifties|"
+    r"sixties|seventies|eighties))\b",
+    re.IGNORECASE,
+)
+_AGE_NOUNS = {
+    "teenager": "person",
+    "teenagers": "people",
+    "elder": "person",
+    "senior citizen": "person",
+    "retiree": "person",
+    "toddler": "child",
+}
+_ETHNIC = re.compile(
+    r"\b(?:african[- ]american|asian|african|caucasian|hispanic|latino|latina|latinx|black|white|"
+    r"brown-skinned|dark-skinned|light-skinned|fair-skinned|european|indian|arab|middle[- ]eastern|"
+    r"native american|indigenous|chinese|japanese|korean|mexican|east asian|south asian)"
+    r"(?=\s+(?:\w+\s+)?(?:" + _PERSON + r")\b)",
+    re.IGNORECASE,
+)
 # Non-English: found, not rewritten (gender agreement makes a word swap wrong).
-_OTHER = re.compile(r"\b(?:frau|mann|mädchen|junge|dame|herr|femme|homme|fille|garçon|mujer|hombre|chica|chico|"
-                    r"niña|niño|donna|uomo|ragazza|ragazzo|mulher|homem|menina|menino|junge frau|jung\w*|alt\w* "
-                    r"(?:frau|mann)|jeune|âgée?|vieille|vieux|joven|anciana?|giovane|anziana?|jovem|idosa?|"
-                    r"asiatisch\w*|afrikanisch\w*|asiatique|africaine?|asiático|asiática|africano|africana)\b",
-                    re.IGNORECASE)
-_NAME_ON_PERSON = re.compile(r"\b([A-Z][a-z]+(?:\s+[A-Z][a-z]+)+)(?=\s*(?:,\s*(?:a|an|the)\s+(?:" + _PERSON + r")|"
-                             r"\s+(?:is\s+|was\s+)?(?:wearing|holding|smiling|posing|standing|sitting|looking|"
-                             r"walking|wears|holds|smiles|poses|stands|sits|looks|walks)\b))"
-                             r"|\b(?:named|called)\s+([A-Z][a-z]+(?:\s+[A-Z][a-z]+)*)")
-_KEEP = re.compile(r"\b(?:men|women|boys|girls|ladies)['’]s?(?!\w)|(?<=\bfor )(?:men|women|boys|girls|ladies)\b"
-                   r"|\b(?:men|women|boys|girls|ladies|unisex)"
-                   r"(?=\s+(?:size|sizes|fit|cut|collection|shoes?|jackets?|shirts?|clothing|wear)\b)",
-                   re.IGNORECASE)
+_OTHER = re.compile(
+    r"\b(?:frau|mann|mädchen|junge|dame|herr|femme|homme|fille|garçon|mujer|hombre|chica|chico|"
+    r"niña|niño|donna|uomo|ragazza|ragazzo|mulher|homem|menina|menino|junge frau|jung\w*|alt\w* "
+    r"(?:frau|mann)|jeune|âgée?|vieille|vieux|joven|anciana?|giovane|anziana?|jovem|idosa?|"
+    r"asiatisch\w*|afrikanisch\w*|asiatique|africaine?|asiático|asiática|africano|africana)\b",
+    re.IGNORECASE,
+)
+_NAME_ON_PERSON = re.compile(
+    r"\b([A-Z][a-z]+(?:\s+[A-Z][a-z]+)+)(?=\s*(?:,\s*(?:a|an|the)\s+(?:" + _PERSON + r")|"
+    r"\s+(?:is\s+|was\s+)?(?:wearing|holding|smiling|posing|standing|sitting|looking|"
+    r"walking|wears|holds|smiles|poses|stands|sits|looks|walks)\b))"
+    r"|\b(?:named|called)\s+([A-Z][a-z]+(?:\s+[A-Z][a-z]+)*)"
+)
+_KEEP = re.compile(
+    r"\b(?:men|women|boys|girls|ladies)['’]s?(?!\w)|(?<=\bfor )(?:men|women|boys|girls|ladies)\b"
+    r"|\b(?:men|women|boys|girls|ladies|unisex)"
+    r"(?=\s+(?:size|sizes|fit|cut|collection|shoes?|jackets?|shirts?|clothing|wear)\b)",
+    re.IGNORECASE,
+)
 # "Maria Lopez", "MARIA LOPEZ" (signs, labels): two capitalised words.
 _PROPER_BIGRAM = re.compile(r"\b([A-Z][a-z]{1,20}\s+[A-Z][a-z]{1,20}|[A-Z]{2,20}\s+[A-Z]{2,20})\b")
 # Capitalised pairs in catalog text that are not people ("Care Instructions", "Stainless Steel").
-_NOT_NAME_WORDS = {"the", "and", "for", "with", "care", "size", "new", "free", "sale", "set", "edition", "collection",
-                   "mayor", "president", "street", "espresso", "coffee", "cup", "steel", "cotton", "leather"}
+_NOT_NAME_WORDS = {
+    "the",
+    "and",
+    "for",
+    "with",
+    "care",
+    "size",
+    "new",
+    "free",
+    "sale",
+    "set",
+    "edition",
+    "collection",
+    "mayor",
+    "president",
+    "street",
+    "espresso",
+    "coffee",
+    "cup",
+    "steel",
+    "cotton",
+    "leather",
+}
 
 
 # Catalog fields written in Title Case (and ids): not searched for names.
@@ -73,11 +150,10 @@ _TITLE_CASE_FIELDS = {"brand", "title", "category", "sku"}
 
 def _name_gap(text: str, m: re.Match[str]) -> str:
     """What replaces a name: 'a person' as a subject; nothing when it was an apposition ("A person, X, ...")."""
-    before = text[:m.start()].rstrip().lower()
+    before = text[: m.start()].rstrip().lower()
     if m.group().startswith(",") and m.group().endswith(","):
         return " "
     return "a person" if not before.endswith(("a", "an", "the")) else "person"
-
 
 
 class PeopleConfig(RuleConfig):
@@ -90,9 +166,11 @@ class PeopleConfig(RuleConfig):
     identity: Literal["remove", "allow"] = Field("remove", description="Names put on people in the photo.")
     only_with_faces: bool = Field(True, description="Check only when the image safety rule counted faces.")
     if_unavailable: Literal["allow", "review", "block"] = Field(
-        "review", description="With only_with_faces, when faces were not counted (the person detector is not "
+        "review",
+        description="With only_with_faces, when faces were not counted (the person detector is not "
         "installed, failed or is disabled): review holds the caption for a person, allow lets it through "
-        "unchecked.")
+        "unchecked.",
+    )
 
 
 class PeopleRule(Rule):
@@ -108,11 +186,17 @@ class PeopleRule(Rule):
         like a name ("Rocket Launch Model Kit" is no person).
         """
         brands = {fold(str(v)) for f in ctx.facts for k, v in f.fields.items() if k == "brand"}
-        texts = [f.text for f in ctx.facts if f.field not in _TITLE_CASE_FIELDS] + [
-            str(v) for f in ctx.facts for k, v in f.fields.items() if k not in _TITLE_CASE_FIELDS] + [ctx.image_text]
+        texts = (
+            [f.text for f in ctx.facts if f.field not in _TITLE_CASE_FIELDS]
+            + [str(v) for f in ctx.facts for k, v in f.fields.items() if k not in _TITLE_CASE_FIELDS]
+            + [ctx.image_text]
+        )
         found = {m.title() for t in texts for m in _PROPER_BIGRAM.findall(t)}
-        return sorted((n for n in found if fold(n) not in brands and not (set(fold(n).split()) & _NOT_NAME_WORDS)),
-                      key=len, reverse=True)
+        return sorted(
+            (n for n in found if fold(n) not in brands and not (set(fold(n).split()) & _NOT_NAME_WORDS)),
+            key=len,
+            reverse=True,
+        )
 
     def check_output(self, text: str, ctx) -> RuleResult:
         cfg = self.config
@@ -153,23 +237,35 @@ class PeopleRule(Rule):
             found = [m.group() for m in _OTHER.finditer(text)]
             if found:
                 problems += [f"person attribute {w!r}" for w in found]
-                return self.violation(text, None, "people: " + "; ".join(problems), ctx, wanted="regenerate"
-                                      if cfg.action == "redact" else cfg.action, feedback="do not state the "
-                                      "gender, age, ethnicity or name of people in the photo; say 'person'",
-                                      faces=ctx.faces)
+                return self.violation(
+                    text,
+                    None,
+                    "people: " + "; ".join(problems),
+                    ctx,
+                    wanted="regenerate" if cfg.action == "redact" else cfg.action,
+                    feedback="do not state the gender, age, ethnicity or name of people in the photo; say 'person'",
+                    faces=ctx.faces,
+                )
         if not problems:
             return self.allow(text, f"{faces}; no identity, age, gender or ethnicity stated")
-        return self.violation(text, tidy(fixed) if english else None, "people: " + "; ".join(problems), ctx,
-                              feedback="do not state the gender, age, ethnicity or name of people in the photo",
-                              faces=ctx.faces)
+        return self.violation(
+            text,
+            tidy(fixed) if english else None,
+            "people: " + "; ".join(problems),
+            ctx,
+            feedback="do not state the gender, age, ethnicity or name of people in the photo",
+            faces=ctx.faces,
+        )
 
     def _unavailable(self, text: str) -> RuleResult:
         """Faces were not counted: "no faces" is not known, so the policy's if_unavailable decides."""
         action = self.config.if_unavailable
         what = {"allow": "not checked (if_unavailable: allow)", "review": "held for review", "block": "blocked"}
         reason = f"person detector unavailable (install caption-agent[safety]); {what[action]}"
-        return RuleResult([PolicyDecision(rule=self.name, action=action, reason=reason,
-                                          details={"faces": None, "skipped": True})], text)
+        return RuleResult(
+            [PolicyDecision(rule=self.name, action=action, reason=reason, details={"faces": None, "skipped": True})],
+            text,
+        )
 
 
 def _neutralise(text: str) -> tuple[str, list[str]]:
@@ -183,8 +279,12 @@ def _neutralise(text: str) -> tuple[str, list[str]]:
             return word
         repl = _NEUTRAL.get(word.lower(), "")
         if word.lower() == "her":
-            repl = "their" if re.match(r"\s+[a-z]", text[m.end():]) and not re.match(
-                r"\s+(?:and|with|in|on|at|to|while|as|by)\b", text[m.end():]) else "them"
+            repl = (
+                "their"
+                if re.match(r"\s+[a-z]", text[m.end() :])
+                and not re.match(r"\s+(?:and|with|in|on|at|to|while|as|by)\b", text[m.end() :])
+                else "them"
+            )
         found.append(word)
         if word[0].isupper() and repl:
             repl = repl[0].upper() + repl[1:]
@@ -202,8 +302,11 @@ def _neutralise(text: str) -> tuple[str, list[str]]:
         if low in irregular:
             verb = irregular[low]
         elif low not in _NOT_VERBS and re.search(r"[^s]s$", low):
-            verb = re.sub(r"(?:(?<=[^aeiou])ies|(?<=ch|sh)es|(?<=ss)es|(?<=x)es|(?<=[^s])s)$",
-                          lambda e: "y" if e.group() == "ies" else "", verb)
+            verb = re.sub(
+                r"(?:(?<=[^aeiou])ies|(?<=ch|sh)es|(?<=ss)es|(?<=x)es|(?<=[^s])s)$",
+                lambda e: "y" if e.group() == "ies" else "",
+                verb,
+            )
         return f"{pronoun} {adverb}{verb}"
 
     out = re.sub(r"\x00(\w+) ((?:also |always |often |now |still )?)(\w+)", agree, out)
@@ -211,5 +314,24 @@ def _neutralise(text: str) -> tuple[str, list[str]]:
     return out, found
 
 
-_NOT_VERBS = {"always", "sometimes", "perhaps", "across", "plus", "less", "unless", "thus", "yes", "its", "us",
-              "this", "as", "his", "hers", "has", "is", "was", "does"}
+_NOT_VERBS = {
+    "always",
+    "sometimes",
+    "perhaps",
+    "across",
+    "plus",
+    "less",
+    "unless",
+    "thus",
+    "yes",
+    "its",
+    "us",
+    "this",
+    "as",
+    "his",
+    "hers",
+    "has",
+    "is",
+    "was",
+    "does",
+}

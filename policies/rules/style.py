@@ -22,7 +22,8 @@ class StyleConfig(RuleConfig):
     on_exhausted: Literal["redact", "fallback", "review", "block"] = "redact"
     on_draft: Literal["allow", "redact", "review", "block"] = "redact"
     too_short_action: Literal["allow", "regenerate", "fallback", "review", "block"] = Field(
-        "regenerate", description="Text under the preset's min_chars cannot be fixed in place.")
+        "regenerate", description="Text under the preset's min_chars cannot be fixed in place."
+    )
     extra_banned_openings: list[str] = Field(default_factory=list, description="Added to the preset's.")
     extra_banned_phrases: list[str] = Field(default_factory=list, description="Added to the preset's.")
     clip_tokens: bool = Field(True, description="Enforce the preset's max_clip_tokens with CLIP's tokenizer.")
@@ -43,7 +44,7 @@ class StyleRule(Rule):
         openings = [*preset.banned_openings, *self.config.extra_banned_openings]
         cut = _strip_opening(fixed, openings)
         if cut != fixed:
-            fixes.append(f"removed banned opening {fixed[:len(fixed) - len(cut)].strip()!r}")
+            fixes.append(f"removed banned opening {fixed[: len(fixed) - len(cut)].strip()!r}")
             fixed = cut
         for phrase in [*preset.banned_phrases, *self.config.extra_banned_phrases]:
             sk, index = skeleton_map(fixed)
@@ -54,7 +55,7 @@ class StyleRule(Rule):
                 fixed = tidy(fixed[:a] + fixed[b:])
         if preset.max_words and len(fixed.split()) > preset.max_words:
             fixes.append(f"{len(fixed.split())} words > {preset.max_words}")
-            fixed = fit_length(" ".join(fixed.split()[:preset.max_words]), len(fixed))
+            fixed = fit_length(" ".join(fixed.split()[: preset.max_words]), len(fixed))
         if preset.max_clip_tokens and self.config.clip_tokens:
             from caption_agent.clip_tokens import count_clip_tokens, fit_clip_tokens
 
@@ -65,31 +66,51 @@ class StyleRule(Rule):
         if len(fixed) > ctx.limit:
             fixes.append(f"{len(fixed)} characters > {ctx.limit}")
             fixed = fit_length(fixed, ctx.limit)
-        limits = {"max_chars": ctx.limit, "min_chars": preset.min_chars, "max_words": preset.max_words,
-                  "max_clip_tokens": preset.max_clip_tokens, "chars": len(fixed)}
+        limits = {
+            "max_chars": ctx.limit,
+            "min_chars": preset.min_chars,
+            "max_words": preset.max_words,
+            "max_clip_tokens": preset.max_clip_tokens,
+            "chars": len(fixed),
+        }
         decisions = []
         if fixes:
-            result = self.violation(text, fixed, "style: " + "; ".join(fixes), ctx,
-                                    feedback=f"at most {ctx.limit} characters; do not start with "
-                                             f"{', '.join(repr(o) for o in openings[:3])}", limits=limits)
+            result = self.violation(
+                text,
+                fixed,
+                "style: " + "; ".join(fixes),
+                ctx,
+                feedback=f"at most {ctx.limit} characters; do not start with "
+                f"{', '.join(repr(o) for o in openings[:3])}",
+                limits=limits,
+            )
             decisions, fixed = result.decisions, result.text
         if len(fixed) < preset.min_chars:
-            short = self.violation(fixed, None, f"{len(fixed)} characters < the preset's minimum "
-                                   f"{preset.min_chars}", ctx, wanted=self.config.too_short_action,
-                                   feedback=f"write at least {preset.min_chars} characters", limits=limits)
+            short = self.violation(
+                fixed,
+                None,
+                f"{len(fixed)} characters < the preset's minimum {preset.min_chars}",
+                ctx,
+                wanted=self.config.too_short_action,
+                feedback=f"write at least {preset.min_chars} characters",
+                limits=limits,
+            )
             return RuleResult(decisions + short.decisions, fixed, short.feedback)
         if decisions:
             return RuleResult(decisions, fixed, result.feedback)
-        return self.allow(text, f"within style limits ({len(text)}/{ctx.limit} characters, no banned "
-                                "opening or phrase)", limits=limits)
+        return self.allow(
+            text,
+            f"within style limits ({len(text)}/{ctx.limit} characters, no banned opening or phrase)",
+            limits=limits,
+        )
 
 
 def _strip_opening(text: str, openings: list[str]) -> str:
     """Cut a banned opening ("Image of", "A photo of:") however it is disguised, and re-capitalise."""
     sk, index = skeleton_map(text)
     for opening in sorted(openings, key=len, reverse=True):
-        m = re.match(r"\W*" + term_pattern(opening)[len(r"(?<![^\W_])"):], sk)
+        m = re.match(r"\W*" + term_pattern(opening)[len(r"(?<![^\W_])") :], sk)
         if m:
-            rest = text[index[m.end() - 1] + 1:].lstrip(" :,-–—")
+            rest = text[index[m.end() - 1] + 1 :].lstrip(" :,-–—")
             return rest[:1].upper() + rest[1:]
     return text

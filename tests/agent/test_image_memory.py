@@ -33,8 +33,9 @@ def test_accepted_image_stays_within_memory_budget(images, name):
     row = bench_image_memory.measure(images[name], refiner="none", cap_gb=6.0, timeout_s=120)
     assert row["accepted"], row
     assert row["status"] in {"ok", "review", "blocked"}, row
-    assert row["within_budget"], (f"{name}: peak RSS growth {row['growth_mb']} MB over the budget of "
-                                  f"{row['budget_mb']} MB ({row['peak_method']})")
+    assert row["within_budget"], (
+        f"{name}: peak RSS growth {row['growth_mb']} MB over the budget of {row['budget_mb']} MB ({row['peak_method']})"
+    )
 
 
 def test_extreme_strip_is_refused_quickly_with_the_aspect_limit(images):

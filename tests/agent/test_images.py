@@ -22,8 +22,9 @@ def test_loads_real_photo_with_hash(images_dir):
     assert again.sha256 == info.sha256 and again.source == "<bytes>"
 
 
-@pytest.mark.parametrize("data, needle", [(b"", "empty"), (b"not an image at all", "not an image"),
-                                          (_png()[:60], "corrupt or truncated")])
+@pytest.mark.parametrize(
+    "data, needle", [(b"", "empty"), (b"not an image at all", "not an image"), (_png()[:60], "corrupt or truncated")]
+)
 def test_bad_bytes_are_named(data, needle):
     with pytest.raises(InvalidImageError) as err:
         load_image(data)

@@ -15,7 +15,6 @@ print("clean")
 
 
 def test_import_loads_nothing_heavy(tmp_path):
-    out = subprocess.run([sys.executable, "-P", "-c", CODE], capture_output=True, text=True, timeout=120,
-                         cwd=tmp_path)
+    out = subprocess.run([sys.executable, "-P", "-c", CODE], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "clean"

@@ -53,18 +53,27 @@ def test_batch_keeps_going_past_bad_items(offline_agent, images_dir, tmp_path):
     empty.write_bytes(b"")
     text = tmp_path / "notes.jpg"
     text.write_text("not an image")
-    reqs = [CaptionRequest(image=images_dir / "chelsea.jpg", key="good"),
-            CaptionRequest(image=empty, key="empty"), CaptionRequest(image=text, key="text"),
-            CaptionRequest(image=tmp_path / "missing.jpg", key="missing"),
-            CaptionRequest(image=images_dir / "coffee.jpg", style="haiku", key="style"),
-            CaptionRequest(image=images_dir / "coffee.jpg", locale="xx-QQ", key="locale"),
-            CaptionRequest(image=images_dir / "coffee.jpg", hint=ProductHint(sku="NO-SUCH-SKU"), key="sku")]
+    reqs = [
+        CaptionRequest(image=images_dir / "chelsea.jpg", key="good"),
+        CaptionRequest(image=empty, key="empty"),
+        CaptionRequest(image=text, key="text"),
+        CaptionRequest(image=tmp_path / "missing.jpg", key="missing"),
+        CaptionRequest(image=images_dir / "coffee.jpg", style="haiku", key="style"),
+        CaptionRequest(image=images_dir / "coffee.jpg", locale="xx-QQ", key="locale"),
+        CaptionRequest(image=images_dir / "coffee.jpg", hint=ProductHint(sku="NO-SUCH-SKU"), key="sku"),
+    ]
     results = offline_agent.caption_batch(reqs)
     by_key = {r.key: r for r in results}
     assert [r.key for r in results] == [r.key for r in reqs]
     assert by_key["good"].status == "ok"
-    for key, err in [("empty", "InvalidImageError"), ("text", "InvalidImageError"), ("missing", "InvalidImageError"),
-                     ("style", "UnknownStyleError"), ("locale", "InvalidLocaleError"), ("sku", "UnknownSkuError")]:
+    for key, err in [
+        ("empty", "InvalidImageError"),
+        ("text", "InvalidImageError"),
+        ("missing", "InvalidImageError"),
+        ("style", "UnknownStyleError"),
+        ("locale", "InvalidLocaleError"),
+        ("sku", "UnknownSkuError"),
+    ]:
         assert by_key[key].status == "error" and by_key[key].error.type == err and "Fix:" in by_key[key].error.message
         assert by_key[key].error.stage == "input"
         prov = by_key[key].provenance  # results that end before refinement still say what produced them

@@ -15,17 +15,27 @@ pytestmark = pytest.mark.slow
 @pytest.fixture()
 def agent_none(lite_drafter, catalog_dir, embedder):
     """Lite drafter, the real catalog, no refiner: cheap enough to build per test."""
-    agent = CaptionAgent(AgentConfig.load(retrieval={"catalog_dir": catalog_dir}, refiner={"backend": "none"},
-                                          default_style="social", default_locale="en-GB"),
-                         drafter=lite_drafter, embedder=embedder)
+    agent = CaptionAgent(
+        AgentConfig.load(
+            retrieval={"catalog_dir": catalog_dir},
+            refiner={"backend": "none"},
+            default_style="social",
+            default_locale="en-GB",
+        ),
+        drafter=lite_drafter,
+        embedder=embedder,
+    )
     yield agent
     agent.close()
 
 
 def test_requests_without_style_or_locale_get_the_config_defaults(agent_none, images_dir):
-    plain, explicit = agent_none.caption_batch([
-        CaptionRequest(image=images_dir / "coffee.jpg"),
-        CaptionRequest(image=images_dir / "coffee.jpg", style="alt_text", locale="en-US")])
+    plain, explicit = agent_none.caption_batch(
+        [
+            CaptionRequest(image=images_dir / "coffee.jpg"),
+            CaptionRequest(image=images_dir / "coffee.jpg", style="alt_text", locale="en-US"),
+        ]
+    )
     assert (plain.style, plain.locale) == ("social", "en-GB")
     assert (explicit.style, explicit.locale) == ("alt_text", "en-US")
     runnable = agent_none.as_runnable().invoke(CaptionRequest(image=images_dir / "coffee.jpg"))
@@ -46,8 +56,12 @@ class _Flaky:
 
 
 def test_a_ranking_crash_fails_that_item_only(agent_none, lite_drafter, images_dir):
-    agent = CaptionAgent(agent_none.config, drafter=lite_drafter, retriever=agent_none.retriever,
-                         ranker=_Flaky(agent_none.ranker, bad_width=600))  # coffee.jpg is 600x400
+    agent = CaptionAgent(
+        agent_none.config,
+        drafter=lite_drafter,
+        retriever=agent_none.retriever,
+        ranker=_Flaky(agent_none.ranker, bad_width=600),
+    )  # coffee.jpg is 600x400
     cat, coffee = agent.caption_batch([images_dir / "chelsea.jpg", images_dir / "coffee.jpg"])
     assert cat.status in ("ok", "review") and cat.text
     assert coffee.status == "error" and coffee.error.stage == "rank" and "crashed" in coffee.error.message
@@ -69,8 +83,10 @@ def test_a_grounding_crash_fails_that_item_only(agent_none, images_dir):
             return real.facts(query, hint)
 
     agent = CaptionAgent(agent_none.config, drafter=agent_none.drafter, ranker=agent_none.ranker, retriever=Broken())
-    reqs = [CaptionRequest(image=images_dir / "coffee.jpg", style="seo_product"),
-            CaptionRequest(image=images_dir / "coffee.jpg", style="seo_product", hint={"brand": "boom"})]
+    reqs = [
+        CaptionRequest(image=images_dir / "coffee.jpg", style="seo_product"),
+        CaptionRequest(image=images_dir / "coffee.jpg", style="seo_product", hint={"brand": "boom"}),
+    ]
     ok, failed = agent.caption_batch(reqs)
     assert ok.status in ("ok", "review") and ok.facts
     assert failed.status == "error" and failed.error.stage == "ground" and "fell over" in failed.error.message
@@ -80,9 +96,12 @@ def test_unknown_sku_is_the_same_error_in_api_and_batch(agent_none, images_dir):
     with pytest.raises(UnknownSkuError, match="NO-SUCH-SKU") as err:
         agent_none.caption(images_dir / "coffee.jpg", sku="NO-SUCH-SKU")
     assert "Fix:" in str(err.value)
-    known, unknown = agent_none.caption_batch([
-        CaptionRequest(image=images_dir / "coffee.jpg", style="seo_product", hint={"sku": "MUG-001"}),
-        CaptionRequest(image=images_dir / "coffee.jpg", style="seo_product", hint={"sku": "NO-SUCH-SKU"})])
+    known, unknown = agent_none.caption_batch(
+        [
+            CaptionRequest(image=images_dir / "coffee.jpg", style="seo_product", hint={"sku": "MUG-001"}),
+            CaptionRequest(image=images_dir / "coffee.jpg", style="seo_product", hint={"sku": "NO-SUCH-SKU"}),
+        ]
+    )
     assert known.status in ("ok", "review") and {f.sku for f in known.facts} == {"MUG-001"}
     assert unknown.status == "error" and unknown.error.type == "UnknownSkuError" and unknown.error.stage == "input"
 
@@ -92,23 +111,32 @@ def test_per_preset_image_safety_override_reaches_the_screen(tmp_path, lite_draf
     policy = yaml.safe_load((resources.files("caption_agent.policies") / "default.yaml").read_text(encoding="utf-8"))
     # Only for `social`: any face the detector sees blocks (a policy knob the default never turns).
     policy["presets"].setdefault("social", {}).setdefault("rules", {})["image_safety"] = {
-        "block_classes": ["FACE_FEMALE", "FACE_MALE"], "block_score": 0.3}
+        "block_classes": ["FACE_FEMALE", "FACE_MALE"],
+        "block_score": 0.3,
+    }
     path = tmp_path / "policy.yaml"
     path.write_text(yaml.safe_dump(policy, sort_keys=False), encoding="utf-8")
     agent = CaptionAgent(AgentConfig.load(refiner={"backend": "none"}, policy={"file": path}), drafter=lite_drafter)
-    alt, social = agent.caption_batch([CaptionRequest(image=images_dir / "grace_hopper.jpg", style="alt_text"),
-                                       CaptionRequest(image=images_dir / "grace_hopper.jpg", style="social")])
+    alt, social = agent.caption_batch(
+        [
+            CaptionRequest(image=images_dir / "grace_hopper.jpg", style="alt_text"),
+            CaptionRequest(image=images_dir / "grace_hopper.jpg", style="social"),
+        ]
+    )
     assert alt.status != "blocked"
     assert social.status == "blocked" and social.decisions[0].rule == "image_safety"
     assert social.provenance.policy_hash and social.provenance.prompt_version.startswith("social@")
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--refiner", "bogus"], "unknown refiner backend 'bogus'"),
-    (["--drafter", "nope"], "unknown drafter backend 'nope'"),
-    (["--n", "0"], "n_candidates"),
-    (["--locale", "xx-QQ"], "xx-QQ"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--refiner", "bogus"], "unknown refiner backend 'bogus'"),
+        (["--drafter", "nope"], "unknown drafter backend 'nope'"),
+        (["--n", "0"], "n_candidates"),
+        (["--locale", "xx-QQ"], "xx-QQ"),
+    ],
+)
 def test_bad_cli_options_print_a_clear_error(args, needle, images_dir):
     from caption_agent.cli import app
 

@@ -12,8 +12,12 @@ def _c(text, score):
 
 def test_consensus_demotes_the_odd_one_out(embedder):
     ranker = ConsensusRanker(embedder, drafter_weight=0.0)
-    cands = [_c("A tabby cat on a rug.", 0.3), _c("A grey cat lying down.", 0.3), _c("A cat with stripes.", 0.3),
-             _c("A red sports car on a racetrack.", 0.3)]
+    cands = [
+        _c("A tabby cat on a rug.", 0.3),
+        _c("A grey cat lying down.", 0.3),
+        _c("A cat with stripes.", 0.3),
+        _c("A red sports car on a racetrack.", 0.3),
+    ]
     ranked, confidence = ranker.rank(cands)
     assert ranked[-1].text.startswith("A red sports car")
     assert 0.0 <= confidence <= 1.0 and ranked[0].rank_score == confidence

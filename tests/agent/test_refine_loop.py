@@ -24,8 +24,9 @@ def engine():
 
 def _agent(answers, engine, **config):
     refiner = ScriptedRefiner(answers)
-    agent = CaptionAgent(AgentConfig.load(**config), drafter=FakeDrafter([DRAFT]), ranker=FakeRanker(),
-                         refiner=refiner, policy=engine)
+    agent = CaptionAgent(
+        AgentConfig.load(**config), drafter=FakeDrafter([DRAFT]), ranker=FakeRanker(), refiner=refiner, policy=engine
+    )
     return agent, refiner
 
 
@@ -85,8 +86,9 @@ def test_a_policy_crash_holds_the_caption_for_review(engine, images_dir):
 
 def test_injected_stages_are_used_and_not_closed(engine, images_dir):
     drafter = FakeDrafter([DRAFT])
-    agent = CaptionAgent(AgentConfig.load(refiner={"backend": "none"}), drafter=drafter, ranker=FakeRanker(),
-                         policy=engine)
+    agent = CaptionAgent(
+        AgentConfig.load(refiner={"backend": "none"}), drafter=drafter, ranker=FakeRanker(), policy=engine
+    )
     result = _caption(agent, images_dir)
     agent.close()
     assert drafter.calls == 1 and result.text == DRAFT and agent.policy is engine
@@ -94,6 +96,7 @@ def test_injected_stages_are_used_and_not_closed(engine, images_dir):
 
 
 # --- the same loop in the localization job --------------------------------------------------------------------
+
 
 def _localize(answers, policy, target, source_locale="en-US", text=GOOD):
     row = CaptionRow(text=text, locale=source_locale, style="alt_text", faces=0)

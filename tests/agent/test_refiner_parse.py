@@ -19,20 +19,29 @@ def test_json_answer_is_parsed_and_unknown_fact_ids_dropped():
 
 
 def test_plain_text_from_weak_models_is_accepted():
-    assert parse_refined("Caption: A cup of espresso on a saucer.\nmore", _job()).caption == \
-        "A cup of espresso on a saucer."
+    assert (
+        parse_refined("Caption: A cup of espresso on a saucer.\nmore", _job()).caption
+        == "A cup of espresso on a saucer."
+    )
 
 
-@pytest.mark.parametrize("raw", ['{"caption": "A cup', "", '{"caption": "Mug-001:color"}',
-                                 '{"caption": "<draft>x</draft>"}', '{"caption": ""}'])
+@pytest.mark.parametrize(
+    "raw",
+    ['{"caption": "A cup', "", '{"caption": "Mug-001:color"}', '{"caption": "<draft>x</draft>"}', '{"caption": ""}'],
+)
 def test_unusable_answers_raise(raw):
     with pytest.raises(ModelOutputError):
         parse_refined(raw, _job())
 
 
-@pytest.mark.parametrize("raw", ["A rocket launch on a moon-bound moon-bound moon-bound moon-bound moon-bo",
-                                 '{"caption": "An espresso cup on a saucer on a saucer on a saucer."}',
-                                 "Tea tea tea tea."])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "A rocket launch on a moon-bound moon-bound moon-bound moon-bound moon-bo",
+        '{"caption": "An espresso cup on a saucer on a saucer on a saucer."}',
+        "Tea tea tea tea.",
+    ],
+)
 def test_decoding_loops_are_unusable(raw):
     with pytest.raises(ModelOutputError, match="in a loop"):
         parse_refined(raw, _job())
@@ -41,9 +50,11 @@ def test_decoding_loops_are_unusable(raw):
 
 
 def test_length_is_enforced_after_generation():
-    long = ("A matte black espresso cup with a thin handle stands on a matching saucer beside a silver spoon, a "
-            "folded linen napkin, two sugar cubes and a small glass of water on a worn wooden cafe table near a "
-            "bright window in the soft morning light of a quiet street corner.")
+    long = (
+        "A matte black espresso cup with a thin handle stands on a matching saucer beside a silver spoon, a "
+        "folded linen napkin, two sugar cubes and a small glass of water on a worn wooden cafe table near a "
+        "bright window in the soft morning light of a quiet street corner."
+    )
     out = parse_refined(long, _job(max_chars=60))
     assert len(out.caption) <= 60 and not out.caption.endswith(" ")
     assert len(parse_refined(long, _job()).caption) <= 125
@@ -58,10 +69,15 @@ def test_facts_used_are_attributed_by_the_values_the_caption_states():
     from caption_agent.refiners.base import attribute_facts
     from caption_agent.schemas import GroundingFact
 
-    fields = {"title": "Hollowell Espresso Cup", "attributes.color": "matte black", "brand": "Hollowell",
-              "description": "A small cup for espresso. Dishwasher safe and stackable, in stoneware."}
+    fields = {
+        "title": "Hollowell Espresso Cup",
+        "attributes.color": "matte black",
+        "brand": "Hollowell",
+        "description": "A small cup for espresso. Dishwasher safe and stackable, in stoneware.",
+    }
     facts = [GroundingFact(id=f"M:{f}", sku="M", field=f, text=v, score=1.0, fields=fields) for f, v in fields.items()]
-    used = attribute_facts("The Hollowell espresso cup in matte-black: dishwasher safe and stackable, in stoneware.",
-                           facts)
+    used = attribute_facts(
+        "The Hollowell espresso cup in matte-black: dishwasher safe and stackable, in stoneware.", facts
+    )
     assert used == ["M:title", "M:attributes.color", "M:brand", "M:description"]
     assert attribute_facts("A black cup on a table.", facts) == []  # "black" alone is not "matte black"

@@ -23,8 +23,10 @@ def test_low_confidence_results_are_queued_once(tmp_path, lite_drafter, embedder
     policy_file = tmp_path / "strict.yaml"
     policy_file.write_text(yaml.safe_dump(policy), encoding="utf-8")
     queue = tmp_path / "review.jsonl"
-    agent = CaptionAgent(AgentConfig.load(refiner={"backend": "none"},
-                                          policy={"file": policy_file, "review_queue": queue}), drafter=lite_drafter)
+    agent = CaptionAgent(
+        AgentConfig.load(refiner={"backend": "none"}, policy={"file": policy_file, "review_queue": queue}),
+        drafter=lite_drafter,
+    )
     images = [images_dir / "chelsea.jpg", images_dir / "coffee.jpg"]
     first = agent.caption_batch(images)
     agent.caption_batch(images)  # the same items again: not queued twice
@@ -35,9 +37,16 @@ def test_low_confidence_results_are_queued_once(tmp_path, lite_drafter, embedder
 
 
 def result(key: str) -> CaptionResult:
-    return CaptionResult(key=key, status="review", text="A white espresso cup.", style="alt_text", locale="en-US",
-                         image=ImageInfo(source=f"{key}.jpg", sha256=f"{key:0>64}", width=10, height=10),
-                         draft="a white espresso cup", decision="review")
+    return CaptionResult(
+        key=key,
+        status="review",
+        text="A white espresso cup.",
+        style="alt_text",
+        locale="en-US",
+        image=ImageInfo(source=f"{key}.jpg", sha256=f"{key:0>64}", width=10, height=10),
+        draft="a white espresso cup",
+        decision="review",
+    )
 
 
 @pytest.fixture

@@ -40,10 +40,10 @@ def tiny_text_model(tiny_models_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def blip_drafter(tiny_blip):
-    from caption_agent.config import DrafterSettings
+    from caption_agent.config import TransformersDrafterSettings
     from caption_agent.drafters.hf import TransformersDrafter
 
-    return TransformersDrafter(DrafterSettings(backend="transformers", model=str(tiny_blip), max_new_tokens=8))
+    return TransformersDrafter(TransformersDrafterSettings(model=str(tiny_blip), max_new_tokens=8))
 
 
 @pytest.fixture(scope="session")
@@ -51,14 +51,19 @@ def color_images():
     """Solid-colour photos-to-be (different sizes, so that resizing paths run)."""
     from PIL import Image
 
-    return {"red": Image.new("RGB", (64, 48), (220, 30, 30)), "blue": Image.new("RGB", (40, 72), (25, 35, 230)),
-            "green": Image.new("RGB", (50, 50), (30, 200, 40))}
+    return {
+        "red": Image.new("RGB", (64, 48), (220, 30, 30)),
+        "blue": Image.new("RGB", (40, 72), (25, 35, 230)),
+        "green": Image.new("RGB", (50, 50), (30, 200, 40)),
+    }
 
 
 @pytest.fixture(scope="session")
 def make_infos():
     def infos_for(images) -> list[ImageInfo]:
-        return [ImageInfo(source=f"img{i}", sha256=f"{i:064d}", width=im.width, height=im.height)
-                for i, im in enumerate(images)]
+        return [
+            ImageInfo(source=f"img{i}", sha256=f"{i:064d}", width=im.width, height=im.height)
+            for i, im in enumerate(images)
+        ]
 
     return infos_for

@@ -21,18 +21,22 @@ def _free_port() -> int:
 
 
 def test_configured_vlm_loads_without_note(tiny_blip):
-    drafter, note = build_drafter(DrafterSettings(backend="transformers", model=str(tiny_blip)))
+    drafter, note = build_drafter(DrafterSettings(backend="transformers", transformers={"model": str(tiny_blip)}))
     assert drafter.name == "transformers" and note is None
 
 
 def test_missing_weights_fall_back_to_lite_with_a_note(tmp_path):
-    drafter, note = build_drafter(DrafterSettings(backend="transformers", model=str(tmp_path / "gone")))
+    drafter, note = build_drafter(
+        DrafterSettings(backend="transformers", transformers={"model": str(tmp_path / "gone")})
+    )
     assert drafter.name == "lite"
     assert note.startswith("drafter: transformers (") and str(tmp_path / "gone") in note and "lite" in note
 
 
 def test_no_fallback_when_the_config_forbids_it(tiny_text_model):
-    settings = DrafterSettings(backend="transformers", model=str(tiny_text_model), fallback_to_lite=False)
+    settings = DrafterSettings(
+        backend="transformers", transformers={"model": str(tiny_text_model)}, fallback_to_lite=False
+    )
     with pytest.raises(UnsupportedModelError) as info:
         build_drafter(settings)
     assert str(tiny_text_model) in str(info.value)
@@ -41,7 +45,9 @@ def test_no_fallback_when_the_config_forbids_it(tiny_text_model):
 
 def test_server_down_falls_back_or_raises():
     url = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens there
-    settings = DrafterSettings(backend="vllm", base_url=url, model="some-vlm", max_retries=0, timeout_s=5)
+    settings = DrafterSettings(
+        backend="vllm", vllm={"base_url": url, "model": "some-vlm", "max_retries": 0, "timeout_s": 5}
+    )
     drafter, note = build_drafter(settings)
     assert drafter.name == "lite" and "unreachable" in note and url in note
     with pytest.raises(BackendUnavailableError, match="unreachable"):
@@ -54,7 +60,7 @@ def test_unknown_backend_is_a_config_error_not_a_fallback():
 
 
 def test_router_loads_each_drafter_once(tiny_blip):
-    router = DrafterRouter(DrafterSettings(backend="transformers", model=str(tiny_blip)))
+    router = DrafterRouter(DrafterSettings(backend="transformers", transformers={"model": str(tiny_blip)}))
     first, _ = router.get()
     assert router.get("transformers")[0] is first and router.get("lite")[0].name == "lite"
     router.close()
@@ -62,9 +68,17 @@ def test_router_loads_each_drafter_once(tiny_blip):
 
 @pytest.fixture(scope="module")
 def vlm_agent(tiny_blip, color_clip, lite_drafter):
-    agent = CaptionAgent(AgentConfig.load(drafter={"backend": "transformers", "model": str(tiny_blip),
-                                                   "max_new_tokens": 8, "n_candidates": 3},
-                                          ranker={"clip_model": str(color_clip)}, refiner={"backend": "none"}))
+    agent = CaptionAgent(
+        AgentConfig.load(
+            drafter={
+                "backend": "transformers",
+                "n_candidates": 3,
+                "transformers": {"model": str(tiny_blip), "max_new_tokens": 8},
+            },
+            ranker={"clip_model": str(color_clip)},
+            refiner={"backend": "none"},
+        )
+    )
     agent.drafters.adopt("lite", lite_drafter)  # the session's loaded lite model
     yield agent
     agent.close()
@@ -72,8 +86,13 @@ def vlm_agent(tiny_blip, color_clip, lite_drafter):
 
 def test_pipeline_drafts_per_request_drafter_and_keeps_the_ranked_list(vlm_agent, images_dir):
     image = sorted(images_dir.glob("*.jpg"))[0]
-    results = vlm_agent.caption_batch([vlm_agent.make_request(image), vlm_agent.make_request(image, drafter="lite"),
-                                       vlm_agent.make_request(image, n_candidates=2)])
+    results = vlm_agent.caption_batch(
+        [
+            vlm_agent.make_request(image),
+            vlm_agent.make_request(image, drafter="lite"),
+            vlm_agent.make_request(image, n_candidates=2),
+        ]
+    )
     assert [r.provenance.drafter for r in results] == ["transformers", "lite", "transformers"]
     assert [len(r.candidates) for r in results] == [3, 3, 2]
     for r in results:
@@ -87,9 +106,18 @@ def test_pipeline_drafts_per_request_drafter_and_keeps_the_ranked_list(vlm_agent
 
 
 def test_pipeline_records_the_fallback_in_every_item(tmp_path, lite_drafter, images_dir):
-    config = AgentConfig.load(drafter={"backend": "vllm", "base_url": f"http://127.0.0.1:{_free_port()}",
-                                       "model": "some-vlm", "max_retries": 0, "timeout_s": 5},
-                              refiner={"backend": "none"})
+    config = AgentConfig.load(
+        drafter={
+            "backend": "vllm",
+            "vllm": {
+                "base_url": f"http://127.0.0.1:{_free_port()}",
+                "model": "some-vlm",
+                "max_retries": 0,
+                "timeout_s": 5,
+            },
+        },
+        refiner={"backend": "none"},
+    )
     agent = CaptionAgent(config)
     agent.drafters.adopt("lite", lite_drafter)
     images = sorted(images_dir.glob("*.jpg"))[:2]
@@ -102,8 +130,14 @@ def test_pipeline_records_the_fallback_in_every_item(tmp_path, lite_drafter, ima
 
 
 def test_pipeline_without_fallback_fails_items_with_the_reason(tmp_path, images_dir):
-    config = AgentConfig.load(drafter={"backend": "transformers", "model": str(tmp_path / "gone"),
-                                       "fallback_to_lite": False}, refiner={"backend": "none"})
+    config = AgentConfig.load(
+        drafter={
+            "backend": "transformers",
+            "transformers": {"model": str(tmp_path / "gone")},
+            "fallback_to_lite": False,
+        },
+        refiner={"backend": "none"},
+    )
     agent = CaptionAgent(config)
     result = agent.caption_batch(sorted(images_dir.glob("*.jpg"))[:1])[0]
     agent.close()

@@ -8,13 +8,13 @@ import pytest
 import tiny_models
 import torch
 
-from caption_agent.config import DrafterSettings
+from caption_agent.config import TransformersDrafterSettings
 from caption_agent.drafters.hf import CHAT_PROMPT, TransformersDrafter
 from caption_agent.errors import BackendUnavailableError, ConfigError, UnsupportedModelError
 
 
-def _settings(model, **kw) -> DrafterSettings:
-    return DrafterSettings(backend="transformers", model=str(model), max_new_tokens=kw.pop("max_new_tokens", 8), **kw)
+def _settings(model, **kw) -> TransformersDrafterSettings:
+    return TransformersDrafterSettings(model=str(model), max_new_tokens=kw.pop("max_new_tokens", 8), **kw)
 
 
 def test_blip_beam_gives_n_distinct_candidates_with_finite_logprobs(blip_drafter, color_images, make_infos):
@@ -40,10 +40,17 @@ def test_beam_logprobs_match_transformers_own_beam_scores(blip_drafter, color_im
     k = blip_drafter._returned(3)
     inputs = blip_drafter._inputs([image])
     with torch.inference_mode():
-        out = blip_drafter.model.generate(**inputs, num_beams=k, num_return_sequences=k, max_new_tokens=8,
-                                          output_scores=True, return_dict_in_generate=True)
-    texts = blip_drafter.processor.batch_decode(out.sequences[:, -out.beam_indices.shape[1]:],
-                                                skip_special_tokens=True)
+        out = blip_drafter.model.generate(
+            **inputs,
+            num_beams=k,
+            num_return_sequences=k,
+            max_new_tokens=8,
+            output_scores=True,
+            return_dict_in_generate=True,
+        )
+    texts = blip_drafter.processor.batch_decode(
+        out.sequences[:, -out.beam_indices.shape[1] :], skip_special_tokens=True
+    )
     reference = {" ".join(t.split()).lower(): float(s) for t, s in zip(texts, out.sequences_scores)}
     for cand in ours:  # length_penalty = 1: sequences_scores is the mean token log-probability
         mean = float(next(e for e in cand.evidence if e.startswith("mean_logprob=")).split("=")[1])
@@ -114,5 +121,5 @@ def test_processor_without_images_is_refused(tiny_models_dir):
 def test_missing_model_and_missing_setting(tmp_path):
     with pytest.raises(BackendUnavailableError, match="nowhere"):
         TransformersDrafter(_settings(tmp_path / "nowhere"))
-    with pytest.raises(ConfigError, match="drafter.model"):
-        TransformersDrafter(DrafterSettings(backend="transformers"))
+    with pytest.raises(ConfigError, match=r"drafter\.transformers\.model"):
+        TransformersDrafter(TransformersDrafterSettings())

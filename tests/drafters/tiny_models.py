@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-WORDS = ("a an the of in on with and photo picture cat dog cup coffee mug table sitting small large red blue green "
-         "white black person street car square circle shape plate bowl").split()
+WORDS = (
+    "a an the of in on with and photo picture cat dog cup coffee mug table sitting small large red blue green "
+    "white black person street car square circle shape plate bowl"
+).split()
 PUNCT = [":", ".", ",", "?"]
 CHAT_TEMPLATE = (
     "{% for m in messages %}{{ m['role'] }} : {% if m['content'] is string %}{{ m['content'] }}{% else %}"
     "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image> {% elif c['type'] == 'text' %}{{ c['text'] }}"
-    "{% endif %}{% endfor %}{% endif %} <eot> {% endfor %}{% if add_generation_prompt %}assistant :{% endif %}")
+    "{% endif %}{% endfor %}{% endif %} <eot> {% endfor %}{% if add_generation_prompt %}assistant :{% endif %}"
+)
 
 
 def word_tokenizer(specials: list[str], template: str | None, extra: tuple[str, ...] = (), **named: str):
@@ -29,11 +32,13 @@ def word_tokenizer(specials: list[str], template: str | None, extra: tuple[str, 
     tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)  # joins words with spaces, tidies punctuation
     if template:
         parts = [p for p in template.split() if p != "$A"]
-        tok.post_processor = processors.TemplateProcessing(single=template,
-                                                           special_tokens=[(p, vocab[p]) for p in parts])
+        tok.post_processor = processors.TemplateProcessing(
+            single=template, special_tokens=[(p, vocab[p]) for p in parts]
+        )
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", model_max_length=512, **named)
-    fast.add_special_tokens({"additional_special_tokens": [s for s in specials if s not in named.values()
-                                                          and s != "[UNK]"]})
+    fast.add_special_tokens(
+        {"additional_special_tokens": [s for s in specials if s not in named.values() and s != "[UNK]"]}
+    )
     return fast
 
 
@@ -42,16 +47,38 @@ def build_tiny_blip(path: Path, seed: int = 0) -> Path:
     import torch
     from transformers import BlipConfig, BlipForConditionalGeneration, BlipImageProcessorPil, BlipProcessor
 
-    tok = word_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[DEC]"], "[CLS] $A [SEP]", pad_token="[PAD]",
-                         cls_token="[CLS]", sep_token="[SEP]", bos_token="[DEC]")
+    tok = word_tokenizer(
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[DEC]"],
+        "[CLS] $A [SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        bos_token="[DEC]",
+    )
     ids = tok.convert_tokens_to_ids
     cfg = BlipConfig(
-        text_config=dict(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=64, bos_token_id=ids("[DEC]"),
-                         pad_token_id=ids("[PAD]"), sep_token_id=ids("[SEP]"), eos_token_id=ids("[SEP]")),
-        vision_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                           image_size=32, patch_size=8),
-        projection_dim=32)
+        text_config=dict(
+            vocab_size=len(tok),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+            bos_token_id=ids("[DEC]"),
+            pad_token_id=ids("[PAD]"),
+            sep_token_id=ids("[SEP]"),
+            eos_token_id=ids("[SEP]"),
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            image_size=32,
+            patch_size=8,
+        ),
+        projection_dim=32,
+    )
     torch.manual_seed(seed)
     model = BlipForConditionalGeneration(cfg).eval()
     processor = BlipProcessor(image_processor=BlipImageProcessorPil(size={"height": 32, "width": 32}), tokenizer=tok)
@@ -75,28 +102,61 @@ def build_tiny_llava(path: Path, seed: int = 0) -> Path:
         LlavaProcessor,
     )
 
-    tok = word_tokenizer(["[PAD]", "[UNK]", "<s>", "</s>", "<image>", "<eot>"], "<s> $A", pad_token="[PAD]",
-                         bos_token="<s>", eos_token="<eot>", extra=("user", "assistant", "describe", "this", "image",
-                                                                    "one", "short", "sentence", "what", "is"))
+    tok = word_tokenizer(
+        ["[PAD]", "[UNK]", "<s>", "</s>", "<image>", "<eot>"],
+        "<s> $A",
+        pad_token="[PAD]",
+        bos_token="<s>",
+        eos_token="<eot>",
+        extra=("user", "assistant", "describe", "this", "image", "one", "short", "sentence", "what", "is"),
+    )
     tok.chat_template = CHAT_TEMPLATE
     ids = tok.convert_tokens_to_ids
-    text = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                       num_attention_heads=2, num_key_value_heads=2, head_dim=32, max_position_embeddings=512,
-                       bos_token_id=ids("<s>"), eos_token_id=ids("<eot>"), pad_token_id=ids("[PAD]"),
-                       tie_word_embeddings=False)
-    vision = CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                              image_size=32, patch_size=8, projection_dim=64)
-    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=ids("<image>"),
-                      vision_feature_select_strategy="default", vision_feature_layer=-1, projector_hidden_act="gelu")
+    text = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=32,
+        max_position_embeddings=512,
+        bos_token_id=ids("<s>"),
+        eos_token_id=ids("<eot>"),
+        pad_token_id=ids("[PAD]"),
+        tie_word_embeddings=False,
+    )
+    vision = CLIPVisionConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
+        projection_dim=64,
+    )
+    cfg = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=ids("<image>"),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+        projector_hidden_act="gelu",
+    )
     cfg.pad_token_id = ids("[PAD]")
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(cfg).eval()
     model.generation_config.eos_token_id = ids("<eot>")
     model.generation_config.pad_token_id = ids("[PAD]")
     image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tok, patch_size=8,
-                               vision_feature_select_strategy="default", num_additional_image_tokens=1,
-                               chat_template=CHAT_TEMPLATE)
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tok,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=CHAT_TEMPLATE,
+    )
     model.save_pretrained(path)
     processor.save_pretrained(path)
     _hub_vision_layout(path / "model.safetensors")
@@ -112,9 +172,14 @@ def _hub_vision_layout(weights: Path) -> None:
     from safetensors.torch import load_file, save_file
 
     tensors = load_file(weights)
-    renamed = {("vision_tower.vision_model." + k[len("vision_tower."):]
-                if k.startswith("vision_tower.") and not k.startswith("vision_tower.vision_model.") else k): v
-               for k, v in tensors.items()}
+    renamed = {
+        (
+            "vision_tower.vision_model." + k[len("vision_tower.") :]
+            if k.startswith("vision_tower.") and not k.startswith("vision_tower.vision_model.")
+            else k
+        ): v
+        for k, v in tensors.items()
+    }
     save_file(renamed, weights, metadata={"format": "pt"})
 
 
@@ -132,10 +197,20 @@ def build_tiny_vit_gpt2(path: Path, image_processor: bool = True, seed: int = 0)
 
     tok = word_tokenizer(["[PAD]", "[UNK]", "</s>"], None, pad_token="[PAD]", eos_token="</s>", bos_token="</s>")
     eos = tok.convert_tokens_to_ids("</s>")
-    encoder = ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                        image_size=32, patch_size=8)
-    decoder = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=1, n_head=2, n_positions=64, bos_token_id=eos,
-                         eos_token_id=eos, add_cross_attention=True, is_decoder=True)
+    encoder = ViTConfig(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=8
+    )
+    decoder = GPT2Config(
+        vocab_size=len(tok),
+        n_embd=32,
+        n_layer=1,
+        n_head=2,
+        n_positions=64,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        add_cross_attention=True,
+        is_decoder=True,
+    )
     cfg = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
     cfg.decoder_start_token_id, cfg.pad_token_id, cfg.eos_token_id = eos, tok.pad_token_id, eos
     torch.manual_seed(seed)
@@ -152,8 +227,9 @@ def build_tiny_text_model(path: Path) -> Path:
 
     tok = word_tokenizer(["[PAD]", "[UNK]", "</s>"], None, pad_token="[PAD]", eos_token="</s>")
     eos = tok.convert_tokens_to_ids("</s>")
-    cfg = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=1, n_head=2, n_positions=64, bos_token_id=eos,
-                     eos_token_id=eos)
+    cfg = GPT2Config(
+        vocab_size=len(tok), n_embd=32, n_layer=1, n_head=2, n_positions=64, bos_token_id=eos, eos_token_id=eos
+    )
     GPT2LMHeadModel(cfg).save_pretrained(path)
     tok.save_pretrained(path)
     return path
@@ -174,15 +250,33 @@ def build_color_clip(path: Path, hidden: int = 32) -> Path:
     import torch
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
 
-    tok = word_tokenizer(["[PAD]", "[UNK]", "<|startoftext|>", "<|endoftext|>"], "<|startoftext|> $A <|endoftext|>",
-                         pad_token="[PAD]", bos_token="<|startoftext|>", eos_token="<|endoftext|>")
+    tok = word_tokenizer(
+        ["[PAD]", "[UNK]", "<|startoftext|>", "<|endoftext|>"],
+        "<|startoftext|> $A <|endoftext|>",
+        pad_token="[PAD]",
+        bos_token="<|startoftext|>",
+        eos_token="<|endoftext|>",
+    )
     ids = tok.convert_tokens_to_ids
-    common = dict(hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=1, num_attention_heads=2,
-                  projection_dim=hidden)
-    cfg = CLIPConfig(text_config=dict(vocab_size=len(tok), max_position_embeddings=32,
-                                      eos_token_id=ids("<|endoftext|>"), bos_token_id=ids("<|startoftext|>"),
-                                      pad_token_id=ids("[PAD]"), **common),
-                     vision_config=dict(image_size=32, patch_size=8, **common), projection_dim=hidden)
+    common = dict(
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        projection_dim=hidden,
+    )
+    cfg = CLIPConfig(
+        text_config=dict(
+            vocab_size=len(tok),
+            max_position_embeddings=32,
+            eos_token_id=ids("<|endoftext|>"),
+            bos_token_id=ids("<|startoftext|>"),
+            pad_token_id=ids("[PAD]"),
+            **common,
+        ),
+        vision_config=dict(image_size=32, patch_size=8, **common),
+        projection_dim=hidden,
+    )
     model = CLIPModel(cfg).eval()
     eye = torch.eye(hidden)
     with torch.no_grad():

@@ -16,27 +16,42 @@ pytestmark = pytest.mark.slow  # pycocoevalcap's tokenizer and METEOR start Java
 runner = CliRunner()
 
 COLORS = {"1": "red", "2": "blue", "3": "green"}
-REFS = {i: [f"A {c} square on a white page.", f"A bright {c} square in the middle.", f"One plain {c} square."]
-        for i, c in COLORS.items()}
+REFS = {
+    i: [f"A {c} square on a white page.", f"A bright {c} square in the middle.", f"One plain {c} square."]
+    for i, c in COLORS.items()
+}
 # "right" names each image's own colour; "wrong" names another image's colour and another shape.
 RIGHT = {i: f"A {c} square in the middle of a white page." for i, c in COLORS.items()}
-WRONG = {"1": "Two green dogs run across a park.", "2": "A red bicycle leans on a wall.",
-         "3": "A blue plate of pasta on a table."}
+WRONG = {
+    "1": "Two green dogs run across a park.",
+    "2": "A red bicycle leans on a wall.",
+    "3": "A blue plate of pasta on a table.",
+}
 GROUPS = ("alt_text/en-US", "seo_product/en-US")
 
 
 def _write(folder: Path) -> dict[str, Path]:
-    refs = {"images": [{"id": int(i), "file_name": f"{i}.png", "sku": f"SQ-{i}"} for i in REFS],
-            "annotations": [{"id": n, "image_id": int(i), "caption": c}
-                            for n, (i, c) in enumerate((i, c) for i, cs in REFS.items() for c in cs)]}
+    refs = {
+        "images": [{"id": int(i), "file_name": f"{i}.png", "sku": f"SQ-{i}"} for i in REFS],
+        "annotations": [
+            {"id": n, "image_id": int(i), "caption": c}
+            for n, (i, c) in enumerate((i, c) for i, cs in REFS.items() for c in cs)
+        ],
+    }
     paths = {"refs": folder / "refs.json", "catalog": folder / "catalog.jsonl"}
     paths["refs"].write_text(json.dumps(refs))
-    paths["catalog"].write_text("".join(json.dumps({"sku": f"SQ-{i}", "title": f"{c.title()} Square Print",
-                                                    "attributes": {"color": c}}) + "\n"
-                                        for i, c in COLORS.items()))
+    paths["catalog"].write_text(
+        "".join(
+            json.dumps({"sku": f"SQ-{i}", "title": f"{c.title()} Square Print", "attributes": {"color": c}}) + "\n"
+            for i, c in COLORS.items()
+        )
+    )
     for name, captions in (("right", RIGHT), ("wrong", WRONG)):
-        rows = [{"id": i, "status": "ok", "text": text, "style": style, "locale": "en-US", "decisions": []}
-                for style in ("alt_text", "seo_product") for i, text in captions.items()]
+        rows = [
+            {"id": i, "status": "ok", "text": text, "style": style, "locale": "en-US", "decisions": []}
+            for style in ("alt_text", "seo_product")
+            for i, text in captions.items()
+        ]
         rows.append({"id": "1", "status": "ok", "text": "Ein Quadrat.", "style": "alt_text", "locale": "de-DE"})
         if name == "wrong":  # one caption a policy rule fixed: the moderation share must differ
             rows[0]["decisions"] = [{"rule": "pii", "action": "redact", "reason": "test"}]
@@ -49,9 +64,23 @@ def _write(folder: Path) -> dict[str, Path]:
 def compared(tmp_path_factory):
     folder = tmp_path_factory.mktemp("compare")
     paths = _write(folder)
-    out = runner.invoke(app, ["eval", "captions", str(paths["right"]), str(paths["refs"]), "--compare",
-                              f"wrong={paths['wrong']}", "--catalog", str(paths["catalog"]),
-                              "--out", str(folder / "report.json"), "--plot", str(folder / "eval.png")])
+    out = runner.invoke(
+        app,
+        [
+            "eval",
+            "captions",
+            str(paths["right"]),
+            str(paths["refs"]),
+            "--compare",
+            f"wrong={paths['wrong']}",
+            "--catalog",
+            str(paths["catalog"]),
+            "--out",
+            str(folder / "report.json"),
+            "--plot",
+            str(folder / "eval.png"),
+        ],
+    )
     assert out.exit_code == 0, out.output
     return paths, out.output, json.loads((folder / "report.json").read_text()), folder / "eval.png"
 
@@ -86,7 +115,7 @@ def test_table_and_plot_list_both_configurations(compared):
     lines = table.splitlines()
     for group in GROUPS:
         at = next(n for n, line in enumerate(lines) if line.startswith(group))
-        assert lines[at].split()[1] == "right" and lines[at + 1].split()[0] == "wrong", lines[at:at + 2]
+        assert lines[at].split()[1] == "right" and lines[at + 1].split()[0] == "wrong", lines[at : at + 2]
         assert len(lines[at].split()) == len(lines[at + 1].split()) + 1 == 3 + len(METRICS)
     assert "[right] Grounding" in table and "[wrong] Moderation changed 1/7" in table
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -23,10 +23,16 @@ REFS = {
     "2": ["A blue square on a white page.", "A square painted blue.", "A single blue square in the centre."],
     "3": ["A green square on a white page.", "A green block in the middle.", "A plain green square."],
 }
-RIGHT = {"1": "A red square in the middle of a page.", "2": "A blue square on a white page.",
-         "3": "A single green square."}
-WRONG = {"1": "A dog runs across a grassy park.", "2": "Two people ride bicycles downtown.",
-         "3": "A plate of pasta on a wooden table."}
+RIGHT = {
+    "1": "A red square in the middle of a page.",
+    "2": "A blue square on a white page.",
+    "3": "A single green square.",
+}
+WRONG = {
+    "1": "A dog runs across a grassy park.",
+    "2": "Two people ride bicycles downtown.",
+    "3": "A plate of pasta on a wooden table.",
+}
 
 
 def _direct(refs: dict, cands: dict) -> dict[str, float]:
@@ -78,9 +84,13 @@ def test_matches_cocoevalcap_with_coco_objects(tmp_path, scored):
     import pycocoevalcap.eval as ev
     from pycocotools.coco import COCO
 
-    ann = {"images": [{"id": int(i)} for i in REFS], "annotations": [
-        {"id": n, "image_id": int(i), "caption": c} for n, (i, c) in
-        enumerate((i, c) for i, cs in REFS.items() for c in cs)]}
+    ann = {
+        "images": [{"id": int(i)} for i in REFS],
+        "annotations": [
+            {"id": n, "image_id": int(i), "caption": c}
+            for n, (i, c) in enumerate((i, c) for i, cs in REFS.items() for c in cs)
+        ],
+    }
     (tmp_path / "refs.json").write_text(json.dumps(ann))
     (tmp_path / "res.json").write_text(json.dumps([{"image_id": int(i), "caption": c} for i, c in RIGHT.items()]))
     with contextlib.redirect_stdout(io.StringIO()):
@@ -124,19 +134,31 @@ def test_clip_s_right_beats_wrong(tmp_path):
     refs_path = _write_refs(tmp_path)
     clip = tiny_models.build_color_clip(tmp_path / "clip")
     refs = load_references(refs_path)
-    right = load_results(_write_coco_results(tmp_path / "right.json", {i: f"A {c} square." for i, c in
-                                                                      zip("123", ("red", "blue", "green"))}), refs)
-    wrong = load_results(_write_coco_results(tmp_path / "wrong.json", {i: f"A {c} square." for i, c in
-                                                                      zip("123", ("blue", "green", "red"))}), refs)
+    right = load_results(
+        _write_coco_results(
+            tmp_path / "right.json", {i: f"A {c} square." for i, c in zip("123", ("red", "blue", "green"))}
+        ),
+        refs,
+    )
+    wrong = load_results(
+        _write_coco_results(
+            tmp_path / "wrong.json", {i: f"A {c} square." for i, c in zip("123", ("blue", "green", "red"))}
+        ),
+        refs,
+    )
     r, w = clip_scores(right, refs, str(clip)), clip_scores(wrong, refs, str(clip))
     assert str(clip) in r["model"] and r["w"] == 2.5 and r["captions"] == 3
     assert r["mean"] > w["mean"] and all(0.0 <= x["clip_s"] <= 2.5 for x in r["per_caption"])
 
 
 def _write_refs(folder: Path) -> Path:
-    data = {"images": [{"id": int(i), "file_name": f"{i}.png"} for i in REFS],
-            "annotations": [{"id": n, "image_id": int(i), "caption": c}
-                            for n, (i, c) in enumerate((i, c) for i, cs in REFS.items() for c in cs)]}
+    data = {
+        "images": [{"id": int(i), "file_name": f"{i}.png"} for i in REFS],
+        "annotations": [
+            {"id": n, "image_id": int(i), "caption": c}
+            for n, (i, c) in enumerate((i, c) for i, cs in REFS.items() for c in cs)
+        ],
+    }
     path = folder / "refs.json"
     path.write_text(json.dumps(data))
     return path

@@ -24,8 +24,11 @@ def eval_results(tmp_path_factory, lite_drafter, embedder) -> Path:
     folder = tmp_path_factory.mktemp("evalset")
     with CatalogStore.open(RetrievalSettings(catalog_dir=folder / "catalog"), embedder, writer=True) as store:
         ingest_file(EVAL / "catalog.jsonl", store)
-    agent = CaptionAgent(AgentConfig.load(retrieval={"catalog_dir": folder / "catalog"}, refiner={"backend": "none"}),
-                         drafter=lite_drafter, embedder=embedder)
+    agent = CaptionAgent(
+        AgentConfig.load(retrieval={"catalog_dir": folder / "catalog"}, refiner={"backend": "none"}),
+        drafter=lite_drafter,
+        embedder=embedder,
+    )
     try:
         run_caption_job(EVAL / "manifest.jsonl", CaptionJobOptions(out=folder / "results.jsonl"), agent=agent)
     finally:

@@ -17,8 +17,9 @@ MAX_PIXELS = 600_000
 def fast_config(catalog_dir):
     from caption_agent.config import AgentConfig
 
-    return AgentConfig.load(refiner={"backend": "none"}, retrieval={"catalog_dir": catalog_dir},
-                            images={"max_pixels": MAX_PIXELS})
+    return AgentConfig.load(
+        refiner={"backend": "none"}, retrieval={"catalog_dir": catalog_dir}, images={"max_pixels": MAX_PIXELS}
+    )
 
 
 @pytest.fixture(scope="session")

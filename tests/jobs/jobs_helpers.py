@@ -8,8 +8,12 @@ from pathlib import Path
 from caption_agent.jobs import read_records
 
 EXPECTED_ERRORS = {
-    "corrupt": "InvalidImageError", "zero-byte": "InvalidImageError", "non-image": "InvalidImageError",
-    "oversized": "ImageTooLargeError", "unknown-sku": "UnknownSkuError", "bad-locale": "InvalidLocaleError",
+    "corrupt": "InvalidImageError",
+    "zero-byte": "InvalidImageError",
+    "non-image": "InvalidImageError",
+    "oversized": "ImageTooLargeError",
+    "unknown-sku": "UnknownSkuError",
+    "bad-locale": "InvalidLocaleError",
     "missing": "InvalidImageError",
 }
 

@@ -66,8 +66,12 @@ def test_resume_skips_written_keys_and_retry_errors_redoes_only_them(tmp_path, m
 
 def test_cache_answers_repeated_items_and_each_row_gets_its_record(tmp_path, images_dir, fast_agent):
     manifest = tmp_path / "m.jsonl"
-    rows = [{"image": str(images_dir / "coffee.jpg")}, {"image": str(images_dir / "coffee.jpg")},
-            {"image": str(images_dir / "coffee.jpg"), "id": "again"}, {"image": str(images_dir / "chelsea.jpg")}]
+    rows = [
+        {"image": str(images_dir / "coffee.jpg")},
+        {"image": str(images_dir / "coffee.jpg")},
+        {"image": str(images_dir / "coffee.jpg"), "id": "again"},
+        {"image": str(images_dir / "chelsea.jpg")},
+    ]
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cache = tmp_path / "cache"
     first = run_caption_job(manifest, _opts(tmp_path / "a.jsonl", cache_dir=cache, batch_size=8), agent=fast_agent)
@@ -82,8 +86,9 @@ def test_cache_answers_repeated_items_and_each_row_gets_its_record(tmp_path, ima
     assert [a[k].get("duplicate_of") for k in sorted(a, key=lambda k: a[k]["row"])] == [None, row0, row0, None]
     for key in a:
         assert b[key]["cached"] is True
-        assert {k: v for k, v in b[key].items() if k != "cached"} == {k: v for k, v in a[key].items()
-                                                                       if k not in ("cached", "duplicate_of")}
+        assert {k: v for k, v in b[key].items() if k != "cached"} == {
+            k: v for k, v in a[key].items() if k not in ("cached", "duplicate_of")
+        }
     assert a[next(k for k in a if a[k].get("id") == "again")]["text"] == a[row0]["text"]
 
 

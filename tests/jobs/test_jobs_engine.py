@@ -104,7 +104,11 @@ def test_localize_rows_repeated_without_ids_get_a_record_per_row_and_locale(tmp_
     assert len(items) == 4 and len({i.key for i in items}) == 4
     assert len({i.cache_key for i in items}) == 2  # one computation per locale
     results = tmp_path / "results.jsonl"  # a caption job's records: keyed by the source record's key
-    results.write_text("".join(json.dumps({"key": k, "status": "ok", "text": "A cup.", "style": "alt_text",
-                                           "locale": "en-US"}) + "\n" for k in ("k1", "k2")))
+    results.write_text(
+        "".join(
+            json.dumps({"key": k, "status": "ok", "text": "A cup.", "style": "alt_text", "locale": "en-US"}) + "\n"
+            for k in ("k1", "k2")
+        )
+    )
     from_results = list(iter_localize_items(results, ["de-DE"], style="alt_text"))
     assert len({i.key for i in from_results}) == 2 and len({i.cache_key for i in from_results}) == 1

@@ -33,15 +33,33 @@ def _records_on_disk(out: Path, fmt: str) -> int:
 
 
 def _start(manifest: Path, out: Path, fmt: str, log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "caption_agent.cli", "batch", "caption", str(manifest), "--out", str(out),
-           "--format", fmt, "--refiner", "none", "--batch-size", "2", "--flush-every", "1", "--no-progress",
-           "--log-json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "caption_agent.cli",
+        "batch",
+        "caption",
+        str(manifest),
+        "--out",
+        str(out),
+        "--format",
+        fmt,
+        "--refiner",
+        "none",
+        "--batch-size",
+        "2",
+        "--flush-every",
+        "1",
+        "--no-progress",
+        "--log-json",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=open(log, "ab"))
 
 
-def _kill_after_records(proc: subprocess.Popen, out: Path, fmt: str, target: int, delay: float,
-                        timeout: float = 600) -> bool:
+def _kill_after_records(
+    proc: subprocess.Popen, out: Path, fmt: str, target: int, delay: float, timeout: float = 600
+) -> bool:
     """SIGKILL ``proc`` ``delay`` seconds after ``target`` records are on disk; False if it exited first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -62,8 +80,9 @@ def test_sigkill_at_random_points_then_rerun_leaves_every_item_once(tmp_path, im
     seed = int(os.environ.get("CAPTION_AGENT_TEST_KILL_SEED", random.randrange(1 << 30)))
     print(f"kill seed: {seed}")
     rng = random.Random(seed)
-    rows = [{"image": str(p), "locale": loc} for p in sorted(images_dir.glob("*.jpg"))[:6]
-            for loc in ("en-US", "en-GB")]
+    rows = [
+        {"image": str(p), "locale": loc} for p in sorted(images_dir.glob("*.jpg"))[:6] for loc in ("en-US", "en-GB")
+    ]
     manifest = tmp_path / "manifest.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     expected = {i.key for i in iter_items(manifest, style="alt_text", locale="en-US")}

@@ -63,10 +63,12 @@ def test_a_damaged_middle_line_is_refused_not_skipped(tmp_path):
 
 def test_second_writer_is_refused_while_the_first_holds_the_lock(tmp_path):
     out = tmp_path / "out.jsonl"
-    code = ("import sys; from caption_agent.jobs.log import OutputLog\n"
-            "from caption_agent.jobs.log import JobLockedError\n"
-            "try:\n  OutputLog(sys.argv[1], 'jsonl', kind='caption', fingerprint='fp1')\n"
-            "except JobLockedError as e:\n  print('locked', e)\n")
+    code = (
+        "import sys; from caption_agent.jobs.log import OutputLog\n"
+        "from caption_agent.jobs.log import JobLockedError\n"
+        "try:\n  OutputLog(sys.argv[1], 'jsonl', kind='caption', fingerprint='fp1')\n"
+        "except JobLockedError as e:\n  print('locked', e)\n"
+    )
     with _open(out):
         with pytest.raises(JobLockedError, match="Fix:"):
             _open(out)
@@ -125,7 +127,9 @@ def test_parquet_compaction_is_crash_safe(tmp_path):
         assert len(log.index) == 6
         log.append([_rec(6)])
     assert sorted(p.name for p in out.iterdir() if p.suffix == ".parquet") == [
-        "compact-00000002.parquet", "part-00000003.parquet"]
+        "compact-00000002.parquet",
+        "part-00000003.parquet",
+    ]
     pq = pytest.importorskip("pyarrow.parquet")
     table = pq.read_table(out)  # the folder is a plain Parquet dataset for other tools
     assert table.num_rows == 7 and {"key", "status", "text", "record"} <= set(table.column_names)
@@ -140,10 +144,16 @@ def test_format_mismatch_with_existing_path_is_refused(tmp_path):
         _open(tmp_path / "dir.jsonl")
 
 
-@pytest.mark.parametrize("broken", [b'{"key":"k0002","status":"ok","te\n',  # a head that looks right
-                                    b'{"key":"k0002","status":"ok","text":"x"\n',  # no closing brace
-                                    b'{"key":"k0002","status":"ok","text":"x" }}\n',  # ends in }, not JSON
-                                    b'[' * 100_000 + b'}\n', b'\n'])
+@pytest.mark.parametrize(
+    "broken",
+    [
+        b'{"key":"k0002","status":"ok","te\n',  # a head that looks right
+        b'{"key":"k0002","status":"ok","text":"x"\n',  # no closing brace
+        b'{"key":"k0002","status":"ok","text":"x" }}\n',  # ends in }, not JSON
+        b"[" * 100_000 + b"}\n",
+        b"\n",
+    ],
+)
 def test_a_newline_terminated_broken_last_line_is_torn_never_done(tmp_path, broken):
     out = tmp_path / "out.jsonl"
     with _open(out) as log:
@@ -158,8 +168,9 @@ def test_a_newline_terminated_broken_last_line_is_torn_never_done(tmp_path, brok
 
 def test_a_broken_middle_line_that_looks_like_a_record_is_refused_naming_it(tmp_path):
     out = tmp_path / "out.jsonl"
-    out.write_bytes(json.dumps(_rec(0)).encode() + b'\n{"key":"k0001","status":"ok","te\n'
-                    + json.dumps(_rec(2)).encode() + b"\n")
+    out.write_bytes(
+        json.dumps(_rec(0)).encode() + b'\n{"key":"k0001","status":"ok","te\n' + json.dumps(_rec(2)).encode() + b"\n"
+    )
     with pytest.raises(OutputLogError, match=r"line 2 .*Fix: delete or repair line 2"):
         _open(out)
     with pytest.raises(OutputLogError, match="line 2"):

@@ -63,13 +63,14 @@ def test_byte_copies_in_a_folder_are_separate_rows_sharing_a_cache_key(tmp_path,
 def test_jsonl_csv_parquet_give_the_same_items(photos, tmp_path):
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
-    rows = [{"image": "photos/chelsea.jpg", "sku": "CAT-1", "style": "seo_product"},
-            {"image": "photos/coffee.jpg", "locale": "fr-FR", "id": "row-2"},
-            {"image": str(photos / "rocket.jpg"), "n_candidates": 3, "max_chars": 80}]
+    rows = [
+        {"image": "photos/chelsea.jpg", "sku": "CAT-1", "style": "seo_product"},
+        {"image": "photos/coffee.jpg", "locale": "fr-FR", "id": "row-2"},
+        {"image": str(photos / "rocket.jpg"), "n_candidates": 3, "max_chars": 80},
+    ]
     (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     with open(tmp_path / "m.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["image", "sku", "style", "locale", "id", "n_candidates",
-                                                "max_chars"])
+        writer = csv.DictWriter(fh, fieldnames=["image", "sku", "style", "locale", "id", "n_candidates", "max_chars"])
         writer.writeheader()
         writer.writerows(rows)
     columns = ["image", "sku", "style", "locale", "id", "n_candidates", "max_chars"]
@@ -84,9 +85,17 @@ def test_jsonl_csv_parquet_give_the_same_items(photos, tmp_path):
 
 
 def test_caller_id_splits_the_key_but_not_the_cache_key(photos, tmp_path):
-    (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(r) for r in [
-        {"image": "photos/coffee.jpg", "id": "a"}, {"image": "photos/coffee.jpg", "id": "b"},
-        {"image": "photos/coffee.jpg"}, {"image": "photos/coffee.jpg"}]))
+    (tmp_path / "m.jsonl").write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"image": "photos/coffee.jpg", "id": "a"},
+                {"image": "photos/coffee.jpg", "id": "b"},
+                {"image": "photos/coffee.jpg"},
+                {"image": "photos/coffee.jpg"},
+            ]
+        )
+    )
     a, b, c, d = _items(tmp_path / "m.jsonl")
     assert len({a.key, b.key, c.key, d.key}) == 4  # an exact repeat is another row (another row number)
     assert a.cache_key == b.cache_key == c.cache_key == d.cache_key
@@ -96,8 +105,9 @@ def test_caller_id_splits_the_key_but_not_the_cache_key(photos, tmp_path):
 
 def test_bad_rows_become_error_items_with_stable_keys(tmp_path, images_dir):
     shutil.copy(images_dir / "coffee.jpg", tmp_path / "ok.jpg")
-    (tmp_path / "m.jsonl").write_text('{"image": "ok.jpg"}\n{not json\n[1, 2]\n{"image": "ok.jpg", "locle": "de"}\n'
-                                      '{"sku": "X"}\n"ok.jpg"\n')
+    (tmp_path / "m.jsonl").write_text(
+        '{"image": "ok.jpg"}\n{not json\n[1, 2]\n{"image": "ok.jpg", "locle": "de"}\n{"sku": "X"}\n"ok.jpg"\n'
+    )
     items = _items(tmp_path / "m.jsonl")
     errors = [i for i in items if i.error]
     assert [i.row for i in errors] == [1, 2, 3, 4]
@@ -134,9 +144,19 @@ def test_bom_deep_nesting_and_overlong_lines_are_row_errors(tmp_path, images_dir
     monkeypatch.setattr(manifest, "MAX_LINE_BYTES", 200_000)
     long_row = json.dumps({"image": "ok.jpg", "id": "x" * 300_000})
     path = tmp_path / "m.jsonl"
-    path.write_bytes(b"\xef\xbb\xbf" + "\n".join([
-        '{"image": "ok.jpg", "id": "first"}', "[" * 100_000, '{"image": "ok.jpg", "id": %s}' % ("[" * 100_000),
-        long_row, long_row + long_row + "\n" + '{"image": "ok.jpg", "id": "last"}']).encode() + b"\n")
+    path.write_bytes(
+        b"\xef\xbb\xbf"
+        + "\n".join(
+            [
+                '{"image": "ok.jpg", "id": "first"}',
+                "[" * 100_000,
+                '{"image": "ok.jpg", "id": %s}' % ("[" * 100_000),
+                long_row,
+                long_row + long_row + "\n" + '{"image": "ok.jpg", "id": "last"}',
+            ]
+        ).encode()
+        + b"\n"
+    )
     items = _items(path)
     assert [i.row for i in items] == [0, 1, 2, 3, 4, 5]
     assert items[0].error is None and items[0].id == "first"  # the BOM does not break the first row

@@ -26,9 +26,11 @@ def test_prometheus_endpoint_serves_items_errors_and_stage_latencies():
     pytest.importorskip("prometheus_client")
     metrics = JobMetrics("caption", port=0)
     try:
-        records = [{"key": "a", "status": "ok", "provenance": {"timings_ms": {"draft": 120.0, "rank": 4.0}}},
-                   {"key": "b", "status": "ok", "provenance": {"timings_ms": {"draft": 80.0}}},
-                   {"key": "c", "status": "error", "error": {"type": "InvalidImageError", "message": "x"}}]
+        records = [
+            {"key": "a", "status": "ok", "provenance": {"timings_ms": {"draft": 120.0, "rank": 4.0}}},
+            {"key": "b", "status": "ok", "provenance": {"timings_ms": {"draft": 80.0}}},
+            {"key": "c", "status": "error", "error": {"type": "InvalidImageError", "message": "x"}},
+        ]
         assert metrics.record(records) == (3, 1)
         metrics.record([{"key": "d", "status": "ok"}], cached=True)
         metrics.batch_seconds(0.3)
@@ -74,15 +76,43 @@ def test_cli_reports_a_summary_and_exit_codes(tmp_path):
     assert missing.exit_code == 2 and "does not exist" in missing.output and "Fix:" in missing.output
     captions = tmp_path / "c.jsonl"
     captions.write_text(json.dumps({"id": "a", "text": "A green teapot on a shelf."}) + "\n")
-    bad_locale = runner.invoke(app, ["batch", "localize", str(captions), "--locales", "de-DE,zz-ZZ-nope",
-                                     "--out", str(tmp_path / "l.jsonl"), "--refiner", "vllm", "--base-url",
-                                     "http://127.0.0.1:9/v1"])
+    bad_locale = runner.invoke(
+        app,
+        [
+            "batch",
+            "localize",
+            str(captions),
+            "--locales",
+            "de-DE,zz-ZZ-nope",
+            "--out",
+            str(tmp_path / "l.jsonl"),
+            "--refiner",
+            "vllm",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+        ],
+    )
     assert bad_locale.exit_code == 2 and "zz-ZZ-nope" in bad_locale.output
     port = _free_port()
-    args = ["batch", "localize", str(captions), "--locales", "de-DE,fr-FR", "--out", str(tmp_path / "l.jsonl"),
-            "--refiner", "vllm", "--base-url", f"http://127.0.0.1:{port}/v1", "--model", "m", "--no-progress",
-            "--metrics-port", str(_free_port())]
-    failed = runner.invoke(app, args, env={"CAPTION_AGENT_REFINER__MAX_RETRIES": "0"})
+    args = [
+        "batch",
+        "localize",
+        str(captions),
+        "--locales",
+        "de-DE,fr-FR",
+        "--out",
+        str(tmp_path / "l.jsonl"),
+        "--refiner",
+        "vllm",
+        "--base-url",
+        f"http://127.0.0.1:{port}/v1",
+        "--model",
+        "m",
+        "--no-progress",
+        "--metrics-port",
+        str(_free_port()),
+    ]
+    failed = runner.invoke(app, args, env={"CAPTION_AGENT_REFINER__VLLM__MAX_RETRIES": "0"})
     assert failed.exit_code == 1, failed.output
     summary = json.loads(next(line for line in failed.stdout.splitlines() if line.startswith("{")))
     assert summary["written"] == 2 and summary["error_types"] == {"BackendUnavailableError": 2}

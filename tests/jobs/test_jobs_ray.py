@@ -14,8 +14,11 @@ from caption_agent.jobs import CaptionJobOptions, LocalizeJobOptions, read_recor
 from caption_agent.jobs.manifest import iter_items
 
 ray = pytest.importorskip("ray")
-pytestmark = [pytest.mark.ray, pytest.mark.slow,
-              pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")]
+pytestmark = [
+    pytest.mark.ray,
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +35,23 @@ def test_ray_localize_job_streams_records_to_the_same_log(tmp_path, local_ray):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     captions = tmp_path / "captions.jsonl"
-    captions.write_text("".join(json.dumps({"id": f"c{i}", "text": f"A ceramic cup number {i} on a table."}) + "\n"
-                                for i in range(10)))
-    cfg = AgentConfig.load(refiner={"backend": "vllm", "base_url": f"http://127.0.0.1:{port}/v1", "model": "m",
-                                    "max_retries": 0, "timeout_s": 5})
-    opts = dict(out=tmp_path / "out.jsonl", locales=["de-DE", "fr-FR"], runner="ray", batch_size=4,
-                ray_concurrency=2, progress=False)
+    captions.write_text(
+        "".join(json.dumps({"id": f"c{i}", "text": f"A ceramic cup number {i} on a table."}) + "\n" for i in range(10))
+    )
+    cfg = AgentConfig.load(
+        refiner={
+            "backend": "vllm",
+            "vllm": {"base_url": f"http://127.0.0.1:{port}/v1", "model": "m", "max_retries": 0, "timeout_s": 5},
+        }
+    )
+    opts = dict(
+        out=tmp_path / "out.jsonl",
+        locales=["de-DE", "fr-FR"],
+        runner="ray",
+        batch_size=4,
+        ray_concurrency=2,
+        progress=False,
+    )
     summary = run_localize_job(captions, LocalizeJobOptions(**opts, limit=12), cfg)
     assert summary.written == 12
     summary = run_localize_job(captions, LocalizeJobOptions(**opts), cfg)
@@ -61,8 +75,10 @@ def test_ray_caption_job_matches_the_local_runner(tmp_path, images_dir, local_ra
     expected = {i.key for i in iter_items(folder, style="alt_text", locale="en-US")}
     records = {r["key"]: r for r in read_records(out)}
     assert set(records) == expected
-    assert records[next(k for k, r in records.items() if r["source"].endswith("broken.jpg"))]["error"]["type"] == \
-        "InvalidImageError"
+    assert (
+        records[next(k for k, r in records.items() if r["source"].endswith("broken.jpg"))]["error"]["type"]
+        == "InvalidImageError"
+    )
     again = run_caption_job(folder, CaptionJobOptions(out=out, runner="ray", progress=False), cfg)
     assert again.already_done == 4 and again.written == 0
     local = tmp_path / "local.jsonl"

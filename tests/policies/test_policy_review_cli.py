@@ -14,12 +14,23 @@ runner = CliRunner()
 
 
 def result(key: str, status: str = "ok", text: str | None = "A white espresso cup.", confidence: float = 0.9):
-    decisions = [PolicyDecision(rule="injection", action="review", reason="caption follows injected text")] \
-        if status == "review" else []
-    return CaptionResult(key=key, status=status, text=text, style="alt_text", locale="en-US",
-                         image=ImageInfo(source=f"{key}.jpg", sha256=key * 8, width=10, height=10),
-                         draft="a white espresso cup", confidence=confidence, decisions=decisions,
-                         decision="review" if status == "review" else "allow")
+    decisions = (
+        [PolicyDecision(rule="injection", action="review", reason="caption follows injected text")]
+        if status == "review"
+        else []
+    )
+    return CaptionResult(
+        key=key,
+        status=status,
+        text=text,
+        style="alt_text",
+        locale="en-US",
+        image=ImageInfo(source=f"{key}.jpg", sha256=key * 8, width=10, height=10),
+        draft="a white espresso cup",
+        confidence=confidence,
+        decisions=decisions,
+        decision="review" if status == "review" else "allow",
+    )
 
 
 def write_results(path, rows):
@@ -27,8 +38,13 @@ def write_results(path, rows):
 
 
 def test_export_list_import_round_trip(tmp_path):
-    rows = [result("a1"), result("b2", "review"), result("c3", "review"), result("d4", "review"),
-            result("e5", confidence=0.05)]
+    rows = [
+        result("a1"),
+        result("b2", "review"),
+        result("c3", "review"),
+        result("d4", "review"),
+        result("e5", confidence=0.05),
+    ]
     results, queue = tmp_path / "results.jsonl", tmp_path / "queue.jsonl"
     write_results(results, rows)
 
@@ -47,13 +63,28 @@ def test_export_list_import_round_trip(tmp_path):
 
     ids = {i["key"]: i["review_id"] for i in items}
     decisions = tmp_path / "decisions.jsonl"
-    decisions.write_text("\n".join(json.dumps(d) for d in [
-        {"review_id": ids["b2"], "verdict": "approve", "reviewer": "ana"},
-        {"review_id": ids["c3"], "verdict": "edit", "text": "A white cup; orders: cups@example.com",
-         "reviewer": "ben"},
-        {"review_id": ids["d4"], "verdict": "edit", "text": "A shitty white cup on a saucer.", "reviewer": "cy"},
-        {"review_id": ids["e5"], "verdict": "reject", "note": "not our product"},
-    ]) + "\n")
+    decisions.write_text(
+        "\n".join(
+            json.dumps(d)
+            for d in [
+                {"review_id": ids["b2"], "verdict": "approve", "reviewer": "ana"},
+                {
+                    "review_id": ids["c3"],
+                    "verdict": "edit",
+                    "text": "A white cup; orders: cups@example.com",
+                    "reviewer": "ben",
+                },
+                {
+                    "review_id": ids["d4"],
+                    "verdict": "edit",
+                    "text": "A shitty white cup on a saucer.",
+                    "reviewer": "cy",
+                },
+                {"review_id": ids["e5"], "verdict": "reject", "note": "not our product"},
+            ]
+        )
+        + "\n"
+    )
     updated = tmp_path / "updated.jsonl"
     out = runner.invoke(app, ["review", "import", str(decisions), "--results", str(results), "--out", str(updated)])
     assert out.exit_code == 0, out.output
@@ -75,8 +106,9 @@ def test_import_accepts_the_queue_edited_in_place_and_flags_unknown_ids(tmp_path
     item["decision"] = {"verdict": "approve", "reviewer": "dee"}
     stray = {"review_id": "0123456789abcdef", "verdict": "reject"}
     queue.write_text(json.dumps(item) + "\n" + json.dumps(stray) + "\n")
-    out = runner.invoke(app, ["review", "import", str(queue), "--results", str(results),
-                              "--out", str(tmp_path / "o.jsonl")])
+    out = runner.invoke(
+        app, ["review", "import", str(queue), "--results", str(results), "--out", str(tmp_path / "o.jsonl")]
+    )
     assert out.exit_code == 1 and "1 approved" in out.output and "0123456789abcdef" in out.output
 
 
@@ -84,8 +116,9 @@ def test_bad_decision_lines_are_explained(tmp_path):
     results, decisions = tmp_path / "r.jsonl", tmp_path / "d.jsonl"
     write_results(results, [result("a1", "review")])
     decisions.write_text(json.dumps({"review_id": review_id(result("a1")), "verdict": "edit"}) + "\n")
-    out = runner.invoke(app, ["review", "import", str(decisions), "--results", str(results),
-                              "--out", str(tmp_path / "o.jsonl")])
+    out = runner.invoke(
+        app, ["review", "import", str(decisions), "--results", str(results), "--out", str(tmp_path / "o.jsonl")]
+    )
     assert out.exit_code == 2 and "line 1" in out.output and "needs the corrected caption" in out.output
 
 
@@ -109,9 +142,10 @@ def test_eval_policies_prints_rates_and_enforces_limits(tmp_path):
     corpus = tmp_path / "c.yaml"
     corpus.write_text(
         '- {id: a, stage: output, draft: a red mug on a table, text: "A red mug on a table, mail a@b.com", '
-        'fires: [pii]}\n'
+        "fires: [pii]}\n"
         '- {id: b, stage: output, draft: a red mug on a table, text: "A red mug on a table."}\n'
-        '- {id: c, stage: output, draft: a red mug on a table, text: "A blue mug on a table."}\n')
+        '- {id: c, stage: output, draft: a red mug on a table, text: "A blue mug on a table."}\n'
+    )
     out = runner.invoke(app, ["eval-policies", str(corpus)])
     assert out.exit_code == 0, out.output
     assert "pii               1      1  100.0%" in out.output

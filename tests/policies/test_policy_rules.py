@@ -64,24 +64,34 @@ def test_people_rule_holds_captions_when_faces_were_not_counted(engine, make_ctx
     people = next(d for d in out.decisions if d.rule == "people")
     assert out.action == "review" and people.action == "review"
     assert people.reason == "person detector unavailable (install caption-agent[safety]); held for review"
-    product = engine.review("A red leather boot.", make_ctx(draft="a red leather boot", preset="seo_product",
-                                                              faces=None, facts=["Red leather boot."]))
+    product = engine.review(
+        "A red leather boot.",
+        make_ctx(draft="a red leather boot", preset="seo_product", faces=None, facts=["Red leather boot."]),
+    )
     assert "people" not in fired(product), "seo_product checks every caption, counted faces or not"
     for action in ("allow", "block"):
         path = tmp_path / f"{action}.yaml"
         path.write_text(f'version: "t"\nextends: default\nrules:\n  people: {{if_unavailable: {action}}}\n')
-        people = next(d for d in PolicyEngine.load(path).review(text, make_ctx(draft=text, faces=None)).decisions
-                      if d.rule == "people")
+        people = next(
+            d
+            for d in PolicyEngine.load(path).review(text, make_ctx(draft=text, faces=None)).decisions
+            if d.rule == "people"
+        )
         assert people.action == action and "person detector unavailable" in people.reason
 
 
 def test_people_rule_takes_no_title_case_product_name_for_a_person(engine, make_ctx):
     from caption_agent.schemas import GroundingFact
 
-    fields = {"title": "Rocket Launch Model Kit", "category": "Toys > Model Kits",
-              "description": "A scale model signed by Maria Lopez."}
-    facts = [GroundingFact(id=f"ROCKET-KIT-3:{k}", sku="ROCKET-KIT-3", field=k, text=v, score=0.8, fields=fields)
-             for k, v in fields.items()]
+    fields = {
+        "title": "Rocket Launch Model Kit",
+        "category": "Toys > Model Kits",
+        "description": "A scale model signed by Maria Lopez.",
+    }
+    facts = [
+        GroundingFact(id=f"ROCKET-KIT-3:{k}", sku="ROCKET-KIT-3", field=k, text=v, score=0.8, fields=fields)
+        for k, v in fields.items()
+    ]
     ctx = make_ctx(draft="a missile", preset="seo_product", facts=facts, faces=1)
     kept = engine.review("A rocket launch on a moon's surface, shown as a detailed model kit.", ctx)
     assert "people" not in fired(kept) and kept.text.startswith("A rocket launch")
@@ -91,8 +101,10 @@ def test_people_rule_takes_no_title_case_product_name_for_a_person(engine, make_
 
 
 def test_people_rule_regenerates_other_languages(engine, make_ctx):
-    out = engine.review("Eine junge Frau hält einen Helm in der Hand.",
-                        make_ctx(draft="eine junge Frau hält einen Helm", locale="de-DE", faces=1))
+    out = engine.review(
+        "Eine junge Frau hält einen Helm in der Hand.",
+        make_ctx(draft="eine junge Frau hält einen Helm", locale="de-DE", faces=1),
+    )
     assert fired(out)["people"] == "regenerate"
 
 
@@ -106,5 +118,5 @@ def test_pii_spans_and_luhn():
 def test_blocklist_spans_map_back_to_the_original_text(engine):
     rule = next(r for r in engine.rules("alt_text") if r.name == "blocklist")
     text = "Nice ｓｈ\u200bｉｔ mug"
-    (start, end, topic, term), = rule.find(text)
+    ((start, end, topic, term),) = rule.find(text)
     assert text[start:end] == "ｓｈ\u200bｉｔ" and term == "shit"

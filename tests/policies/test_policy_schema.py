@@ -37,8 +37,11 @@ def test_misspelt_key_is_an_error_with_line_and_suggestion(tmp_path):
 
 
 def test_misspelt_rule_name_and_bad_values_are_all_listed(tmp_path):
-    path = write(tmp_path, 'version: "1"\nextends: default\nrules:\n  blocklst: {terms: [x]}\n'
-                           '  pii: {detect: [email, ssn]}\n  language: {action: redact}\n')
+    path = write(
+        tmp_path,
+        'version: "1"\nextends: default\nrules:\n  blocklst: {terms: [x]}\n'
+        "  pii: {detect: [email, ssn]}\n  language: {action: redact}\n",
+    )
     msg = str(pytest.raises(PolicyError, load_policy, path).value)
     assert "unknown key 'blocklst'; did you mean 'blocklist'?" in msg
     assert "rules.pii.detect.1" in msg and "'ssn'" in msg
@@ -58,8 +61,11 @@ def test_a_policy_without_extends_must_name_every_rule(tmp_path):
 
 
 def test_rules_that_would_do_nothing_are_refused(tmp_path):
-    path = write(tmp_path, 'version: "1"\nextends: default\nrules:\n  blocklist:\n    terms: []\n'
-                           '    topics: {medical_claims: [], counterfeit: [], spam: []}\n')
+    path = write(
+        tmp_path,
+        'version: "1"\nextends: default\nrules:\n  blocklist:\n    terms: []\n'
+        "    topics: {medical_claims: [], counterfeit: [], spam: []}\n",
+    )
     with pytest.raises(PolicyError, match="would do nothing"):
         load_policy(path)
     path = write(tmp_path, 'version: "1"\nextends: default\nrules:\n  pii: {detect: []}\n')
@@ -80,8 +86,11 @@ def test_unknown_nudenet_class_is_refused(tmp_path):
 
 
 def test_preset_override_errors_name_the_preset(tmp_path):
-    path = write(tmp_path, 'version: "1"\nextends: default\npresets:\n  alt_text:\n    rules:\n'
-                           '      style: {max_chars: 20}\n      grounding: {kind: [colour]}\n')
+    path = write(
+        tmp_path,
+        'version: "1"\nextends: default\npresets:\n  alt_text:\n    rules:\n'
+        "      style: {max_chars: 20}\n      grounding: {kind: [colour]}\n",
+    )
     msg = str(pytest.raises(PolicyError, load_policy, path).value)
     assert "presets.alt_text.rules.style.max_chars" in msg
     assert "did you mean 'kinds'?" in msg

@@ -38,8 +38,9 @@ def _script(path: Path, body: str) -> Path:
 def run(repo: Path, pip_body: str, *extras: str) -> subprocess.CompletedProcess[str]:
     pip = _script(repo / "fake-pip", 'echo "$*" >> "$(dirname "$0")/pip.log"\n' + pip_body)
     env = {**os.environ, "BOOTSTRAP_PIP": str(pip)}
-    return subprocess.run(["bash", str(repo / "scripts" / "bootstrap.sh"), *extras], env=env, text=True,
-                          capture_output=True, timeout=60)
+    return subprocess.run(
+        ["bash", str(repo / "scripts" / "bootstrap.sh"), *extras], env=env, text=True, capture_output=True, timeout=60
+    )
 
 
 def stamps(repo: Path) -> list[str]:
@@ -48,8 +49,11 @@ def stamps(repo: Path) -> list[str]:
 
 def test_a_failing_pip_step_stops_the_setup_with_the_step_and_the_retry(repo):
     # Fails on the package install, after printing pip's noise and its error.
-    out = run(repo, 'case "$*" in *-e*) echo "x is ignored"; echo "ERROR: No matching distribution found for '
-                    'nudenet==3.4.2"; exit 1;; esac\n')
+    out = run(
+        repo,
+        'case "$*" in *-e*) echo "x is ignored"; echo "ERROR: No matching distribution found for '
+        'nudenet==3.4.2"; exit 1;; esac\n',
+    )
     assert out.returncode == 1
     assert "No matching distribution found for nudenet" in out.stdout + out.stderr
     assert "is ignored" not in out.stdout + out.stderr  # the noise filter stays
@@ -75,9 +79,11 @@ def test_the_make_targets_ask_for_the_safety_extra():
 
 
 def test_a_failing_import_check_fails_the_setup(repo):
-    _script(repo / ".venv" / "bin" / "python", 'echo "ModuleNotFoundError: No module named \'nudenet\'" >&2; exit 1\n')
+    _script(repo / ".venv" / "bin" / "python", "echo \"ModuleNotFoundError: No module named 'nudenet'\" >&2; exit 1\n")
     out = run(repo, "", "lite,safety")
     assert out.returncode == 1
-    assert "bootstrap: the import check (import torch, agent, chromadb, sentence_transformers, nudenet) failed" \
+    assert (
+        "bootstrap: the import check (import torch, agent, chromadb, sentence_transformers, nudenet) failed"
         in out.stderr
+    )
     assert stamps(repo) == []

@@ -18,9 +18,15 @@ TEXTS = [
     "A red ceramic espresso cup on a wooden table.",
     "don't you think? I'll see; we'd've, it's THE cat's bowl",
     "Größe 42, Farbe: Blau. Ärmel aus 100% Baumwolle!",
-    "東京の夜景、ネオンサイン。", "Привет, мир! Это тест.", "مرحبا بالعالم", "हिन्दी पाठ का उदाहरण",
-    "café naïve résumé", "emoji 😀👍🏽 © ® ™ € £ ½ ²", "  multiple   spaces\tand\nlines ",
-    "1234567890 3.14159 v2.0-beta_x (c) 2024 -- ok?!", "",
+    "東京の夜景、ネオンサイン。",
+    "Привет, мир! Это тест.",
+    "مرحبا بالعالم",
+    "हिन्दी पाठ का उदाहरण",
+    "café naïve résumé",
+    "emoji 😀👍🏽 © ® ™ € £ ½ ²",
+    "  multiple   spaces\tand\nlines ",
+    "1234567890 3.14159 v2.0-beta_x (c) 2024 -- ok?!",
+    "",
 ]
 
 
@@ -49,7 +55,7 @@ def test_matches_huggingface_clip_tokenizer(tmp_path):
     vocab = {names.get(k, k): v for k, v in _bpe().encoder.items()}
     (tmp_path / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
     raw = (ROOT / "agent" / "data" / "bpe_simple_vocab_16e6.txt.gz").read_bytes()
-    merges = gzip.decompress(raw).decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
+    merges = gzip.decompress(raw).decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
     (tmp_path / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
     hf = transformers.CLIPTokenizer.from_pretrained(str(tmp_path))
     captions = [line for line in TEXTS if line.strip()]
@@ -70,8 +76,10 @@ def test_fit_clip_tokens_cuts_at_a_word_and_ends_cleanly():
 
 
 def test_counter_is_pure_python():
-    code = "import sys, caption_agent.clip_tokens as c; c.count_clip_tokens('a cup'); " \
-           "print(sorted(m for m in ('torch', 'regex', 'ftfy', 'tokenizers', 'transformers') if m in sys.modules))"
+    code = (
+        "import sys, caption_agent.clip_tokens as c; c.count_clip_tokens('a cup'); "
+        "print(sorted(m for m in ('torch', 'regex', 'ftfy', 'tokenizers', 'transformers') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

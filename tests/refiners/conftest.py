@@ -38,8 +38,10 @@ def vllm_server() -> dict[str, str]:
     url = os.environ.get("CAPTION_AGENT_TEST_VLLM_URL")
     model = os.environ.get("CAPTION_AGENT_TEST_VLLM_MODEL")
     if not url or not model:
-        pytest.skip("no vLLM server: start one with `python scripts/vllm_server.py start` and set "
-                    "CAPTION_AGENT_TEST_VLLM_URL and CAPTION_AGENT_TEST_VLLM_MODEL (CI does)")
+        pytest.skip(
+            "no vLLM server: start one with `python scripts/vllm_server.py start` and set "
+            "CAPTION_AGENT_TEST_VLLM_URL and CAPTION_AGENT_TEST_VLLM_MODEL (CI does)"
+        )
     return {"url": url.rstrip("/"), "model": model}
 
 
@@ -62,8 +64,15 @@ class FaultServer:
     It records how many requests arrived and the most that were in flight at once.
     """
 
-    def __init__(self, mode: str = "status", status: int = 500, delay_s: float = 0.0, fail_first: int = 0,
-                 upstream: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        mode: str = "status",
+        status: int = 500,
+        delay_s: float = 0.0,
+        fail_first: int = 0,
+        upstream: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.mode, self.status, self.delay_s = mode, status, delay_s
         self.fail_first, self.upstream, self.headers = fail_first, upstream, headers or {}
         self.requests = 0
@@ -111,8 +120,10 @@ class FaultServer:
                     if fault.mode == "proxy" and number > fault.fail_first:
                         self._forward(body)
                     else:
-                        self._send(fault.status, json.dumps({"error": {"message": "injected fault",
-                                                                       "type": "fault", "code": fault.status}}))
+                        self._send(
+                            fault.status,
+                            json.dumps({"error": {"message": "injected fault", "type": "fault", "code": fault.status}}),
+                        )
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout test)
                 finally:
@@ -121,10 +132,16 @@ class FaultServer:
 
             def _forward(self, body: bytes) -> None:
                 assert fault.upstream is not None
-                path = self.path[len("/v1"):] if self.path.startswith("/v1") else self.path
-                req = urllib.request.Request(fault.upstream + path, data=body or None, method=self.command,
-                                             headers={"Content-Type": "application/json",
-                                                      "Authorization": self.headers.get("Authorization", "")})
+                path = self.path[len("/v1") :] if self.path.startswith("/v1") else self.path
+                req = urllib.request.Request(
+                    fault.upstream + path,
+                    data=body or None,
+                    method=self.command,
+                    headers={
+                        "Content-Type": "application/json",
+                        "Authorization": self.headers.get("Authorization", ""),
+                    },
+                )
                 try:
                     with urllib.request.urlopen(req, timeout=300) as resp:
                         self._send(resp.status, resp.read().decode())

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from caption_agent.clip_tokens import count_clip_tokens
-from caption_agent.config import RefinerSettings
+from caption_agent.config import VLLMRefinerSettings
 from caption_agent.errors import BackendError, BackendUnavailableError, ConfigError, ModelOutputError
 from caption_agent.prompts import list_styles, load_preset
 from caption_agent.refiners import REFINERS, RefineJob
@@ -27,14 +27,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 FACTS = [
     GroundingFact(id="HW-ESP-01:color", sku="HW-ESP-01", field="color", text="Colour: matte black", score=0.9),
-    GroundingFact(id="HW-ESP-01:material", sku="HW-ESP-01", field="material", text="Material: stoneware",
-                  score=0.8),
+    GroundingFact(id="HW-ESP-01:material", sku="HW-ESP-01", field="material", text="Material: stoneware", score=0.8),
     GroundingFact(id="HW-ESP-01:brand", sku="HW-ESP-01", field="brand", text="Brand: Hollowell", score=0.7),
 ]
 SLOW_S = 600.0
-DRAFTS = ["a black espresso cup on a saucer", "a small cup of coffee on a wooden table",
-          "a tabby cat lying on a grey blanket", "a red rocket on a launch pad under a blue sky",
-          "an astronaut in a white suit holding a helmet", "a motorcycle parked beside a brick wall"]
+DRAFTS = [
+    "a black espresso cup on a saucer",
+    "a small cup of coffee on a wooden table",
+    "a tabby cat lying on a grey blanket",
+    "a red rocket on a launch pad under a blue sky",
+    "an astronaut in a white suit holding a helmet",
+    "a motorcycle parked beside a brick wall",
+]
 
 
 def job(style: str = "alt_text", draft: str = DRAFTS[0], locale: str = "en-US", facts=FACTS, **kw) -> RefineJob:
@@ -42,8 +46,9 @@ def job(style: str = "alt_text", draft: str = DRAFTS[0], locale: str = "en-US", 
 
 
 def refiner(url: str, model: str = "any-model", **overrides) -> VLLMRefiner:
-    settings = RefinerSettings(backend="vllm", base_url=url, model=model,
-                               **{"timeout_s": 10.0, "max_retries": 1, "temperature": 0.0, **overrides})
+    settings = VLLMRefinerSettings(
+        base_url=url, model=model, **{"timeout_s": 10.0, "max_retries": 1, "temperature": 0.0, **overrides}
+    )
     return VLLMRefiner(settings)
 
 
@@ -74,6 +79,7 @@ def metric(base_url: str, name: str) -> float:
 
 
 # --------------------------------------------------------------------------------------------------- no server
+
 
 def _strings_and_arrays(node, path="$"):
     if isinstance(node, dict):
@@ -113,21 +119,28 @@ def test_schema_follows_a_tighter_request_budget():
     assert refined_caption_schema(job("seo_product", max_chars=80))["properties"]["caption"]["maxLength"] == 80
 
 
-@pytest.mark.parametrize("raw, why", [
-    ('{"caption": "A black cup"', "not valid JSON"),
-    ("A black cup on a saucer.", "not valid JSON"),
-    ('{"caption": 5, "facts_used": []}', "breaks the schema"),
-    ('{"caption": "A black cup.", "facts_used": [], "price": "9"}', "unexpected keys"),
-    ('["A black cup."]', "breaks the schema"),
-])
+@pytest.mark.parametrize(
+    "raw, why",
+    [
+        ('{"caption": "A black cup"', "not valid JSON"),
+        ("A black cup on a saucer.", "not valid JSON"),
+        ('{"caption": 5, "facts_used": []}', "breaks the schema"),
+        ('{"caption": "A black cup.", "facts_used": [], "price": "9"}', "unexpected keys"),
+        ('["A black cup."]', "breaks the schema"),
+    ],
+)
 def test_validate_answer_rejects_invalid_output(raw, why):
     with pytest.raises(ModelOutputError, match=why):
         validate_answer(raw, job())
 
 
 def test_validate_answer_keeps_known_fact_ids_and_fits_clip_tokens():
-    ok = validate_answer(json.dumps({"caption": "A matte black stoneware espresso cup.",
-                                     "facts_used": ["HW-ESP-01:color", "made-up:id"]}), job())
+    ok = validate_answer(
+        json.dumps(
+            {"caption": "A matte black stoneware espresso cup.", "facts_used": ["HW-ESP-01:color", "made-up:id"]}
+        ),
+        job(),
+    )
     assert ok.caption == "A matte black stoneware espresso cup." and ok.facts_used == ["HW-ESP-01:color"]
     long = " ".join(["12 black cups, 34 saucers and 56 spoons;"] * 8)  # digits are one CLIP token each
     fitted = validate_answer(json.dumps({"caption": long[:290], "facts_used": []}), job("dataset_recaption"))
@@ -137,8 +150,11 @@ def test_validate_answer_keeps_known_fact_ids_and_fits_clip_tokens():
 def test_system_message_is_first_and_shared_by_every_request_of_a_preset():
     # vLLM's prefix cache can only reuse the system prompt if it is byte-identical and comes first.
     a = job("seo_product", draft=DRAFTS[0], locale="en-US").prompt().messages
-    b = job("seo_product", draft=DRAFTS[3], locale="de-DE", facts=FACTS[:1], max_chars=90,
-            feedback=["too long"]).prompt().messages
+    b = (
+        job("seo_product", draft=DRAFTS[3], locale="de-DE", facts=FACTS[:1], max_chars=90, feedback=["too long"])
+        .prompt()
+        .messages
+    )
     assert [m["role"] for m in a] == ["system", "user"]
     assert a[0] == b[0] and a[1] != b[1]
     assert "German (Germany)" in b[1]["content"]  # the locale is named in the user message
@@ -147,8 +163,10 @@ def test_system_message_is_first_and_shared_by_every_request_of_a_preset():
 
 def test_registry_and_lazy_import():
     assert REFINERS.get("vllm") is VLLMRefiner
-    code = ("import sys, caption_agent.refiners.vllm; "
-            "print(sorted(m for m in ('langchain_openai', 'openai', 'torch') if m in sys.modules))")
+    code = (
+        "import sys, caption_agent.refiners.vllm; "
+        "print(sorted(m for m in ('langchain_openai', 'openai', 'torch') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
@@ -156,7 +174,7 @@ def test_registry_and_lazy_import():
 
 def test_base_url_is_required():
     with pytest.raises(ConfigError, match="base_url"):
-        VLLMRefiner(RefinerSettings(backend="vllm"))
+        VLLMRefiner(VLLMRefinerSettings())
 
 
 def test_unreachable_server_names_url_and_how_to_start():
@@ -229,12 +247,14 @@ def test_refine_many_works_inside_a_running_event_loop(fault_server):
 
 # --------------------------------------------------------------------------------------------------- real server
 
+
 @pytest.fixture(scope="module")
 def real(vllm_server) -> VLLMRefiner:
     # Generous timeout: on a busy 2-core machine a batch of 16 can take minutes, and a timed-out request is
     # retried from scratch, which only adds load.
-    r = refiner(vllm_server["url"], vllm_server["model"], timeout_s=SLOW_S, max_retries=1, max_new_tokens=64,
-                max_concurrency=16)
+    r = refiner(
+        vllm_server["url"], vllm_server["model"], timeout_s=SLOW_S, max_retries=1, max_new_tokens=64, max_concurrency=16
+    )
     r.output_retries = 2
     r.check_ready()
     yield r
@@ -244,7 +264,7 @@ def real(vllm_server) -> VLLMRefiner:
 @pytest.mark.vllm
 @pytest.mark.slow
 def test_real_check_ready_and_model_discovery(vllm_server):
-    r = VLLMRefiner(RefinerSettings(backend="vllm", base_url=vllm_server["url"], timeout_s=SLOW_S))
+    r = VLLMRefiner(VLLMRefinerSettings(base_url=vllm_server["url"], timeout_s=SLOW_S))
     assert r.check_ready() > 0
     assert r.model_id == vllm_server["model"]
 
@@ -263,8 +283,16 @@ def test_real_structured_output_follows_the_schema(real):
 
 @pytest.mark.vllm
 @pytest.mark.slow
-@pytest.mark.parametrize("style, locale", [("alt_text", "en-US"), ("seo_product", "de-DE"), ("social", "fr-FR"),
-                                           ("editorial", "en-GB"), ("dataset_recaption", "en-US")])
+@pytest.mark.parametrize(
+    "style, locale",
+    [
+        ("alt_text", "en-US"),
+        ("seo_product", "de-DE"),
+        ("social", "fr-FR"),
+        ("editorial", "en-GB"),
+        ("dataset_recaption", "en-US"),
+    ],
+)
 def test_real_chat_refines_every_preset(real, style, locale):
     j = job(style, locale=locale)
     out = real.refine(j)
@@ -324,22 +352,29 @@ def test_real_server_killed_mid_batch_loses_nothing(vllm_server, server_script, 
         pytest.skip("set CAPTION_AGENT_TEST_VLLM_PYTHON (the vllm venv's python) to start a second server")
     model_dir = Path(os.environ.get("CAPTION_AGENT_TEST_VLLM_MODEL_DIR", ROOT / ".cache" / "smollm2-hf"))
     port = free_port(18200)
-    info = server_script.start(port, model_dir, "doomed", python=Path(python), state_dir=tmp_path,
-                               timeout_s=400.0, api_key="test-key")
+    info = server_script.start(
+        port, model_dir, "doomed", python=Path(python), state_dir=tmp_path, timeout_s=400.0, api_key="test-key"
+    )
     try:
         # The server wants its key: without it the request is refused and not retried.
         no_key = refiner(info.base_url, "doomed", timeout_s=SLOW_S).refine_many([job()])
         assert isinstance(no_key[0], BackendError) and not no_key[0].retryable
-        r = refiner(info.base_url, "doomed", api_key="test-key", timeout_s=SLOW_S, max_retries=2,
-                    max_concurrency=8, max_new_tokens=64)
+        r = refiner(
+            info.base_url,
+            "doomed",
+            api_key="test-key",
+            timeout_s=SLOW_S,
+            max_retries=2,
+            max_concurrency=8,
+            max_new_tokens=64,
+        )
         jobs = [job("alt_text", draft=f"{DRAFTS[i % len(DRAFTS)]} (item {i})") for i in range(24)]
         box: dict = {}
         finished_before = metric(info.base_url, "vllm:request_success_total")  # the readiness check counts
         worker = threading.Thread(target=lambda: box.setdefault("out", r.refine_many(jobs)))
         worker.start()
         deadline = time.monotonic() + SLOW_S
-        while metric(info.base_url, "vllm:request_success_total") < finished_before + 2 \
-                and time.monotonic() < deadline:
+        while metric(info.base_url, "vllm:request_success_total") < finished_before + 2 and time.monotonic() < deadline:
             time.sleep(0.2)
         os.killpg(info.pid, signal.SIGKILL)  # a crash, not a graceful stop
         worker.join(timeout=180)
@@ -351,8 +386,9 @@ def test_real_server_killed_mid_batch_loses_nothing(vllm_server, server_script, 
     done = [i for i, o in enumerate(out) if isinstance(o, RefinedCaption)]
     failed = [i for i, o in enumerate(out) if isinstance(o, Exception)]
     assert len(done) >= 2 and failed, (len(done), len(failed))
-    assert all(isinstance(out[i], BackendError) and out[i].retryable for i in failed), \
-        [repr(out[i]) for i in failed if not getattr(out[i], "retryable", False)][:3]
+    assert all(isinstance(out[i], BackendError) and out[i].retryable for i in failed), [
+        repr(out[i]) for i in failed if not getattr(out[i], "retryable", False)
+    ][:3]
     # Retrying only the failed items on a live server completes the batch: each gets a caption, or (a weak
     # model's unusable answer) a non-retryable ModelOutputError that the pipeline turns into the draft fallback.
     again = real.refine_many([jobs[i] for i in failed])

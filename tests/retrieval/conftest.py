@@ -22,14 +22,38 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_CATALOG = ROOT / "examples" / "catalog.jsonl"
 
 SMALL = [
-    {"sku": "A-1", "title": "Espresso cup", "brand": "Hollowell", "category": "Cups",
-     "attributes": {"color": "matte black", "material": "stoneware"}, "description": "A small espresso cup."},
-    {"sku": "A-2", "title": "Felt cat bed", "brand": "Purrfect", "category": "Pets",
-     "attributes": {"color": "grey"}, "description": "A round felt bed for cats."},
-    {"sku": "A-3", "title": "Camera tripod", "brand": "Steadyline", "category": "Cameras",
-     "attributes": {"material": "aluminium"}, "description": "A tripod with a ball head."},
-    {"sku": "A-4", "title": "Glass vase", "brand": "Clearwater", "category": "Decor",
-     "attributes": {"color": "clear"}, "description": "A vase for a small bouquet."},
+    {
+        "sku": "A-1",
+        "title": "Espresso cup",
+        "brand": "Hollowell",
+        "category": "Cups",
+        "attributes": {"color": "matte black", "material": "stoneware"},
+        "description": "A small espresso cup.",
+    },
+    {
+        "sku": "A-2",
+        "title": "Felt cat bed",
+        "brand": "Purrfect",
+        "category": "Pets",
+        "attributes": {"color": "grey"},
+        "description": "A round felt bed for cats.",
+    },
+    {
+        "sku": "A-3",
+        "title": "Camera tripod",
+        "brand": "Steadyline",
+        "category": "Cameras",
+        "attributes": {"material": "aluminium"},
+        "description": "A tripod with a ball head.",
+    },
+    {
+        "sku": "A-4",
+        "title": "Glass vase",
+        "brand": "Clearwater",
+        "category": "Decor",
+        "attributes": {"color": "clear"},
+        "description": "A vase for a small bouquet.",
+    },
 ]
 
 
@@ -74,8 +98,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     words = sorted({w.strip(".,").lower() for r in SMALL for w in json.dumps(r).split()} | {"cup", "cat"})
     (base / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
     tokenizer = BertTokenizerFast(vocab_file=str(base / "vocab.txt"))
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     BertModel(config).save_pretrained(base)
     tokenizer.save_pretrained(base)
     word = models.Transformer(str(base), max_seq_length=128)
@@ -102,8 +132,12 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data = tmp_path_factory.mktemp("chroma-server")
     port = _free_port()
     log = (data.parent / f"chroma-{port}.log").open("wb")
-    proc = subprocess.Popen([exe_path, "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "ANONYMIZED_TELEMETRY": "False"})
+    proc = subprocess.Popen(
+        [exe_path, "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     try:

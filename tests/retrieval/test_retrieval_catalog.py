@@ -24,10 +24,12 @@ def _split(items: list) -> tuple[list, list]:
 
 
 def test_import_retrieval_is_light() -> None:
-    code = ("import sys, caption_agent.retrieval, caption_agent.cli.catalog; "
-            "from caption_agent.retrieval import __all__; "
-            "heavy = [m for m in ('chromadb', 'torch', 'sentence_transformers', 'langchain_openai', 'pyarrow') "
-            "if m in sys.modules]; print(heavy)")
+    code = (
+        "import sys, caption_agent.retrieval, caption_agent.cli.catalog; "
+        "from caption_agent.retrieval import __all__; "
+        "heavy = [m for m in ('chromadb', 'torch', 'sentence_transformers', 'langchain_openai', 'pyarrow') "
+        "if m in sys.modules]; print(heavy)"
+    )
     out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
 
@@ -38,8 +40,11 @@ def test_example_catalog_is_valid_and_has_the_planted_products() -> None:
     by_sku = {p.sku: p for _, p in good}
     assert len(by_sku) >= 25
     mug = by_sku["MUG-001"]
-    assert mug.brand == "Hollowell" and mug.attributes == {"color": "matte black", "material": "stoneware",
-                                                            "capacity": "90 ml"}
+    assert mug.brand == "Hollowell" and mug.attributes == {
+        "color": "matte black",
+        "material": "stoneware",
+        "capacity": "90 ml",
+    }
     assert "matte black" in mug.description
     assert by_sku["CAT-BED-01"].attributes["color"] == "grey" and by_sku["CAT-BED-01"].brand == "Purrfect"
     assert "orders@hollowell-shop.example" in by_sku["TEA-777"].description
@@ -59,9 +64,11 @@ def test_bad_csv_rows_are_reported_with_row_field_reason() -> None:
 
 def test_csv_attr_columns_bom_and_types(tmp_path: Path) -> None:
     path = tmp_path / "c.csv"
-    path.write_bytes("\ufeffsku,title,attr.color,attr.size,attributes,locale\n"
-                     'S-1,Mug,red,,"{""material"": ""clay"", ""weight"": 300}",de_de\n'.encode())
-    (_, product), = read_catalog(path)
+    path.write_bytes(
+        "\ufeffsku,title,attr.color,attr.size,attributes,locale\n"
+        'S-1,Mug,red,,"{""material"": ""clay"", ""weight"": 300}",de_de\n'.encode()
+    )
+    ((_, product),) = read_catalog(path)
     assert product.attributes == {"material": "clay", "weight": "300", "color": "red"}
     assert product.locale == "de-DE" and product.language == "de"
     assert product.brand is None and product.description == ""
@@ -69,10 +76,13 @@ def test_csv_attr_columns_bom_and_types(tmp_path: Path) -> None:
 
 def test_jsonl_rows_numbered_by_line_and_bad_lines_kept(tmp_path: Path) -> None:
     path = tmp_path / "c.jsonl"
-    path.write_text('{"sku": "S-1", "title": "One"}\n\n{not json\n[1, 2]\n'
-                    '{"sku": 42, "title": "Numeric sku"}\n'
-                    '{"sku": "S-3", "title": "Nested", "attributes": {"size": {"w": 1}}}\n'
-                    '{"sku": "S-4", "title": "Extra", "price": 3}\n', encoding="utf-8")
+    path.write_text(
+        '{"sku": "S-1", "title": "One"}\n\n{not json\n[1, 2]\n'
+        '{"sku": 42, "title": "Numeric sku"}\n'
+        '{"sku": "S-3", "title": "Nested", "attributes": {"size": {"w": 1}}}\n'
+        '{"sku": "S-4", "title": "Extra", "price": 3}\n',
+        encoding="utf-8",
+    )
     items = list(read_catalog(path))
     good, bad = _split(items)
     assert [(row, p.sku) for row, p in good] == [(1, "S-1"), (5, "42")]
@@ -84,15 +94,23 @@ def test_jsonl_rows_numbered_by_line_and_bad_lines_kept(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["c.jsonl", "c.jsonl.gz"])
-def test_jsonl_bom_deep_nesting_and_overlong_lines_are_row_rejects(tmp_path: Path, monkeypatch: Any,
-                                                                    name: str) -> None:
+def test_jsonl_bom_deep_nesting_and_overlong_lines_are_row_rejects(tmp_path: Path, monkeypatch: Any, name: str) -> None:
     from caption_agent.retrieval import catalog
 
     monkeypatch.setattr(catalog, "MAX_LINE_BYTES", 200_000)
     long_row = json.dumps({"sku": "L-1", "title": "Long", "description": "x" * 300_000})
-    text = "\n".join(['{"sku": "B-1", "title": "After a BOM"}', "[" * 100_000,
-                      '{"sku": "D-1", "title": "Deep", "attributes": %s}' % ("[" * 100_000), long_row,
-                      '{"sku": "E-1", "title": "End"}']) + "\n"
+    text = (
+        "\n".join(
+            [
+                '{"sku": "B-1", "title": "After a BOM"}',
+                "[" * 100_000,
+                '{"sku": "D-1", "title": "Deep", "attributes": %s}' % ("[" * 100_000),
+                long_row,
+                '{"sku": "E-1", "title": "End"}',
+            ]
+        )
+        + "\n"
+    )
     path = tmp_path / name
     data = b"\xef\xbb\xbf" + text.encode()
     path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
@@ -118,17 +136,23 @@ def test_parquet_reader_with_map_attributes(tmp_path: Path) -> None:
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
 
-    table = pa.table({
-        "sku": ["P-1", "P-2", None],
-        "title": ["Parquet mug", "Parquet bed", "No sku"],
-        "attributes": pa.array([[("color", "red")], [], [("color", "blue")]], type=pa.map_(pa.string(), pa.string())),
-        "attr.size": ["S", None, "L"],
-    })
+    table = pa.table(
+        {
+            "sku": ["P-1", "P-2", None],
+            "title": ["Parquet mug", "Parquet bed", "No sku"],
+            "attributes": pa.array(
+                [[("color", "red")], [], [("color", "blue")]], type=pa.map_(pa.string(), pa.string())
+            ),
+            "attr.size": ["S", None, "L"],
+        }
+    )
     path = tmp_path / "c.parquet"
     pq.write_table(table, path)
     good, bad = _split(list(read_catalog(path)))
-    assert [(row, p.sku, p.attributes) for row, p in good] == [(1, "P-1", {"color": "red", "size": "S"}),
-                                                               (2, "P-2", {})]
+    assert [(row, p.sku, p.attributes) for row, p in good] == [
+        (1, "P-1", {"color": "red", "size": "S"}),
+        (2, "P-2", {}),
+    ]
     assert [(e.row, e.field) for _, e in bad] == [(3, "sku")]
 
 

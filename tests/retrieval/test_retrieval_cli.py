@@ -41,27 +41,33 @@ def test_cli_exit_codes(tmp_path: Path, small_rows: list, write_jsonl: Callable[
 
     fatal = runner.invoke(app, ["ingest", str(tmp_path / "catalog.xlsx"), "--catalog", str(store)])
     assert fatal.exit_code == 2 and "unknown catalog format" in fatal.output
-    unloadable = runner.invoke(app, ["ingest", str(good), "--catalog", str(tmp_path / "s2"),
-                                     "--embedder", str(tmp_path / "no-such-model")])
+    unloadable = runner.invoke(
+        app, ["ingest", str(good), "--catalog", str(tmp_path / "s2"), "--embedder", str(tmp_path / "no-such-model")]
+    )
     assert unloadable.exit_code == 2 and "cannot load the embedder" in unloadable.output
 
 
-def test_cli_refuses_an_embedder_mismatch(tmp_path: Path, small_rows: list, write_jsonl: Callable[..., Path],
-                                          minilm: object, tiny_model_dir: Path) -> None:
+def test_cli_refuses_an_embedder_mismatch(
+    tmp_path: Path, small_rows: list, write_jsonl: Callable[..., Path], minilm: object, tiny_model_dir: Path
+) -> None:
     runner = CliRunner()
     store = tmp_path / "store"
     good = write_jsonl(small_rows)
     assert runner.invoke(app, ["ingest", str(good), "--catalog", str(store)]).exit_code == 0
     changed = write_jsonl([dict(small_rows[0], title="Changed")], "changed.jsonl")
-    mismatch = runner.invoke(app, ["ingest", str(changed), "--catalog", str(store), "--embedder",
-                                   str(tiny_model_dir)])
+    mismatch = runner.invoke(app, ["ingest", str(changed), "--catalog", str(store), "--embedder", str(tiny_model_dir)])
     assert mismatch.exit_code == 2 and "was built with embedder" in mismatch.output
     check = runner.invoke(app, ["ingest", str(good), "--catalog", str(store), "--json"])
     assert json.loads(check.stdout)["unchanged"] == 4  # nothing was half-written by the refused run
 
 
-def test_script_main_in_process(tmp_path: Path, small_rows: list, write_jsonl: Callable[..., Path],
-                                capsys: pytest.CaptureFixture[str], minilm: object) -> None:
+def test_script_main_in_process(
+    tmp_path: Path,
+    small_rows: list,
+    write_jsonl: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+    minilm: object,
+) -> None:
     main = _load_script()
     store = tmp_path / "store"
     assert main([str(write_jsonl(small_rows)), "--catalog", str(store), "--batch-size", "2"]) == 0

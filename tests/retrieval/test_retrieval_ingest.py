@@ -23,8 +23,9 @@ def _state(store: CatalogStore) -> dict[str, tuple[str, str]]:
     return {i: (m["content_hash"], d) for i, m, d in zip(got["ids"], got["metadatas"], got["documents"])}
 
 
-def test_add_update_unchanged_remove(settings: RetrievalSettings, minilm: Any, small_rows: list,
-                                     write_jsonl: Callable[..., Path]) -> None:
+def test_add_update_unchanged_remove(
+    settings: RetrievalSettings, minilm: Any, small_rows: list, write_jsonl: Callable[..., Path]
+) -> None:
     path = write_jsonl(small_rows)
     with CatalogStore.open(settings, minilm, writer=True) as store:
         first = ingest_file(path, store)
@@ -44,8 +45,9 @@ def test_add_update_unchanged_remove(settings: RetrievalSettings, minilm: Any, s
         assert sorted(store.iter_skus(page=1)) == ["A-1", "A-2"]
 
 
-def test_rejects_and_duplicates_are_reported_not_dropped(settings: RetrievalSettings, minilm: Any,
-                                                         tmp_path: Path) -> None:
+def test_rejects_and_duplicates_are_reported_not_dropped(
+    settings: RetrievalSettings, minilm: Any, tmp_path: Path
+) -> None:
     rejects = tmp_path / "rejects.jsonl"
     with CatalogStore.open(settings, minilm, writer=True) as store:
         summary = ingest_file(ROOT / "examples" / "catalog_bad.csv", store, rejects_path=rejects)
@@ -60,21 +62,26 @@ def test_rejects_and_duplicates_are_reported_not_dropped(settings: RetrievalSett
     assert str(rejects) in text
 
 
-def test_a_rejected_last_row_keeps_the_stored_product(settings: RetrievalSettings, minilm: Any,
-                                                      small_rows: list, write_jsonl: Callable[..., Path]) -> None:
+def test_a_rejected_last_row_keeps_the_stored_product(
+    settings: RetrievalSettings, minilm: Any, small_rows: list, write_jsonl: Callable[..., Path]
+) -> None:
     with CatalogStore.open(settings, minilm, writer=True) as store:
         ingest_file(write_jsonl(small_rows), store)
         broken = dict(small_rows[0], title="Newer title", attributes="{broken")
-        summary = ingest_file(write_jsonl([small_rows[0] | {"title": "Changed"}, broken, small_rows[1]], "b.jsonl"),
-                              store, full_snapshot=True)
+        summary = ingest_file(
+            write_jsonl([small_rows[0] | {"title": "Changed"}, broken, small_rows[1]], "b.jsonl"),
+            store,
+            full_snapshot=True,
+        )
         # A-1's last row is bad: its earlier row is not applied, and the snapshot does not remove it.
         assert (summary.rejected, summary.updated, summary.removed) == (1, 0, 2)
         assert store.get(["A-1"])[0].title == "Espresso cup"
         assert sorted(store.iter_skus()) == ["A-1", "A-2"]
 
 
-def test_fatal_errors_write_nothing(settings: RetrievalSettings, minilm: Any, tmp_path: Path,
-                                    write_jsonl: Callable[..., Path]) -> None:
+def test_fatal_errors_write_nothing(
+    settings: RetrievalSettings, minilm: Any, tmp_path: Path, write_jsonl: Callable[..., Path]
+) -> None:
     bad_columns = tmp_path / "cols.csv"
     bad_columns.write_text("sku,title,colour\nS-1,Mug,red\n", encoding="utf-8")
     rejects = tmp_path / "rejects.jsonl"
@@ -113,8 +120,9 @@ def test_interrupted_run_converges_on_rerun(settings: RetrievalSettings, tmp_pat
     assert np.allclose(vec, clean_vec, atol=1e-5)
 
 
-def test_parquet_ingest_and_progress_bar(settings: RetrievalSettings, minilm: Any, small_rows: list,
-                                         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_parquet_ingest_and_progress_bar(
+    settings: RetrievalSettings, minilm: Any, small_rows: list, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
 
@@ -129,8 +137,9 @@ def test_parquet_ingest_and_progress_bar(settings: RetrievalSettings, minilm: An
     assert "4/4" in err and "product/s" in err  # count and rate (tqdm prints the ETA in the same field)
 
 
-def test_a_file_rewritten_during_ingestion_is_detected(settings: RetrievalSettings, minilm: Any,
-                                                       small_rows: list, write_jsonl: Callable[..., Path]) -> None:
+def test_a_file_rewritten_during_ingestion_is_detected(
+    settings: RetrievalSettings, minilm: Any, small_rows: list, write_jsonl: Callable[..., Path]
+) -> None:
     path = write_jsonl(small_rows)
 
     def rewrite(done: int) -> None:
@@ -143,15 +152,19 @@ def test_a_file_rewritten_during_ingestion_is_detected(settings: RetrievalSettin
         assert store.count() == 5
 
 
-def test_unparseable_lines_are_rejects_and_the_ingest_goes_on(settings: RetrievalSettings, minilm: Any,
-                                                              small_rows: list, tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unparseable_lines_are_rejects_and_the_ingest_goes_on(
+    settings: RetrievalSettings, minilm: Any, small_rows: list, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from caption_agent.retrieval import catalog
 
     monkeypatch.setattr(catalog, "MAX_LINE_BYTES", 100_000)
-    lines = [json.dumps(small_rows[0]), "[" * 100_000, '{"sku": "D-1", "title": "Deep", "attributes": %s}'
-             % ("[" * 50_000), json.dumps({"sku": "L-1", "title": "Long", "description": "x" * 200_000}),
-             json.dumps(small_rows[1])]
+    lines = [
+        json.dumps(small_rows[0]),
+        "[" * 100_000,
+        '{"sku": "D-1", "title": "Deep", "attributes": %s}' % ("[" * 50_000),
+        json.dumps({"sku": "L-1", "title": "Long", "description": "x" * 200_000}),
+        json.dumps(small_rows[1]),
+    ]
     path = tmp_path / "catalog.jsonl"
     path.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode() + b"\n")
     rejects = tmp_path / "rejects.jsonl"

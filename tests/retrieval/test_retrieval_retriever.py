@@ -16,9 +16,15 @@ from caption_agent.retrieval.retriever import build_where, query_text
 from caption_agent.schemas import ProductHint
 
 ROOT = Path(__file__).resolve().parents[2]
-GERMAN = {"sku": "DE-TASSE-1", "title": "Espressotasse aus Steinzeug", "brand": "Hollowell",
-          "category": "Kitchen > Coffee > Cups", "attributes": {"Farbe": "mattschwarz"},
-          "description": "Eine kleine Espressotasse in Mattschwarz.", "locale": "de-DE"}
+GERMAN = {
+    "sku": "DE-TASSE-1",
+    "title": "Espressotasse aus Steinzeug",
+    "brand": "Hollowell",
+    "category": "Kitchen > Coffee > Cups",
+    "attributes": {"Farbe": "mattschwarz"},
+    "description": "Eine kleine Espressotasse in Mattschwarz.",
+    "locale": "de-DE",
+}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +45,8 @@ def test_build_where_combines_with_and() -> None:
     assert build_where(None) is None
     assert build_where(ProductHint(brand="Hollowell")) == {"brand": "Hollowell"}
     assert build_where(ProductHint(brand="B", category="C"), "de-DE") == {
-        "$and": [{"brand": "B"}, {"category": "C"}, {"lang": "de"}]}
+        "$and": [{"brand": "B"}, {"category": "C"}, {"lang": "de"}]
+    }
     # A named sku is not filtered by language.
     assert build_where(ProductHint(sku="S", brand="B"), "fr_FR") == {"$and": [{"sku": "S"}, {"brand": "B"}]}
     assert query_text(" a cup ", ProductHint(sku="S", brand="B", category="C")) == "a cup. Brand: B. Category: C"
@@ -51,8 +58,15 @@ def test_draft_finds_the_product_and_facts_cite_fields(shop: CatalogStore) -> No
     facts = retriever.facts("a black espresso cup on a saucer", ProductHint())
     assert {f.sku for f in facts} == {"MUG-001"}
     by_field = {f.field: f for f in facts}
-    assert set(by_field) == {"title", "brand", "category", "attributes.color", "attributes.material",
-                             "attributes.capacity", "description"}
+    assert set(by_field) == {
+        "title",
+        "brand",
+        "category",
+        "attributes.color",
+        "attributes.material",
+        "attributes.capacity",
+        "description",
+    }
     assert by_field["attributes.color"].text == "color: matte black"
     assert by_field["attributes.color"].id == "MUG-001:attributes.color"
     assert by_field["title"].fields["attributes.capacity"] == "90 ml"
@@ -60,12 +74,17 @@ def test_draft_finds_the_product_and_facts_cite_fields(shop: CatalogStore) -> No
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("draft", "sku"), [("a grey cat curled up in a bed", "CAT-BED-01"),
-                                            ("a red motorcycle helmet", "HELMET-MX1"),
-                                            ("a rocket on the launch pad", "ROCKET-KIT-3"),
-                                            ("an astronaut in a spacesuit with a flag", "ASTRO-FIG-1"),
-                                            ("a pagoda with curved roofs among trees", "POSTER-CN-PAG"),
-                                            ("a camera tripod", "TRIPOD-PRO-55")])
+@pytest.mark.parametrize(
+    ("draft", "sku"),
+    [
+        ("a grey cat curled up in a bed", "CAT-BED-01"),
+        ("a red motorcycle helmet", "HELMET-MX1"),
+        ("a rocket on the launch pad", "ROCKET-KIT-3"),
+        ("an astronaut in a spacesuit with a flag", "ASTRO-FIG-1"),
+        ("a pagoda with curved roofs among trees", "POSTER-CN-PAG"),
+        ("a camera tripod", "TRIPOD-PRO-55"),
+    ],
+)
 def test_sample_photo_drafts_find_their_products(shop: CatalogStore, draft: str, sku: str) -> None:
     top = Retriever(shop, top_k=2).search(draft, locale="en-US")
     assert sku in [m.product.sku for m in top]
@@ -88,8 +107,9 @@ def test_threshold_filters_and_named_sku_bypasses_it(shop: CatalogStore) -> None
 @pytest.mark.slow
 def test_hint_filters_and_locale(shop: CatalogStore) -> None:
     retriever = Retriever(shop, top_k=10, min_score=0.0)
-    cups = retriever.search("something to drink from", ProductHint(brand="Hollowell",
-                                                                    category="Kitchen > Coffee > Cups"))
+    cups = retriever.search(
+        "something to drink from", ProductHint(brand="Hollowell", category="Kitchen > Coffee > Cups")
+    )
     assert {m.product.sku for m in cups} == {"MUG-001", "MUG-002", "SAUCER-SET-4", "DE-TASSE-1"}
     english = retriever.search("espresso cup", ProductHint(brand="Hollowell"), locale="en-GB")
     german = retriever.search("espresso cup", ProductHint(brand="Hollowell"), locale="de-AT")
@@ -103,9 +123,14 @@ def test_hint_filters_and_locale(shop: CatalogStore) -> None:
 @pytest.mark.slow
 def test_search_many_equals_one_by_one_with_one_embedder_call(shop: CatalogStore, monkeypatch) -> None:
     retriever = Retriever(shop, top_k=2, min_score=0.25)
-    queries = [("a grey cat curled up in a bed", None), ("espresso cup", ProductHint(brand="Hollowell")),
-               ("", ProductHint()), ("words", ProductHint(sku="TEA-777")), ("a red motorcycle helmet", None),
-               ("cup", ProductHint(brand="Nobody"))]
+    queries = [
+        ("a grey cat curled up in a bed", None),
+        ("espresso cup", ProductHint(brand="Hollowell")),
+        ("", ProductHint()),
+        ("words", ProductHint(sku="TEA-777")),
+        ("a red motorcycle helmet", None),
+        ("cup", ProductHint(brand="Nobody")),
+    ]
     single = [[(m.product.sku, round(m.score, 4)) for m in retriever.search(q, h, "en-US")] for q, h in queries]
     calls: list[int] = []
     encode = shop.embedder.encode

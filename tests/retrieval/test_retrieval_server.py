@@ -16,8 +16,9 @@ from caption_agent.schemas import ProductHint
 pytestmark = [pytest.mark.chroma_server, pytest.mark.slow]
 
 
-def test_ingest_and_retrieve_through_the_server(chroma_server: str, minilm: Any, small_rows: list,
-                                                write_jsonl: Callable[..., Path]) -> None:
+def test_ingest_and_retrieve_through_the_server(
+    chroma_server: str, minilm: Any, small_rows: list, write_jsonl: Callable[..., Path]
+) -> None:
     settings = RetrievalSettings(chroma_url=chroma_server, collection="server_products")
     path = write_jsonl(small_rows)
     with CatalogStore.open(settings, minilm, writer=True) as store:
@@ -32,8 +33,9 @@ def test_ingest_and_retrieve_through_the_server(chroma_server: str, minilm: Any,
     facts = Retriever(reader, top_k=1).facts("a black espresso cup", ProductHint(brand="Hollowell"))
     assert {f.sku for f in facts} == {"A-1"}
     assert next(f.text for f in facts if f.field == "description") == "A small espresso cup with a saucer."
-    removed = ingest_file(write_jsonl(small_rows[:1], "one.jsonl"),
-                          CatalogStore.open(settings, writer=True), full_snapshot=True)
+    removed = ingest_file(
+        write_jsonl(small_rows[:1], "one.jsonl"), CatalogStore.open(settings, writer=True), full_snapshot=True
+    )
     assert (removed.removed, removed.total) == (3, 1)
 
 

@@ -20,11 +20,20 @@ from caption_agent.retrieval.store import LOCK_NAME, CatalogStore, CollectionMis
 def test_second_writer_in_another_process_is_refused(settings: RetrievalSettings) -> None:
     folder = Path(settings.catalog_dir)
     folder.mkdir(parents=True)
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import sys, time, filelock
         lock = filelock.FileLock({str(folder / LOCK_NAME)!r}); lock.acquire()
         print("held", flush=True); sys.stdin.readline()
-        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(StoreLockedError, match="another process is writing") as info:
@@ -64,8 +73,9 @@ def test_lock_lifecycle_in_process(settings: RetrievalSettings, minilm: object) 
 
 
 @pytest.mark.slow
-def test_embedder_is_pinned_and_a_mismatch_names_both(settings: RetrievalSettings, minilm: object,
-                                                      tiny_model_dir: Path) -> None:
+def test_embedder_is_pinned_and_a_mismatch_names_both(
+    settings: RetrievalSettings, minilm: object, tiny_model_dir: Path
+) -> None:
     with CatalogStore.open(settings, minilm, writer=True) as store:
         product = Product(sku="S-1", title="Espresso cup")
         store.upsert([product], minilm.encode([product.embedding_text()]))

@@ -28,8 +28,9 @@ class LiveServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = app
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    lifespan="on"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        )
         self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)
 
     def __enter__(self) -> LiveServer:
@@ -65,9 +66,16 @@ def make_agent(catalog_dir: Path, lite_drafter: Any, embedder: Any, refiner: Any
     """A CaptionAgent that shares the session's loaded models (no second load)."""
     from caption_agent import AgentConfig, CaptionAgent
 
-    return CaptionAgent(AgentConfig.load(retrieval={"catalog_dir": catalog_dir},
-                                         refiner={"backend": "local" if refiner is not None else "none"}, **config),
-                        drafter=lite_drafter, embedder=embedder, refiner=refiner)
+    return CaptionAgent(
+        AgentConfig.load(
+            retrieval={"catalog_dir": catalog_dir},
+            refiner={"backend": "local" if refiner is not None else "none"},
+            **config,
+        ),
+        drafter=lite_drafter,
+        embedder=embedder,
+        refiner=refiner,
+    )
 
 
 @contextlib.contextmanager

@@ -24,8 +24,9 @@ def api(catalog_dir, lite_drafter, embedder):
     from caption_agent.service import hash_key
 
     agent = make_agent(catalog_dir, lite_drafter, embedder)
-    with live_service(agent, api_key_hashes=[hash_key(KEY)], max_body_bytes=2 * 1024 * 1024,
-                      batch_window_ms=50) as server:
+    with live_service(
+        agent, api_key_hashes=[hash_key(KEY)], max_body_bytes=2 * 1024 * 1024, batch_window_ms=50
+    ) as server:
         yield server
 
 
@@ -52,8 +53,9 @@ def test_health_ready_styles_and_openapi(client):
 
 def test_multipart_caption_is_the_library_result(client, images_dir):
     data = (images_dir / "chelsea.jpg").read_bytes()
-    reply = client.post("/v1/captions", files={"image": ("chelsea.jpg", data, "image/jpeg")},
-                        data={"locale": "en-US", "key": "cat-1"})
+    reply = client.post(
+        "/v1/captions", files={"image": ("chelsea.jpg", data, "image/jpeg")}, data={"locale": "en-US", "key": "cat-1"}
+    )
     assert reply.status_code == 200, reply.text
     result = reply.json()
     assert result["key"] == "cat-1" and result["status"] in ("ok", "review")
@@ -64,17 +66,31 @@ def test_multipart_caption_is_the_library_result(client, images_dir):
 
 def test_json_base64_caption_grounded_in_the_catalog(client, images_dir):
     data = (images_dir / "coffee.jpg").read_bytes()
-    reply = client.post("/v1/captions", json={"image_base64": base64.b64encode(data).decode(),
-                                              "style": "seo_product", "sku": "MUG-001"})
+    reply = client.post(
+        "/v1/captions", json={"image_base64": base64.b64encode(data).decode(), "style": "seo_product", "sku": "MUG-001"}
+    )
     assert reply.status_code == 200, reply.text
     result = reply.json()
     assert result["style"] == "seo_product"
     assert result["facts"] and {f["sku"] for f in result["facts"]} == {"MUG-001"}
 
 
-BAD_CASES = ["wrong content type", "body over the limit", "corrupt image", "truncated jpeg", "pixel bomb",
-             "unknown style", "bad locale", "missing image field", "unknown form field", "bad base64",
-             "two image sources", "unknown json field", "n out of range", "url host not allowed"]
+BAD_CASES = [
+    "wrong content type",
+    "body over the limit",
+    "corrupt image",
+    "truncated jpeg",
+    "pixel bomb",
+    "unknown style",
+    "bad locale",
+    "missing image field",
+    "unknown form field",
+    "bad base64",
+    "two image sources",
+    "unknown json field",
+    "n out of range",
+    "url host not allowed",
+]
 
 
 def _huge_png() -> bytes:
@@ -89,8 +105,11 @@ def _bad_requests(images_dir):
     jpeg = (images_dir / "coffee.jpg").read_bytes()
     files = lambda data: {"files": {"image": ("x.jpg", data, "image/jpeg")}}  # noqa: E731
     cases = {
-        "wrong content type": (415, "UnsupportedMediaTypeError", {"content": b"hello", "headers": {
-            "Content-Type": "text/plain"}}),
+        "wrong content type": (
+            415,
+            "UnsupportedMediaTypeError",
+            {"content": b"hello", "headers": {"Content-Type": "text/plain"}},
+        ),
         "body over the limit": (413, "PayloadTooLargeError", files(b"\xff" * (3 * 1024 * 1024))),
         "corrupt image": (422, "InvalidImageError", files(b"this is not an image")),
         "truncated jpeg": (422, "InvalidImageError", files(jpeg[: len(jpeg) // 3])),
@@ -100,8 +119,11 @@ def _bad_requests(images_dir):
         "missing image field": (422, "BadRequestError", {"files": {"picture": ("x.jpg", jpeg, "image/jpeg")}}),
         "unknown form field": (422, "BadRequestError", {**files(jpeg), "data": {"colour": "red"}}),
         "bad base64": (422, "BadRequestError", {"json": {"image_base64": "%%%not base64%%%"}}),
-        "two image sources": (422, "RequestValidationError", {"json": {"image_base64": "AAAA",
-                                                                       "image_url": "http://x/y.jpg"}}),
+        "two image sources": (
+            422,
+            "RequestValidationError",
+            {"json": {"image_base64": "AAAA", "image_url": "http://x/y.jpg"}},
+        ),
         "unknown json field": (422, "RequestValidationError", {"json": {"image_base64": "AAAA", "tone": "fun"}}),
         "n out of range": (422, "RequestValidationError", {"json": {"image_base64": "AAAA", "n_candidates": 0}}),
         "url host not allowed": (403, "UrlNotAllowedError", {"json": {"image_url": "http://169.254.169.254/x"}}),
@@ -123,8 +145,11 @@ def test_bad_input_gets_a_4xx_that_says_what_to_fix(client, images_dir, case):
 
 @pytest.mark.parametrize("headers", [{}, {"X-API-Key": "wrong-key-0123456789"}, {"Authorization": "Bearer nope"}])
 def test_missing_or_wrong_key_is_401(api, headers, images_dir):
-    reply = httpx.post(f"{api.url}/v1/captions", headers=headers,
-                       files={"image": ("c.jpg", (images_dir / "coffee.jpg").read_bytes(), "image/jpeg")})
+    reply = httpx.post(
+        f"{api.url}/v1/captions",
+        headers=headers,
+        files={"image": ("c.jpg", (images_dir / "coffee.jpg").read_bytes(), "image/jpeg")},
+    )
     assert reply.status_code == 401 and reply.json()["error"]["type"] == "AuthError"
     assert httpx.get(f"{api.url}/v1/styles", headers=headers).status_code == 401
 
@@ -151,15 +176,21 @@ def _metric(url: str, name: str, **labels: str) -> float:
 
 
 def test_a_burst_is_micro_batched(api, images_dir):
-    images = [png_bytes(images_dir / name, 96) for name in ("chelsea.jpg", "coffee.jpg", "rocket.jpg",
-                                                             "astronaut.jpg", "flower.jpg", "china.jpg")]
+    images = [
+        png_bytes(images_dir / name, 96)
+        for name in ("chelsea.jpg", "coffee.jpg", "rocket.jpg", "astronaut.jpg", "flower.jpg", "china.jpg")
+    ]
     before_batches = _metric(api.url, "caption_agent_batch_size_count")
     before_items = _metric(api.url, "caption_agent_batch_size_sum")
 
     async def burst() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=api.url, headers=AUTH, timeout=120) as c:
-            return await asyncio.gather(*(c.post("/v1/captions", files={"image": (f"{i}.png", data, "image/png")})
-                                          for i, data in enumerate(images * 2)))
+            return await asyncio.gather(
+                *(
+                    c.post("/v1/captions", files={"image": (f"{i}.png", data, "image/png")})
+                    for i, data in enumerate(images * 2)
+                )
+            )
 
     replies = asyncio.run(burst())
     assert [r.status_code for r in replies] == [200] * len(replies)
@@ -191,8 +222,9 @@ def test_full_queue_answers_429_with_retry_after_and_slow_requests_504(tight, im
 
     async def burst() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=tight.url, timeout=60) as c:
-            return await asyncio.gather(*(c.post("/v1/captions", files={"image": ("c.jpg", data, "image/jpeg")})
-                                          for _ in range(12)))
+            return await asyncio.gather(
+                *(c.post("/v1/captions", files={"image": ("c.jpg", data, "image/jpeg")}) for _ in range(12))
+            )
 
     replies = asyncio.run(burst())
     statuses = sorted({r.status_code for r in replies})

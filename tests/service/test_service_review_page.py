@@ -21,11 +21,22 @@ KEY = "reviewer-key-0123456789"
 CHROMIUM = os.environ.get("CAPTION_AGENT_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACT = Path(__file__).resolve().parents[1] / "artifacts" / "review.png"
 # Headless, no sandbox (CI runs as root), and the features that would reach the network switched off.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-default-apps", "--disable-extensions", "--disable-domain-reliability",
-                 "--disable-client-side-phishing-detection", "--metrics-recording-only", "--no-pings",
-                 "--disable-features=Translate,OptimizationHints,MediaRouter,AutofillServerCommunication"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--disable-domain-reliability",
+    "--disable-client-side-phishing-detection",
+    "--metrics-recording-only",
+    "--no-pings",
+    "--disable-features=Translate,OptimizationHints,MediaRouter,AutofillServerCommunication",
+]
 
 
 def test_reviewer_approves_one_and_edits_one(tmp_path, catalog_dir, lite_drafter, embedder, images_dir):
@@ -41,8 +52,13 @@ def test_reviewer_approves_one_and_edits_one(tmp_path, catalog_dir, lite_drafter
         results = []
         for name in ("chelsea.jpg", "coffee.jpg"):
             data = (images_dir / name).read_bytes()
-            reply = httpx.post(f"{server.url}/v1/captions", headers={"X-API-Key": KEY}, timeout=120,
-                               files={"image": (name, data, "image/jpeg")}, data={"key": name})
+            reply = httpx.post(
+                f"{server.url}/v1/captions",
+                headers={"X-API-Key": KEY},
+                timeout=120,
+                files={"image": (name, data, "image/jpeg")},
+                data={"key": name},
+            )
             assert reply.status_code == 200 and reply.json()["status"] == "review", reply.text
             results.append(reply.json())
         items = list(ReviewQueue(queue).items())
@@ -65,8 +81,9 @@ def test_reviewer_approves_one_and_edits_one(tmp_path, catalog_dir, lite_drafter
             second.locator(".edit-text").fill("A white coffee cup; orders to cups@example.com")
             second.locator("button[data-verdict=edit]").click()  # PII in the edit: refused, shown inline
             sync_api.expect(second.locator(".status.error")).to_contain_text("the edit was not saved: pii")
-            sync_api.expect(second.locator(".status")).to_contain_text('would publish: "A white coffee cup; '
-                                                                      'orders to [email]"')
+            sync_api.expect(second.locator(".status")).to_contain_text(
+                'would publish: "A white coffee cup; orders to [email]"'
+            )
             assert "done" not in (second.get_attribute("class") or "")
             page.screenshot(path=str(ARTIFACT.with_name("review-refused.png")), full_page=True)
             second.locator(".edit-text").fill("A white coffee cup on a saucer.")
@@ -83,8 +100,10 @@ def test_reviewer_approves_one_and_edits_one(tmp_path, catalog_dir, lite_drafter
 
         decisions_file = server.state.settings.decisions_path(queue)
         verdicts = read_decisions(decisions_file)
-        assert {rid: v.verdict for rid, v in verdicts.items()} == {items[0]["review_id"]: "approve",
-                                                                    items[1]["review_id"]: "edit"}
+        assert {rid: v.verdict for rid, v in verdicts.items()} == {
+            items[0]["review_id"]: "approve",
+            items[1]["review_id"]: "edit",
+        }
         assert verdicts[items[1]["review_id"]].text == "A white coffee cup on a saucer."
         assert all(v.reviewer == "rita" for v in verdicts.values())
         assert pending_items(queue, decisions_file) == []

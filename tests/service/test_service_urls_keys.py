@@ -14,8 +14,10 @@ from service_helpers import live_service, make_agent
 pytest.importorskip("fastapi")
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3", "192.168.0.1", "169.254.169.254", "::1",
-                                     "::ffff:127.0.0.1", "fe80::1", "0.0.0.0"])
+@pytest.mark.parametrize(
+    "address",
+    ["127.0.0.1", "10.1.2.3", "192.168.0.1", "169.254.169.254", "::1", "::ffff:127.0.0.1", "fe80::1", "0.0.0.0"],
+)
 def test_private_addresses_are_refused_even_when_allow_listed(address):
     from caption_agent.service.errors import UrlNotAllowedError
     from caption_agent.service.security import resolve_checked
@@ -25,11 +27,16 @@ def test_private_addresses_are_refused_even_when_allow_listed(address):
         resolve_checked(f"http://{host}/a.jpg", [address], allow_private=False)
 
 
-@pytest.mark.parametrize("url,allow", [("http://evil.example/a.jpg", ["example.com"]),
-                                       ("http://example.com.evil.net/a.jpg", [".example.com"]),
-                                       ("file:///etc/passwd", ["localhost"]),
-                                       ("http://user:pw@localhost/a.jpg", ["localhost"]),
-                                       ("http://localhost/a.jpg", [])])
+@pytest.mark.parametrize(
+    "url,allow",
+    [
+        ("http://evil.example/a.jpg", ["example.com"]),
+        ("http://example.com.evil.net/a.jpg", [".example.com"]),
+        ("file:///etc/passwd", ["localhost"]),
+        ("http://user:pw@localhost/a.jpg", ["localhost"]),
+        ("http://localhost/a.jpg", []),
+    ],
+)
 def test_urls_outside_the_allowlist_are_refused(url, allow):
     from caption_agent.service.errors import UrlNotAllowedError
     from caption_agent.service.security import resolve_checked
@@ -95,19 +102,24 @@ def url_service(catalog_dir, lite_drafter, embedder):
 
 @pytest.mark.slow
 def test_image_url_on_an_allowed_host(url_service, image_host):
-    reply = httpx.post(f"{url_service.url}/v1/captions", json={"image_url": f"http://{image_host}/chelsea.jpg"},
-                       timeout=120)
+    reply = httpx.post(
+        f"{url_service.url}/v1/captions", json={"image_url": f"http://{image_host}/chelsea.jpg"}, timeout=120
+    )
     assert reply.status_code == 200, reply.text
     assert "cat" in reply.json()["draft"].lower()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path,status,error", [("moved.jpg", 422, "ImageFetchError"),
-                                               ("missing.jpg", 422, "ImageFetchError"),
-                                               ("big.jpg", 413, "PayloadTooLargeError")])
+@pytest.mark.parametrize(
+    "path,status,error",
+    [
+        ("moved.jpg", 422, "ImageFetchError"),
+        ("missing.jpg", 422, "ImageFetchError"),
+        ("big.jpg", 413, "PayloadTooLargeError"),
+    ],
+)
 def test_image_url_failures(url_service, image_host, path, status, error):
-    reply = httpx.post(f"{url_service.url}/v1/captions", json={"image_url": f"http://{image_host}/{path}"},
-                       timeout=60)
+    reply = httpx.post(f"{url_service.url}/v1/captions", json={"image_url": f"http://{image_host}/{path}"}, timeout=60)
     assert reply.status_code == status, reply.text
     assert reply.json()["error"]["type"] == error
 
@@ -124,8 +136,13 @@ def test_private_host_refused_without_allow_private(catalog_dir, lite_drafter, e
 def test_localize_refines_into_each_locale(catalog_dir, lite_drafter, embedder, local_refiner):
     agent = make_agent(catalog_dir, lite_drafter, embedder, refiner=local_refiner)
     with live_service(agent) as server:
-        body = {"text": "A white ceramic mug on a wooden table.", "locales": ["de-DE", "fr"], "style": "alt_text",
-                "facts": ["Color: white", "Material: stoneware"], "id": "mug-1"}
+        body = {
+            "text": "A white ceramic mug on a wooden table.",
+            "locales": ["de-DE", "fr"],
+            "style": "alt_text",
+            "facts": ["Color: white", "Material: stoneware"],
+            "id": "mug-1",
+        }
         reply = httpx.post(f"{server.url}/v1/localize", json=body, timeout=300)
         assert reply.status_code == 200, reply.text
         results = reply.json()["results"]
