@@ -133,29 +133,39 @@ def _refuse_moved(section: str, data: Any) -> Any:
     return data
 
 
-class DrafterSettings(_Section):
+class _StageSettings(_Section):
+    """A stage with a backend registry: each built-in backend has its own section (a field named after it)."""
+
+    _stage: ClassVar[str]
+    options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Settings of backends registered by other packages, by backend name (validated by the backend).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        return _refuse_moved(cls._stage, data)
+
+    def section(self, name: str) -> Any:
+        """The settings section of backend ``name`` (its raw ``options`` for a backend registered elsewhere)."""
+        field = type(self).model_fields.get(name)
+        if field is not None and isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            return getattr(self, name)
+        return self.options.get(name, {})
+
+
+class DrafterSettings(_StageSettings):
     """Stage 1: which drafter, how many drafts, and each backend's own settings (a key for another backend is
     refused, not ignored)."""
 
+    _stage = "drafter"
     backend: str = Field("lite", description="Drafter registry name: lite | transformers | vllm.")
     n_candidates: int = Field(5, ge=1, le=32, description="Drafts per image.")
     fallback_to_lite: bool = Field(True, description="Use the lite drafter when the configured VLM fails to load.")
     lite: LiteDrafterSettings = Field(default_factory=LiteDrafterSettings)
     transformers: TransformersDrafterSettings = Field(default_factory=TransformersDrafterSettings)
     vllm: VLLMDrafterSettings = Field(default_factory=VLLMDrafterSettings)
-    options: dict[str, dict[str, Any]] = Field(
-        default_factory=dict,
-        description="Settings of drafters registered by other packages, by backend name (validated by the backend).",
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _moved(cls, data: Any) -> Any:
-        return _refuse_moved("drafter", data)
-
-    def section(self, name: str) -> Any:
-        """The settings section of backend ``name`` (its raw ``options`` for a backend registered elsewhere)."""
-        return getattr(self, name) if name in ("lite", "transformers", "vllm") else self.options.get(name, {})
 
 
 class RankerSettings(_Section):
@@ -192,25 +202,13 @@ class VLLMRefinerSettings(ServerSettings):
     temperature: float = Field(0.2, ge=0, le=2, description="Sampling temperature (0 = greedy).")
 
 
-class RefinerSettings(_Section):
+class RefinerSettings(_StageSettings):
     """Stage 2: which refiner, and each backend's own settings."""
 
+    _stage = "refiner"
     backend: str = Field("local", description="Refiner registry name: local | vllm | none.")
     local: LocalRefinerSettings = Field(default_factory=LocalRefinerSettings)
     vllm: VLLMRefinerSettings = Field(default_factory=VLLMRefinerSettings)
-    options: dict[str, dict[str, Any]] = Field(
-        default_factory=dict,
-        description="Settings of refiners registered by other packages, by backend name (validated by the backend).",
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _moved(cls, data: Any) -> Any:
-        return _refuse_moved("refiner", data)
-
-    def section(self, name: str) -> Any:
-        """The settings section of backend ``name`` (its raw ``options`` for a backend registered elsewhere)."""
-        return getattr(self, name) if name in ("local", "vllm") else self.options.get(name, {})
 
 
 class PolicySettings(_Section):

@@ -7,104 +7,23 @@ error record; the rest of the batch goes on.
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 from caption_agent import __version__, refine_loop
 from caption_agent.config import AgentConfig
 from caption_agent.errors import CaptionAgentError, ModelOutputError, UnknownSkuError
 from caption_agent.images import load_image
 from caption_agent.locales import normalize_locale
-from caption_agent.prompts import StylePreset, load_preset, prompt_hash
+from caption_agent.prompts import load_preset, prompt_hash
 from caption_agent.ranking import ConsensusRanker, Ranker
 from caption_agent.refine_loop import Refinement
 from caption_agent.refiners import REFINERS, RefineJob
-from caption_agent.schemas import (
-    Candidate,
-    CaptionRequest,
-    CaptionResult,
-    Draft,
-    ErrorRecord,
-    GroundingFact,
-    ModerationOutcome,
-    PolicyDecision,
-    ProductHint,
-    Provenance,
-)
+from caption_agent.schemas import CaptionRequest, CaptionResult, Draft, ModerationOutcome, PolicyDecision, ProductHint
+from caption_agent.work import StageTimer, WorkItem
 
 ImageLike = Path | str | bytes
-
-
-@dataclass
-class _Item:
-    """Working state of one request while the batch moves through the stages."""
-
-    request: CaptionRequest
-    result: CaptionResult | None = None  # set when the item is finished (error, blocked) before the end
-    preset: StylePreset | None = None
-    locale: str = ""
-    image: Any = None
-    draft: Draft | None = None
-    ranked: list[Candidate] = field(default_factory=list)
-    confidence: float = 0.0
-    facts: list[GroundingFact] = field(default_factory=list)
-    image_text: str = ""
-    faces: int | None = None  # people the screen found; None when no detector ran (the people rule holds)
-    decisions: list[PolicyDecision] = field(default_factory=list)
-    facts_used: list[str] = field(default_factory=list)
-    provenance: Provenance = field(default_factory=Provenance)
-    exc: BaseException | None = None
-
-    @property
-    def style(self) -> StylePreset:
-        """The loaded preset: set by the first stage for every item still live."""
-        assert self.preset is not None, "preset read before the prepare stage"
-        return self.preset
-
-    @property
-    def drafted(self) -> Draft:
-        assert self.draft is not None, "draft read before the prepare stage"
-        return self.draft
-
-    @property
-    def done(self) -> CaptionResult:
-        assert self.result is not None, "result read before the item finished"
-        return self.result
-
-    @property
-    def live(self) -> bool:
-        return self.result is None
-
-    def fail(self, exc: BaseException, stage: str) -> None:
-        self.exc = exc
-        record = (
-            exc.to_record() if isinstance(exc, CaptionAgentError) else {"type": type(exc).__name__, "message": str(exc)}
-        )
-        self.result = CaptionResult(
-            key=self.request.key,
-            status="error",
-            style=self.request.style,
-            locale=self.request.locale,
-            image=self.draft.image if self.draft else None,
-            error=ErrorRecord(stage=stage, **record),
-            provenance=self.provenance,
-        )
-
-
-class _Timer:
-    def __init__(self, items: Sequence[_Item], stage: str) -> None:
-        self.items, self.stage = items, stage
-
-    def __enter__(self) -> None:
-        self.start = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        share = (time.perf_counter() - self.start) * 1000 / max(1, len(self.items))
-        for item in self.items:
-            item.provenance.timings_ms[self.stage] = round(item.provenance.timings_ms.get(self.stage, 0) + share, 2)
 
 
 class CaptionAgent:
@@ -213,7 +132,7 @@ class CaptionAgent:
             n_candidates=n_candidates,
             max_chars=max_chars,
         )
-        item = _Item(request)
+        item = WorkItem(request)
         self._run([item])
         result = item.done
         if result.status == "error" and result.error is not None and result.error.stage == "input":
@@ -233,7 +152,9 @@ class CaptionAgent:
         """Caption many images; every input yields exactly one result, in order (errors as records).
 
         A CaptionRequest that leaves style or locale unset gets the config's defaults, as a path does."""
-        work = [_Item(self.with_defaults(i) if isinstance(i, CaptionRequest) else self.make_request(i)) for i in items]
+        work = [
+            WorkItem(self.with_defaults(i) if isinstance(i, CaptionRequest) else self.make_request(i)) for i in items
+        ]
         self._run(work)
         return [w.result for w in work]  # type: ignore[misc]
 
@@ -243,7 +164,7 @@ class CaptionAgent:
         update = {k: v for k, v in unset.items() if k not in request.model_fields_set}
         return request.model_copy(update=update) if update else request
 
-    def _run(self, work: list[_Item]) -> None:
+    def _run(self, work: list[WorkItem]) -> None:
         for stage in (self._prepare, self._draft, self._rank, self._ground, self._refine_and_moderate):
             live = [w for w in work if w.live]
             if live:
@@ -283,7 +204,7 @@ class CaptionAgent:
             owned["retriever"].store.close()
 
     # --- stages over a batch ------------------------------------------------------------------------------------
-    def _stamp(self, item: _Item) -> None:
+    def _stamp(self, item: WorkItem) -> None:
         """Provenance known before any model runs, so results that end early (bad input, blocked at screening)
         carry it too: package, policy and prompt versions."""
         item.provenance.package_version = __version__
@@ -293,9 +214,9 @@ class CaptionAgent:
             item.provenance.prompt_version = f"{item.preset.name}@{item.preset.version}"
             item.provenance.prompt_hash = prompt_hash(item.preset)
 
-    def _prepare(self, items: list[_Item]) -> None:
+    def _prepare(self, items: list[WorkItem]) -> None:
         for item in items:
-            with _Timer([item], "load"):
+            with StageTimer([item], "load"):
                 try:
                     item.preset = load_preset(item.request.style, self.config.prompts_dir)
                     self._stamp(item)
@@ -306,7 +227,7 @@ class CaptionAgent:
                     self._stamp(item)
                     item.fail(exc, "input")
                     continue
-            with _Timer([item], "screen"):
+            with StageTimer([item], "screen"):
                 screened = self._guard(
                     "screen", item, lambda: self.policy.screen_image(item.image, info, item.preset.name)
                 )
@@ -316,16 +237,16 @@ class CaptionAgent:
                 if outcome.action in ("block", "review"):
                     self._finish(item, outcome, text=None)
 
-    def _draft(self, items: list[_Item]) -> None:
-        groups: dict[str, list[_Item]] = {}
+    def _draft(self, items: list[WorkItem]) -> None:
+        groups: dict[str, list[WorkItem]] = {}
         for w in items:  # one batch per drafter: the config's, or the one a request names
             groups.setdefault(w.request.drafter or self.config.drafter.backend, []).append(w)
         for name, group in groups.items():
             self._draft_group(name, group)
 
-    def _draft_group(self, name: str, items: list[_Item]) -> None:
+    def _draft_group(self, name: str, items: list[WorkItem]) -> None:
         n = max(w.request.n_candidates or self.config.drafter.n_candidates for w in items)
-        with _Timer(items, "draft"):
+        with StageTimer(items, "draft"):
             try:
                 if name == self.config.drafter.backend:
                     self.drafters.adopt(name, self.drafter)  # a drafter set on the agent (shared models) wins
@@ -347,16 +268,16 @@ class CaptionAgent:
             if not item.draft.candidates:
                 item.fail(ModelOutputError("the drafter produced no candidates for this image."), "draft")
 
-    def _rank(self, items: list[_Item]) -> None:
+    def _rank(self, items: list[WorkItem]) -> None:
         for item in items:
-            with _Timer([item], "rank"):
+            with StageTimer([item], "rank"):
                 try:
                     item.ranked, item.confidence = self.ranker.rank(item.drafted.candidates, item.image)
                     item.provenance.ranker = f"{self.ranker.name}:{self.ranker.model_id}"
                 except Exception as exc:  # noqa: BLE001 - fails this item, never the batch
                     item.fail(exc, "rank")
 
-    def _ground(self, items: list[_Item]) -> None:
+    def _ground(self, items: list[WorkItem]) -> None:
         """Facts for every live item in one batched retrieval; if that fails, item by item to pin the error."""
         for item in items:
             item.provenance.embedder = getattr(self.embedder, "model_id", "") if "embedder" in self.__dict__ else ""
@@ -366,14 +287,14 @@ class CaptionAgent:
         todo = [i for i in items if i.live and i.style.use_facts]
         if not todo:
             return
-        with _Timer(todo, "ground"):
+        with StageTimer(todo, "ground"):
             try:
                 found = self.retriever.facts_many([(i.ranked[0].text, i.request.hint) for i in todo])
             except Exception:  # noqa: BLE001 - retried item by item below, to pin the error on its item
                 found = None
         for item, facts in zip(todo, found or [None] * len(todo)):
             if facts is None:
-                with _Timer([item], "ground"):
+                with StageTimer([item], "ground"):
                     try:
                         facts = self.retriever.facts(item.ranked[0].text, item.request.hint)
                     except Exception as exc:  # noqa: BLE001 - fails this item, never the batch
@@ -381,7 +302,7 @@ class CaptionAgent:
                         continue
             item.facts = facts
 
-    def _check_skus(self, items: list[_Item]) -> None:
+    def _check_skus(self, items: list[WorkItem]) -> None:
         """A sku the catalog does not hold is bad input: the item fails with UnknownSkuError (API, CLI, service
         and jobs alike) instead of being captioned without its product. One store query for the batch."""
         skus = sorted({i.request.hint.sku for i in items if i.request.hint.sku})
@@ -399,7 +320,7 @@ class CaptionAgent:
             if sku and sku not in found:
                 item.fail(UnknownSkuError(f"sku {sku!r} is not in the catalog."), "input")
 
-    def _refine_and_moderate(self, items: list[_Item]) -> None:
+    def _refine_and_moderate(self, items: list[WorkItem]) -> None:
         """The shared refine -> moderate -> regenerate -> fallback loop (``refine_loop``) over the batch."""
         from caption_agent.policies import ModerationContext
 
@@ -431,7 +352,7 @@ class CaptionAgent:
                 assert done.outcome is not None  # the loop settles every item: an error or an outcome
                 self._finish(item, done.outcome, done.text)
 
-    def _guard(self, stage: str, item: _Item, call):
+    def _guard(self, stage: str, item: WorkItem, call):
         """Run a policy call; a crash must not fail open, so the item goes to review with the reason."""
         try:
             return call()
@@ -443,7 +364,7 @@ class CaptionAgent:
             self._finish(item, ModerationOutcome(action="review", text="", decisions=[]), text=None)
         return None
 
-    def _finish(self, item: _Item, outcome: ModerationOutcome, text: str | None) -> None:
+    def _finish(self, item: WorkItem, outcome: ModerationOutcome, text: str | None) -> None:
         if outcome.decisions and outcome.decisions is not item.decisions:
             item.decisions += [d for d in outcome.decisions if d not in item.decisions]
         status = {"block": "blocked", "review": "review"}.get(outcome.action, "ok")

@@ -15,13 +15,13 @@ go to review (a rejected answer) or fail (no usable answer) instead of publishin
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 from caption_agent.errors import BackendError, CaptionAgentError, ModelOutputError
 from caption_agent.refiners.base import RefineJob
 from caption_agent.schemas import ModerationOutcome, PolicyDecision, Provenance
+from caption_agent.work import StageTimer
 
 
 @dataclass
@@ -51,22 +51,6 @@ class Refinement:
         self.outcome, self.text = outcome, (text if outcome.action != "block" else None)
 
 
-class _Clock:
-    """Adds the elapsed time, shared equally, to each item's ``timings_ms[stage]``."""
-
-    def __init__(self, items: Sequence[Refinement], stage: str) -> None:
-        self.items, self.stage = items, stage
-
-    def __enter__(self) -> None:
-        self.start = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        share = (time.perf_counter() - self.start) * 1000 / max(1, len(self.items))
-        for item in self.items:
-            timings = item.provenance.timings_ms
-            timings[self.stage] = round(timings.get(self.stage, 0.0) + share, 2)
-
-
 def _guard(item: Refinement, stage: str, call: Callable[[], Any]) -> Any:
     """Run a policy call; a crash must not fail open, so the item goes to review with the reason."""
     try:
@@ -84,7 +68,7 @@ def _guard(item: Refinement, stage: str, call: Callable[[], Any]) -> Any:
 def sanitize(policy: Any, items: Sequence[Refinement]) -> None:
     """Mask PII and cut instruction-like text out of each item's facts and image text before any prompt."""
     for item in items:
-        with _Clock([item], "sanitize"):
+        with StageTimer([item], "sanitize"):
             ctx = item.ctx
             ctx.facts, ctx.image_text = list(item.job.facts), item.job.image_text
             prepared = _guard(
@@ -106,7 +90,7 @@ def run(refiner: Any, policy: Any, items: Sequence[Refinement], max_regeneration
     for attempt in range(attempts):
         if not pending or refiner is None:
             break
-        with _Clock(pending, "refine"):
+        with StageTimer(pending, "refine"):
             outputs = refiner.refine_many([i.job for i in pending])
         retry = []
         for item, out in zip(pending, outputs):
@@ -139,7 +123,7 @@ def run(refiner: Any, policy: Any, items: Sequence[Refinement], max_regeneration
 def _moderate(policy: Any, item: Refinement, text: str, attempts_left: int) -> bool:
     """Review refined text; True when the item should be regenerated with the policy's feedback."""
     item.ctx.attempts_left, item.ctx.is_fallback = attempts_left, False
-    with _Clock([item], "moderate"):
+    with StageTimer([item], "moderate"):
         outcome = _guard(item, "moderate", lambda: policy.review(text, item.ctx))
     if outcome is None:
         return False
@@ -172,7 +156,7 @@ def _fall_back(policy: Any, item: Refinement, cause: BaseException | None) -> No
         item.fail(cause or ModelOutputError("no refined text and the draft cannot stand in for it"), "refine")
         return
     item.ctx.attempts_left, item.ctx.is_fallback = 0, True
-    with _Clock([item], "moderate"):
+    with StageTimer([item], "moderate"):
         outcome = _guard(item, "moderate", lambda: policy.review(item.job.draft, item.ctx))
     if outcome is not None:
         item.finish(outcome, outcome.text)

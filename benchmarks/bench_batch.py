@@ -135,7 +135,7 @@ def _measure(
         "repeats": repeats,
         "batch_size": batch_size,
         "workers": workers,
-        "seconds": {k: round(v, 3) for k, v in best.items()},
+        "seconds": {k: round(v, 4) for k, v in best.items()},
         "cpu_seconds": {k: round(v, 3) for k, v in cpu.items()},
         "items_per_s": {k: round(n / v, 2) for k, v in best.items()},
         "items_per_cpu_s": {k: round(n / v, 2) for k, v in cpu.items()},

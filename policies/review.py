@@ -1,11 +1,10 @@
-"""Human review queue: results a person must look at go to a JSONL file; their verdicts come back in.
+"""Human review queue: results a person must look at go to a JSONL file (``verdicts`` brings the answers back).
 
 Each queue line carries everything a reviewer needs (caption, draft, candidates, facts, every decision with its
 reason, confidence, image hash and source) plus an empty ``decision`` for the reviewer to fill in:
 ``{"verdict": "approve" | "edit" | "reject", "text": "...", "reviewer": "...", "note": "..."}``.
-``import_decisions`` applies verdicts to a results file and writes a new one; edited text is checked again
-by the safety rules (PII, blocklist, injection, style) before it is accepted. ``check_edit`` is that check;
-the service's /review page runs it too, before it appends an edit.
+Each result is queued once, also with several processes appending: an SQLite index beside the queue remembers
+the queued ids, so adding an item never re-reads the queue; malformed queue lines are reported and skipped.
 """
 
 from __future__ import annotations
@@ -17,36 +16,15 @@ import logging
 import os
 import sqlite3
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Literal
+from typing import Any, BinaryIO, Iterator
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 
-from caption_agent.errors import CaptionAgentError, PolicyError
-from caption_agent.schemas import CaptionResult, PolicyDecision
+from caption_agent.errors import PolicyError
+from caption_agent.schemas import CaptionResult
 
 log = logging.getLogger(__name__)
-
-RECHECK_RULES = frozenset({"pii", "blocklist", "injection", "style"})
-
-
-class ReviewDecision(BaseModel):
-    """A reviewer's verdict on one queued result."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    review_id: str = Field(min_length=8, max_length=64)
-    verdict: Literal["approve", "edit", "reject"]
-    text: str | None = Field(None, max_length=5000, description="The corrected caption (verdict 'edit').")
-    reviewer: str = Field("", max_length=120)
-    note: str = Field("", max_length=2000)
-
-    @model_validator(mode="after")
-    def _edit_has_text(self) -> ReviewDecision:
-        if self.verdict == "edit" and not (self.text and self.text.strip()):
-            raise ValueError("verdict 'edit' needs the corrected caption in 'text'")
-        return self
 
 
 def review_id(result: CaptionResult) -> str:
@@ -277,210 +255,3 @@ def export_reviews(results: Path | str, queue: Path | str, threshold: float | No
             if new:
                 added.append(rid)
     return added
-
-
-def read_decisions(path: Path | str) -> dict[str, ReviewDecision]:
-    """Verdicts from a JSONL file: plain ReviewDecision lines, or queue lines whose ``decision`` is filled."""
-    out: dict[str, ReviewDecision] = {}
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-            if isinstance(data, dict) and "result" in data:  # a queue line edited in place
-                if not data.get("decision"):
-                    continue
-                data = {"review_id": data.get("review_id"), **data["decision"]}
-            decision = ReviewDecision.model_validate(data)
-        except (json.JSONDecodeError, ValidationError) as exc:
-            raise PolicyError(
-                f"decisions file {str(path)!r} line {n} is invalid: {exc}",
-                fix="each line needs review_id, verdict (approve|edit|reject), and text for 'edit'.",
-            ) from None
-        if decision.review_id in out:
-            raise PolicyError(
-                f"decisions file {str(path)!r} line {n}: a second verdict for {decision.review_id}.",
-                fix="keep one verdict per review_id.",
-            )
-        out[decision.review_id] = decision
-    return out
-
-
-def append_decision(path: Path | str, decision: ReviewDecision) -> None:
-    """Append one verdict to a decisions JSONL file (what `caption-agent review import` reads); one per id."""
-    from filelock import FileLock
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
-        if path.is_file() and decision.review_id in read_decisions(path):
-            raise PolicyError(
-                f"{decision.review_id} already has a verdict in {str(path)!r}.",
-                fix="keep one verdict per review_id; edit the decisions file to change it.",
-            )
-        with path.open("a", encoding="utf-8") as fh:
-            fh.write(decision.model_dump_json(exclude_none=True) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-
-
-def pending_items(queue: Path | str, decisions: Path | str | None = None) -> list[dict[str, Any]]:
-    """Queue items that have no verdict yet (neither filled in the queue line nor in the decisions file)."""
-    decided = set(read_decisions(decisions)) if decisions is not None and Path(decisions).is_file() else set()
-    return [
-        item for item in ReviewQueue(queue).items() if not item.get("decision") and item.get("review_id") not in decided
-    ]
-
-
-# What a reviewer can change when a re-checked rule objects to their edit (the rule's reason says where).
-EDIT_FIXES = {
-    "pii": "remove the personal data (email address, phone number, URL, card number or street address)",
-    "blocklist": "remove the blocked word or topic",
-    "injection": "remove the instruction-like text; a caption describes the image, it gives no orders",
-    "style": "follow the style preset (length, banned openings and phrases)",
-}
-
-
-@dataclass
-class EditCheck:
-    """The safety re-check of a reviewer's edited caption (RECHECK_RULES only)."""
-
-    text: str  # the edit as the policy would publish it (PII masked, trimmed, ...)
-    action: str  # the strongest action of the re-checked rules
-    decisions: list[PolicyDecision]  # every decision, marked ``details.pass = "human_edit"``
-
-    @property
-    def failing(self) -> list[PolicyDecision]:
-        """The decisions that object to the edit as typed (any action but allow)."""
-        return [d for d in self.decisions if d.action != "allow"]
-
-    @property
-    def publishable(self) -> bool:
-        """True when the policy accepts the edit, possibly fixed: publish ``text``."""
-        return self.action in ("allow", "redact")
-
-    def message(self) -> str:
-        return "; ".join(f"{d.rule} ({d.action}): {d.reason}" for d in self.failing)
-
-    def fix(self) -> str:
-        rules = dict.fromkeys(d.rule for d in self.failing)
-        return "; ".join(EDIT_FIXES.get(rule, f"change the caption so that rule {rule!r} passes") for rule in rules)
-
-
-def check_edit(result: CaptionResult, text: str, engine: Any) -> EditCheck:
-    """Re-check a reviewer's ``text`` for queued ``result`` with ``engine`` (a PolicyEngine) before it counts.
-
-    Runs RECHECK_RULES (PII, blocklist, injection, style) in the result's style, locale, draft and facts, as
-    the last pass (no regeneration left). Used by `review import` and by the service's /review page."""
-    text = text.strip()
-    outcome = engine.review(text, _context(result, engine), only=RECHECK_RULES)
-    decisions = [d.model_copy(update={"details": {**d.details, "pass": "human_edit"}}) for d in outcome.decisions]
-    return EditCheck(text=outcome.text, action=outcome.action, decisions=decisions)
-
-
-@dataclass
-class ImportReport:
-    approved: int = 0
-    edited: int = 0
-    rejected: int = 0
-    held: list[str] = field(default_factory=list)  # edits the safety re-check did not accept
-    unmatched: list[str] = field(default_factory=list)  # verdicts for ids not in the results
-
-    def summary(self) -> str:
-        return (
-            f"{self.approved} approved, {self.edited} edited, {self.rejected} rejected, "
-            f"{len(self.held)} edit(s) held for review, {len(self.unmatched)} unmatched verdict(s)"
-        )
-
-
-def import_decisions(
-    decisions: Path | str, results: Path | str, out: Path | str, engine: Any = None, recheck: bool = True
-) -> ImportReport:
-    """Apply reviewers' verdicts to ``results`` and write every result to ``out`` (JSONL)."""
-    verdicts = read_decisions(decisions)
-    rows = read_results(results)
-    report = ImportReport()
-    seen: set[str] = set()
-    if recheck and engine is None:
-        from caption_agent.policies.engine import PolicyEngine
-
-        engine = PolicyEngine.load()
-    updated = []
-    for result in rows:
-        rid = review_id(result)
-        verdict = verdicts.get(rid)
-        if verdict is not None:
-            seen.add(rid)
-            result = _apply(result, verdict, engine if recheck else None, report)
-        updated.append(result)
-    report.unmatched = sorted(set(verdicts) - seen)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for result in updated:
-            fh.write(result.model_dump_json(exclude_none=True) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(out)
-    return report
-
-
-def _apply(result: CaptionResult, verdict: ReviewDecision, engine: Any, report: ImportReport) -> CaptionResult:
-    who = verdict.reviewer or "a reviewer"
-    note = f": {verdict.note}" if verdict.note else ""
-    if verdict.verdict == "reject":
-        report.rejected += 1
-        decision = PolicyDecision(rule="human_review", action="block", reason=f"rejected by {who}{note}")
-        return result.model_copy(
-            update={"status": "blocked", "text": None, "decision": "block", "decisions": [*result.decisions, decision]}
-        )
-    if verdict.verdict == "approve":
-        if result.text is None:
-            raise CaptionAgentError(
-                f"result {review_id(result)} has no text to approve.",
-                fix="use verdict 'edit' with the caption text, or 'reject'.",
-            )
-        report.approved += 1
-        decision = PolicyDecision(rule="human_review", action="allow", reason=f"approved by {who}{note}")
-        return result.model_copy(
-            update={"status": "ok", "decision": "allow", "decisions": [*result.decisions, decision]}
-        )
-    text = verdict.text.strip() if verdict.text else ""
-    checks: list[PolicyDecision] = []
-    if engine is not None:
-        check = check_edit(result, text, engine)
-        checks = check.decisions
-        if not check.publishable:
-            report.held.append(review_id(result))
-            decision = PolicyDecision(
-                rule="human_review",
-                action="review",
-                reason=f"edit by {who} failed the safety re-check ({check.action}); still in review{note}",
-                after=text[:500],
-            )
-            return result.model_copy(
-                update={"status": "review", "decision": "review", "decisions": [*result.decisions, *checks, decision]}
-            )
-        text = check.text
-    report.edited += 1
-    decision = PolicyDecision(
-        rule="human_review", action="redact", reason=f"edited by {who}{note}", before=result.text, after=text
-    )
-    return result.model_copy(
-        update={"status": "ok", "text": text, "decision": "allow", "decisions": [*result.decisions, *checks, decision]}
-    )
-
-
-def _context(result: CaptionResult, engine: Any) -> Any:
-    from caption_agent.policies.context import ModerationContext
-    from caption_agent.prompts import load_preset
-
-    return ModerationContext(
-        preset=load_preset(result.style),
-        locale=result.locale,
-        draft=result.draft or "",
-        facts=list(result.facts),
-        attempts_left=0,
-        is_fallback=True,
-    )

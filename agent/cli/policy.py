@@ -124,7 +124,7 @@ def review_import(
 ) -> None:
     """Apply reviewers' verdicts (approve / edit / reject) to RESULTS and write OUT."""
     from caption_agent.policies.engine import PolicyEngine
-    from caption_agent.policies.review import import_decisions
+    from caption_agent.policies.verdicts import import_decisions
 
     try:
         engine = PolicyEngine.load(policy) if recheck else None

@@ -25,28 +25,17 @@ from typing import Any, Iterator, Literal
 
 from caption_agent.errors import CaptionAgentError
 from caption_agent.jobs.manifest import KEY_VERSION
+from caption_agent.jobs.parquet_parts import COLUMNS as _COLUMNS
+from caption_agent.jobs.parquet_parts import column as _column
+from caption_agent.jobs.parquet_parts import pa as _pa
+from caption_agent.jobs.parquet_parts import parquet_files as _parquet_files
+from caption_agent.jobs.parquet_parts import pc as _pc
+from caption_agent.jobs.parquet_parts import pq as _pq
 
 Format = Literal["jsonl", "parquet"]
 log = logging.getLogger("caption_agent.jobs")
 
 _HEAD = re.compile(rb'^\{"key":"([^"\\]+)","status":"([a-z]+)"')
-_PART = re.compile(r"^(part|compact)-(\d{8})\.parquet$")
-# Parquet columns; the full record is kept as JSON in `record` so nested fields never change the schema.
-_COLUMNS = (
-    "key",
-    "status",
-    "source",
-    "id",
-    "style",
-    "locale",
-    "text",
-    "draft",
-    "decision",
-    "error_type",
-    "error_stage",
-    "error_message",
-    "record",
-)
 
 
 class OutputLogError(CaptionAgentError):
@@ -397,32 +386,6 @@ def _parse_head(line: bytes, path: Path, number: int) -> tuple[str, str]:
     return record["key"], record["status"]
 
 
-def _parquet_files(folder: Path, live_only: bool = False) -> list[tuple[str, int, Path]]:
-    """(kind, number, path) of the part files, oldest first. ``live_only`` leaves out parts that a compacted
-    file already holds (a compact file covers every part up to its number; a kill between its rename and the
-    removal of those parts must not count them twice)."""
-    found = []
-    for p in folder.iterdir():
-        m = _PART.match(p.name)
-        if m:
-            found.append((m.group(1), int(m.group(2)), p))
-    found.sort(key=lambda t: (t[1], t[0] == "part"))
-    if not live_only:
-        return found
-    covered = max((seq for kind, seq, _ in found if kind == "compact"), default=-1)
-    return [t for t in found if t[1] > covered or (t[1] == covered and t[0] == "compact")]
-
-
-def _column(record: dict[str, Any], column: str) -> str | None:
-    if column == "record":
-        return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
-    if column.startswith("error_"):
-        value = (record.get("error") or {}).get(column[6:])
-    else:
-        value = record.get(column)
-    return None if value is None else str(value)
-
-
 def read_records(path: Path | str) -> Iterator[dict[str, Any]]:
     """Every record of a JSONL output file or a Parquet output (folder or single file), in storage order.
 
@@ -444,21 +407,3 @@ def read_records(path: Path | str) -> Iterator[dict[str, Any]]:
         for _, record in _scan(lines, path, _parse_object):
             if record is not None:
                 yield record
-
-
-def _pa() -> Any:
-    from caption_agent._extras import require
-
-    return require("pyarrow", "parquet", "Parquet output")
-
-
-def _pc() -> Any:
-    from caption_agent._extras import require
-
-    return require("pyarrow.compute", "parquet", "Parquet output", package="pyarrow")
-
-
-def _pq() -> Any:
-    from caption_agent._extras import require
-
-    return require("pyarrow.parquet", "parquet", "Parquet output", package="pyarrow")

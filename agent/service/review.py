@@ -77,7 +77,7 @@ def add_review_routes(app: Any, state: Any) -> None:
     from fastapi import Depends, Form, Request
     from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-    from caption_agent.policies.review import ReviewDecision, append_decision, pending_items
+    from caption_agent.policies.verdicts import ReviewDecision, append_decision, pending_items
     from caption_agent.service.schemas import error_responses
     from caption_agent.service.security import COOKIE
 
@@ -164,7 +164,8 @@ def add_review_routes(app: Any, state: Any) -> None:
 
 def _waiting_item(queue: Path, decisions: Path, review_id: str) -> dict[str, Any]:
     """The queue item ``review_id`` if it still waits for a verdict; 409 if it has one, 404 if unknown."""
-    from caption_agent.policies.review import ReviewQueue, pending_items
+    from caption_agent.policies.review import ReviewQueue
+    from caption_agent.policies.verdicts import pending_items
 
     item = next((i for i in pending_items(queue, decisions) if i.get("review_id") == review_id), None)
     if item is not None:
@@ -180,7 +181,7 @@ def _check_edit(agent: Any, item: dict[str, Any], text: str) -> None:
     from pydantic import ValidationError
 
     from caption_agent.errors import PolicyError
-    from caption_agent.policies.review import check_edit
+    from caption_agent.policies.verdicts import check_edit
     from caption_agent.schemas import CaptionResult
 
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from caption_agent.policies.engine import PolicyEngine
-from caption_agent.policies.review import RECHECK_RULES, check_edit
+from caption_agent.policies.verdicts import RECHECK_RULES, check_edit
 from caption_agent.schemas import CaptionResult, ImageInfo
 
 

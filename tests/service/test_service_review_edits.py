@@ -26,7 +26,8 @@ def house_policy(tmp_path):
 
 
 def test_edits_are_checked_before_they_are_recorded(tmp_path, catalog_dir, lite_drafter, embedder, images_dir):
-    from caption_agent.policies.review import ReviewQueue, pending_items, read_decisions
+    from caption_agent.policies.review import ReviewQueue
+    from caption_agent.policies.verdicts import pending_items, read_decisions
     from caption_agent.service import hash_key
 
     queue = tmp_path / "review.jsonl"

@@ -43,7 +43,8 @@ def test_reviewer_approves_one_and_edits_one(tmp_path, catalog_dir, lite_drafter
     if not Path(CHROMIUM).is_file():
         pytest.skip(f"Debian's chromium is not installed at {CHROMIUM} (apt-get install -y chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
-    from caption_agent.policies.review import ReviewQueue, import_decisions, pending_items, read_decisions
+    from caption_agent.policies.review import ReviewQueue
+    from caption_agent.policies.verdicts import import_decisions, pending_items, read_decisions
     from caption_agent.service import hash_key
 
     queue = tmp_path / "review.jsonl"
