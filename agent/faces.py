@@ -180,8 +180,11 @@ def _integral(rgb: np.ndarray) -> np.ndarray:
     """Summed-area table with a zero first row and column: (H+1, W+1, 3)."""
     import numpy as np
 
-    sums = np.zeros((rgb.shape[0] + 1, rgb.shape[1] + 1, 3), dtype=np.float64)
-    sums[1:, 1:] = rgb.cumsum(0, dtype=np.float64).cumsum(1)
+    # Pixels are integers, so integer sums are exact; int32 (half the memory traffic of float64) while they fit.
+    dtype = np.int32 if rgb.shape[0] * rgb.shape[1] * 255 < 2**31 else np.int64
+    sums = np.zeros((rgb.shape[0] + 1, rgb.shape[1] + 1, 3), dtype=dtype)
+    np.cumsum(rgb, axis=0, dtype=dtype, out=sums[1:, 1:])
+    np.cumsum(sums[1:, 1:], axis=1, out=sums[1:, 1:])
     return sums
 
 
@@ -233,8 +236,8 @@ class FaceDetector:
         import numpy as np
         import torch
 
-        rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
-        img = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)
+        rgb = np.asarray(image.convert("RGB"))  # uint8: the summed-area table stays in integers
+        img = torch.from_numpy(rgb.astype(np.float32)).permute(2, 0, 1).unsqueeze(0)
         with torch.inference_mode():
             boxes = self._propose(img, max(12, int(min_face_px)))
             sums = _integral(rgb)

@@ -65,17 +65,16 @@ class ImageSafetyConfig(RuleConfig):
         description="NudeNet classes counted as faces when face_detector is nudenet.",
     )
     face_score: float = Field(
-        0.95,
+        0.7,
         ge=0,
         le=1,
         description=(
-            "Minimum score to count a face. mtcnn: the last-stage (O-net) face probability; labelled faces score "
-            ">= 0.99 and an object photo's best non-face 0.92, hence 0.95. nudenet: the face class score (0.35 "
-            "there; its scores run lower)."
+            "Minimum score to count a face. mtcnn: the last-stage (O-net) face probability (0.7, MTCNN's own "
+            "setting). nudenet: the face class score (0.35 there; its scores run lower)."
         ),
     )
     face_min_px: int = Field(
-        20,
+        30,
         ge=12,
         le=1024,
         description=(

@@ -53,7 +53,7 @@ def test_the_labelled_faces_on_the_bundled_portraits_are_found(name):
 @pytest.mark.parametrize("name", ["coffee", "chelsea", "rocket", "motorcycle"])
 def test_no_faces_on_object_photos(name):
     image, _ = bundled(name)
-    assert faces.detector().detect(image, score=0.95) == []
+    assert faces.detector().detect(image, min_face_px=30) == []  # the policy's defaults
 
 
 def test_the_detector_is_one_shared_instance():
@@ -91,13 +91,15 @@ def test_screening_records_the_count_and_boxes_for_the_people_rule(engine):
 def test_the_policy_score_threshold_changes_the_count(tmp_path):
     from caption_agent.policies import PolicyEngine
 
-    image, info = bundled("motorcycle")  # a wheel scores 0.92 and a headlight 0.73: not faces
+    image, info = bundled("motorcycle")  # searched down to 20 px, a wheel scores 0.92 and a headlight 0.73
     counts = {}
     for score in (0.7, 0.95):
         path = tmp_path / f"s{score}.yaml"
-        path.write_text(f'version: "t"\nextends: default\nrules:\n  image_safety: {{face_score: {score}}}\n')
+        rule = f"{{face_score: {score}, face_min_px: 20}}"
+        path.write_text(f'version: "t"\nextends: default\nrules:\n  image_safety: {rule}\n')
         counts[score] = PolicyEngine.load(path).screen_image(image, info)[1]
     assert counts == {0.7: 2, 0.95: 0}
+    assert PolicyEngine.load(None).screen_image(image, info)[1] == 0  # the defaults: from 30 px, at 0.7
 
 
 def test_the_nudenet_face_classes_remain_selectable(tmp_path):
