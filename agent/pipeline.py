@@ -233,6 +233,8 @@ class CaptionAgent:
                 )
             if screened is not None:
                 outcome, item.faces = screened
+                # One person signal: the drafter and the result see the screen's count (no crops, no embeddings).
+                item.draft = Draft(image=info.model_copy(update={"faces": item.faces}), candidates=[])
                 item.decisions += outcome.decisions
                 if outcome.action in ("block", "review"):
                     self._finish(item, outcome, text=None)

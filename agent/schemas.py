@@ -59,6 +59,7 @@ class ImageInfo(BaseModel):
     format: str | None = None
     working_width: int | None = Field(None, description="Width of the bounded working copy the stages used.")
     working_height: int | None = Field(None, description="Height of the bounded working copy the stages used.")
+    faces: int | None = Field(None, description="People (faces) the image screen counted; None when none looked.")
 
 
 class Candidate(BaseModel):

@@ -30,6 +30,20 @@ _TEMPLATES: tuple[tuple[str, float, bool], ...] = (
 )
 
 
+# When the image screen counted people, a person is the subject (gender-neutral) and the label what is with them.
+_PERSON_TEMPLATES: tuple[tuple[str, float, bool], ...] = (
+    ("{people} with {a_label}", 1.0, False),
+    ("{people} with {a_label} in a mostly {c1} scene", 0.98, True),
+    ("A close-up of {people}", 0.9, False),
+    ("{people} against a {c2} background", 0.85, True),
+    ("{people} and {a_label} in {c1} and {c2} tones", 0.8, True),
+)
+
+
+def _people(faces: int | None) -> str:
+    return "" if not faces else {1: "a person", 2: "two people"}.get(faces, "a group of people")
+
+
 @lru_cache(maxsize=1)
 def imagenet_labels() -> tuple[str, ...]:
     """Display names of the 1,000 ImageNet classes, in model output order."""
@@ -41,17 +55,21 @@ def _article(word: str) -> str:
     return "an" if word[:1].lower() in "aeiou" else "a"
 
 
-def phrase_candidates(labels: Sequence[tuple[str, float]], colors: Sequence[str], n: int) -> list[Candidate]:
-    """Turn classifier labels and colour names into ``n`` distinct short drafts."""
+def phrase_candidates(
+    labels: Sequence[tuple[str, float]], colors: Sequence[str], n: int, faces: int | None = None
+) -> list[Candidate]:
+    """Turn classifier labels and colour names into ``n`` distinct short drafts; with ``faces`` (the screen's
+    count) the people are the subject, named without gender."""
     c1 = colors[0] if colors else ""
     c2 = colors[1] if len(colors) > 1 else c1
+    people = _people(faces)
     out: list[Candidate] = []
     seen: set[str] = set()
     for label, prob in labels:
-        for template, prior, needs_color in _TEMPLATES:
+        for template, prior, needs_color in _PERSON_TEMPLATES if people else _TEMPLATES:
             if needs_color and not c1:
                 continue
-            text = template.format(a_label=f"{_article(label)} {label}", c1=c1, c2=c2)
+            text = template.format(a_label=f"{_article(label)} {label}", c1=c1, c2=c2, people=people)
             text = text[0].upper() + text[1:]
             if text.lower() in seen:
                 continue
@@ -125,7 +143,7 @@ class LiteDrafter(Drafter):
             drafts.append(
                 Draft(
                     image=info,
-                    candidates=phrase_candidates(labels, colors, n),
+                    candidates=phrase_candidates(labels, colors, n, info.faces),
                     labels=labels,
                     colors=colors,
                     image_text=image_text,

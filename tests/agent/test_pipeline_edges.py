@@ -150,3 +150,15 @@ def test_a_missing_prompts_folder_is_a_clear_error():
 
     out = CliRunner().invoke(app, ["styles", "--prompts-dir", "/no/such/folder"])
     assert out.exit_code == 2 and "prompts folder '/no/such/folder' does not exist" in out.stderr
+
+
+def test_people_the_screen_counts_are_the_subject_of_the_drafts(lite_drafter, images_dir):
+    pytest.importorskip("nudenet")
+    agent = CaptionAgent(AgentConfig.load(refiner={"backend": "none"}), drafter=lite_drafter)
+    portrait, cat = agent.caption_batch([images_dir / "astronaut.jpg", images_dir / "chelsea.jpg"])
+    assert portrait.image.faces == 1 and cat.image.faces == 0  # one person signal, recorded once per image
+    assert all("person" in c.text.lower() for c in portrait.candidates)
+    assert not any(w in portrait.draft.lower().split() for w in ("man", "woman", "he", "she"))
+    assert not any("person" in c.text.lower() for c in cat.candidates)
+    people = next(d for d in portrait.decisions if d.rule == "people")
+    assert people.action in ("allow", "redact") and "not checked" not in people.reason
