@@ -295,6 +295,11 @@ def load_for_cli(
                 f"--base-url is a setting of the vllm refiner, but the refiner is {backend!r}.",
                 fix="add --refiner vllm, or leave --base-url out.",
             )
+        if backend not in ("local", "vllm"):
+            raise ConfigError(
+                f"--model and --base-url set the local or vllm refiner, but the refiner is {backend!r}.",
+                fix="add --refiner local or --refiner vllm, or set the backend's options in the config file.",
+            )
         section = over.setdefault("refiner", {}).setdefault(backend, {})
         section.update({k: v for k, v in (("model", model), ("base_url", base_url)) if v is not None})
     if drafter is not None:

@@ -83,17 +83,31 @@ def working_size(width: int, height: int, side: int) -> tuple[int, int]:
 def _shrink(img: Image.Image, side: int) -> Image.Image:
     """Decode ``img`` and reduce it to the working size, never holding more than one full-size decode."""
     target = working_size(*img.size, side)
-    if img.format == "JPEG" and target != img.size:
+    if img.format in ("JPEG", "MPO") and target != img.size:  # phone JPEGs with an MPF segment read as MPO
         # Decode at the smallest DCT scale (1/2, 1/4, 1/8) still at least twice the target: a 24 MP photo
         # never exists at full size in memory.
         img.draft("RGB", (math.ceil(target[0] * 2), math.ceil(target[1] * 2)))
     img.load()
+    if img.mode in ("I;16", "I;16L", "I;16B", "I", "F"):
+        img = _to_8bit(img)
     if img.mode not in _RESIZABLE:
         has_alpha = "A" in img.getbands() or "transparency" in img.info
         img = img.convert("RGBA" if has_alpha else "RGB")
     if img.size != target:
         img = img.resize(target, Image.Resampling.BICUBIC, reducing_gap=2.0)
     return img
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit and 32-bit greyscale scaled to 8 bits (a plain convert clips everything above 255 to white)."""
+    import numpy as np
+
+    arr = np.asarray(img).astype(np.float32)
+    top = float(arr.max()) if arr.size else 0.0
+    scale = 255.0 / (65535.0 if 255 < top <= 65535 and img.mode != "F" else max(top, 1e-6)) if top > 255 else 1.0
+    if img.mode == "F" and 0 < top <= 1.0:  # float images in [0, 1]
+        scale = 255.0
+    return Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8), "L")
 
 
 def load_image(image: Path | str | bytes, limits: ImageLimits | None = None) -> tuple[Image.Image, ImageInfo]:
@@ -118,6 +132,7 @@ def load_image(image: Path | str | bytes, limits: ImageLimits | None = None) -> 
                 img = img.transpose(_ORIENT[orientation])
                 if orientation in (5, 6, 7, 8):
                     width, height = height, width
+            img.info.pop("exif", None)  # upright now: a later exif_transpose must not turn it again
     except (ImageTooLargeError, InvalidImageError):
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:

@@ -38,3 +38,20 @@ def language_name(tag: str) -> str:
 
 def language_code(tag: str) -> str:
     return normalize_locale(tag).split("-")[0]
+
+
+@lru_cache(maxsize=512)
+def writing_system(tag: str) -> tuple[str, str]:
+    """(language, script) of a locale, the script from CLDR's likely subtags when the tag names none:
+    zh-TW -> ("zh", "Hant"), zh-CN -> ("zh", "Hans"), en-GB -> ("en", "Latn")."""
+    from babel import Locale
+    from babel.core import get_global
+
+    loc = Locale.parse(normalize_locale(tag).replace("-", "_"))
+    if loc.script:
+        return loc.language, loc.script
+    likely = get_global("likely_subtags")
+    full = likely.get(f"{loc.language}_{loc.territory}") if loc.territory else None
+    full = full or likely.get(loc.language) or ""
+    parts = full.split("_")
+    return loc.language, parts[1] if len(parts) > 2 else ""

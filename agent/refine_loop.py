@@ -91,7 +91,13 @@ def run(refiner: Any, policy: Any, items: Sequence[Refinement], max_regeneration
         if not pending or refiner is None:
             break
         with StageTimer(pending, "refine"):
-            outputs = refiner.refine_many([i.job for i in pending])
+            try:
+                outputs = list(refiner.refine_many([i.job for i in pending]))
+            except Exception as exc:  # noqa: BLE001 - a refiner that breaks its contract fails these items only
+                outputs = [exc] * len(pending)
+        if len(outputs) != len(pending):  # never publish a draft for a job the refiner did not answer
+            missing = ModelOutputError(f"the refiner answered {len(outputs)} of {len(pending)} jobs")
+            outputs = [*outputs[: len(pending)], *[missing] * (len(pending) - len(outputs))]
         retry = []
         for item, out in zip(pending, outputs):
             left = attempts - attempt - 1
@@ -134,9 +140,10 @@ def _moderate(policy: Any, item: Refinement, text: str, attempts_left: int) -> b
     # The engine moderates the draft itself when a rule asks for a fallback ("pass": "draft" decisions).
     drafted = any(d.details.get("pass") == "draft" for d in outcome.decisions)
     if not item.fallback_ok and outcome.action != "block" and (drafted or outcome.action in ("fallback", "regenerate")):
-        # The draft is in another language: a person decides on the rejected answer instead.
+        # The draft is in another language: a person decides on the rejected answer instead, as moderated text
+        # (redactions applied: a reviewer's approval publishes it as it stands).
         item.provenance.fallbacks.append(f"policy: {outcome.action}; the draft cannot stand in, held for review")
-        item.finish(outcome.model_copy(update={"action": "review", "text": text}), text)
+        _hold(policy, item, outcome, text)
         return False
     if outcome.action in ("fallback", "regenerate"):
         item.provenance.fallbacks.append(f"policy: {outcome.action} after {item.provenance.refine_attempts} attempt(s)")
@@ -148,6 +155,17 @@ def _moderate(policy: Any, item: Refinement, text: str, attempts_left: int) -> b
         return False
     item.finish(outcome, outcome.text)
     return False
+
+
+def _hold(policy: Any, item: Refinement, outcome: ModerationOutcome, text: str) -> None:
+    """Send the rejected answer to review with every fix the policy makes to it (never the raw answer)."""
+    item.ctx.attempts_left, item.ctx.is_fallback = 0, True  # no second draft pass; fixes in place only
+    held = _guard(item, "moderate", lambda: policy.review(text, item.ctx))
+    if held is None:
+        return
+    marked = [d.model_copy(update={"details": {**d.details, "pass": "held"}}) for d in held.decisions]
+    action = "block" if held.action == "block" else "review"
+    item.finish(outcome.model_copy(update={"action": action, "decisions": outcome.decisions + marked}), held.text)
 
 
 def _fall_back(policy: Any, item: Refinement, cause: BaseException | None) -> None:

@@ -72,7 +72,7 @@ class ReviewQueue:
     """
 
     def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
+        self.path = Path(os.path.realpath(path))  # one lock and one index per file, whatever the spelling
         self.index_path = Path(str(self.path) + ".ids.sqlite")
 
     def ids(self) -> set[str]:

@@ -99,7 +99,7 @@ class Item(Protocol):
 
 
 # Settings of a backend that change how it runs, not what it writes.
-_RUNTIME_KEYS = ("timeout_s", "max_retries", "max_concurrency", "api_key", "base_url", "batch_size", "device")
+_RUNTIME_KEYS = ("timeout_s", "max_retries", "max_concurrency", "api_key", "base_url", "batch_size")
 
 
 def _active_sections(stage: dict[str, Any], keep: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -124,13 +124,22 @@ def config_fingerprint(config: Any, extra: str = "") -> str:
     data["refiner"] = _active_sections(data["refiner"])
     data["retrieval"].pop("chroma_url", None)
     data["policy"].pop("review_queue", None)
+    # What the files say, not only where they are: an edited policy or preset is other settings.
+    from caption_agent.policies import PolicyEngine
+    from caption_agent.prompts import list_styles, prompt_hash
+
+    data["policy_hash"] = PolicyEngine.load(config.policy.file).hash
+    data["presets"] = {name: prompt_hash(p) for name, p in list_styles(config.prompts_dir).items()}
     text = json.dumps(data, sort_keys=True, default=str) + "\0" + extra + "\0" + __version__
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def copy_record(item: Any, record: dict[str, Any]) -> dict[str, Any]:
     """``item``'s record from another row's computation: its own key and origin, plus ``duplicate_of``."""
-    return item.annotate({**record, "key": item.key, "cached": True, "duplicate_of": record["key"]})
+    copy = {**record, "key": item.key, "cached": True, "duplicate_of": record["key"]}
+    if isinstance(copy.get("image"), dict) and isinstance(getattr(item, "source", None), str):
+        copy["image"] = {**copy["image"], "source": item.source}  # this row's own file, same bytes
+    return item.annotate(copy)
 
 
 class ResultCache:

@@ -22,7 +22,7 @@ from caption_agent.errors import CaptionAgentError, ConfigError
 from caption_agent.jobs.engine import JobOptions, JobSummary, StageSpec, config_fingerprint, error_record, run_job
 from caption_agent.jobs.log import read_records
 from caption_agent.jobs.manifest import JobItem, ManifestError, digest, fingerprint, read_rows
-from caption_agent.locales import language_code, normalize_locale
+from caption_agent.locales import normalize_locale, writing_system
 from caption_agent.schemas import CaptionResult, GroundingFact
 
 log = logging.getLogger("caption_agent.jobs")
@@ -199,7 +199,8 @@ def row_items(
     the target settings, so the batch job and the HTTP service share cache entries; item keys add the row's
     ``origin`` (batch jobs), so every input row x locale gets its own record even when rows repeat."""
     facts = [f.model_dump(mode="json") for f in parsed.facts]
-    facts_hash = hashlib.sha256(json.dumps([(f["id"], f["text"]) for f in facts]).encode()).hexdigest()[:16]
+    # Every part of a fact counts: the grounding and people rules read its structured fields too.
+    facts_hash = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
     text_hash = hashlib.sha256(parsed.text.encode("utf-8")).hexdigest()
     source_key = source_key or parsed.id or digest("source", text_hash, facts_hash)
     for locale in locales:
@@ -230,10 +231,11 @@ def row_items(
 
 
 def _same_language(item: LocalizeItem) -> bool:
-    """Whether the source caption is already in the target language (then it may stand in as a fallback)."""
+    """Whether the source caption is already in the target language and script (then it may stand in as a
+    fallback): en-US for en-GB yes, zh-TW (Traditional) for zh-CN (Simplified) no."""
     try:
         source = item.source_locale
-        return source is not None and language_code(source) == language_code(item.locale)
+        return source is not None and writing_system(source) == writing_system(item.locale)
     except CaptionAgentError:  # an unreadable source locale: assume another language
         return False
 

@@ -183,7 +183,18 @@ class OutputLog:
                 header["fingerprints"] = list(dict.fromkeys([*old.get("fingerprints", []), fingerprint]))
             else:
                 return
+        elif self._has_records():
+            raise JobMismatchError(
+                f"{str(self.path)!r} holds records but no {header_path.name}: its key scheme and settings are "
+                f"unknown, so resuming could write every item again.",
+                fix="pass a new --out path (the old output stays readable), or move the old output away.",
+            )
         _write_atomic(header_path, json.dumps(header, indent=1).encode())
+
+    def _has_records(self) -> bool:
+        if self.format == "jsonl":
+            return self.path.is_file() and self.path.stat().st_size > 0
+        return bool(_parquet_files(self.path))
 
     # --- opening: repair, index ----------------------------------------------------------------------------------
     def _open_existing(self) -> None:

@@ -76,3 +76,12 @@ def test_lite_preprocessing_is_224_squared_whatever_the_shape(lite_drafter):
     t0 = time.perf_counter()
     arr = lite_drafter._preprocess(img)
     assert arr.shape == (3, 224, 224) and time.perf_counter() - t0 < 1.0
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped():
+    ramp = np.linspace(0, 65535, 2000 * 100).reshape(100, 2000).astype(np.uint16)
+    buf = io.BytesIO()
+    Image.fromarray(ramp).save(buf, "PNG")
+    img, _ = load_image(buf.getvalue())
+    arr = np.asarray(img)
+    assert 110 < arr.mean() < 145 and (arr == 255).mean() < 0.05  # a grey ramp, not a white page

@@ -86,3 +86,12 @@ def test_fingerprint_covers_the_backends_in_use_only():
     fp = config_fingerprint(base)
     assert config_fingerprint(other_backend) == fp and config_fingerprint(runtime) == fp
     assert config_fingerprint(output) != fp
+
+
+def test_an_edited_policy_file_is_other_settings(tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text('version: "1"\nextends: default\n')
+    cfg = AgentConfig.load(policy={"file": policy})
+    before = config_fingerprint(cfg)
+    policy.write_text('version: "1"\nextends: default\nrules:\n  blocklist: {terms+: [teacup]}\n')
+    assert config_fingerprint(cfg) != before  # same path, other content

@@ -125,6 +125,7 @@ def fallback_policy(tmp_path_factory):
     """The default policy, except that a too-short caption falls back to the draft instead of regenerating."""
     data = yaml.safe_load((Path(__file__).parents[2] / "policies" / "default.yaml").read_text(encoding="utf-8"))
     data["rules"]["style"]["too_short_action"] = "fallback"
+    data["rules"]["style"]["action"] = "fallback"  # e.g. a banned opening ("Image of …") asks for the draft
     path = tmp_path_factory.mktemp("policy") / "fallback.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return PolicyEngine.load(path)
@@ -144,3 +145,41 @@ def test_a_policy_crash_in_localization_holds_for_review_not_the_batch(engine):
     record, _ = _localize([GOOD], CrashingPolicy(engine), "en-GB")
     assert record["status"] == "review"
     assert any(d["rule"] == "engine:moderate" for d in record["decisions"])
+
+
+def test_a_held_answer_keeps_the_policys_fixes(fallback_policy):
+    # PII is masked in place, and the banned opening asks for the draft, which cannot stand in for de-DE: the
+    # answer a reviewer sees (and may approve as it stands) is the masked one, never the raw answer.
+    record, _ = _localize(["Image of eine weiße Tasse, ruf an unter +49 170 1234567."], fallback_policy, "de-DE")
+    assert record["status"] == "review" and "1234567" not in record["text"]
+    assert any(d["rule"] == "pii" and d["details"].get("pass") == "held" for d in record["decisions"])
+
+
+def test_a_refiner_that_breaks_its_contract_fails_its_items_only(engine, images_dir):
+    class Broken(ScriptedRefiner):
+        def refine_many(self, jobs):
+            raise RuntimeError("event loop died")
+
+    agent = CaptionAgent(
+        AgentConfig.load(), drafter=FakeDrafter([DRAFT]), ranker=FakeRanker(), refiner=Broken([]), policy=engine
+    )
+    (result,) = agent.caption_batch([images_dir / "coffee.jpg"])
+    assert result.status == "ok" and result.text == DRAFT  # the draft, moderated, with the reason recorded
+    assert any("event loop died" in f for f in result.provenance.fallbacks)
+
+    class Short(ScriptedRefiner):
+        def refine_many(self, jobs):
+            return []
+
+    agent = CaptionAgent(
+        AgentConfig.load(), drafter=FakeDrafter([DRAFT]), ranker=FakeRanker(), refiner=Short([]), policy=engine
+    )
+    (result,) = agent.caption_batch([images_dir / "coffee.jpg"])
+    assert any("answered 0 of 1" in f for f in result.provenance.fallbacks)
+
+
+def test_another_script_of_the_same_language_cannot_stand_in(fallback_policy):
+    record, _ = _localize(
+        ["杯。"], fallback_policy, "zh-CN", source_locale="zh-TW", text="一個白色的咖啡杯放在碟子上。"
+    )
+    assert record["status"] == "review" and record["text"] != "一個白色的咖啡杯放在碟子上。"

@@ -56,6 +56,7 @@ def test_torn_last_line_is_cut_off_and_never_counted(tmp_path):
 
 def test_a_damaged_middle_line_is_refused_not_skipped(tmp_path):
     out = tmp_path / "out.jsonl"
+    _open(out).close()  # a real output: its header says which job and key scheme wrote it
     out.write_text(json.dumps(_rec(0)) + "\nhello\n" + json.dumps(_rec(1)) + "\n")
     with pytest.raises(OutputLogError, match="line 2"):
         _open(out)
@@ -168,6 +169,7 @@ def test_a_newline_terminated_broken_last_line_is_torn_never_done(tmp_path, brok
 
 def test_a_broken_middle_line_that_looks_like_a_record_is_refused_naming_it(tmp_path):
     out = tmp_path / "out.jsonl"
+    _open(out).close()
     out.write_bytes(
         json.dumps(_rec(0)).encode() + b'\n{"key":"k0001","status":"ok","te\n' + json.dumps(_rec(2)).encode() + b"\n"
     )
@@ -218,3 +220,12 @@ def test_a_symlinked_out_meets_the_same_lock_and_header(tmp_path, fmt):
         log.append([_rec(1, "error")])
         assert log.drop_errors() == 1  # a rewrite replaces the real file, not the link
     assert link.is_symlink() and [r["key"] for r in read_records(real)] == ["k0000"]
+
+
+def test_a_log_without_its_header_is_refused(tmp_path):
+    out = tmp_path / "out.jsonl"
+    with OutputLog(out, "jsonl", kind="caption", fingerprint="f1") as log:
+        log.append([{"key": "a", "status": "ok"}])
+    out.with_name(out.name + ".job.json").unlink()  # e.g. an old output, or a header deleted by hand
+    with pytest.raises(JobMismatchError, match="no out.jsonl.job.json"):
+        OutputLog(out, "jsonl", kind="caption", fingerprint="f1")
