@@ -16,7 +16,25 @@ pytest.importorskip("fastapi")
 
 @pytest.mark.parametrize(
     "address",
-    ["127.0.0.1", "10.1.2.3", "192.168.0.1", "169.254.169.254", "::1", "::ffff:127.0.0.1", "fe80::1", "0.0.0.0"],
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "192.168.0.1",
+        "169.254.169.254",
+        "::1",
+        "::ffff:127.0.0.1",
+        "fe80::1",
+        "0.0.0.0",
+        # IPv6 forms that carry an IPv4 host: each is unwrapped before the check
+        "::7f00:1",  # IPv4-compatible 127.0.0.1
+        "::a9fe:a9fe",  # IPv4-compatible 169.254.169.254 (cloud metadata)
+        "64:ff9b::7f00:1",  # NAT64 well-known prefix -> 127.0.0.1
+        "64:ff9b::a9fe:a9fe",  # NAT64 -> 169.254.169.254
+        "64:ff9b:1::a00:1",  # NAT64 local-use prefix
+        "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+        "2002:c0a8:1::1",  # 6to4 of 192.168.0.1
+        "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo, client 127.0.0.1
+    ],
 )
 def test_private_addresses_are_refused_even_when_allow_listed(address):
     from caption_agent.service.errors import UrlNotAllowedError
@@ -160,3 +178,12 @@ def test_localize_without_a_refiner_is_a_409(catalog_dir, lite_drafter, embedder
     with live_service(agent) as server:
         reply = httpx.post(f"{server.url}/v1/localize", json={"text": "A mug.", "locales": ["de-DE"]})
     assert reply.status_code == 409 and "refiner" in reply.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "address", ["8.8.8.8", "2606:4700:4700::1111", "64:ff9b::808:808", "::ffff:808:808", "2002:808:808::1"]
+)
+def test_ipv6_forms_of_public_hosts_stay_public(address):
+    from caption_agent.service.security import _public
+
+    assert _public(address)
