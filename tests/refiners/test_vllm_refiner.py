@@ -251,9 +251,15 @@ def test_refine_many_works_inside_a_running_event_loop(fault_server):
 @pytest.fixture(scope="module")
 def real(vllm_server) -> VLLMRefiner:
     # Generous timeout: on a busy 2-core machine a batch of 16 can take minutes, and a timed-out request is
-    # retried from scratch, which only adds load.
+    # retried from scratch, which only adds load. The token budget fits the longest preset's JSON (seo_product:
+    # 300 characters); at 64 a German product caption was cut off in one CI run out of three.
     r = refiner(
-        vllm_server["url"], vllm_server["model"], timeout_s=SLOW_S, max_retries=1, max_new_tokens=64, max_concurrency=16
+        vllm_server["url"],
+        vllm_server["model"],
+        timeout_s=SLOW_S,
+        max_retries=1,
+        max_new_tokens=160,
+        max_concurrency=16,
     )
     r.output_retries = 2
     r.check_ready()
