@@ -13,7 +13,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator
 
 from pydantic import ValidationError
 
@@ -67,7 +67,7 @@ class ServiceState:
             agent.drafter.draft([image], [info], 1)
 
     def run_batch(self, requests: list[Any]) -> list[Any]:
-        results = self.agent.caption_batch(requests)
+        results: list[Any] = self.agent.caption_batch(requests)
         if self.review_queue is not None:
             from caption_agent.policies.review import needs_review
 
@@ -118,9 +118,14 @@ def create_app(config: AgentConfig | None = None, settings: ServiceSettings | No
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from caption_agent.service.batching import MicroBatcher
-    from caption_agent.service.middleware import BodyLimitMiddleware, MetricsMiddleware
+    from caption_agent.service.middleware import (
+        SECURITY_HEADERS,
+        BodyGuardMiddleware,
+        HttpGuardMiddleware,
+        MetricsMiddleware,
+    )
     from caption_agent.service.review import add_review_routes
-    from caption_agent.service.routes import add_api_routes, install_openapi
+    from caption_agent.service.routes import add_api_routes, add_docs_routes, install_openapi
 
     settings = settings or ServiceSettings.load()
     owns = agent is None
@@ -131,7 +136,7 @@ def create_app(config: AgentConfig | None = None, settings: ServiceSettings | No
     state = ServiceState(agent, settings, owns)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Any):
+    async def lifespan(app: Any) -> AsyncIterator[None]:
         state.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="caption-model")
         try:
             await state.in_model_thread(state.load_models)
@@ -161,6 +166,8 @@ def create_app(config: AgentConfig | None = None, settings: ServiceSettings | No
         version=_version(),
         lifespan=lifespan,
         description="Caption images (draft, rank, ground, refine, moderate) over HTTP.",
+        docs_url=None,  # served by add_docs_routes, with a Content-Security-Policy of their own
+        redoc_url=None,
     )
     app.state.service = state
 
@@ -171,7 +178,10 @@ def create_app(config: AgentConfig | None = None, settings: ServiceSettings | No
         request.state.error_type = (
             type(exc).__name__ if status < 500 or isinstance(exc, CaptionAgentError) else "InternalError"
         )
-        headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, QueueFullError) else None
+        # Unexpected errors are answered outside the middleware stack: the security headers are added here.
+        headers = {**SECURITY_HEADERS}
+        if isinstance(exc, QueueFullError):
+            headers["Retry-After"] = str(exc.retry_after_s)
         return JSONResponse(body_for(exc), status_code=status, headers=headers)
 
     def on_validation(request: Any, exc: Any) -> Any:  # fastapi's RequestValidationError
@@ -210,8 +220,11 @@ def create_app(config: AgentConfig | None = None, settings: ServiceSettings | No
     app.add_exception_handler(Exception, on_error)
     add_api_routes(app, state)
     add_review_routes(app, state)
+    add_docs_routes(app)
     install_openapi(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Added innermost first: metrics see every answer; the guard refuses foreign hosts/origins before any body is read.
+    app.add_middleware(BodyGuardMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
+    app.add_middleware(HttpGuardMiddleware, hosts=settings.host_names(), trusted_proxies=settings.trusted_proxies)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     return app
 

@@ -21,7 +21,7 @@ from caption_agent.service.errors import QueueFullError, RequestTimeoutError
 @dataclass
 class _Pending:
     request: Any
-    future: asyncio.Future
+    future: asyncio.Future[Any]
     enqueued: float = field(default_factory=time.perf_counter)
 
 
@@ -44,7 +44,7 @@ class MicroBatcher:
         self.queue: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=queue_size)
         self.batches = 0
         self._item_s = 0.5  # running estimate of seconds per item, for Retry-After
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._work(), name="caption-batcher")
@@ -80,10 +80,11 @@ class MicroBatcher:
             ) from None
         self._gauge()
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+            return await asyncio.wait_for(asyncio.shield(future), max(timeout_s, 0.0))
         except TimeoutError:
-            future.cancel()  # the worker skips it if it has not started; a running batch just drops the answer
-            raise RequestTimeoutError(f"no result within the {timeout_s:g} s request timeout.") from None
+            raise RequestTimeoutError("no result within the request timeout.") from None
+        finally:  # timed out or the caller was cancelled: the worker skips it if it has not started
+            future.cancel()
 
     async def _collect(self) -> list[_Pending]:
         first = await self.queue.get()

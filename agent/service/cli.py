@@ -55,7 +55,22 @@ def serve(
             fg=typer.colors.YELLOW,
             err=True,
         )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, timeout_graceful_shutdown=10)
+    if settings.allowed_hosts is None and settings.host in ("0.0.0.0", "::", ""):
+        typer.secho(
+            f"warning: listening on {settings.host}, but only requests addressed to "
+            f"{', '.join(settings.host_names())} are answered; list the names clients use in `allowed_hosts`.",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+    # proxy_headers=False: X-Forwarded-* are believed only from `trusted_proxies`, by the app's HTTP guard.
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        timeout_graceful_shutdown=10,
+        proxy_headers=False,
+    )
 
 
 def _print_hash() -> None:

@@ -28,6 +28,31 @@ class AuthError(ServiceError):
     fix = "send a valid API key as `Authorization: Bearer KEY` or `X-API-Key: KEY`."
 
 
+class HostNotAllowedError(ServiceError):
+    """The request's Host header names a host this service does not answer to (DNS rebinding, misrouting)."""
+
+    status = 400
+    fix = (
+        "address the service by one of its names; the operator adds names to `allowed_hosts` in the service "
+        "config (docs/service.md, section Behind a proxy)."
+    )
+
+
+class ForeignOriginError(ServiceError):
+    """A state-changing request came from another site's page (its Origin or Referer is not this service)."""
+
+    status = 403
+    fix = (
+        "post from this service's own pages, or from a client that sends no Origin header (CLI, curl, SDKs); "
+        "behind a TLS proxy the operator sets `trusted_proxies` so the service knows its public scheme."
+    )
+
+
+class BodyTimeoutError(ServiceError):
+    status = 408
+    fix = "send the whole request body within `body_timeout_s` (service config), or send a smaller body."
+
+
 class UrlNotAllowedError(ServiceError):
     status = 403
     fix = (

@@ -10,13 +10,18 @@ import io
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
 from caption_agent.service.errors import ConflictError, EditRefusedError, NotFoundError, NotReadyError
 
+if TYPE_CHECKING:  # fastapi loads only when an app is built
+    from fastapi import FastAPI
+
 _THUMB_PX = 640
+# The pages' script and styles are files: the Content-Security-Policy admits no inline script or style.
+_STATIC = {"review.js": "text/javascript; charset=utf-8", "review.css": "text/css; charset=utf-8"}
 
 
 class DecisionAck(BaseModel):
@@ -40,8 +45,13 @@ def _env() -> Any:
     )
 
 
+@lru_cache(maxsize=len(_STATIC))
+def _static(name: str) -> bytes:
+    return resources.files("caption_agent.service").joinpath("static", name).read_bytes()
+
+
 def render(name: str, **context: Any) -> str:
-    return _env().get_template(name).render(**context)
+    return str(_env().get_template(name).render(**context))
 
 
 def view_item(item: dict[str, Any]) -> dict[str, Any]:
@@ -73,7 +83,7 @@ def view_item(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def add_review_routes(app: Any, state: Any) -> None:
+def add_review_routes(app: "FastAPI", state: Any) -> None:
     from fastapi import Depends, Form, Request
     from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -119,12 +129,20 @@ def add_review_routes(app: Any, state: Any) -> None:
         status_code=303,
         responses={303: {"description": "Back to /review"}, 401: login_form},
     )
-    async def review_login(key: str = Form(max_length=512)) -> Any:
+    async def review_login(request: Request, key: str = Form(max_length=512)) -> Any:
         if not state.keys.valid(key):
             return HTMLResponse(render("login.html", failed=True), status_code=401)
         reply = RedirectResponse("/review", status_code=303)
-        reply.set_cookie(COOKIE, key, httponly=True, samesite="strict", path="/review")
+        # Secure over TLS: direct, or as a trusted proxy's X-Forwarded-Proto (the HTTP guard sets the scheme).
+        secure = request.url.scheme == "https"
+        reply.set_cookie(COOKIE, key, httponly=True, secure=secure, samesite="strict", path="/review")
         return reply
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def static_file(name: str) -> Response:
+        if name not in _STATIC:
+            raise NotFoundError(f"no static file {name!r}.", fix="the page's files are: " + ", ".join(_STATIC) + ".")
+        return Response(_static(name), media_type=_STATIC[name], headers={"Cache-Control": "no-cache"})
 
     @app.get(
         "/review/images/{review_id}",

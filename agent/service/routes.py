@@ -7,7 +7,7 @@ import asyncio
 import base64
 import binascii
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -18,6 +18,7 @@ from caption_agent.service.errors import (
     NotReadyError,
     PayloadTooLargeError,
     QueueFullError,
+    RequestTimeoutError,
     UnsupportedMediaTypeError,
     error_body,
     status_for_record,
@@ -34,17 +35,22 @@ from caption_agent.service.schemas import (
     StylesResponse,
     error_responses,
 )
+from caption_agent.service.security import refuse_key_in_url
+
+if TYPE_CHECKING:  # fastapi loads only when an app is built
+    from fastapi import FastAPI
 
 _CAPTION_ERRORS = error_responses(401, 403, 409, 413, 415, 422, 429, 502, 503, 504)
 _FORM_FIELDS = set(CaptionFields.model_fields)
 
 
-def add_api_routes(app: Any, state: Any) -> None:
+def add_api_routes(app: "FastAPI", state: Any) -> None:
     from fastapi import Depends, Request, Response
     from fastapi.responses import JSONResponse
 
-    def auth(request: Request) -> None:
-        state.keys.check(request.headers, request.cookies)
+    def auth(request: Request) -> None:  # the key only from headers: the review page's cookie is for /review
+        refuse_key_in_url(request.query_params.keys())
+        state.keys.check(request.headers)
 
     def json_only(request: Request) -> None:  # runs before FastAPI validates the body: 415, not 422
         if media_type(request) != "application/json":
@@ -114,7 +120,17 @@ def add_api_routes(app: Any, state: Any) -> None:
     )
     async def captions(request: Request) -> Any:
         require_ready(state)
-        fields, image = await _read_caption_body(request, state)
+        # One deadline for the whole request: reading the body, downloading image_url, waiting and captioning.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + state.settings.request_timeout_s
+        try:
+            async with asyncio.timeout_at(deadline):
+                fields, image = await _read_caption_body(request, state)
+        except TimeoutError:
+            raise RequestTimeoutError(
+                f"the request did not complete within the {state.settings.request_timeout_s:g} s request timeout "
+                "(the body and image_url download count)."
+            ) from None
         agent = state.agent
         from caption_agent.prompts import load_preset
 
@@ -131,7 +147,7 @@ def add_api_routes(app: Any, state: Any) -> None:
             max_chars=fields.max_chars,
         )
         caption_request.key = fields.key
-        result = await state.batcher.submit(caption_request, state.settings.request_timeout_s)
+        result = await state.batcher.submit(caption_request, deadline - loop.time())
         state.metrics.observe_result(result)
         if result.status == "error":
             status, body = result_error(result)
@@ -165,8 +181,6 @@ def add_api_routes(app: Any, state: Any) -> None:
                 state.in_model_thread(run_localize, state.agent, items), state.settings.request_timeout_s
             )
         except TimeoutError:
-            from caption_agent.service.errors import RequestTimeoutError
-
             raise RequestTimeoutError(
                 f"localization took longer than {state.settings.request_timeout_s:g} s."
             ) from None
@@ -264,7 +278,7 @@ def result_error(result: Any) -> tuple[int, dict[str, Any]]:
 
 
 def media_type(request: Any) -> str:
-    value = request.headers.get("content-type", "")
+    value = str(request.headers.get("content-type", ""))
     return value.split(";", 1)[0].strip().lower()
 
 
@@ -280,8 +294,8 @@ def install_openapi(app: Any) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
-            return app.openapi_schema
-        spec = original()
+            return dict(app.openapi_schema)
+        spec: dict[str, Any] = original()
         _, defs = models_json_schema(
             [(CaptionJSON, "validation"), (CaptionMultipart, "validation")], ref_template="#/components/schemas/{model}"
         )
@@ -299,3 +313,44 @@ def install_openapi(app: Any) -> None:
         return spec
 
     app.openapi = openapi
+
+
+def add_docs_routes(app: "FastAPI") -> None:
+    """/docs (Swagger UI) and /redoc, as FastAPI builds them, with a Content-Security-Policy that admits their CDN
+    and, by hash, the one inline script Swagger UI needs (the service's own policy allows no inline script)."""
+    import hashlib
+    import re
+
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+
+    spec = app.openapi_url or "/openapi.json"
+    pages = {
+        "/docs": get_swagger_ui_html(openapi_url=spec, title=f"{app.title} - Swagger UI"),
+        "/redoc": get_redoc_html(openapi_url=spec, title=f"{app.title} - ReDoc"),
+    }
+    for path, page in pages.items():
+        html = bytes(page.body).decode("utf-8")
+        inline = re.findall(r"<script>(.*?)</script>", html, flags=re.S)
+        hashes = " ".join(
+            "'sha256-" + base64.b64encode(hashlib.sha256(code.encode("utf-8")).digest()).decode() + "'"
+            for code in inline
+        )
+        csp = (
+            f"default-src 'none'; script-src https://cdn.jsdelivr.net {hashes}; "
+            "style-src 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+            "font-src https://fonts.gstatic.com; "
+            "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
+            "connect-src 'self'; worker-src blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        )
+
+        app.add_api_route(path, _page_endpoint(HTMLResponse, html, csp), methods=["GET"], include_in_schema=False)
+
+
+def _page_endpoint(response_class: Any, html: str, csp: str) -> Any:
+    """An endpoint without parameters (FastAPI would read any parameter from the query string) serving ``html``."""
+
+    def serve_page() -> Any:
+        return response_class(html, headers={"Content-Security-Policy": csp})
+
+    return serve_page

@@ -61,6 +61,21 @@ class KeyChecker:
             raise AuthError("the API key is not valid.")
 
 
+# Query parameters that look like an API key: refused on /v1, since URLs end up in logs, proxies and histories.
+_URL_KEY_NAMES = frozenset({"api_key", "apikey", "api-key", "x-api-key", "key", "token", "access_token"})
+
+
+def refuse_key_in_url(query: Iterable[str]) -> None:
+    """Raise AuthError when the query string carries a parameter named like an API key."""
+    named = sorted(name for name in query if name.lower() in _URL_KEY_NAMES)
+    if named:
+        raise AuthError(
+            f"API keys are not accepted in the URL (query parameter {named[0]!r}).",
+            fix="send the key as `Authorization: Bearer KEY` or `X-API-Key: KEY`; a key sent in a URL may be "
+            "logged on the way, so replace it.",
+        )
+
+
 def host_allowed(host: str, allowlist: Iterable[str]) -> bool:
     """Exact host names, or '.example.com' entries that also admit subdomains."""
     host = host.lower().rstrip(".")
@@ -126,12 +141,26 @@ def resolve_checked(url: str, allowlist: Iterable[str], allow_private: bool) -> 
 async def fetch_image(
     url: str, *, allowlist: Iterable[str], allow_private: bool, max_bytes: int, timeout_s: float
 ) -> bytes:
-    """Download an allow-listed image URL: no redirects, pinned address, at most ``max_bytes``."""
+    """Download an allow-listed image URL: no redirects, pinned address, at most ``max_bytes``, all of it
+    (resolving, connecting and every byte) within ``timeout_s``: a server trickling bytes cannot hold it longer."""
+    import asyncio
+
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _download(url, list(allowlist), allow_private, max_bytes, timeout_s)
+    except TimeoutError:
+        raise ImageFetchError(
+            f"image_url did not finish downloading within {timeout_s:g} s.",
+            fix="serve the image faster or upload it instead; the limit is `url_timeout_s` in the service config.",
+        ) from None
+
+
+async def _download(url: str, allowlist: list[str], allow_private: bool, max_bytes: int, timeout_s: float) -> bytes:
     import asyncio
 
     import httpx
 
-    scheme, host, port, ip = await asyncio.to_thread(resolve_checked, url, list(allowlist), allow_private)
+    scheme, host, port, ip = await asyncio.to_thread(resolve_checked, url, allowlist, allow_private)
     parts = urlsplit(url)
     target = f"{scheme}://{('[' + ip + ']') if ':' in ip else ip}:{port}{parts.path or '/'}"
     target += f"?{parts.query}" if parts.query else ""

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import ClassVar
 
@@ -13,6 +14,8 @@ from pydantic_settings import SettingsConfigDict
 from caption_agent.config import TomlSettings
 
 _HASH_PREFIX = "sha256:"
+_LOOPBACK = ["localhost", "127.0.0.1", "::1"]
+_WILDCARDS = {"", "0.0.0.0", "::"}  # bind-all addresses: no name a client would use
 
 
 class ServiceSettings(TomlSettings):
@@ -31,13 +34,31 @@ class ServiceSettings(TomlSettings):
             "Accepted API keys as 'sha256:<hex>' (make one with `caption-agent serve --hash-key`). Empty = no auth."
         ),
     )
+    allowed_hosts: list[str] | None = Field(
+        None,
+        description=(
+            "Names the Host header may carry (exact, '.example.com' for a domain and its subdomains, '*' for any). "
+            "Unset = the loopback names plus `host`. Refuses DNS-rebinding requests."
+        ),
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-Proto is believed. Empty = none."
+        ),
+    )
     max_body_bytes: int = Field(12 * 1024 * 1024, ge=1024, description="Largest request body, in bytes.")
+    body_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="Most seconds to receive one request body, from its first read; then 408."
+    )
     queue_size: int = Field(64, ge=1, le=100_000, description="Requests waiting for the drafter; full -> 429.")
     max_batch: int = Field(16, ge=1, le=256, description="Most requests captioned in one batch.")
     batch_window_ms: float = Field(
         15.0, ge=0, le=2000, description="How long the first request of a batch waits for others to join it."
     )
-    request_timeout_s: float = Field(60.0, gt=0, le=3600, description="Per-request deadline; past it -> 504.")
+    request_timeout_s: float = Field(
+        60.0, gt=0, le=3600, description="Per-request deadline (body, image download and captioning); past it -> 504."
+    )
     url_allowlist: list[str] = Field(
         default_factory=list,
         description=(
@@ -48,7 +69,9 @@ class ServiceSettings(TomlSettings):
         False,
         description=("Let allow-listed hosts resolve to loopback/private/link-local addresses (tests, internal CDNs)."),
     )
-    url_timeout_s: float = Field(10.0, gt=0, le=120, description="Timeout of one image download.")
+    url_timeout_s: float = Field(
+        10.0, gt=0, le=120, description="Total deadline of one image download (resolve, connect and every byte)."
+    )
     review_queue: Path | None = Field(
         None, description="Review queue JSONL; the agent's policy.review_queue when unset. The /review page needs one."
     )
@@ -73,6 +96,23 @@ class ServiceSettings(TomlSettings):
                     "make one with `caption-agent serve --hash-key`"
                 )
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies entry {item!r} is not an IP address or CIDR network") from None
+        return value
+
+    def host_names(self) -> list[str]:
+        """The Host names accepted: ``allowed_hosts``, or the loopback names plus the bound host."""
+        if self.allowed_hosts is not None:
+            return self.allowed_hosts
+        bound = [] if self.host in _WILDCARDS else [self.host]
+        return [*_LOOPBACK, *(h for h in bound if h not in _LOOPBACK)]
 
     def queue_path(self, agent_queue: Path | None) -> Path | None:
         return self.review_queue or agent_queue

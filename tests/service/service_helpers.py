@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import shutil
 import socket
 import threading
 import time
@@ -11,6 +13,25 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
+
+CHROMIUM = os.environ.get("CAPTION_AGENT_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+# Headless, no sandbox (CI runs as root), and the features that would reach the network switched off.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--disable-domain-reliability",
+    "--disable-client-side-phishing-detection",
+    "--metrics-recording-only",
+    "--no-pings",
+    "--disable-features=Translate,OptimizationHints,MediaRouter,AutofillServerCommunication",
+]
 
 
 def free_port() -> int:
@@ -20,16 +41,20 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """uvicorn.Server in a daemon thread; ``url`` is http://127.0.0.1:PORT."""
+    """uvicorn.Server in a daemon thread, configured as `caption-agent serve` runs it (uvicorn's own proxy-header
+    handling off); ``url`` is http(s)://127.0.0.1:PORT. ``ssl`` = (certfile, keyfile) serves TLS."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, ssl: tuple[Path, Path] | None = None) -> None:
         import uvicorn
 
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if ssl else 'http'}://127.0.0.1:{self.port}"
         self.app = app
+        tls = {"ssl_certfile": str(ssl[0]), "ssl_keyfile": str(ssl[1])} if ssl else {}
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+            uvicorn.Config(
+                app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", proxy_headers=False, **tls
+            )
         )
         self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)
 
@@ -79,12 +104,12 @@ def make_agent(catalog_dir: Path, lite_drafter: Any, embedder: Any, refiner: Any
 
 
 @contextlib.contextmanager
-def live_service(agent: Any, **settings: Any) -> Iterator[LiveServer]:
+def live_service(agent: Any, ssl: tuple[Path, Path] | None = None, **settings: Any) -> Iterator[LiveServer]:
     from caption_agent.service import ServiceSettings, create_app
 
     app = create_app(agent=agent, settings=ServiceSettings(warmup=False, **settings))
     try:
-        with LiveServer(app) as server:
+        with LiveServer(app, ssl) as server:
             yield server
     finally:
         agent.close()

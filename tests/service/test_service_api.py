@@ -40,7 +40,8 @@ def test_health_ready_styles_and_openapi(client):
     assert client.get("/healthz").json() == {"status": "alive"}
     ready = client.get("/readyz")
     assert ready.status_code == 200, ready.text
-    assert ready.json()["checks"] == {"models": "ok", "store": "ok"}
+    checks = ready.json()["checks"]  # a refiner chain with a probe adds "refiner"
+    assert {"models", "store"} <= set(checks) and set(checks.values()) == {"ok"}
     styles = client.get("/v1/styles").json()
     from caption_agent.prompts import list_styles
 

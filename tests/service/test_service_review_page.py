@@ -6,37 +6,17 @@ inline first); the verdicts are read back with policies.review and applied with 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import httpx
 import pytest
-from service_helpers import live_service, make_agent, review_policy
+from service_helpers import CHROMIUM, CHROMIUM_ARGS, live_service, make_agent, review_policy
 
 pytest.importorskip("fastapi")
 pytestmark = pytest.mark.slow
 
 KEY = "reviewer-key-0123456789"
-CHROMIUM = os.environ.get("CAPTION_AGENT_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACT = Path(__file__).resolve().parents[1] / "artifacts" / "review.png"
-# Headless, no sandbox (CI runs as root), and the features that would reach the network switched off.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-default-apps",
-    "--disable-extensions",
-    "--disable-domain-reliability",
-    "--disable-client-side-phishing-detection",
-    "--metrics-recording-only",
-    "--no-pings",
-    "--disable-features=Translate,OptimizationHints,MediaRouter,AutofillServerCommunication",
-]
 
 
 def test_reviewer_approves_one_and_edits_one(tmp_path, catalog_dir, lite_drafter, embedder, images_dir):
