@@ -28,6 +28,9 @@ class ModerationContext:
     attempts_left: int = 0
     is_fallback: bool = False
     confidence: float | None = None
+    # True when ``review`` checks a reviewer's edit (verdicts.check_edit): rules that would rewrite the text
+    # refuse it instead where the policy says so (markup: on_edit).
+    human_edit: bool = False
     # Filled by prepare_inputs: instruction-like sentences removed from untrusted text ...
     neutralised: list[str] = field(default_factory=list)
     # ... and input decisions that must raise the final action (a rule that crashed on inputs, or a policy

@@ -27,6 +27,7 @@ from caption_agent.policies.rules.grounding import GroundingConfig
 from caption_agent.policies.rules.image_safety import ImageSafetyConfig
 from caption_agent.policies.rules.injection import InjectionConfig
 from caption_agent.policies.rules.language import LanguageConfig
+from caption_agent.policies.rules.markup import MarkupConfig
 from caption_agent.policies.rules.people import PeopleConfig
 from caption_agent.policies.rules.pii import PiiConfig
 from caption_agent.policies.rules.style import StyleConfig
@@ -35,7 +36,7 @@ _FIX = (
     "correct the keys listed above (docs/policies.md lists every key; `caption-agent policy show` prints the default)."
 )
 RuleName = Literal[
-    "image_safety", "injection", "pii", "blocklist", "people", "grounding", "style", "language", "confidence"
+    "image_safety", "injection", "markup", "pii", "blocklist", "people", "grounding", "style", "language", "confidence"
 ]
 
 
@@ -46,6 +47,9 @@ class RulesConfig(BaseModel):
 
     image_safety: ImageSafetyConfig
     injection: InjectionConfig
+    # Optional (default: on) so that policy files written before the rule existed stay valid. Before pii, so
+    # that a tag cannot split an address ("jane@<b></b>shop.com") past the PII check.
+    markup: MarkupConfig = Field(default_factory=MarkupConfig)
     pii: PiiConfig
     blocklist: BlocklistConfig
     people: PeopleConfig

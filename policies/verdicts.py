@@ -1,8 +1,9 @@
 """Reviewers' verdicts on queued results: read, appended one per item, checked, and applied to a results file.
 
 ``import_decisions`` applies verdicts to a results file and writes a new one; edited text is checked again by the
-safety rules (PII, blocklist, injection, style) before it is accepted. ``check_edit`` is that check; the service's
-/review page runs it too, before it appends an edit.
+safety rules (PII, blocklist, injection, style, markup) before it is accepted. ``check_edit`` is that check; the
+service's /review page runs it too, before it appends an edit. Markup is never published: an edit with markup is
+refused, not stripped, and an approval of a caption with markup is held.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from caption_agent.errors import CaptionAgentError, PolicyError
 from caption_agent.policies.review import ReviewQueue, read_results, review_id
+from caption_agent.policies.rules.markup import find_markup
 from caption_agent.schemas import CaptionResult, PolicyDecision
 
-RECHECK_RULES = frozenset({"pii", "blocklist", "injection", "style"})
+RECHECK_RULES = frozenset({"pii", "blocklist", "injection", "style", "markup"})
 
 
 class ReviewDecision(BaseModel):
@@ -95,10 +97,11 @@ def pending_items(queue: Path | str, decisions: Path | str | None = None) -> lis
 
 # What a reviewer can change when a re-checked rule objects to their edit (the rule's reason says where).
 EDIT_FIXES = {
-    "pii": "remove the personal data (email address, phone number, URL, card number or street address)",
+    "pii": "remove the personal data (email address, phone number, URL, IBAN, card number or street address)",
     "blocklist": "remove the blocked word or topic",
     "injection": "remove the instruction-like text; a caption describes the image, it gives no orders",
     "style": "follow the style preset (length, banned openings and phrases)",
+    "markup": "write plain text: remove the HTML tags, HTML entities (&amp; -> &) and markdown links",
 }
 
 
@@ -131,8 +134,9 @@ class EditCheck:
 def check_edit(result: CaptionResult, text: str, engine: Any) -> EditCheck:
     """Re-check a reviewer's ``text`` for queued ``result`` with ``engine`` (a PolicyEngine) before it counts.
 
-    Runs RECHECK_RULES (PII, blocklist, injection, style) in the result's style, locale, draft and facts, as
-    the last pass (no regeneration left). Used by `review import` and by the service's /review page."""
+    Runs RECHECK_RULES (PII, blocklist, injection, style, markup) in the result's style, locale, draft and facts,
+    as the last pass (no regeneration left); markup is refused (the policy's ``markup.on_edit``), not stripped.
+    Used by `review import` and by the service's /review page."""
     text = text.strip()
     outcome = engine.review(text, _context(result, engine), only=RECHECK_RULES)
     decisions = [d.model_copy(update={"details": {**d.details, "pass": "human_edit"}}) for d in outcome.decisions]
@@ -144,7 +148,7 @@ class ImportReport:
     approved: int = 0
     edited: int = 0
     rejected: int = 0
-    held: list[str] = field(default_factory=list)  # edits the safety re-check did not accept
+    held: list[str] = field(default_factory=list)  # edits the safety re-check refused, approvals of markup
     unmatched: list[str] = field(default_factory=list)  # verdicts for ids not in the results
 
     def summary(self) -> str:
@@ -202,6 +206,11 @@ def _apply(result: CaptionResult, verdict: ReviewDecision, engine: Any, report: 
                 f"result {review_id(result)} has no text to approve.",
                 fix="use verdict 'edit' with the caption text, or 'reject'.",
             )
+        markup = find_markup(result.text)
+        if markup:  # a caption stored with markup (older policy, markup rule off) is not published by approval
+            reason = f"approval by {who} held: the caption contains markup ({', '.join(markup)}); "
+            reason += EDIT_FIXES["markup"]
+            return _hold(result, reason + note, [], report)
         report.approved += 1
         decision = PolicyDecision(rule="human_review", action="allow", reason=f"approved by {who}{note}")
         return result.model_copy(
@@ -213,23 +222,30 @@ def _apply(result: CaptionResult, verdict: ReviewDecision, engine: Any, report: 
         check = check_edit(result, text, engine)
         checks = check.decisions
         if not check.publishable:
-            report.held.append(review_id(result))
-            decision = PolicyDecision(
-                rule="human_review",
-                action="review",
-                reason=f"edit by {who} failed the safety re-check ({check.action}); still in review{note}",
-                after=text[:500],
-            )
-            return result.model_copy(
-                update={"status": "review", "decision": "review", "decisions": [*result.decisions, *checks, decision]}
-            )
+            reason = f"edit by {who} failed the safety re-check: {check.message()}; {check.fix()}; still in review"
+            # check.text, not the edit as typed: the PII the re-check masked stays out of the record.
+            return _hold(result, reason + note, checks, report, after=check.text[:500])
         text = check.text
+    elif markup := find_markup(text):  # without the re-check, markup is still never published
+        reason = f"edit by {who} contains markup ({', '.join(markup)}); {EDIT_FIXES['markup']}"
+        return _hold(result, reason + note, checks, report)
     report.edited += 1
     decision = PolicyDecision(
         rule="human_review", action="redact", reason=f"edited by {who}{note}", before=result.text, after=text
     )
     return result.model_copy(
         update={"status": "ok", "text": text, "decision": "allow", "decisions": [*result.decisions, *checks, decision]}
+    )
+
+
+def _hold(
+    result: CaptionResult, reason: str, checks: list[PolicyDecision], report: ImportReport, after: str | None = None
+) -> CaptionResult:
+    """Keep ``result`` in review with the reason a verdict could not be applied."""
+    report.held.append(review_id(result))
+    decision = PolicyDecision(rule="human_review", action="review", reason=reason, after=after)
+    return result.model_copy(
+        update={"status": "review", "decision": "review", "decisions": [*result.decisions, *checks, decision]}
     )
 
 
@@ -244,4 +260,5 @@ def _context(result: CaptionResult, engine: Any) -> Any:
         facts=list(result.facts),
         attempts_left=0,
         is_fallback=True,
+        human_edit=True,
     )

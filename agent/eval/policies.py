@@ -31,7 +31,7 @@ from caption_agent.schemas import ACTION_SEVERITY, Action, GroundingFact, Policy
 STAGE_RULES = {
     "image": ("image_safety",),
     "inputs": ("pii", "injection", "blocklist"),
-    "output": ("injection", "pii", "blocklist", "people", "grounding", "style", "language", "confidence"),
+    "output": ("injection", "markup", "pii", "blocklist", "people", "grounding", "style", "language", "confidence"),
 }
 
 

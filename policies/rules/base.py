@@ -155,6 +155,7 @@ RULES: Registry[Rule] = Registry(
     {
         "image_safety": "caption_agent.policies.rules.image_safety:ImageSafetyRule",
         "injection": "caption_agent.policies.rules.injection:InjectionRule",
+        "markup": "caption_agent.policies.rules.markup:MarkupRule",
         "pii": "caption_agent.policies.rules.pii:PiiRule",
         "blocklist": "caption_agent.policies.rules.blocklist:BlocklistRule",
         "people": "caption_agent.policies.rules.people:PeopleRule",

@@ -1,7 +1,8 @@
-"""PII: e-mail addresses, phone numbers, URLs, card-like numbers and street addresses.
+"""PII: e-mail addresses, phone numbers, URLs, IBANs, card numbers and street addresses.
 
 Masked in captions, and in catalog rows and image text before they reach the LLM unless the policy allows a
-kind there. Phone numbers are found with libphonenumber (``phonenumbers``), which knows every country's formats.
+kind there. Phone numbers are found with libphonenumber (``phonenumbers``), which knows every country's formats;
+the other kinds are in ``pii_patterns``.
 """
 
 from __future__ import annotations
@@ -9,16 +10,24 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from pydantic import Field, model_validator
 
+from caption_agent.policies.rules import pii_patterns as pat
 from caption_agent.policies.rules.base import Rule, RuleConfig, RuleResult
+from caption_agent.policies.rules.pii_patterns import gtin_ok, iban_ok, luhn_ok
+
+__all__ = ["ALL_KINDS", "PiiConfig", "PiiRule", "Span", "find_pii", "iban_ok", "luhn_ok", "mask_spans"]
 from caption_agent.text import tidy
 
+if TYPE_CHECKING:  # pragma: no cover
+    from caption_agent.policies.context import ModerationContext
+
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
-Kind = Literal["email", "phone", "url", "card", "address"]
-ALL_KINDS: tuple[Kind, ...] = ("email", "url", "card", "phone", "address")
+Kind = Literal["email", "phone", "url", "card", "address", "iban"]
+ALL_KINDS: tuple[Kind, ...] = ("email", "url", "iban", "card", "phone", "address")
+EmailWords = tuple[Sequence[str], Sequence[str]]
 
 
 class PiiConfig(RuleConfig):
@@ -34,6 +43,14 @@ class PiiConfig(RuleConfig):
         default_factory=lambda: ["US", "GB", "DE", "FR", "IN", "BR", "JP", "AU"],
         description="Regions whose national phone formats are recognised "
         "(the request locale's region is always added).",
+    )
+    email_at_words: list[str] = Field(
+        default_factory=lambda: list(pat.AT_WORDS),
+        description="Words written for '@' in spelt-out addresses ('anna at shop dot com', 'arobase').",
+    )
+    email_dot_words: list[str] = Field(
+        default_factory=lambda: list(pat.DOT_WORDS),
+        description="Words written for '.' in spelt-out addresses ('dot', 'punkt', 'point', 'punto').",
     )
 
     @model_validator(mode="after")
@@ -51,54 +68,12 @@ class Span:
     value: str
 
 
-_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63})*\.[A-Za-z]{2,24}\b")
-# "name [at] shop [dot] com", "name (at) shop.com": obfuscation used to slip addresses past filters.
-_EMAIL_OBF = re.compile(
-    r"\b[\w.+-]{1,64}\s*[\[({<]\s*at\s*[\])}>]\s*[\w-]{1,63}"
-    r"(?:\s*(?:[\[({<]\s*dot\s*[\])}>]|\.)\s*[\w-]{1,63})+",
-    re.IGNORECASE,
-)
-_TLDS = (
-    "com|net|org|info|biz|io|co|ai|app|dev|shop|store|online|site|xyz|top|me|ly|gl|to|tv|cc|"
-    "de|fr|uk|es|it|nl|be|ch|at|pl|ru|cn|jp|br|in|au|ca|us|eu"
-)
-_URL = re.compile(
-    r"\b(?:(?:https?|ftp)://|www\.)[^\s<>\"')\]]+"
-    r"|\b(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:" + _TLDS + r")\b(?:/[^\s<>\"')\]]*)?",
-    re.IGNORECASE,
-)
-_CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
-_STREET_EN = (
-    r"Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|"
-    r"Square|Sq|Highway|Hwy|Parkway|Pkwy|Circle|Cir|Crescent|Close|Gardens|Row|Alley"
-)
-_ADDRESS = re.compile(
-    r"\b\d{1,5}[A-Za-z]?,?\s+(?:(?:[NSEW]|North|South|East|West)\.?\s+)?(?:[A-Z][\w'’-]+\s+){1,3}"
-    r"(?:" + _STREET_EN + r")\b\.?(?:\s+(?:NW|NE|SW|SE|N|S|E|W)\b)?(?:,?\s+(?:Apt|Suite|Unit|#)\.?\s*\w+)?"
-    # German/Dutch/Scandinavian: name + street word, then the number.
-    r"|\b[A-ZÄÖÜ][\wäöüß-]*(?:straße|strasse|str\.|weg|platz|allee|gasse|ring|damm|ufer|straat|laan|gatan|vej)"
-    r"\s+\d{1,4}\s?[a-z]?\b"
-    # French/Spanish/Italian/Portuguese: number, street word, name.
-    r"|\b\d{1,4}(?:\s?(?:bis|ter))?,?\s+(?i:rue|avenue|av\.|boulevard|bd|place|chemin|allée|impasse|quai|calle|"
-    r"avenida|plaza|paseo|via|viale|piazza|corso|rua|praça|travessa)\s+(?:(?:de|del|de la|des|du|della|da|do|"
-    r"la|le|l')\s*)?[A-ZÀ-Ý][\w'’-]+"
-    r"|\b(?i:calle|via|rua|avenida)\s+[A-ZÀ-Ý][\w'’-]+(?:\s+[A-ZÀ-Ý][\w'’-]+)?,?\s+(?:n[º°o.]\s*)?\d{1,4}\b"
-    r"|\bP\.?\s?O\.?\s+Box\s+\d{1,8}\b"
-)
-
-
-def luhn_ok(digits: str) -> bool:
-    """The Luhn checksum card numbers carry; random digit runs pass it one time in ten."""
-    total, parity = 0, len(digits) % 2
-    for i, ch in enumerate(digits):
-        d = int(ch)
-        if i % 2 == parity:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
-
-
-def find_pii(text: str, kinds: Sequence[str] = ALL_KINDS, regions: Sequence[str] = ("US",)) -> list[Span]:
+def find_pii(
+    text: str,
+    kinds: Sequence[str] = ALL_KINDS,
+    regions: Sequence[str] = ("US",),
+    words: EmailWords = (pat.AT_WORDS, pat.DOT_WORDS),
+) -> list[Span]:
     """Non-overlapping PII spans in ``text``, earliest first (the longer one wins an overlap).
 
     Detection runs on the NFKC form without zero-width characters (fullwidth "ｊａｎｅ＠ｓｈｏｐ．ｃｏｍ",
@@ -106,7 +81,7 @@ def find_pii(text: str, kinds: Sequence[str] = ALL_KINDS, regions: Sequence[str]
     norm, index = _nfkc_map(text)
     return [
         Span(index[s.start], index[s.end - 1] + 1, s.kind, text[index[s.start] : index[s.end - 1] + 1])
-        for s in _find(norm, kinds, regions)
+        for s in _find(norm, kinds, regions, words)
     ]
 
 
@@ -120,25 +95,24 @@ def _nfkc_map(text: str) -> tuple[str, list[int]]:
     return "".join(out), index
 
 
-def _find(text: str, kinds: Sequence[str], regions: Sequence[str]) -> list[Span]:
+def _find(text: str, kinds: Sequence[str], regions: Sequence[str], words: EmailWords) -> list[Span]:
     found: list[Span] = []
     if "email" in kinds:
-        found += [Span(m.start(), m.end(), "email", m.group()) for p in (_EMAIL, _EMAIL_OBF) for m in p.finditer(text)]
+        found += [Span(s, e, "email", text[s:e]) for s, e in pat.emails(text, *words)]
     if "url" in kinds:
         found += [
             Span(m.start(), m.end(), "url", m.group())
-            for m in _URL.finditer(text)
-            if not _inside_email(text, m.start(), m.end())
+            for m in pat.URL.finditer(text)
+            if not pat.inside_email(text, m.start())
         ]
+    if "iban" in kinds:
+        found += [Span(s, e, "iban", text[s:e]) for s, e in pat.ibans(text)]
     if "card" in kinds:
-        for m in _CARD.finditer(text):
-            digits = re.sub(r"\D", "", m.group())
-            if 13 <= len(digits) <= 19 and len(set(digits)) > 1 and luhn_ok(digits):
-                found.append(Span(m.start(), m.end(), "card", m.group()))
+        found += [Span(s, e, "card", text[s:e]) for s, e in pat.cards(text, _PRODUCT_CODE)]
     if "phone" in kinds:
         found += _phones(text, regions)
     if "address" in kinds:
-        found += [Span(m.start(), m.end(), "address", m.group().rstrip(".,")) for m in _ADDRESS.finditer(text)]
+        found += [Span(s, e, "address", text[s:e]) for s, e in pat.addresses(text)]
     found.sort(key=lambda s: (s.start, -(s.end - s.start)))
     out: list[Span] = []
     for span in found:
@@ -148,39 +122,47 @@ def _find(text: str, kinds: Sequence[str], regions: Sequence[str]) -> list[Span]
     return out
 
 
-def _inside_email(text: str, start: int, end: int) -> bool:
-    return "@" in text[max(0, start - 65) : start] and not re.search(
-        r"\s", text[max(0, start - 65) : start].split("@")[-1]
-    )
-
-
 def _phones(text: str, regions: Sequence[str]) -> list[Span]:
     import phonenumbers  # lazy: 40 ms import, metadata loads per region on first use
 
     spans: dict[tuple[int, int], Span] = {}
     for region in dict.fromkeys(r.upper() for r in regions):
+        # With an international prefix a possible number is enough. A national number must be valid for the
+        # region and grouped the way the region writes its numbers ("030/1234567", "06 12 34 56 78", "(11)
+        # 91234-5678"): dates, IKEA article numbers (802.758.87) and batch codes are grouped otherwise.
         for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.POSSIBLE):
             raw = match.raw_string
-            digits = re.sub(r"\D", "", raw)
-            # Bare digit runs (years, SKUs, sizes) are not phone numbers unless written like one.
-            if not 7 <= len(digits) <= 15 or (raw.isdigit() and not raw.startswith("0")):
+            if not _phone_like(text, match):
                 continue
-            # A tail of a longer digit group ("4111 [1111 1111 1112]") is not a number of its own.
-            if re.search(r"\d[\s./-]?$", text[: match.start]):
+            if not raw.startswith(("+", "00")) and not any(
+                m.raw_string == raw
+                for m in phonenumbers.PhoneNumberMatcher(raw, region, leniency=phonenumbers.Leniency.STRICT_GROUPING)
+            ):
                 continue
-            # Without an international prefix the number must be valid for the region, not merely possible.
-            if not raw.startswith(("+", "00")) and not phonenumbers.is_valid_number(match.number):
-                continue
-            if _looks_like_measure(text, match.start, match.end) or _PRODUCT_CODE.search(text[: match.start]):
-                continue
-            spans[(match.start, match.end)] = Span(match.start, match.end, "phone", match.raw_string)
+            spans[(match.start, match.end)] = Span(match.start, match.end, "phone", raw)
     return list(spans.values())
+
+
+def _phone_like(text: str, match: Any) -> bool:
+    raw = match.raw_string
+    digits = re.sub(r"\D", "", raw)
+    # Bare digit runs (years, SKUs, sizes) are not phone numbers unless written like one; nor are barcodes.
+    if not 7 <= len(digits) <= 15 or (raw.isdigit() and (not raw.startswith("0") or gtin_ok(raw))):
+        return False
+    # Part of a longer digit group ("4111 [1111 1111 1112]", "0 [36000 29145] 2") or of a code ("B2301-...").
+    if re.search(r"(?:\d[\s./-]?|[A-Za-z])$", text[: match.start]):
+        return False
+    if re.match(r"[\s./-]?\d|[A-Za-z]", text[match.end :]):
+        return False
+    return not (_looks_like_measure(text, match.start, match.end) or _PRODUCT_CODE.search(text[: match.start]))
 
 
 # Product identifiers are written like phone numbers (ISBN 978-3-16-148410-0) and are not PII.
 _PRODUCT_CODE = re.compile(
-    r"\b(?:ISBN(?:-1[03])?|EAN|GTIN|UPC|SKU|MPN|ASIN|Art(?:ikel)?\.?-?\s?Nr|Ref|Model|"
-    r"Item|Part|Batch|Lot|Serial|S/N|Invoice|Order|Version|Ver)\.?\s*(?:no\.?|#|:)?\s*$",
+    r"\b(?:ISBN(?:-1[03])?|EAN|GTIN(?:-1[0-4])?|UPC|SKU|MPN|ASIN|Art(?:ikel)?\.?-?\s?(?:Nr)?|R[eé]f(?:[eé]rence)?|"
+    r"Model[lo]?|Mod[eè]le|Item|Part|Batch|Lot|Charge|Serial|S/?N|Invoice|Order|Version|Ver|HS(?:\s?code)?|RAL|"
+    r"Pantone)\.?\s*"
+    r"(?:no\.?|#|:)?\s*$",
     re.IGNORECASE,
 )
 _MEASURE_AFTER = re.compile(r"\s*(?:x|×|cm|mm|m|in|inch|ml|l|g|kg|%|€|\$|£)\b", re.IGNORECASE)
@@ -212,9 +194,14 @@ class PiiRule(Rule):
         region = next((p for p in parts[1:] if len(p) == 2 and p.isalpha()), None)
         return ([region.upper()] if region else []) + list(self.config.phone_regions)
 
-    def check_input(self, text: str, source: str, ctx) -> RuleResult:
+    def find(self, text: str, kinds: Sequence[str], locale: str) -> list[Span]:
+        """``find_pii`` with this policy's regions and spelt-out e-mail words."""
+        words = (self.config.email_at_words, self.config.email_dot_words)
+        return find_pii(text, kinds, self._regions(locale), words)
+
+    def check_input(self, text: str, source: str, ctx: ModerationContext) -> RuleResult:
         kinds = [k for k in self.config.detect if k not in self.config.allow_in_prompt]
-        spans = find_pii(text, kinds, self._regions(ctx.locale))
+        spans = self.find(text, kinds, ctx.locale)
         if not spans:
             return self.allow(text, f"no PII in {source}", source=source)
         fixed = mask_spans(text, spans, self.config.mask)
@@ -230,8 +217,8 @@ class PiiRule(Rule):
             found=[s.kind for s in spans],
         )
 
-    def check_output(self, text: str, ctx) -> RuleResult:
-        spans = find_pii(text, self.config.detect, self._regions(ctx.locale))
+    def check_output(self, text: str, ctx: ModerationContext) -> RuleResult:
+        spans = self.find(text, self.config.detect, ctx.locale)
         if not spans:
             return self.allow(text, f"no PII found (checked {', '.join(self.config.detect)})")
         fixed = tidy(mask_spans(text, spans, self.config.mask))
@@ -240,7 +227,8 @@ class PiiRule(Rule):
             fixed,
             f"caption contains {_summary(spans)}",
             ctx,
-            feedback="do not include e-mail addresses, phone numbers, web addresses, card numbers or street addresses",
+            feedback="do not include e-mail addresses, phone numbers, web addresses, bank account or card numbers or "
+            "street addresses",
             private=True,
             found=[s.kind for s in spans],
         )

@@ -129,7 +129,7 @@ def test_needs_review():
 
 def test_policy_check_and_show(tmp_path):
     ok = runner.invoke(app, ["policy", "check", "policies/default.yaml"])
-    assert ok.exit_code == 0 and "version 2026.11.1" in ok.output and "preset override: alt_text" in ok.output
+    assert ok.exit_code == 0 and "version 2026.12.1" in ok.output and "preset override: alt_text" in ok.output
     bad = tmp_path / "bad.yaml"
     bad.write_text('version: "1"\nextends: default\nrules:\n  pii:\n    actoin: block\n')
     out = runner.invoke(app, ["policy", "check", str(bad)])

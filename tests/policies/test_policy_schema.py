@@ -18,7 +18,7 @@ def write(tmp_path, text: str):
 
 def test_default_policy_loads_with_version_and_hash_of_its_bytes():
     loaded = load_policy()
-    assert loaded.version == "2026.11.1"
+    assert loaded.version == "2026.12.1"
     assert loaded.hash == hashlib.sha256(default_policy_path().read_bytes()).hexdigest()
     assert loaded.base_rules.pii.action == "redact"
     # per-preset override merged: alt_text appends openings, seo_product sends invented claims to review
