@@ -1,5 +1,5 @@
 # Two entry points (see README): `make demo` and `make test`. Both create .venv if missing.
-.PHONY: demo test lint lint-site setup setup-dev vllm-up vllm-down bench
+.PHONY: demo test test-vision lint lint-site setup setup-dev vllm-up vllm-down bench
 
 CATALOG ?= var/catalog
 PY := .venv/bin/python
@@ -12,7 +12,7 @@ setup:
 	@scripts/bootstrap.sh lite,vllm,safety
 
 setup-dev:
-	@scripts/bootstrap.sh lite,vllm,ocr,safety,parquet,metrics,ray,eval,serve,dev
+	@scripts/bootstrap.sh lite,vllm,ocr,safety,parquet,metrics,ray,datasets,eval,serve,dev
 
 demo: setup
 	.venv/bin/caption-agent ingest examples/catalog.jsonl --catalog $(CATALOG)
@@ -20,6 +20,10 @@ demo: setup
 
 test: setup-dev
 	$(PY) -P -m pytest -q $(PYTEST_ARGS)  # -P: the repo root is not on sys.path, so tests import the installed package
+
+# The VLM presets whose processors need torchvision, in their own venv (.venv-vision: CUDA torch 2.14.1 + torchvision).
+test-vision:
+	scripts/vision_venv.sh test
 
 # Static checks. import-linter and mypy read a regular install (.lint-site): they cannot follow the editable
 # install's finder, which maps prompts/, retrieval/ and policies/ into caption_agent. The build uses a throw-away

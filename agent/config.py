@@ -51,15 +51,37 @@ class ServerSettings(_Section):
 class LiteDrafterSettings(_Section):
     """The offline tagger (EfficientNet-Lite0 labels + colours)."""
 
-    batch_size: int = Field(16, ge=1, le=256, description="Images per forward pass.")
+    batch_size: int = Field(
+        4,
+        ge=1,
+        le=256,
+        description="Images per forward pass. CPU-only backend; measured (benchmarks/bench_drafter.py, 2 cores): "
+        "batches of 1-4 are fastest, 16-32 lose 30-50% (cache-bound), 4 also holds up under CPU contention.",
+    )
     ocr: bool = Field(False, description="Read text in the image (needs the [ocr] extra).")
+    hedge_threshold: float = Field(
+        0.5, gt=0, le=1, description="Probability mass a WordNet category needs before a draft names it."
+    )
+    hedge_breadth: float = Field(
+        0.4, ge=0, le=1, description="Extra mass a broad category needs: + breadth * log(classes under it) / log(1000)."
+    )
+    context_threshold: float = Field(
+        0.3, gt=0, le=1, description="Mass an object or garment needs to be named beside people."
+    )
 
 
 class VLMDecodingSettings(_Section):
     """What every VLM drafter asks of its model."""
 
-    model: str | None = Field(None, description="Model id or path (transformers) or served model name (vllm).")
+    model: str | None = Field(
+        None,
+        description="A VLM preset name (`caption-agent models list`, e.g. florence-2-base), a hub id or a folder "
+        "(transformers), or the served model name (vllm).",
+    )
     prompt: str | None = Field(None, description="Text prompt for the VLM (e.g. 'a photo of' for BLIP).")
+    prompt_style: str | None = Field(
+        None, description="Which of a preset's task prompts to use (a style preset name); unset: its default prompt."
+    )
     decoding: Literal["beam", "sample"] = Field("beam", description="How the VLM makes N candidates.")
     temperature: float = Field(0.8, gt=0, le=2, description="Sampling temperature when decoding = 'sample'.")
     max_new_tokens: int = Field(40, ge=4, le=512, description="Token budget of one draft.")
@@ -74,6 +96,9 @@ class TransformersDrafterSettings(VLMDecodingSettings):
         "auto", description="Weights dtype: auto = bf16 (or fp16) on CUDA, fp32 on CPU."
     )
     trust_remote_code: bool = Field(False, description="Run code shipped in the model repo.")
+    cache_dir: str | None = Field(
+        None, description="Hugging Face cache folder for preset downloads; unset: the hub's default (HF_HUB_CACHE)."
+    )
 
 
 class VLLMDrafterSettings(VLMDecodingSettings, ServerSettings):
@@ -182,8 +207,25 @@ class RetrievalSettings(_Section):
     embedder: str | None = Field(
         None, description="sentence-transformers id or path; bundled all-MiniLM-L6-v2 if unset."
     )
+    embedder_runtime: Literal["auto", "onnx", "onnx-int8", "torch"] = Field(
+        "auto",
+        description="auto: onnxruntime on CPU when the model allows (same vectors as torch), else torch; "
+        "onnx-int8: faster, vectors drift (a collection built with it accepts only it).",
+    )
     top_k: int = Field(2, ge=1, le=50, description="Products whose facts (5-8 each) are passed to the refiner.")
     min_score: float = Field(0.2, ge=0, le=1, description="Minimum relevance of a fact.")
+    relevance_gate: bool = Field(
+        True,
+        description="Use a product found by similarity alone only if its category maps to the draft's hedged "
+        "WordNet category (or an ancestor) and its score clears gate_min_score; a sku the caller gives is trusted.",
+    )
+    gate_min_score: float = Field(
+        0.21,
+        ge=0,
+        le=1,
+        description="Similarity a product must reach to pass the relevance gate; calibrated with "
+        "benchmarks/bench_relevance.py (middle of the best-F0.5 plateau 0.00-0.41 on the tune photos).",
+    )
 
 
 class LocalRefinerSettings(_Section):
@@ -202,13 +244,55 @@ class VLLMRefinerSettings(ServerSettings):
     temperature: float = Field(0.2, ge=0, le=2, description="Sampling temperature (0 = greedy).")
 
 
+class TemplateRefinerSettings(_Section):
+    """The deterministic refiner: per-preset, per-language templates (data files) filled with the draft's subject
+    and the catalog's own (localized) facts; it states nothing else."""
+
+    templates_dir: Path | None = Field(
+        None, description="Folder of compose templates (PRESET.yaml) overriding the bundled prompts/compose ones."
+    )
+    lexicon: Path | None = Field(
+        None, description="Hand-written lexicon YAML replacing the bundled prompts/compose/lexicon.yaml."
+    )
+
+
 class RefinerSettings(_StageSettings):
-    """Stage 2: which refiner, and each backend's own settings."""
+    """Stage 2: the refiner chain (the primary backend, then its fallbacks in order) and each backend's own
+    settings."""
 
     _stage = "refiner"
-    backend: str = Field("local", description="Refiner registry name: local | vllm | none.")
+    backend: str = Field(
+        "template",
+        description="Primary refiner, a registry name: template (the offline default, chosen by measurement: "
+        "examples/eval/REFINER_CHOICE.md) | local | vllm, or none (the moderated draft only; fallbacks unused).",
+    )
+    fallbacks: list[str] = Field(
+        default_factory=lambda: ["template", "draft"],
+        max_length=8,
+        description="Tried in order when the primary's answer is unusable or fails moderation after its "
+        "retries: refiner names, then optionally 'draft' (the moderated ranked draft, always last). Without "
+        "'draft' an item no link could write goes to review. A name equal to the primary is skipped.",
+    )
     local: LocalRefinerSettings = Field(default_factory=LocalRefinerSettings)
     vllm: VLLMRefinerSettings = Field(default_factory=VLLMRefinerSettings)
+    template: TemplateRefinerSettings = Field(default_factory=TemplateRefinerSettings)
+
+    @model_validator(mode="after")
+    def _chain(self) -> Self:
+        names = self.fallbacks
+        if len(set(names)) != len(names):
+            raise ValueError(f"refiner.fallbacks repeats a name: {names}")
+        if "none" in names:
+            raise ValueError("refiner.fallbacks cannot hold 'none'; leave the list empty for no fallback")
+        if "draft" in names and names[-1] != "draft":
+            raise ValueError("'draft' must be the last of refiner.fallbacks (nothing can follow the raw draft)")
+        return self
+
+    def chain(self) -> list[str]:
+        """The refiner links in order (without 'draft'): the primary, then the fallbacks that differ from it."""
+        if self.backend == "none":  # no refiner at all: the moderated draft, as before chains existed
+            return []
+        return [self.backend] + [n for n in self.fallbacks if n not in ("draft", self.backend)]
 
 
 class PolicySettings(_Section):

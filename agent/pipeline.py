@@ -15,11 +15,11 @@ from caption_agent import __version__, refine_loop
 from caption_agent.config import AgentConfig
 from caption_agent.errors import CaptionAgentError, ModelOutputError, UnknownSkuError
 from caption_agent.images import load_image
-from caption_agent.locales import normalize_locale
+from caption_agent.locales import language_code, normalize_locale
 from caption_agent.prompts import load_preset, prompt_hash
 from caption_agent.ranking import ConsensusRanker, Ranker
 from caption_agent.refine_loop import Refinement
-from caption_agent.refiners import REFINERS, RefineJob
+from caption_agent.refiners import REFINERS, RefineJob, build_chain
 from caption_agent.schemas import CaptionRequest, CaptionResult, Draft, ModerationOutcome, PolicyDecision, ProductHint
 from caption_agent.work import StageTimer, WorkItem
 
@@ -48,6 +48,8 @@ class CaptionAgent:
         # A misspelt backend is a ConfigError now, not a traceback at the first image.
         DRAFTERS.check(self.config.drafter.backend)
         REFINERS.check(self.config.refiner.backend, "none")
+        for name in self.config.refiner.fallbacks:
+            REFINERS.check(name, "draft")
         given = {
             "drafter": drafter,
             "ranker": ranker,
@@ -75,7 +77,7 @@ class CaptionAgent:
     def embedder(self):
         from caption_agent.embedders import get_embedder
 
-        return get_embedder(self.config.retrieval.embedder)
+        return get_embedder(self.config.retrieval.embedder, runtime=self.config.retrieval.embedder_runtime)
 
     @cached_property
     def ranker(self) -> Ranker:
@@ -91,16 +93,16 @@ class CaptionAgent:
         if settings.catalog_dir is None and settings.chroma_url is None:
             return None
         from caption_agent.retrieval import CatalogStore, Retriever
+        from caption_agent.retrieval.relevance import RelevanceGate
 
         store = CatalogStore.open(settings, self.embedder)
-        return Retriever(store, top_k=settings.top_k, min_score=settings.min_score)
+        gate = RelevanceGate(settings.gate_min_score) if settings.relevance_gate else None
+        return Retriever(store, top_k=settings.top_k, min_score=settings.min_score, gate=gate)
 
     @cached_property
     def refiner(self):
-        if self.config.refiner.backend == "none":
-            return None
-        backend = self.config.refiner.backend
-        return REFINERS.build(backend, self.config.refiner.section(backend))
+        """The refiner chain: the primary backend, its fallbacks, then the draft (``refiner.fallbacks``)."""
+        return build_chain(self.config.refiner)
 
     @cached_property
     def policy(self):
@@ -302,6 +304,9 @@ class CaptionAgent:
                     except Exception as exc:  # noqa: BLE001 - fails this item, never the batch
                         item.fail(exc, "ground")
                         continue
+            if getattr(self.retriever, "gate", None) is not None:  # similarity-found products must be relevant
+                facts, why = self.retriever.gated(facts, item.drafted.subject, item.ranked[0].text, item.request.hint)
+                item.provenance.fallbacks.extend([why] if why else [])
             item.facts = facts
 
     def _check_skus(self, items: list[WorkItem]) -> None:
@@ -335,6 +340,8 @@ class CaptionAgent:
                 facts=item.facts,
                 max_chars=item.request.max_chars,
                 image_text=item.image_text,
+                subject=item.drafted.subject,
+                old_caption=item.request.old_caption or "",
             )
             ctx = ModerationContext(
                 preset=item.style,
@@ -344,7 +351,11 @@ class CaptionAgent:
                 faces=item.faces,
                 confidence=item.confidence,
             )
-            work.append(Refinement(job=job, ctx=ctx, provenance=item.provenance, decisions=item.decisions))
+            # The drafters write English: a draft stands in only for a caption in English, never labelled de-DE.
+            english = language_code(item.locale) == "en"
+            work.append(
+                Refinement(job=job, ctx=ctx, provenance=item.provenance, decisions=item.decisions, fallback_ok=english)
+            )
         refine_loop.run(self.refiner, self.policy, work, self.config.policy.max_regenerations)
         for item, done in zip(items, work):
             item.facts, item.image_text, item.facts_used = list(done.job.facts), done.job.image_text, done.facts_used

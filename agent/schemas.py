@@ -46,6 +46,12 @@ class CaptionRequest(_Strict):
         description="Drafter backend for this item (lite | transformers | vllm); the config's when unset.",
         max_length=64,
     )
+    old_caption: str | None = Field(
+        None,
+        max_length=4000,
+        description="The image's existing caption (dataset text, alt text) to improve: untrusted context for the "
+        "refiner, cleaned like catalog text; never a grounding source.",
+    )
 
     def image_label(self) -> str:
         return "<bytes>" if isinstance(self.image, bytes) else str(self.image)
@@ -73,6 +79,23 @@ class Candidate(BaseModel):
     rank_score: float | None = Field(None, description="Ranker's score; set by the ranking stage.")
 
 
+class DraftSubject(BaseModel):
+    """What a draft is about, hedged up WordNet 3.0 (the lite tagger sets it; VLM drafters leave it unset)."""
+
+    name: str = Field(
+        "", description="Basic-level name with its article ('a cat', 'a person'); '' when nothing was named."
+    )
+    synset: str | None = Field(None, description="WordNet 3.0 noun id of the name ('n02121620'); None if unnamed.")
+    mass: float = Field(0.0, ge=0.0, le=1.0, description="Classifier probability under that synset (1 for people).")
+    people: int = Field(0, ge=0, description="People seen (the screen's face count); the draft is about them if > 0.")
+    context: list[str] = Field(default_factory=list, description="Objects or garments named beside the people.")
+    synsets: list[str] = Field(
+        default_factory=list,
+        description="The named synsets and all their WordNet ancestors: a product found by similarity is relevant "
+        "only if its category maps to one of these (the retrieval relevance gate).",
+    )
+
+
 class Draft(BaseModel):
     """Everything stage 1 learnt about one image."""
 
@@ -82,6 +105,7 @@ class Draft(BaseModel):
     colors: list[str] = Field(default_factory=list, description="Dominant colour names, strongest first.")
     image_text: str = Field("", description="Text read from the image (untrusted).")
     model_id: str = ""
+    subject: DraftSubject | None = Field(None, description="The hedged subject; None when the drafter gives none.")
 
 
 class GroundingFact(BaseModel):
@@ -145,6 +169,11 @@ class Provenance(BaseModel):
     policy_version: str = ""
     policy_hash: str = ""
     refine_attempts: int = 0
+    refined_by: str = Field(
+        "",
+        description="The link of the refiner chain that wrote the published text: a refiner backend (vllm, "
+        "local, template), 'draft' (the ranked draft or the source caption), or '' when none was published.",
+    )
     fallbacks: list[str] = Field(default_factory=list, description="Why a stage fell back, if it did.")
     timings_ms: dict[str, float] = Field(default_factory=dict)
     package_version: str = ""

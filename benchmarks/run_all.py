@@ -75,12 +75,63 @@ def _query_rows(r: dict[str, Any]) -> list[Row]:
         )
         rows.append(
             (
+                f"store query p50 ms @{size}",
+                s["store_vector_only"]["p50_ms"],
+                f"precomputed query vector, p95 {s['store_vector_only'].get('p95_ms')} ms",
+            )
+        )
+        rows.append(
+            (
                 f"brand filter vs no filter p50 @{size}",
                 round(s["store_brand_filter"]["p50_ms"] / s["store_vector_only"]["p50_ms"], 3),
                 f"{s['store_brand_filter']['p50_ms']} ms vs {s['store_vector_only']['p50_ms']} ms",
             )
         )
     return rows
+
+
+def _embed_rows(r: dict[str, Any]) -> list[Row]:
+    per_s, cos, agree = r["ingest_products_per_s"], r["cosine_to_torch"], r["retrieval_agreement"]
+    raw = r["raw_texts_per_s"]
+    return [
+        (
+            "ingestion onnx vs torch embedder",
+            r["ingest_onnx_vs_torch"],
+            f"{per_s['onnx']} vs {per_s['torch']} products/s, {r['threads']} threads both, {r['n']} products; "
+            f"identical top-10 {r['store_top10_identical_share']:.0%}, cosine min {cos['onnx']['min']}",
+        ),
+        (
+            "encode onnx int8 vs torch",
+            r["raw_int8_vs_torch"],
+            f"{raw['onnx_int8']} vs {raw['torch']} texts/s; cosine mean {cos['onnx_int8']['mean']}, "
+            f"top-1 same {agree['onnx_int8']['top1_same']}, top-10 overlap {agree['onnx_int8']['top10_overlap']}",
+        ),
+    ]
+
+
+def _coldstart_rows(r: dict[str, Any]) -> list[Row]:
+    marks = r["breakdown"]["marks_s"]
+    slow = sorted(((k, v) for k, v in marks.items() if k.startswith(("import", "load"))), key=lambda kv: -kv[1])[:3]
+    return [
+        (
+            "cold start CLI vs import torch",
+            r["cli_vs_import_torch"],
+            f"{r['cli_p50_s']} s vs {r['import_torch_p50_s']} s p50 (warm caches, target <= {r['target_s']} s); "
+            + ", ".join(f"{k} {v} s" for k, v in slow),
+        )
+    ]
+
+
+def _drafter_rows(r: dict[str, Any]) -> list[Row]:
+    best = str(r["best_batch"])
+    return [
+        (
+            "lite drafter vs raw forward pass",
+            r["drafter_vs_raw"],
+            f"{r['drafter_images_per_s'][best]} vs {r['raw_forward_images_per_s'][str(r['best_raw_batch'])]} images/s "
+            f"(best batch {best}, default {r['configured_default']}, {r['torch_threads']} threads)",
+        )
+    ]
 
 
 def _stages_rows(r: dict[str, Any]) -> list[Row]:
@@ -156,6 +207,9 @@ BENCHES: list[Bench] = [
     Bench(
         "query", lambda q, o: _script("bench_query", ["--sizes", "1000", "--queries", "30"] if q else []), _query_rows
     ),
+    Bench("embed", lambda q, o: _script("bench_embed", ["--quick"] if q else []), _embed_rows),
+    Bench("coldstart", lambda q, o: _script("bench_coldstart", ["--quick"] if q else []), _coldstart_rows),
+    Bench("drafter", lambda q, o: _script("bench_drafter", ["--quick"] if q else []), _drafter_rows),
     Bench("stages", lambda q, o: _script("bench_stages", ["--quick"] if q else []), _stages_rows),
     Bench("image_memory", lambda q, o: _script("bench_image_memory", ["--quick"] if q else []), _image_memory_rows),
     Bench(

@@ -97,11 +97,7 @@ class PolicyEngine:
         ]
 
         def clean(text: str, source: str) -> str | None:
-            before = len(ctx.neutralised)
-            cleaned = self._clean(rules, text, source, ctx, decisions)
-            if cleaned is not None and len(ctx.neutralised) > before:
-                self._remember(cleaned, ctx.neutralised[before:])
-            return cleaned
+            return self._clean_remembered(rules, text, source, ctx, decisions)
 
         out_facts: list[GroundingFact] = []
         for fact in facts:
@@ -123,6 +119,23 @@ class PolicyEngine:
                 )
             )
         return out_facts, cleaned_image_text or "", decisions
+
+    def clean_text(self, text: str, source: str, ctx: ModerationContext) -> tuple[str, list[PolicyDecision]]:
+        """One more untrusted text (a dataset row's existing caption) cleaned as ``prepare_inputs`` cleans catalog
+        text: instructions cut, PII masked; "" when no rule could vet it (fail closed). Not a grounding source."""
+        rules = [r for r in self.rules(ctx.preset.name) if r.name in _INPUT_RULES and r.config.enabled]
+        decisions: list[PolicyDecision] = []
+        cleaned = self._clean_remembered(rules, text, source, ctx, decisions)
+        return cleaned or "", decisions
+
+    def _clean_remembered(
+        self, rules: list[Rule], text: str, source: str, ctx: ModerationContext, decisions: list[PolicyDecision]
+    ) -> str | None:
+        before = len(ctx.neutralised)
+        cleaned = self._clean(rules, text, source, ctx, decisions)
+        if cleaned is not None and len(ctx.neutralised) > before:
+            self._remember(cleaned, ctx.neutralised[before:])
+        return cleaned
 
     def _clean(
         self, rules: list[Rule], text: str, source: str, ctx: ModerationContext, decisions: list[PolicyDecision]

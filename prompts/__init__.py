@@ -121,6 +121,7 @@ def render_messages(
     max_chars: int | None = None,
     image_text: str = "",
     feedback: Sequence[str] = (),
+    old_caption: str = "",
 ) -> PromptBundle:
     """Render the chat messages for one refinement.
 
@@ -137,6 +138,7 @@ def render_messages(
         language=language,
         max_chars=limit,
         image_text=_delimit_safe(image_text),
+        old_caption=_delimit_safe(old_caption),
         feedback=list(feedback),
     )
     return PromptBundle(

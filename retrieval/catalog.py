@@ -17,17 +17,18 @@ import json
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Iterator
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from caption_agent._extras import require
 from caption_agent._iter import MAX_LINE_BYTES, bounded_lines
 from caption_agent.errors import CatalogError, CatalogRowError, InvalidLocaleError
 from caption_agent.locales import normalize_locale
+from caption_agent.retrieval.i18n import I18N_PREFIX, LocalizedText, parse_i18n
 
-__all__ = ["Product", "RowRejected", "read_catalog", "detect_format", "FORMATS", "REQUIRED_COLUMNS"]
+__all__ = ["Product", "LocalizedText", "RowRejected", "read_catalog", "detect_format", "FORMATS", "REQUIRED_COLUMNS"]
 
 REQUIRED_COLUMNS = ("sku", "title")
-OPTIONAL_COLUMNS = ("brand", "category", "attributes", "description", "locale")
+OPTIONAL_COLUMNS = ("brand", "category", "attributes", "description", "locale", "i18n")
 ATTR_PREFIX = "attr."  # CSV/Parquet column `attr.color` becomes attributes["color"]
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 # Bump when the embedded text layout changes: every product's hash changes and ingestion re-embeds it.
@@ -51,6 +52,24 @@ class Product(BaseModel):
     attributes: dict[str, str] = Field(default_factory=dict, description="Name -> value, e.g. color: matte black.")
     description: str = Field("", max_length=5000, description="Free text; untrusted data, never instructions.")
     locale: str = Field("en-US", description="BCP-47 language of the product text.")
+    i18n: dict[str, LocalizedText] = Field(
+        default_factory=dict,
+        description='Locale -> the product\'s text in it, e.g. {"de-DE": {"title": ..., "description": ..., '
+        '"attributes": {"color": "mattschwarz"}}}; a JSON object in CSV/Parquet.',
+    )
+
+    @field_validator("i18n", mode="before")
+    @classmethod
+    def _parse_i18n(cls, value: Any) -> Any:
+        return parse_i18n(value, _coerce_attributes)
+
+    @model_validator(mode="after")
+    def _i18n_attributes(self) -> Product:
+        for tag, texts in self.i18n.items():
+            unknown = sorted(set(texts.attributes) - set(self.attributes))
+            if unknown:
+                raise ValueError(f"i18n.{tag}.attributes names attribute(s) the product lacks: {', '.join(unknown)}")
+        return self
 
     @field_validator("brand", "category", mode="before")
     @classmethod
@@ -92,7 +111,10 @@ class Product(BaseModel):
 
     def content_hash(self) -> str:
         """Stable hash of every field; unchanged rows are skipped on re-ingestion."""
-        blob = json.dumps([TEXT_VERSION, self.model_dump()], sort_keys=True, ensure_ascii=False)
+        data = self.model_dump()
+        if not data["i18n"]:  # products without translations keep the hash they had before i18n existed
+            del data["i18n"]
+        blob = json.dumps([TEXT_VERSION, data], sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
 
     def to_metadata(self) -> dict[str, str]:
@@ -110,6 +132,8 @@ class Product(BaseModel):
             meta["brand"] = self.brand
         if self.category:
             meta["category"] = self.category
+        if self.i18n:
+            meta["i18n"] = json.dumps({k: v.model_dump() for k, v in self.i18n.items()}, ensure_ascii=False)
         return meta
 
     @classmethod
@@ -123,7 +147,18 @@ class Product(BaseModel):
             attributes=json.loads(meta.get("attributes") or "{}"),
             description=meta.get("description", ""),
             locale=meta.get("locale") or "en-US",
+            i18n=json.loads(meta.get("i18n") or "{}"),
         )
+
+    def fields_i18n(self) -> dict[str, str]:
+        """The localized texts as flat fact fields: ``i18n.<locale>.title``, ``.description``, ``.attributes.NAME``."""
+        out: dict[str, str] = {}
+        for tag, texts in self.i18n.items():
+            out[f"{I18N_PREFIX}{tag}.title"] = texts.title
+            if texts.description:
+                out[f"{I18N_PREFIX}{tag}.description"] = texts.description
+            out.update({f"{I18N_PREFIX}{tag}.attributes.{k}": v for k, v in texts.attributes.items()})
+        return out
 
 
 class RowRejected(CatalogRowError):

@@ -15,10 +15,11 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
 from caption_agent.retrieval.catalog import Product
+from caption_agent.retrieval.relevance import RelevanceGate
 from caption_agent.retrieval.store import CatalogStore, Match
-from caption_agent.schemas import GroundingFact, ProductHint
+from caption_agent.schemas import DraftSubject, GroundingFact, ProductHint
 
-__all__ = ["Retriever", "CatalogRetriever", "build_where", "query_text", "product_facts"]
+__all__ = ["Retriever", "CatalogRetriever", "RelevanceGate", "build_where", "query_text", "product_facts"]
 
 
 def build_where(hint: ProductHint | None, locale: str | None = None) -> dict[str, Any] | None:
@@ -49,7 +50,8 @@ def query_text(draft: str, hint: ProductHint | None = None) -> str:
 
 
 def product_fields(product: Product) -> dict[str, str]:
-    """Every product field as a string; attributes flattened to ``attributes.NAME``."""
+    """Every product field as a string; attributes flattened to ``attributes.NAME``, localized texts to
+    ``i18n.<locale>.title`` / ``.description`` / ``.attributes.NAME``."""
     fields = {
         "sku": product.sku,
         "title": product.title,
@@ -59,6 +61,7 @@ def product_fields(product: Product) -> dict[str, str]:
         "locale": product.locale,
     }
     fields.update({f"attributes.{name}": value for name, value in product.attributes.items()})
+    fields.update(product.fields_i18n())  # `i18n.<locale>.title` ...: the catalog's own text in other locales
     return {k: v for k, v in fields.items() if v}
 
 
@@ -85,10 +88,13 @@ class Retriever:
     """Finds the catalog products behind a draft caption and returns their facts.
 
     ``top_k`` counts products (each yields several facts); ``min_score`` is the minimum cosine similarity
-    between the query and a product's text, ignored when the hint names a sku.
+    between the query and a product's text, ignored when the hint names a sku. ``gate`` (a RelevanceGate)
+    judges products found by similarity alone against the draft's subject; a named sku is never gated.
     """
 
-    def __init__(self, store: CatalogStore, top_k: int = 4, min_score: float = 0.2) -> None:
+    def __init__(
+        self, store: CatalogStore, top_k: int = 4, min_score: float = 0.2, gate: RelevanceGate | None = None
+    ) -> None:
         if top_k < 1:
             raise ValueError("top_k must be at least 1")
         if not 0.0 <= min_score <= 1.0:
@@ -96,6 +102,7 @@ class Retriever:
         self.store = store
         self.top_k = top_k
         self.min_score = min_score
+        self.gate = gate
 
     def search(
         self,
@@ -147,13 +154,31 @@ class Retriever:
         return self.facts_many([(query, hint)], locale, k)[0]
 
     def facts_many(
-        self, queries: Sequence[tuple[str, ProductHint | None]], locale: str | None = None, k: int | None = None
+        self,
+        queries: Sequence[tuple[str, ProductHint | None]],
+        locale: str | None = None,
+        k: int | None = None,
+        subjects: Sequence[DraftSubject | None] | None = None,
     ) -> list[list[GroundingFact]]:
-        """``facts`` for many (draft, hint) pairs, batched like ``search_many``."""
-        return [
+        """``facts`` for many (draft, hint) pairs, batched like ``search_many``. With ``subjects`` (one per
+        query) and a gate, products found by similarity pass the relevance gate (``gated`` says why not)."""
+        found = [
             [fact for match in matches for fact in product_facts(match.product, match.score)]
             for matches in self.search_many(queries, locale, k)
         ]
+        if subjects is None or self.gate is None:
+            return found
+        pairs = zip(found, subjects, queries)
+        return [self.gated(facts, subject, query, hint)[0] for facts, subject, (query, hint) in pairs]
+
+    def gated(
+        self, facts: list[GroundingFact], subject: DraftSubject | None, draft: str, hint: ProductHint | None = None
+    ) -> tuple[list[GroundingFact], str | None]:
+        """``facts`` less the products the relevance gate rejects, and why (None when nothing was dropped).
+        Facts of a sku the caller named, or any facts when this retriever has no gate, pass untouched."""
+        if self.gate is None or (hint is not None and hint.sku):
+            return facts, None
+        return self.gate.filter(facts, subject, draft)
 
     def as_langchain(
         self,

@@ -2,7 +2,9 @@
 
 Both modes run the same code; only ``open`` differs. Embedded writers hold ``<dir>/.writer.lock`` because
 Chroma is not process-safe on one folder. The embedder's id and dimension are pinned in the collection
-metadata when it is created, and any other embedder is refused.
+metadata when it is created, and any other embedder is refused. The id names the vectors, not the runtime:
+the ONNX fp32 and torch runtimes of one model give the same vectors and share an id; ONNX int8 gives other
+vectors and pins ``<id>+onnx-int8``, which only the int8 runtime matches.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 from caption_agent._extras import require
 from caption_agent._iter import chunked
 from caption_agent.config import RetrievalSettings
-from caption_agent.embedders import BUNDLED_MINILM_ID, Embedder, get_embedder
+from caption_agent.embedders import BUNDLED_MINILM_ID, INT8_SUFFIX, Embedder, get_embedder
 from caption_agent.errors import CatalogError, EmbedderMismatchError, StoreLockedError
 from caption_agent.retrieval.catalog import TEXT_VERSION, Product
 
@@ -100,7 +102,8 @@ class CatalogStore:
             if embedder is None:
                 use_pinned = settings.embedder is None and pinned is not None
                 embedder = _load_embedder(
-                    _model_arg(pinned[0]) if pinned is not None and use_pinned else settings.embedder
+                    _model_arg(pinned[0]) if pinned is not None and use_pinned else settings.embedder,
+                    settings.embedder_runtime,
                 )
             if collection is None:
                 collection = client.get_or_create_collection(
@@ -315,15 +318,24 @@ def _check_pin(pinned: tuple[str, int] | None, embedder: Embedder, name: str, lo
         return
     model_id, dim = pinned
     if model_id != embedder.model_id or dim != embedder.dim:
-        raise EmbedderMismatchError(
+        message = (
             f"collection {name!r} at {location} was built with embedder {model_id!r} ({dim}-d), "
             f"but this process uses {embedder.model_id!r} ({embedder.dim}-d)."
         )
+        if model_id.removesuffix(INT8_SUFFIX) == embedder.model_id.removesuffix(INT8_SUFFIX):
+            # Same model, other precision: int8 vectors drift from fp32 ones (mean cosine ~0.95), so mixing them
+            # would silently change which products are found.
+            runtime = "onnx-int8" if model_id.endswith(INT8_SUFFIX) else "onnx or torch (fp32)"
+            raise EmbedderMismatchError(
+                message + " int8 and fp32 vectors of one model are not interchangeable.",
+                fix=f"set `retrieval.embedder_runtime` to {runtime} for this collection, or re-ingest it.",
+            )
+        raise EmbedderMismatchError(message)
 
 
-def _load_embedder(model: str | None) -> Embedder:
+def _load_embedder(model: str | None, runtime: str = "auto") -> Embedder:
     try:
-        return get_embedder(model)
+        return get_embedder(model, runtime=runtime)
     except CatalogError:
         raise
     except Exception as exc:  # noqa: BLE001 - sentence-transformers raises OSError, ValueError, HF errors...
@@ -335,7 +347,8 @@ def _load_embedder(model: str | None) -> Embedder:
 
 
 def _model_arg(model_id: str) -> str | None:
-    """The get_embedder argument that reloads a pinned model id (None = the bundled MiniLM)."""
+    """The get_embedder argument that reloads a pinned model id (None = the bundled MiniLM; an int8 pin keeps its
+    suffix, which selects the int8 runtime)."""
     return None if model_id == BUNDLED_MINILM_ID else model_id
 
 

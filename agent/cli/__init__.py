@@ -11,6 +11,7 @@ import typer
 from pydantic import ValidationError
 
 from caption_agent.cli.catalog import ingest
+from caption_agent.cli.models import models_app
 from caption_agent.cli.policy import eval_policies, policy_app, review_app
 from caption_agent.errors import CaptionAgentError, describe
 from caption_agent.eval.cli import eval_captions
@@ -41,7 +42,7 @@ def caption(
     category: Annotated[Optional[str], typer.Option(help="Category hint.")] = None,
     catalog: Annotated[Optional[Path], typer.Option(help="Embedded Chroma folder made by `ingest`.")] = None,
     n: Annotated[Optional[int], typer.Option("--n", help="Candidate drafts per image.")] = None,
-    refiner: Annotated[Optional[str], typer.Option(help="Refiner backend: local | vllm | none.")] = None,
+    refiner: Annotated[Optional[str], typer.Option(help="Refiner: local | vllm | template | none.")] = None,
     drafter: Annotated[Optional[str], typer.Option(help="Drafter backend: lite | transformers | vllm.")] = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -112,3 +113,4 @@ app.add_typer(eval_app, name="eval")
 app.command("eval-policies", hidden=True)(eval_policies)  # older spelling
 app.add_typer(batch_app, name="batch")
 app.command("serve")(serve)
+app.add_typer(models_app, name="models")

@@ -1,7 +1,10 @@
 """Stage 1 with any transformers vision-language model (BLIP, GIT, Florence-2, SmolVLM, Qwen2.5-VL, PaliGemma, LLaVA…).
 
-The model is loaded by hub id or local folder through ``AutoProcessor`` + ``AutoModelForImageTextToText``, the same
-path for every model. N candidates per image come from beam search or sampling; each keeps its sequence
+The model is loaded by preset name (``caption-agent models list``), hub id or local folder through ``AutoProcessor`` +
+``AutoModelForImageTextToText``, the same path for every model; a preset adds its prompt per style, processor limits,
+decoding defaults and dtype, and is fetched into the Hugging Face cache first (offline: read from it).
+
+N candidates per image come from beam search or sampling; each keeps its sequence
 log-probability under the model (raw logits, log-softmax, summed over the generated tokens up to the end token).
 """
 
@@ -9,12 +12,14 @@ from __future__ import annotations
 
 import math
 import threading
+from pathlib import Path
 from typing import Any, Sequence
 
 from PIL import Image
 
 from caption_agent._extras import require
 from caption_agent.config import TransformersDrafterSettings
+from caption_agent.drafters import presets as vlm_presets
 from caption_agent.drafters.base import Drafter
 from caption_agent.errors import BackendUnavailableError, ConfigError, UnsupportedModelError
 from caption_agent.schemas import Candidate, Draft, ImageInfo
@@ -50,12 +55,21 @@ class TransformersDrafter(Drafter):
                 "Salesforce/blip-image-captioning-base, or "
                 "CAPTION_AGENT_DRAFTER__TRANSFORMERS__MODEL=/path/to/model.",
             )
+        model_ref: str = settings.model
+        self.preset = vlm_presets.find_preset(model_ref)
+        if self.preset is not None:
+            settings = _with_preset_defaults(settings, self.preset)
         self.settings = settings
         self._torch = torch = require("torch", "lite", "The transformers drafter")
         tf = require("transformers", "lite", "The transformers drafter")
         self.device = settings.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.dtype = _resolve_dtype(torch, settings.dtype, self.device)
-        model_ref, remote = settings.model, settings.trust_remote_code
+        self.dtype = _resolve_dtype(torch, settings.dtype, self.device, self.preset.dtype if self.preset else None)
+        remote = settings.trust_remote_code
+        self._processor_kwargs: dict[str, Any] = {}
+        if self.preset is not None:
+            _check_preset_runs_here(self.preset, remote)
+            model_ref = str(vlm_presets.fetch(self.preset, settings.cache_dir))
+            self._processor_kwargs = dict(self.preset.processor)
         try:
             config = tf.AutoConfig.from_pretrained(model_ref, trust_remote_code=remote)
         except (OSError, ValueError) as exc:
@@ -77,13 +91,14 @@ class TransformersDrafter(Drafter):
                 "and that it fits in memory on the chosen device.",
             ) from exc
         self.model.to(self.device).eval()
-        self.model_id = _describe(model_ref, config)
+        self.model_id = _describe(model_ref, config, self.preset)
         self.chat = bool(getattr(self.processor, "chat_template", None))
-        self.prompt = (
-            settings.prompt
-            if settings.prompt is not None
-            else (CHAT_PROMPT if self.chat else DEFAULT_PROMPTS.get(self.model_type, ""))
-        )
+        if settings.prompt is not None:
+            self.prompt = settings.prompt
+        elif self.preset is not None:
+            self.prompt = self.preset.prompt_for(settings.prompt_style)
+        else:
+            self.prompt = CHAT_PROMPT if self.chat else DEFAULT_PROMPTS.get(self.model_type, "")
         if self.tokenizer is not None and not config.is_encoder_decoder:
             self.tokenizer.padding_side = "left"  # decoder-only batches must end where generation starts
         self._stop_ids = _stop_ids(self.model, self.tokenizer, config)
@@ -140,14 +155,22 @@ class TransformersDrafter(Drafter):
             messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": self.prompt}]}]
             text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
             batch = self.processor(
-                images=[[im] for im in images], text=[text] * len(images), padding=True, return_tensors="pt"
+                images=[[im] for im in images],
+                text=[text] * len(images),
+                padding=True,
+                return_tensors="pt",
+                **self._processor_kwargs,
             )
         elif self.prompt:
             batch = self.processor(
-                images=list(images), text=[self.prompt] * len(images), padding=True, return_tensors="pt"
+                images=list(images),
+                text=[self.prompt] * len(images),
+                padding=True,
+                return_tensors="pt",
+                **self._processor_kwargs,
             )
         else:
-            batch = self.processor(images=list(images), return_tensors="pt")
+            batch = self.processor(images=list(images), return_tensors="pt", **self._processor_kwargs)
         dtype = self.dtype
         return {
             key: (v.to(self.device, dtype=dtype) if v.is_floating_point() else v.to(self.device))
@@ -249,12 +272,45 @@ def _load_processor(tf: Any, model_ref: str, remote: bool) -> Any:
     )
 
 
-def _resolve_dtype(torch: Any, name: str, device: str) -> Any:
+def _resolve_dtype(torch: Any, name: str, device: str, preferred: str | None = None) -> Any:
     if name == "auto":
         if not device.startswith("cuda"):
             return torch.float32
+        if preferred == "float16" or (preferred is None and not torch.cuda.is_bf16_supported()):
+            return torch.float16
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return getattr(torch, name)
+
+
+def _with_preset_defaults(
+    settings: TransformersDrafterSettings, preset: vlm_presets.VLMPreset
+) -> TransformersDrafterSettings:
+    """The preset's decoding defaults wherever the config left a decoding setting unset."""
+    unset = {
+        key: getattr(preset.decoding, key)
+        for key in ("decoding", "max_new_tokens", "temperature")
+        if key not in settings.model_fields_set
+    }
+    return settings.model_copy(update=unset)
+
+
+def _check_preset_runs_here(preset: vlm_presets.VLMPreset, remote: bool) -> None:
+    if preset.trust_remote_code and not remote:
+        raise ConfigError(
+            f"VLM preset {preset.name!r} runs code from its model repo ({preset.hub_id}).",
+            fix="set drafter.transformers.trust_remote_code = true if you trust that repository.",
+        )
+    if preset.needs_torchvision:
+        try:
+            import torchvision  # noqa: F401 - PyPI's CUDA build fails to import beside a CPU-only torch
+        except Exception as exc:  # noqa: BLE001 - ImportError or the operator-registration RuntimeError
+            raise BackendUnavailableError(
+                f"VLM preset {preset.name!r} ({preset.family}) needs torchvision for its processor, which does not "
+                f"import here ({type(exc).__name__}).",
+                fix="install a torch + torchvision pair built together (e.g. torch==2.14.1 torchvision==0.29.1; "
+                "scripts/vision_venv.sh builds such a venv), or choose a preset without torchvision "
+                "(`caption-agent models list`).",
+            ) from exc
 
 
 def _vlm_class(tf: Any, config: Any, model_ref: str, remote: bool) -> Any:
@@ -292,7 +348,9 @@ def _stop_ids(model: Any, tokenizer: Any, config: Any) -> set[int]:
     return ids or {-1}
 
 
-def _describe(model_ref: str, config: Any) -> str:
+def _describe(model_ref: str, config: Any, preset: vlm_presets.VLMPreset | None = None) -> str:
+    if preset is not None:  # fetched into the hub cache: the snapshot folder is named by its commit
+        return f"{preset.name}={preset.hub_id}@{Path(model_ref).name[:12]}"
     commit = getattr(config, "_commit_hash", None)
     return f"{model_ref}@{commit[:12]}" if commit else model_ref
 

@@ -20,6 +20,7 @@ from PIL import Image
 
 from caption_agent._extras import require
 from caption_agent.config import VLLMDrafterSettings
+from caption_agent.drafters import presets as vlm_presets
 from caption_agent.drafters.base import Drafter
 from caption_agent.drafters.hf import CHAT_PROMPT
 from caption_agent.errors import BackendError, ConfigError, UnsupportedModelError
@@ -46,6 +47,21 @@ def image_data_url(image: Image.Image, max_side: int | None = None) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _with_preset(settings: VLLMDrafterSettings, preset: vlm_presets.VLMPreset) -> VLLMDrafterSettings:
+    if preset.vllm is None:
+        raise UnsupportedModelError(
+            f"VLM preset {preset.name!r} cannot be served by vLLM: {preset.vllm_command}.",
+            fix=f"use the transformers drafter for it (drafter.backend = 'transformers', drafter.transformers.model "
+            f"= {preset.name!r}), or pick a preset with a vLLM command (`caption-agent models list`).",
+        )
+    unset = {
+        key: getattr(preset.decoding, key)
+        for key in ("decoding", "max_new_tokens", "temperature")
+        if key not in settings.model_fields_set
+    }
+    return settings.model_copy(update=unset)
+
+
 class VLLMDrafter(Drafter):
     """N candidates per image from a VLM served by vLLM; checked with one real image request at start."""
 
@@ -61,10 +77,16 @@ class VLLMDrafter(Drafter):
                 "the vllm drafter needs drafter.vllm.base_url (e.g. http://127.0.0.1:8000/v1).",
                 fix=f"set CAPTION_AGENT_DRAFTER__VLLM__BASE_URL; {START_HINT}.",
             )
+        base_url: str = settings.base_url
         self._openai = require("openai", "vllm", "The vLLM drafter")
+        # A preset name: served under that name (`caption-agent models show NAME` prints the serve command), with
+        # the preset's prompt per style and decoding defaults.
+        self.preset = vlm_presets.find_preset(settings.model) if settings.model else None
+        if self.preset is not None:
+            settings = _with_preset(settings, self.preset)
         self.settings = settings
-        self.base_url = normalize_url(settings.base_url)
-        self.prompt = settings.prompt or CHAT_PROMPT
+        self.base_url = normalize_url(base_url)
+        self.prompt = settings.prompt or (self.preset.prompt_for(settings.prompt_style) if self.preset else CHAT_PROMPT)
         self._client = self._openai.OpenAI(**self._client_kwargs())
         self.served_model = settings.model or ""
         self.served_model = self.served_model or self._first_model()

@@ -25,7 +25,7 @@ Out = Annotated[Path, typer.Option("--out", "-o", help="Output .jsonl file, or P
 Format = Annotated[Optional[str], typer.Option("--format", help="jsonl | parquet (default: from the --out suffix).")]
 Config = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML config file.")]
 Style = Annotated[Optional[str], typer.Option("--style", "-s", help="Style for rows that name none.")]
-Refiner = Annotated[Optional[str], typer.Option("--refiner", help="Refiner backend: local | vllm | none.")]
+Refiner = Annotated[Optional[str], typer.Option("--refiner", help="Refiner: local | vllm | template | none.")]
 BaseUrl = Annotated[Optional[str], typer.Option("--base-url", help="vLLM server URL, e.g. http://127.0.0.1:8000/v1.")]
 Model = Annotated[Optional[str], typer.Option("--model", help="Refiner model (served name for vllm).")]
 BatchSize = Annotated[int, typer.Option("--batch-size", help="Items per pipeline batch.")]
@@ -138,21 +138,78 @@ def _run(job: Callable[[], Any], log_json: bool) -> None:
     _finish(summary)
 
 
+def _json_option(text: str | None, flag: str) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"{flag} must be a JSON object: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
 @batch_app.command("caption")
 @_with_common_options
 def caption_cmd(
-    manifest: Annotated[Path, typer.Argument(help="A folder of images, or a .jsonl/.csv/.parquet manifest.")],
+    manifest: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="INPUT...",
+            help="A folder of images, a .jsonl/.csv/.parquet manifest, or WebDataset shards (several, or a brace "
+            "pattern such as 'shards/{000..009}.tar'; local or s3://, gs://, az://).",
+        ),
+    ],
     locale: Annotated[Optional[str], typer.Option("--locale", "-l", help="Locale for rows that name none.")] = None,
     catalog: Annotated[Optional[Path], typer.Option(help="Embedded Chroma folder made by `ingest`.")] = None,
     batch_size: BatchSize = 16,
+    storage_options: Annotated[
+        Optional[str], typer.Option("--storage-options", help="fsspec options as JSON, e.g. an S3 endpoint_url.")
+    ] = None,
+    url_allow: Annotated[
+        Optional[list[str]], typer.Option("--url-allow", help="Host whose http(s) image URLs may be fetched.")
+    ] = None,
+    allow_private_urls: Annotated[
+        bool, typer.Option("--allow-private-urls", help="Let allow-listed hosts resolve to private addresses.")
+    ] = False,
+    keep: Annotated[str, typer.Option("--keep", help="Recaptioning: new | better (by CLIP-S).")] = "new",
+    min_clip_s: Annotated[
+        Optional[float], typer.Option("--min-clip-s", help="Recaptioning: mark rows below this CLIP-S as filtered.")
+    ] = None,
+    sidecars: Annotated[
+        Optional[Path], typer.Option("--sidecars", help="WebDataset inputs: write caption sidecar shards here.")
+    ] = None,
+    ray_gpus: Annotated[float, typer.Option("--ray-gpus", help="GPUs per Ray drafting actor.")] = 0.0,
+    ray_resources: Annotated[
+        Optional[str], typer.Option("--ray-resources", help="Custom Ray resources per drafting actor, as JSON.")
+    ] = None,
+    ray_cpu_actors: Annotated[int, typer.Option("--ray-cpu-actors", help="Ray actors for ranking/grounding.")] = 1,
+    ray_io_actors: Annotated[int, typer.Option("--ray-io-actors", help="Ray actors for refinement.")] = 1,
     **common: Any,
 ) -> None:
-    """Caption every image of MANIFEST into OUT; kill and re-run at will: each item is written exactly once."""
+    """Caption every image of INPUT into OUT; kill and re-run at will: each item is written exactly once."""
     from caption_agent.jobs.caption_job import CaptionJobOptions, run_caption_job
 
     def job() -> Any:
         cfg = _config(common["config"], common["refiner"], common["base_url"], common["model"], catalog)
-        options = CaptionJobOptions(**_job_options(common, locale=locale, batch_size=batch_size))
+        options = CaptionJobOptions(
+            **_job_options(
+                common,
+                locale=locale,
+                batch_size=batch_size,
+                storage_options=_json_option(storage_options, "--storage-options"),
+                url_allowlist=url_allow or [],
+                allow_private_urls=allow_private_urls,
+                keep=keep,
+                min_clip_s=min_clip_s,
+                sidecars=sidecars,
+                ray_gpus=ray_gpus,
+                ray_resources=_json_option(ray_resources, "--ray-resources"),
+                ray_cpu_actors=ray_cpu_actors,
+                ray_io_actors=ray_io_actors,
+            )
+        )
         return run_caption_job(manifest, options, cfg)
 
     _run(job, common["log_json"])

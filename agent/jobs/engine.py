@@ -48,7 +48,16 @@ class JobOptions(BaseModel):
     limit: int | None = Field(None, ge=1, description="Read only the first N input items.")
     runner: Literal["local", "ray"] = Field("local", description="Where batches run.")
     ray_address: str | None = Field(None, description="Ray cluster address; a local Ray instance when unset.")
-    ray_concurrency: int = Field(1, ge=1, le=1024, description="Ray actors (each loads the models once).")
+    ray_concurrency: int = Field(1, ge=1, le=1024, description="Ray drafting actors (each loads the models once).")
+    ray_gpus: float = Field(0.0, ge=0, le=64, description="GPUs per Ray drafting actor (0: CPU).")
+    ray_resources: dict[str, float] = Field(
+        default_factory=dict, description="Custom Ray resources per drafting actor, e.g. {'accelerator': 1}."
+    )
+    ray_draft_cpus: float = Field(1.0, gt=0, le=64, description="CPUs per Ray drafting actor.")
+    ray_cpu_actors: int = Field(1, ge=1, le=1024, description="Ray actors for the CPU steps (ranking, grounding).")
+    ray_cpu_per_actor: float = Field(0.25, gt=0, le=64, description="CPUs per CPU-step actor.")
+    ray_io_actors: int = Field(1, ge=1, le=1024, description="Ray actors for refinement and moderation.")
+    ray_key_actors: int = Field(1, ge=1, le=1024, description="Ray actors that key rows (hash or fetch images).")
     metrics_port: int | None = Field(None, ge=0, le=65535, description="Serve Prometheus metrics on this port.")
     metrics_addr: str = Field("127.0.0.1", description="Address the metrics server binds.")
     progress: bool = Field(True, description="Show a progress bar on stderr.")
@@ -121,7 +130,7 @@ def config_fingerprint(config: Any, extra: str = "") -> str:
 
     data = json.loads(config.model_dump_json())
     data["drafter"] = _active_sections(data["drafter"], keep=("lite",))  # lite is the drafter's fallback
-    data["refiner"] = _active_sections(data["refiner"])
+    data["refiner"] = _active_sections(data["refiner"], keep=tuple(config.refiner.chain()))  # every link
     data["retrieval"].pop("chroma_url", None)
     data["policy"].pop("review_queue", None)
     # What the files say, not only where they are: an edited policy or preset is other settings.
@@ -130,6 +139,10 @@ def config_fingerprint(config: Any, extra: str = "") -> str:
 
     data["policy_hash"] = PolicyEngine.load(config.policy.file).hash
     data["presets"] = {name: prompt_hash(p) for name, p in list_styles(config.prompts_dir).items()}
+    if "template" in config.refiner.chain():  # the compose templates and the lexicon write its captions
+        from caption_agent.refiners.template import template_data_digest
+
+        data["template_data"] = template_data_digest(config.refiner.template)
     text = json.dumps(data, sort_keys=True, default=str) + "\0" + extra + "\0" + __version__
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -179,8 +192,12 @@ def run_job(
     fingerprint: str,
     total: int | None = None,
     skipped_inputs: Callable[[], int] | None = None,
+    source: Any = None,
 ) -> JobSummary:
-    """Drive one job: open (and repair) the log, skip done keys, answer cache hits, run the rest, write."""
+    """Drive one job: open (and repair) the log, skip done keys, answer cache hits, run the rest, write.
+
+    With the Ray runner and a ``source`` (``ray_sources.RaySource``), Ray reads and keys the input itself and
+    ``items`` is not read here: the driver holds the done keys, never the items."""
     fmt = infer_format(options.out, options.format)
     summary = JobSummary(job=kind, out=str(options.out), format=fmt)
     start = time.monotonic()
@@ -262,9 +279,27 @@ def run_job(
                 out.flush()  # the log is the truth: cache only what is already durable there
                 cache.put_many(done)
 
-        reader = _Prefetcher(items, options.batch_size * max(2, options.workers) * 2)
+        streaming = options.runner == "ray" and source is not None
+        reader = _Prefetcher(() if streaming else items, options.batch_size * max(2, options.workers) * 2)
         try:
-            if options.runner == "ray":
+            if streaming:
+                from caption_agent.jobs.ray_stream import run_ray_stream
+
+                written: set[str] = set()  # keys written by this run (the log's index lags its buffer)
+                for keys, stream_records, seconds in run_ray_stream(source, options, frozenset(out.index)):
+                    metrics.batch_seconds(seconds)
+                    fresh = []
+                    for key, record in zip(keys, stream_records):
+                        summary.total += 1
+                        if record is None or key in out.index or key in written:
+                            summary.already_done += 1
+                            progress.update(done=1)
+                            continue
+                        written.add(key)
+                        fresh.append(record)
+                    if fresh:
+                        write(fresh)
+            elif options.runner == "ray":
                 from caption_agent.jobs.ray_runner import run_ray
 
                 todo = list(pending())

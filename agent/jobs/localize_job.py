@@ -250,10 +250,9 @@ class LocalizeStage:
     @property
     def refiner(self) -> Any:
         if self._refiner is None:
-            from caption_agent.refiners import REFINERS
+            from caption_agent.refiners.chain import build_chain
 
-            backend = self.config.refiner.backend
-            self._refiner = REFINERS.build(backend, self.config.refiner.section(backend))
+            self._refiner = build_chain(self.config.refiner)  # the primary, then its fallbacks (template, draft)
         return self._refiner
 
     @property

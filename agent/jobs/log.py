@@ -317,7 +317,11 @@ class OutputLog:
         with open(tmp, "wb") as fh:
             with pq.ParquetWriter(fh, schema, compression="zstd") as writer:
                 for _, _, part in files:  # one part in memory at a time
-                    table = pq.read_table(part).select(list(_COLUMNS))
+                    table = pq.read_table(part)
+                    for col in _COLUMNS:  # parts written before a column existed: nulls
+                        if col not in table.column_names:
+                            table = table.append_column(col, pa.nulls(table.num_rows, pa.string()))
+                    table = table.select(list(_COLUMNS))
                     if drop_status is not None:
                         table = table.filter(_pc().not_equal(table["status"], drop_status))
                     writer.write_table(table)

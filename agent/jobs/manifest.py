@@ -10,20 +10,23 @@ thing of the same bytes share one computation, and the copies name the row they 
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from caption_agent._iter import MAX_LINE_BYTES, bounded_lines, chunked
 from caption_agent.config import ImageLimits
 from caption_agent.errors import CaptionAgentError
+from caption_agent.jobs.sources import SourceOptions, content_hash, fetch_bytes, is_remote, iter_inputs
+from caption_agent.jobs.webdataset import is_shard, iter_samples, sample_row
 from caption_agent.schemas import CaptionRequest, ProductHint
 
 # Bump when the key recipe changes, so old logs are never matched by accident (the output log refuses them).
@@ -49,7 +52,15 @@ class ManifestRow(BaseModel):
         validation_alias=AliasChoices("image", "path", "image_path"),
         min_length=1,
         max_length=4096,
-        description="Image file path (relative to the manifest's folder).",
+        description="Image: a file path (relative to the manifest's folder), an object-store URI (s3://, gs://, "
+        "az://), an http(s) URL (fetched only from --url-allow hosts), or the bytes themselves (a Parquet binary "
+        "column).",
+    )
+    caption: str | None = Field(
+        None,
+        validation_alias=AliasChoices("caption", "alt", "alt_text"),
+        max_length=10_000,
+        description="The row's existing caption (recaptioning): untrusted text, kept beside the new caption.",
     )
     id: str | None = Field(None, max_length=256, description="Caller's id, echoed in the output record.")
     sku: str | None = Field(None, max_length=128, description="Product id in the catalog.")
@@ -139,17 +150,41 @@ class CaptionItem(JobItem):
     n_candidates: int | None = None
     max_chars: int | None = None
     error: dict[str, str] | None = None  # a row that could not be read: written as an error record as is
+    original: str | None = None  # the row's existing caption (untrusted), kept beside the new one
+    blob: bytes | None = field(default=None, repr=False)  # the image's bytes: inline, remote or from a shard
 
     def request(self) -> CaptionRequest:
         return CaptionRequest(
-            image=self.source,
+            image=self.blob if self.blob is not None else self.source,
             style=self.style,
             locale=self.locale,
             key=self.key,
             hint=ProductHint(sku=self.sku, brand=self.brand, category=self.category),
             n_candidates=self.n_candidates,
             max_chars=self.max_chars,
+            old_caption=self.original,
         )
+
+    def annotate(self, record: dict[str, Any]) -> dict[str, Any]:
+        record = super().annotate(record)
+        if self.original is not None:
+            record["original"] = self.original
+        if self.blob is not None and isinstance(record.get("image"), dict):
+            record["image"]["source"] = self.source  # not "<bytes>": where the bytes came from
+        return record
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        if self.blob is not None:
+            data["blob"] = base64.b64encode(self.blob).decode("ascii")
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> Any:
+        data = json.loads(text)
+        if data.get("blob") is not None:
+            data["blob"] = base64.b64decode(data["blob"])
+        return cls(**data)
 
 
 @dataclass
@@ -159,6 +194,9 @@ class _Raw:
     text: str  # the row as read, for the key of a row that cannot be parsed
     problem: str = ""
     origin: str = ""  # where the row comes from: "path:<relative path>" in a folder, "row:<n>" in a file
+    blob: bytes | None = None  # image bytes that came with the row (a shard's sample)
+    label: str = ""  # the input it belongs to, for error messages (the manifest's name, or a shard)
+    base: str = ""  # the folder its relative image paths start from (several manifests: each its own)
 
     def __post_init__(self) -> None:
         self.origin = self.origin or f"row:{self.row}"
@@ -257,9 +295,64 @@ def _parquet_rows(path: Path) -> Iterator[_Raw]:
             row += 1
 
 
-def _to_item(raw: _Raw, base: Path, label: str, style: str, locale: str, limits: ImageLimits) -> CaptionItem:
+def read_shards(shards: Sequence[str], options: SourceOptions, limits: ImageLimits) -> Iterator[_Raw]:
+    """Rows of WebDataset shards, streamed sample by sample; ``row`` is the sample's position in its shard."""
+    for shard in shards:
+        for sample in iter_samples(shard, options, limits.max_bytes):
+            data, origin, problem, blob = sample_row(sample, shard)
+            text = json.dumps({"shard": shard, "key": sample.key}, ensure_ascii=False)
+            yield _Raw(sample.index, data, text, problem, origin=origin, blob=blob, label=shard)
+
+
+def read_inputs(inputs: Sequence[str | Path], options: SourceOptions, limits: ImageLimits) -> Iterator[_Raw]:
+    """Rows of every input in order: a folder, a manifest file, or WebDataset shards (brace patterns expanded).
+
+    With several manifest files, a row's origin names its file, so rows of two files never share a key."""
+    names = list(iter_inputs([str(i) for i in inputs]))
+    shards = [n for n in names if is_shard(n)]
+    if shards and len(shards) != len(names):
+        raise ManifestError("pass either WebDataset shards (.tar) or manifests, not both in one job.")
+    if shards:
+        yield from read_shards(shards, options, limits)
+        return
+    for name in names:
+        for raw in read_rows(Path(name)):
+            raw.label = Path(name).name
+            raw.base = name if Path(name).is_dir() else str(Path(name).parent)
+            if len(names) > 1:
+                raw.origin = f"{name}:{raw.origin}"
+            yield raw
+
+
+def _row_error(raw: _Raw, label: str, style: str, locale: str, problem: str) -> CaptionItem:
+    error = {
+        "type": "ManifestRowError",
+        "stage": "manifest",
+        "message": f"{label} row {raw.row}: {problem}. Fix: {ManifestError.fix}",
+    }
+    key = digest("row", raw.origin, raw.text)
+    source = raw.origin if raw.blob is not None or "#" in raw.origin else f"{label}#{raw.row}"
+    return CaptionItem(key=key, cache_key=key, row=raw.row, source=source, style=style, locale=locale, error=error)
+
+
+def _to_item(
+    raw: _Raw,
+    base: Path,
+    label: str,
+    style: str,
+    locale: str,
+    limits: ImageLimits,
+    sources: SourceOptions | None = None,
+) -> CaptionItem:
+    """The item of one row: its key (content hashed where the bytes are: read here for remote images)."""
+    label = raw.label or label
+    base = Path(raw.base) if raw.base else base
     problem = raw.problem
     parsed: ManifestRow | None = None
+    blob = raw.blob
+    if not problem and raw.data is not None and isinstance(raw.data.get("image"), (bytes, bytearray)):
+        blob = bytes(raw.data["image"])  # inline bytes (a Parquet binary column)
+        raw.data = {**raw.data, "image": f"{label}#row{raw.row}"}
     if not problem:
         try:
             parsed = ManifestRow.model_validate(raw.data)
@@ -268,16 +361,7 @@ def _to_item(raw: _Raw, base: Path, label: str, style: str, locale: str, limits:
         except RecursionError:
             problem = "nested too deeply"
     if parsed is None:
-        error = {
-            "type": "ManifestRowError",
-            "stage": "manifest",
-            "message": f"{label} row {raw.row}: {problem}. Fix: {ManifestError.fix}",
-        }
-        key = digest("row", raw.origin, raw.text)
-        return CaptionItem(
-            key=key, cache_key=key, row=raw.row, source=f"{label}#{raw.row}", style=style, locale=locale, error=error
-        )
-    source = parsed.image if os.path.isabs(parsed.image) else os.path.abspath(base / parsed.image)
+        return _row_error(raw, label, style, locale, problem)
     fields: dict[str, Any] = {
         "style": parsed.style or style,
         "locale": parsed.locale or locale,
@@ -287,23 +371,57 @@ def _to_item(raw: _Raw, base: Path, label: str, style: str, locale: str, limits:
         "n_candidates": parsed.n_candidates,
         "max_chars": parsed.max_chars,
     }
-    content = content_id(source, limits)
-    request = fingerprint(fields)
+    error: dict[str, str] | None = None
+    if blob is not None:
+        source = parsed.image
+        content = content_hash(blob) if len(blob) <= limits.max_bytes else f"oversize:{len(blob)}:{source}"
+    elif is_remote(parsed.image):
+        source = parsed.image
+        try:
+            blob = fetch_bytes(source, limits.max_bytes, sources or SourceOptions())
+            content = content_hash(blob)
+        except CaptionAgentError as exc:
+            content = f"unreadable:{type(exc).__name__}:{source}"
+            error = {"type": type(exc).__name__, "stage": "input", "message": str(exc)}
+    else:
+        source = parsed.image if os.path.isabs(parsed.image) else os.path.abspath(base / parsed.image)
+        content = content_id(source, limits)
+    # The existing caption is context for the refiner, so it is part of the request (absent: keys as before).
+    request = fingerprint({**fields, "original": parsed.caption})
     cache_key = digest("caption", content, request)
     # The row's origin makes every row its own record; content + request make a changed file a new key.
     key = digest("caption", raw.origin, fingerprint({"id": parsed.id}), content, request)
-    return CaptionItem(key=key, cache_key=cache_key, row=raw.row, source=source, id=parsed.id, **fields)
+    return CaptionItem(
+        key=key,
+        cache_key=cache_key,
+        row=raw.row,
+        source=source,
+        id=parsed.id,
+        original=parsed.caption,
+        blob=blob,
+        error=error,
+        **fields,
+    )
 
 
 def iter_items(
-    manifest: Path, *, style: str, locale: str, limits: ImageLimits | None = None, chunk: int = 64, threads: int = 4
+    manifest: Path | str | Sequence[Path | str],
+    *,
+    style: str,
+    locale: str,
+    limits: ImageLimits | None = None,
+    chunk: int = 64,
+    threads: int = 4,
+    sources: SourceOptions | None = None,
 ) -> Iterator[CaptionItem]:
-    """Items of ``manifest`` in row order; image hashing runs on ``threads`` threads (I/O bound)."""
-    manifest = Path(manifest)
+    """Items of ``manifest`` (one input or several) in row order; image hashing (and fetching of remote images)
+    runs on ``threads`` threads (I/O bound)."""
+    inputs = [manifest] if isinstance(manifest, (str, Path)) else list(manifest)
     limits = limits or ImageLimits()
-    base = manifest if manifest.is_dir() else manifest.parent
-    label = manifest.name
-    rows = read_rows(manifest)
+    first = Path(str(inputs[0])) if inputs else Path(".")
+    base = first if first.is_dir() else first.parent
+    label = first.name
+    rows = read_inputs(inputs, sources or SourceOptions(), limits)
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="manifest-hash") as pool:
         for group in chunked(rows, chunk):
-            yield from pool.map(lambda r: _to_item(r, base, label, style, locale, limits), group)
+            yield from pool.map(lambda r: _to_item(r, base, label, style, locale, limits, sources), group)

@@ -25,6 +25,11 @@ COLUMNS = (
     "error_stage",
     "error_message",
     "record",
+    # Recaptioning: the row's old caption beside the new one (`text`), their CLIP-S, and which was kept.
+    "original",
+    "clip_s_original",
+    "clip_s_new",
+    "kept",
 )
 
 
@@ -49,6 +54,8 @@ def column(record: dict[str, Any], column: str) -> str | None:
         return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
     if column.startswith("error_"):
         value = (record.get("error") or {}).get(column[6:])
+    elif column.startswith("clip_s_"):
+        value = (record.get("scores") or {}).get(column)
     else:
         value = record.get(column)
     return None if value is None else str(value)

@@ -14,8 +14,7 @@ import math
 import time
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from caption_agent._extras import require
-from caption_agent.jobs.stages import StageSpec, import_target, safe_call
+from caption_agent.jobs.stages import StageSpec, import_target, ray_session, safe_call
 
 if TYPE_CHECKING:  # pragma: no cover
     from caption_agent.jobs.engine import JobOptions
@@ -49,16 +48,7 @@ def run_ray(
     """Yield (keys, records, seconds) per finished block, in completion order."""
     if not items:
         return
-    ray = require("ray", "ray", "The Ray runner (--runner ray)")
-    require("ray.data", "ray", "The Ray runner (--runner ray)")
-    started_here = False
-    if not ray.is_initialized():
-        # Without an address this starts a local Ray instance on this machine; with one it joins the cluster.
-        ray.init(address=options.ray_address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-        started_here = True
-    try:
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False
+    with ray_session(options.ray_address) as ray:
         blocks = min(_MAX_BLOCKS, max(1, math.ceil(len(items) / options.batch_size)))
         ds = ray.data.from_items([{"item": i.to_json()} for i in items], override_num_blocks=blocks)
         ds = ds.map_batches(
@@ -74,6 +64,3 @@ def run_ray(
             keys = [str(k) for k in batch["key"]]
             records = [json.loads(str(r)) for r in batch["record"]]
             yield keys, records, float(sum(batch["seconds"]))
-    finally:
-        if started_here:
-            ray.shutdown()

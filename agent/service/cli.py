@@ -18,7 +18,7 @@ def serve(
         Optional[Path], typer.Option(help="Service TOML config file (keys, limits, queue).")
     ] = None,
     catalog: Annotated[Optional[Path], typer.Option(help="Embedded Chroma folder made by `ingest`.")] = None,
-    refiner: Annotated[Optional[str], typer.Option(help="Refiner backend: local | vllm | none.")] = None,
+    refiner: Annotated[Optional[str], typer.Option(help="Refiner: local | vllm | template | none.")] = None,
     review_queue: Annotated[Optional[Path], typer.Option(help="Review queue JSONL served at /review.")] = None,
     hash_key: Annotated[
         bool,

@@ -15,6 +15,7 @@ from caption_agent.errors import (
     UnknownSkuError,
     UnknownStyleError,
 )
+from caption_agent.urls import ImageFetchError, UrlNotAllowedError
 
 
 class ServiceError(CaptionAgentError):
@@ -51,19 +52,6 @@ class ForeignOriginError(ServiceError):
 class BodyTimeoutError(ServiceError):
     status = 408
     fix = "send the whole request body within `body_timeout_s` (service config), or send a smaller body."
-
-
-class UrlNotAllowedError(ServiceError):
-    status = 403
-    fix = (
-        "upload the image instead (multipart field `image` or `image_base64`), or ask the operator to add the "
-        "host to `url_allowlist`."
-    )
-
-
-class ImageFetchError(ServiceError):
-    status = 422
-    fix = "check that the URL serves the image directly (no redirect) with HTTP 200, or upload the image instead."
 
 
 class PayloadTooLargeError(ServiceError):
@@ -126,6 +114,8 @@ class NotReadyError(ServiceError):
 
 
 _BY_TYPE: list[tuple[type[Exception], int]] = [
+    (UrlNotAllowedError, 403),
+    (ImageFetchError, 422),
     (ImageTooLargeError, 413),
     (InvalidImageError, 422),
     (UnknownStyleError, 422),

@@ -34,6 +34,22 @@ class LanguageConfig(RuleConfig):
         0.2, ge=0, le=1, description="The requested language passes if it is at least this likely."
     )
     uncertain_action: Literal["allow", "review"] = Field("allow", description="When neither holds.")
+    english_share: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="Text too short to detect, for a locale that is not English: at least this share of its words "
+        "taken from the English draft or from English function words counts as English (the draft echoed).",
+    )
+
+
+# Words of the drafters' English phrasing: a short caption built from these and the draft's words is the English
+# draft, reworded or not ("A mainly red scene." for de-DE), whatever langdetect cannot say about 3 words.
+_ENGLISH_WORDS = frozenset(
+    "a an the in on of with and or by at to for from its their his her is are this that mostly mainly "
+    "scene tones tone photo image picture close up person people".split()
+)
+_WORD = re.compile(r"[^\W\d_]+")
 
 
 def detect(text: str) -> list[tuple[str, float]]:
@@ -56,6 +72,13 @@ class LanguageRule(Rule):
     stages = frozenset({"output"})
     config: LanguageConfig
 
+    def _echoes_english(self, sample: str, draft: str) -> bool:
+        words = [w.casefold() for w in _WORD.findall(sample)]
+        if not words:
+            return False
+        english = _ENGLISH_WORDS | {w.casefold() for w in _WORD.findall(draft or "")}
+        return sum(w in english for w in words) / len(words) >= self.config.english_share
+
     def check_output(self, text: str, ctx) -> RuleResult:
         want = _SAME.get(language_code(ctx.locale), language_code(ctx.locale))
         # Names, codes and numbers carry no language and mislead detection on short captions.
@@ -66,6 +89,15 @@ class LanguageRule(Rule):
         sample = re.sub(r"\b[A-Z0-9][A-Z0-9-]+\b|\d+|\[\w+\]", " ", sample)
         sample = " ".join(sample.split())
         if len(sample) < self.config.min_chars or len(sample.split()) < self.config.min_words:
+            if want != "en" and self._echoes_english(sample, ctx.draft):
+                return self.violation(
+                    text,
+                    None,
+                    f"caption is the English draft's wording, locale {ctx.locale} wants {want}",
+                    ctx,
+                    feedback=f"write the caption in the language of {ctx.locale}",
+                    expected=want,
+                )
             return self.allow(
                 text,
                 f"too short to detect the language reliably ({len(sample)} chars, "

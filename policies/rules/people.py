@@ -141,6 +141,10 @@ _NOT_NAME_WORDS = {
     "steel",
     "cotton",
     "leather",
+    # Sentence-initial function words of the localized catalog text (German capitalises every noun, so
+    # "Ein Integral-Motorradhelm" is a capitalised pair but no name).
+    *"ein eine einen einem einer der die das den dem des mit aus fur für und oder im am zum zur von bei auf".split(),
+    *"le la les un une du et avec pour en el los las una unos unas del con para".split(),
 }
 
 
@@ -188,7 +192,7 @@ class PeopleRule(Rule):
         brands = {fold(str(v)) for f in ctx.facts for k, v in f.fields.items() if k == "brand"}
         texts = (
             [f.text for f in ctx.facts if f.field not in _TITLE_CASE_FIELDS]
-            + [str(v) for f in ctx.facts for k, v in f.fields.items() if k not in _TITLE_CASE_FIELDS]
+            + [str(v) for f in ctx.facts for k, v in f.fields.items() if k.rsplit(".", 1)[-1] not in _TITLE_CASE_FIELDS]
             + [ctx.image_text]
         )
         found = {m.title() for t in texts for m in _PROPER_BIGRAM.findall(t)}

@@ -66,7 +66,12 @@ def test_cli_flags_go_through_one_validated_path(tmp_path):
     cfg = load_for_cli(None, refiner="vllm", base_url="http://h:1/v1", model="m", catalog=tmp_path, drafter="lite")
     assert (cfg.refiner.backend, cfg.refiner.vllm.base_url, cfg.refiner.vllm.model) == ("vllm", "http://h:1/v1", "m")
     assert cfg.retrieval.catalog_dir == tmp_path and cfg.drafter.backend == "lite"
-    assert load_for_cli(None, model="/models/x").refiner.local.model == "/models/x"  # the configured refiner's
+    assert load_for_cli(None, refiner="local", model="/models/x").refiner.local.model == "/models/x"
+    local = tmp_path / "local.toml"
+    local.write_text('[refiner]\nbackend = "local"\n')
+    assert load_for_cli(local, model="/models/y").refiner.local.model == "/models/y"  # the configured refiner's
+    with pytest.raises(ConfigError, match="but the refiner is 'template'"):  # the default writes no model text
+        load_for_cli(None, model="/models/x")
     with pytest.raises(ConfigError, match="--base-url is a setting of the vllm refiner"):
         load_for_cli(None, base_url="http://h:1/v1")
     with pytest.raises(ConfigError, match="n_candidates"):

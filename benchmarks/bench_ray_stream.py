@@ -1,0 +1,197 @@
+"""Streaming Ray runner benchmarks, measured in one run (ratios, not absolute speeds).
+
+1. scaling: items/s of a CPU-bound stage (BurnStep: fixed SHA-256 work per item, one intra-op thread in every
+   actor) with 1 and then 2 actors on the same local Ray instance; reports the ratio. Timed from the first record
+   to the last, so actor start-up is left out on both sides.
+2. rss: peak RSS of the driver process while it streams an N-row Parquet manifest (default 1,000,000) through
+   zero-cost steps (NoopStep) into a JSONL output log. Ray workers are other processes; the driver holds the
+   done keys and a block in flight, never the rows.
+
+usage: python benchmarks/bench_ray_stream.py [scaling|rss|all] [--rows N] [--items N] [--rounds R]
+Each part runs in its own process (a fresh driver for the RSS figure); prints one JSON object per part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGE = REPO / "examples" / "images" / "coffee.jpg"
+SPEC_ITEM = "caption_agent.jobs.manifest:CaptionItem"
+
+
+def _job(manifest: Path, out: Path, step: str, kwargs: dict, **opts: object) -> tuple[object, float]:
+    from caption_agent.jobs.engine import JobOptions, run_job
+    from caption_agent.jobs.ray_sources import RaySource, StepSpec
+    from caption_agent.jobs.stages import StageSpec
+
+    source = RaySource(
+        inputs=[str(manifest)],
+        style="alt_text",
+        locale="en-US",
+        limits={},
+        steps=(StepSpec(f"caption_agent.jobs.pipeline_steps:{step}", kwargs, "cpu"),),
+    )
+    options = JobOptions(out=out, runner="ray", progress=False, **opts)  # type: ignore[arg-type]
+    arrivals: list[tuple[float, int]] = []  # (time, records so far) as records reach the driver
+    from caption_agent.jobs import engine
+
+    real_write = engine.OutputLog.append
+
+    def timed_append(self, records):
+        done = (arrivals[-1][1] if arrivals else 0) + len(records)
+        arrivals.append((time.perf_counter(), done))
+        return real_write(self, records)
+
+    engine.OutputLog.append = timed_append  # type: ignore[method-assign]
+    try:
+        summary = run_job(
+            "caption", iter(()), None, StageSpec("unused:Unused", SPEC_ITEM), options, fingerprint="b", source=source
+        )
+    finally:
+        engine.OutputLog.append = real_write  # type: ignore[method-assign]
+    return summary, steady_rate(arrivals)
+
+
+def steady_rate(arrivals: list[tuple[float, int]]) -> float:
+    """Records/s between the arrival of 20% and of 90% of the records: actor start-up (one actor may start
+    seconds after the other) and the drain at the end are left out on both sides of a comparison."""
+    total = arrivals[-1][1]
+    t20, n20 = next(a for a in arrivals if a[1] >= 0.2 * total)
+    t90, n90 = next(a for a in arrivals if a[1] >= 0.9 * total)
+    return (n90 - n20) / (t90 - t20) if t90 > t20 else float("nan")
+
+
+def _burn(args: tuple[int, int]) -> int:
+    from caption_agent.jobs.pipeline_steps import BurnStep
+
+    n, rounds = args
+    step = BurnStep(rounds=rounds, threads=1, final=False)
+    for _ in range(n):
+        step([(None, None)])
+    return n
+
+
+def machine_ratio(items: int, rounds: int) -> float:
+    """The same work in 1 and in 2 plain processes (no Ray): what this machine gives two workers right now."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    rates = []
+    for procs in (1, 2):
+        with ProcessPoolExecutor(procs) as pool:
+            list(pool.map(_burn, [(1, rounds)] * procs))  # start-up out of the timing
+            t0 = time.perf_counter()
+            done = sum(pool.map(_burn, [(items // procs, rounds)] * procs))
+            rates.append(done / (time.perf_counter() - t0))
+    return round(rates[1] / rates[0], 3)
+
+
+def scaling(items: int, rounds: int) -> dict:
+    import ray
+
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    manifest = tmp / "m.jsonl"
+    manifest.write_text("".join(json.dumps({"image": str(IMAGE), "id": f"r{i}"}) + "\n" for i in range(items)))
+    result: dict = {"bench": "ray_scaling", "items": items, "rounds": rounds, "intra_op_threads": 1}
+    rates: dict[int, list[float]] = {1: [], 2: []}
+    try:
+        for run, actors in enumerate((1, 2, 1, 2)):  # interleaved, so a change in machine load hits both sides
+            summary, rate = _job(
+                manifest,
+                tmp / f"out{run}.jsonl",
+                "BurnStep",
+                {"rounds": rounds, "threads": 1},
+                batch_size=4,
+                ray_cpu_actors=actors,
+                ray_cpu_per_actor=1.0,
+                flush_every=256,
+            )
+            assert summary.written == items, summary  # type: ignore[attr-defined]
+            rates[actors].append(round(rate, 2))
+        result["items_per_s_1_actor"], result["items_per_s_2_actors"] = rates[1], rates[2]
+        result["ratio_2_vs_1"] = round(sum(rates[2]) / sum(rates[1]), 3)
+        result["load_average_1m"] = os.getloadavg()[0]
+        result["machine_ratio_2_vs_1_processes_no_ray"] = machine_ratio(items // 2, rounds)
+    finally:
+        ray.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+def rss(rows: int) -> dict:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import ray
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-rss-"))
+    tiny = tmp / "tiny.jpg"
+    tiny.write_bytes(IMAGE.read_bytes()[:2048])  # hashed per row: keep the keys cheap, the rows many
+    manifest = tmp / "m.parquet"
+    with pq.ParquetWriter(manifest, pa.schema([("image", pa.string()), ("id", pa.string())])) as w:
+        for start in range(0, rows, 100_000):
+            n = min(100_000, rows - start)
+            w.write_table(
+                pa.table({"image": [str(tiny)] * n, "id": [f"r{i}" for i in range(start, start + n)]}),
+                row_group_size=50_000,
+            )
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=300 * 1024 * 1024)
+    t0 = time.perf_counter()
+    try:
+        summary, _ = _job(
+            manifest, tmp / "out.jsonl", "NoopStep", {}, batch_size=1024, flush_every=8192, ray_key_actors=2
+        )
+    finally:
+        ray.shutdown()
+    elapsed = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with open(tmp / "out.jsonl", "rb") as fh:
+        lines = sum(1 for _ in fh)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return {
+        "bench": "ray_driver_rss",
+        "rows": rows,
+        "written": summary.written,  # type: ignore[attr-defined]
+        "records_in_output": lines,
+        "driver_peak_rss_mb": round(peak, 1),
+        "driver_rss_before_ray_mb": round(base, 1),
+        "elapsed_s": round(elapsed, 1),
+        "rows_per_s": round(rows / elapsed, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("part", nargs="?", default="all", choices=["scaling", "rss", "all"])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--items", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=80)
+    parser.add_argument("--inline", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.part == "all":
+        for part in ("scaling", "rss"):
+            cmd = [sys.executable, __file__, part, "--rows", str(args.rows), "--items", str(args.items)]
+            subprocess.run([*cmd, "--rounds", str(args.rounds)], check=True)
+        return 0
+    out = scaling(args.items, args.rounds) if args.part == "scaling" else rss(args.rows)
+    sys.stdout.write(json.dumps(out) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,92 @@
+"""Localized catalog text: a product's title, description and attribute values in other locales, written by
+people (never machine-translated), and how fact fields carry them (``i18n.<locale>.<field>``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from caption_agent.errors import InvalidLocaleError
+from caption_agent.locales import normalize_locale, writing_system
+
+__all__ = ["I18N_PREFIX", "LocalizedText", "parse_i18n", "localized_fields"]
+
+I18N_PREFIX = "i18n."  # fact field `i18n.de-DE.title` = the product's title as the catalog writes it in de-DE
+MAX_LOCALES = 32
+
+
+class LocalizedText(BaseModel):
+    """A product's text in another locale, written by people (never machine-translated): what a caption in that
+    locale may state. Brand and numbers need no translation; an attribute value belongs to an attribute the
+    product has."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    title: str = Field(min_length=1, max_length=300, description="Product name in this locale.")
+    description: str = Field("", max_length=5000, description="Free text in this locale; untrusted data.")
+    attributes: dict[str, str] = Field(
+        default_factory=dict, description="Attribute name (as in the product's `attributes`) -> value in this locale."
+    )
+
+
+def parse_i18n(value: Any, coerce_attributes: Callable[[Any], dict[str, str]]) -> dict[str, Any]:
+    """Accept a dict or a JSON object string (CSV/Parquet cell); keys become canonical BCP-47 tags and attribute
+    values are read by ``coerce_attributes`` (the catalog's own rules)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"i18n is not valid JSON ({exc.msg} at char {exc.pos})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"i18n must be a JSON object of locale -> texts, got {type(value).__name__}")
+    if len(value) > MAX_LOCALES:
+        raise ValueError(f"i18n has {len(value)} locales; at most {MAX_LOCALES} are allowed")
+    out: dict[str, Any] = {}
+    for tag, texts in value.items():
+        try:
+            key = normalize_locale(str(tag))
+        except InvalidLocaleError as exc:
+            raise ValueError(f"i18n: {exc.reason}") from None
+        if isinstance(texts, dict) and "attributes" in texts:
+            texts = {**texts, "attributes": coerce_attributes(texts["attributes"])}
+        out[key] = texts
+    return out
+
+
+def _serves(tag: str, locale: str) -> bool:
+    try:
+        return writing_system(tag) == writing_system(locale)
+    except InvalidLocaleError:
+        return False
+
+
+def _i18n_tag(fields: Mapping[str, str], locale: str) -> str | None:
+    """The catalog locale whose texts serve ``locale``: the same tag, else one in the same language and script
+    (a bare language tag first)."""
+    tags = sorted({k[len(I18N_PREFIX) :].split(".", 1)[0] for k in fields if k.startswith(I18N_PREFIX)})
+    if locale in tags:
+        return locale
+    same = [t for t in tags if _serves(t, locale)]
+    return min(same, key=lambda t: (t.count("-"), t)) if same else None
+
+
+def localized_fields(fields: Mapping[str, str], locale: str) -> dict[str, str] | None:
+    """A product's fact fields (title, description, attributes.NAME) as written in ``locale``'s language: its own
+    fields when the product is written in that language, else its i18n texts for the locale; None when the
+    catalog has no text for it. Brand, sku and category are passed through as they are."""
+    names = ("sku", "brand", "category")
+    own = fields.get("locale", "en-US")
+    if _serves(own, locale):
+        keep = ("title", "description")
+        return {k: v for k, v in fields.items() if k in keep + names or k.startswith("attributes.")}
+    tag = _i18n_tag(fields, locale)
+    if tag is None:
+        return None
+    prefix = f"{I18N_PREFIX}{tag}."
+    out = {k[len(prefix) :]: v for k, v in fields.items() if k.startswith(prefix)}
+    out.update({k: v for k, v in fields.items() if k in names})
+    return out
