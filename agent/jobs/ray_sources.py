@@ -45,6 +45,9 @@ class RaySource:
     sources: SourceOptions = field(default_factory=SourceOptions)
     limit: int | None = None
     steps: tuple[StepSpec, ...] = ()
+    # Rows per read block. Ray Data hands a whole block to one actor of the next step, so blocks of one batch let
+    # every actor of a pool work at once; the runner sets it to the job's batch size.
+    block_rows: int = _BLOCK_ROWS
 
     def image_limits(self) -> ImageLimits:
         return ImageLimits(**self.limits)
@@ -66,7 +69,7 @@ def row_to_raw(text: str, blob: bytes) -> _Raw:
     return _Raw(**fields)
 
 
-def _blocks(raws: Iterator[_Raw]) -> Iterator[Any]:
+def _blocks(raws: Iterator[_Raw], block_rows: int = _BLOCK_ROWS) -> Iterator[Any]:
     import pyarrow as pa
 
     texts: list[str] = []
@@ -75,7 +78,7 @@ def _blocks(raws: Iterator[_Raw]) -> Iterator[Any]:
         text, blob = raw_to_row(raw)
         texts.append(text)
         blobs.append(blob)
-        if len(texts) >= _BLOCK_ROWS:
+        if len(texts) >= block_rows:
             yield pa.table({"raw": pa.array(texts, pa.large_string()), "blob": pa.array(blobs, pa.large_binary())})
             texts, blobs = [], []
     if texts:
@@ -119,7 +122,7 @@ def make_datasource(source: RaySource) -> Any:
 
             def task(fn: Any, files: tuple[str, ...]) -> Any:
                 meta = BlockMetadata(num_rows=None, size_bytes=None, exec_stats=None, input_files=files)
-                return ReadTask(lambda: _blocks(fn()), meta)
+                return ReadTask(lambda: _blocks(fn(), src.block_rows), meta)
 
             if src.limit is not None:  # the first N rows in input order: one reader
                 return [task(lambda: _take(read_inputs(src.inputs, src.sources, limits), src.limit), tuple(names))]

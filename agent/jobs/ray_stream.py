@@ -15,6 +15,7 @@ Rows that ask for the same computation are computed once per row here (``duplica
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import pickle
@@ -136,6 +137,7 @@ def run_ray_stream(
     source: RaySource, options: JobOptions, done: frozenset[str]
 ) -> Iterator[tuple[list[str], list[dict[str, Any] | None], float]]:
     """Yield (keys, records, seconds) per finished block; a None record marks a key the log already holds."""
+    source = dataclasses.replace(source, block_rows=max(1, options.batch_size))  # one batch per block
     with ray_session(options.ray_address) as ray:
         ds = ray.data.read_datasource(make_datasource(source), num_cpus=0.25)
         done_ref = [ray.put(done)] if done else None

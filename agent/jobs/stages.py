@@ -66,7 +66,9 @@ def ray_session(address: str | None) -> Iterator[Any]:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
         started_here = True
     try:
-        ray.data.DataContext.get_current().enable_progress_bars = False
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        ctx.op_resource_reservation_enabled = False
         yield ray
     finally:
         if started_here:
