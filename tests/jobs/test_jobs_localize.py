@@ -187,6 +187,7 @@ def test_localize_against_the_real_vllm_server(tmp_path, captions):
     cfg = AgentConfig.load(
         refiner={
             "backend": "vllm",
+            "fallbacks": [],  # the vLLM link alone: its answers, its retryable errors (the chain is tested elsewhere)
             "vllm": {"base_url": url, "model": model, "temperature": 0, "timeout_s": 120, "max_concurrency": 8},
         }
     )
