@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("part", nargs="?", default="all", choices=["scaling", "rss", "all"])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--items", type=int, default=1200)
+    parser.add_argument("--items", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=80)
     parser.add_argument("--inline", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
