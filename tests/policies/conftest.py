@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from caption_agent.schemas import GroundingFact
+from caption_agent.schemas import CaptionResult, GroundingFact, ImageInfo
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +37,19 @@ def fact(text: str, sku: str = "SKU1", **fields: str) -> GroundingFact:
 def fired(outcome) -> dict[str, str]:
     """rule -> action for the rules that did not allow."""
     return {d.rule: d.action for d in outcome.decisions if d.action != "allow"}
+
+
+@pytest.fixture
+def queued():
+    """A caption waiting in the review queue (what reviewers edit and `review import` publishes)."""
+    return CaptionResult(
+        key="k1",
+        status="review",
+        text="A white espresso cup.",
+        style="alt_text",
+        locale="en-US",
+        image=ImageInfo(source="k1.jpg", sha256="ab" * 32, width=10, height=10),
+        draft="a white espresso cup",
+        confidence=0.3,
+        decision="review",
+    )

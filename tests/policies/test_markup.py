@@ -8,7 +8,7 @@ import pytest
 
 from caption_agent.policies.rules.markup import find_markup, strip_markup
 from caption_agent.policies.verdicts import check_edit, import_decisions
-from caption_agent.schemas import CaptionResult, ImageInfo
+from caption_agent.schemas import CaptionResult
 
 
 @pytest.mark.parametrize(
@@ -61,21 +61,6 @@ def test_markup_cannot_split_an_address_past_pii(engine, make_ctx):
     out = engine.review('A white espresso cup, <a href="mailto:x@y.com">mail</a> jane@<i></i>cups.com', make_ctx())
     assert "jane" not in out.text and "x@y.com" not in out.text and "[email]" in out.text
     assert all("jane" not in str(d.before) + str(d.after) for d in out.decisions)
-
-
-@pytest.fixture
-def queued():
-    return CaptionResult(
-        key="k1",
-        status="review",
-        text="A white espresso cup.",
-        style="alt_text",
-        locale="en-US",
-        image=ImageInfo(source="k1.jpg", sha256="ab" * 32, width=10, height=10),
-        draft="a white espresso cup",
-        confidence=0.3,
-        decision="review",
-    )
 
 
 @pytest.mark.parametrize(

@@ -6,27 +6,11 @@ import pytest
 
 from caption_agent.policies.engine import PolicyEngine
 from caption_agent.policies.verdicts import RECHECK_RULES, check_edit
-from caption_agent.schemas import CaptionResult, ImageInfo
 
 
 @pytest.fixture(scope="module")
 def engine():
     return PolicyEngine.load()
-
-
-@pytest.fixture(scope="module")
-def queued():
-    return CaptionResult(
-        key="k1",
-        status="review",
-        text="A white espresso cup.",
-        style="alt_text",
-        locale="en-US",
-        image=ImageInfo(source="k1.jpg", sha256="ab" * 32, width=10, height=10),
-        draft="a white espresso cup",
-        confidence=0.3,
-        decision="review",
-    )
 
 
 def test_clean_edit_passes_every_recheck_rule(engine, queued):
