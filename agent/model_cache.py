@@ -13,10 +13,11 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-__all__ = ["cache_dir", "build_once", "fingerprint"]
+__all__ = ["CacheEntry", "build_once", "cache_dir", "entries", "fingerprint", "prune"]
 
 ENV_VAR = "CAPTION_AGENT_CACHE_DIR"
 _STAMP = ".caption-agent-cache.json"
@@ -70,3 +71,62 @@ def build_once(entry: Path, stamp: dict[str, Any], build: Callable[[Path], None]
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return entry
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One folder of the cache: what it was built from and whether it is still of use."""
+
+    path: Path
+    size_bytes: int
+    stamp: dict[str, Any] | None
+
+    @property
+    def source(self) -> str | None:
+        """The model folder an entry was converted from, when its stamp records one."""
+        folder = (self.stamp or {}).get("folder")
+        return str(folder) if folder else None
+
+    @property
+    def stale(self) -> str | None:
+        """Why the entry can go (a build that never finished, a source folder that is gone), or None."""
+        if self.stamp is None:
+            return "unfinished build"
+        if self.source is not None and not Path(self.source).is_dir():
+            return "source folder is gone"
+        return None
+
+
+def entries(root: Path | None = None) -> Iterator[CacheEntry]:
+    """Every entry under ``root`` (default :func:`cache_dir`): folders two levels down, e.g. ``onnx/<entry>``."""
+    root = root or cache_dir()
+    if not root.is_dir():
+        return
+    for kind in sorted(p for p in root.iterdir() if p.is_dir()):
+        for entry in sorted(p for p in kind.iterdir() if p.is_dir()):
+            size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file() and not f.is_symlink())
+            yield CacheEntry(entry, size, read_stamp(entry))
+
+
+def prune(root: Path | None = None, *, everything: bool = False, dry_run: bool = False) -> list[CacheEntry]:
+    """Remove stale entries (or all with ``everything``) and return them; an entry being built is left alone."""
+    import filelock
+
+    removed = []
+    for entry in list(entries(root)):
+        if not (everything or entry.stale):
+            continue
+        # A build in progress holds the lock of the entry it will become; its temp sibling has no stamp yet.
+        name = entry.path.name
+        target = entry.path.with_name(name[1:].rsplit(".", 1)[0]) if name.startswith(".") else entry.path
+        lock = filelock.FileLock(str(target) + ".lock", timeout=0)
+        try:
+            with lock:
+                if not dry_run:
+                    shutil.rmtree(entry.path, ignore_errors=True)
+        except filelock.Timeout:
+            continue
+        if not dry_run and not target.exists():  # no entry left for the lock to guard
+            Path(str(target) + ".lock").unlink(missing_ok=True)
+        removed.append(entry)
+    return removed

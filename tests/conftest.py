@@ -13,6 +13,24 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
+# Converted weights (ONNX exports, SmolLM2 safetensors) go to a cache inside the checkout, never the user's own;
+# it persists between runs so the bundled models are converted once.
+os.environ.setdefault("CAPTION_AGENT_CACHE_DIR", str(REPO / ".cache" / "model-cache"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _prune_test_model_exports(tmp_path_factory: pytest.TempPathFactory):
+    """Tiny models built in pytest's temp folders are exported into the cache too; drop those entries at the end."""
+    yield
+    import shutil
+
+    from caption_agent.model_cache import entries
+
+    base = tmp_path_factory.getbasetemp().resolve()
+    for entry in list(entries()):
+        if entry.source and Path(entry.source).resolve().is_relative_to(base):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            Path(str(entry.path) + ".lock").unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")

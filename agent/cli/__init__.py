@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 from pydantic import ValidationError
 
+from caption_agent.cli.cache import cache_app
 from caption_agent.cli.catalog import ingest
 from caption_agent.cli.models import models_app
 from caption_agent.cli.policy import eval_policies, policy_app, review_app
@@ -114,3 +115,4 @@ app.command("eval-policies", hidden=True)(eval_policies)  # older spelling
 app.add_typer(batch_app, name="batch")
 app.command("serve")(serve)
 app.add_typer(models_app, name="models")
+app.add_typer(cache_app, name="cache")
