@@ -20,7 +20,7 @@ from caption_agent.prompts import load_preset, prompt_hash
 from caption_agent.ranking import ConsensusRanker, Ranker
 from caption_agent.refine_loop import Refinement
 from caption_agent.refiners import REFINERS, RefineJob, build_chain
-from caption_agent.schemas import CaptionRequest, CaptionResult, Draft, ModerationOutcome, PolicyDecision, ProductHint
+from caption_agent.schemas import CaptionRequest, CaptionResult, Draft, ModerationOutcome, ProductHint
 from caption_agent.work import StageTimer, WorkItem
 
 ImageLike = Path | str | bytes
@@ -220,7 +220,7 @@ class CaptionAgent:
         for item in items:
             with StageTimer([item], "load"):
                 try:
-                    item.preset = load_preset(item.request.style, self.config.prompts_dir)
+                    item.preset = preset = load_preset(item.request.style, self.config.prompts_dir)
                     self._stamp(item)
                     item.locale = normalize_locale(item.request.locale)
                     item.image, info = load_image(item.request.image, self.config.images)
@@ -230,8 +230,11 @@ class CaptionAgent:
                     item.fail(exc, "input")
                     continue
             with StageTimer([item], "screen"):
-                screened = self._guard(
-                    "screen", item, lambda: self.policy.screen_image(item.image, info, item.preset.name)
+                screened = refine_loop.guard_policy(
+                    item,
+                    "screen",
+                    lambda: self.policy.screen_image(item.image, info, preset.name),
+                    lambda outcome: self._finish(item, outcome, text=None),
                 )
             if screened is not None:
                 outcome, item.faces = screened
@@ -364,18 +367,6 @@ class CaptionAgent:
             else:
                 assert done.outcome is not None  # the loop settles every item: an error or an outcome
                 self._finish(item, done.outcome, done.text)
-
-    def _guard(self, stage: str, item: WorkItem, call):
-        """Run a policy call; a crash must not fail open, so the item goes to review with the reason."""
-        try:
-            return call()
-        except CaptionAgentError as exc:
-            item.fail(exc, stage)
-        except Exception as exc:  # noqa: BLE001 - recorded as a review decision, never swallowed
-            decision = PolicyDecision(rule=f"engine:{stage}", action="review", reason=f"policy crashed: {exc!r}")
-            item.decisions.append(decision)
-            self._finish(item, ModerationOutcome(action="review", text="", decisions=[]), text=None)
-        return None
 
     def _finish(self, item: WorkItem, outcome: ModerationOutcome, text: str | None) -> None:
         if outcome.decisions and outcome.decisions is not item.decisions:

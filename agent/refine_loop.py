@@ -65,8 +65,11 @@ class Refinement:
         self.provenance.refined_by = by if self.text is not None else ""
 
 
-def _guard(item: Refinement, stage: str, call: Callable[[], Any]) -> Any:
-    """Run a policy call; a crash must not fail open, so the item goes to review with the reason."""
+def guard_policy(item: Any, stage: str, call: Callable[[], Any], review: Callable[[ModerationOutcome], None]) -> Any:
+    """Run a policy call for ``item`` (anything with ``fail`` and ``decisions``) and return its answer, or None.
+
+    A crash must not fail open: a CaptionAgentError fails the item at ``stage``; any other exception is recorded as
+    an ``engine:<stage>`` review decision with the reason, and ``review`` settles the item on that outcome."""
     try:
         return call()
     except CaptionAgentError as exc:
@@ -75,8 +78,12 @@ def _guard(item: Refinement, stage: str, call: Callable[[], Any]) -> Any:
         item.decisions.append(
             PolicyDecision(rule=f"engine:{stage}", action="review", reason=f"policy crashed: {exc!r}")
         )
-        item.finish(ModerationOutcome(action="review", text=""), None)
+        review(ModerationOutcome(action="review", text=""))
     return None
+
+
+def _guard(item: Refinement, stage: str, call: Callable[[], Any]) -> Any:
+    return guard_policy(item, stage, call, lambda outcome: item.finish(outcome, None))
 
 
 def sanitize(policy: Any, items: Sequence[Refinement]) -> None:

@@ -105,7 +105,9 @@ def scaling(items: int, rounds: int) -> dict:
     ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
     tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     manifest = tmp / "m.jsonl"
-    manifest.write_text("".join(json.dumps({"image": str(IMAGE), "id": f"r{i}"}) + "\n" for i in range(items)))
+    # A brand hint per row makes every row its own computation (rows that differ only by id would share one).
+    rows = ({"image": str(IMAGE), "id": f"r{i}", "brand": f"b{i}"} for i in range(items))
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     result: dict = {"bench": "ray_scaling", "items": items, "rounds": rounds, "intra_op_threads": 1}
     rates: dict[int, list[float]] = {1: [], 2: []}
     try:
@@ -141,13 +143,13 @@ def rss(rows: int) -> dict:
     tiny = tmp / "tiny.jpg"
     tiny.write_bytes(IMAGE.read_bytes()[:2048])  # hashed per row: keep the keys cheap, the rows many
     manifest = tmp / "m.parquet"
-    with pq.ParquetWriter(manifest, pa.schema([("image", pa.string()), ("id", pa.string())])) as w:
+    schema = pa.schema([("image", pa.string()), ("id", pa.string()), ("brand", pa.string())])
+    with pq.ParquetWriter(manifest, schema) as w:
         for start in range(0, rows, 100_000):
             n = min(100_000, rows - start)
-            w.write_table(
-                pa.table({"image": [str(tiny)] * n, "id": [f"r{i}" for i in range(start, start + n)]}),
-                row_group_size=50_000,
-            )
+            ids = [f"r{i}" for i in range(start, start + n)]
+            # One computation per row (a brand hint each): the claims ledger and the done keys at full size.
+            w.write_table(pa.table({"image": [str(tiny)] * n, "id": ids, "brand": ids}), row_group_size=50_000)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=300 * 1024 * 1024)
     t0 = time.perf_counter()

@@ -7,7 +7,7 @@ import random
 from pathlib import Path
 from typing import Iterator
 
-from caption_agent.retrieval.catalog import Product
+from caption_agent.retrieval.product import Product
 
 _NOUNS = [
     "espresso cup",

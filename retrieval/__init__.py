@@ -12,8 +12,9 @@ from caption_agent._lazy import lazy_exports
 __all__ = ["CatalogRetriever", "CatalogStore", "IngestSummary", "Product", "Retriever", "ingest_file", "read_catalog"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from caption_agent.retrieval.catalog import Product, read_catalog
+    from caption_agent.retrieval.catalog import read_catalog
     from caption_agent.retrieval.ingest import IngestSummary, ingest_file
+    from caption_agent.retrieval.product import Product
     from caption_agent.retrieval.retriever import CatalogRetriever, Retriever
     from caption_agent.retrieval.store import CatalogStore
 
@@ -21,7 +22,7 @@ _LAZY = {
     "CatalogRetriever": "caption_agent.retrieval.retriever",
     "CatalogStore": "caption_agent.retrieval.store",
     "IngestSummary": "caption_agent.retrieval.ingest",
-    "Product": "caption_agent.retrieval.catalog",
+    "Product": "caption_agent.retrieval.product",
     "Retriever": "caption_agent.retrieval.retriever",
     "ingest_file": "caption_agent.retrieval.ingest",
     "read_catalog": "caption_agent.retrieval.catalog",

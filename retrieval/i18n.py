@@ -31,16 +31,25 @@ class LocalizedText(BaseModel):
     )
 
 
+def json_cell(value: Any, name: str) -> Any:
+    """A field that may arrive as JSON text (a CSV or Parquet cell): None when empty, else the parsed value (or
+    ``value`` itself when it is not a string); bad JSON is a ValueError naming ``name`` and the position."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{name} is not valid JSON ({exc.msg} at char {exc.pos})") from None
+
+
 def parse_i18n(value: Any, coerce_attributes: Callable[[Any], dict[str, str]]) -> dict[str, Any]:
     """Accept a dict or a JSON object string (CSV/Parquet cell); keys become canonical BCP-47 tags and attribute
     values are read by ``coerce_attributes`` (the catalog's own rules)."""
-    if value is None or (isinstance(value, str) and not value.strip()):
+    value = json_cell(value, "i18n")
+    if value is None:
         return {}
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"i18n is not valid JSON ({exc.msg} at char {exc.pos})") from None
     if not isinstance(value, dict):
         raise ValueError(f"i18n must be a JSON object of locale -> texts, got {type(value).__name__}")
     if len(value) > MAX_LOCALES:

@@ -21,7 +21,8 @@ import numpy as np
 from caption_agent._extras import require
 from caption_agent._iter import chunked
 from caption_agent.errors import CatalogError
-from caption_agent.retrieval.catalog import Product, RowRejected, detect_format, read_catalog
+from caption_agent.retrieval.catalog import detect_format, read_catalog
+from caption_agent.retrieval.product import Product, RowRejected
 from caption_agent.retrieval.store import CatalogStore
 
 __all__ = ["IngestSummary", "ingest_file"]

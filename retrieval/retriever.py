@@ -14,7 +14,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
-from caption_agent.retrieval.catalog import Product
+from caption_agent.retrieval.product import Product
 from caption_agent.retrieval.relevance import RelevanceGate
 from caption_agent.retrieval.store import CatalogStore, Match
 from caption_agent.schemas import DraftSubject, GroundingFact, ProductHint

@@ -22,7 +22,7 @@ from caption_agent._iter import chunked
 from caption_agent.config import RetrievalSettings
 from caption_agent.embedders import BUNDLED_MINILM_ID, INT8_SUFFIX, Embedder, get_embedder
 from caption_agent.errors import CatalogError, EmbedderMismatchError, StoreLockedError
-from caption_agent.retrieval.catalog import TEXT_VERSION, Product
+from caption_agent.retrieval.product import TEXT_VERSION, Product
 
 __all__ = ["CatalogStore", "StoreUnavailableError", "Match", "SCHEMA_TAG"]
 

@@ -47,7 +47,8 @@ class GroundingCounts:
 
 def load_catalog_facts(path: Path | str) -> dict[str, list[Any]]:
     """sku -> GroundingFacts of every valid product in a catalog file (JSONL, CSV or Parquet)."""
-    from caption_agent.retrieval.catalog import Product, read_catalog
+    from caption_agent.retrieval.catalog import read_catalog
+    from caption_agent.retrieval.product import Product
     from caption_agent.retrieval.retriever import product_facts
 
     out: dict[str, list[Any]] = {}

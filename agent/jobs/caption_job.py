@@ -10,7 +10,8 @@ from pydantic import Field
 
 from caption_agent.config import AgentConfig
 from caption_agent.jobs.engine import JobOptions, JobSummary, StageSpec, config_fingerprint, run_job
-from caption_agent.jobs.manifest import CaptionItem, ManifestError, iter_items, read_rows
+from caption_agent.jobs.manifest import CaptionItem, iter_items
+from caption_agent.jobs.manifest_rows import ManifestError, read_rows
 from caption_agent.jobs.recaption import Recaptioner
 from caption_agent.jobs.sources import SourceOptions, is_remote, iter_inputs
 from caption_agent.jobs.webdataset import is_shard

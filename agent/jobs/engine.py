@@ -1,4 +1,5 @@
 """The job driver shared by caption and localization jobs: resume, share computations, cache, run batches, write.
+(The streaming Ray runner's loop is ``ray_driver.drive_stream``, called from here with this driver's log.)
 
 Only this driver writes the output log, whichever runner computes the batches (local threads or Ray), so the
 exactly-once guarantee does not depend on the runner: computing an item twice is possible after a kill,
@@ -283,22 +284,9 @@ def run_job(
         reader = _Prefetcher(() if streaming else items, options.batch_size * max(2, options.workers) * 2)
         try:
             if streaming:
-                from caption_agent.jobs.ray_stream import run_ray_stream
+                from caption_agent.jobs.ray_driver import drive_stream
 
-                written: set[str] = set()  # keys written by this run (the log's index lags its buffer)
-                for keys, stream_records, seconds in run_ray_stream(source, options, frozenset(out.index)):
-                    metrics.batch_seconds(seconds)
-                    fresh = []
-                    for key, record in zip(keys, stream_records):
-                        summary.total += 1
-                        if record is None or key in out.index or key in written:
-                            summary.already_done += 1
-                            progress.update(done=1)
-                            continue
-                        written.add(key)
-                        fresh.append(record)
-                    if fresh:
-                        write(fresh)
+                drive_stream(source, options, out, write, copy_record, summary, metrics, progress, cache)
             elif options.runner == "ray":
                 from caption_agent.jobs.ray_runner import run_ray
 

@@ -20,8 +20,9 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from caption_agent.config import AgentConfig
 from caption_agent.errors import CaptionAgentError, ConfigError
 from caption_agent.jobs.engine import JobOptions, JobSummary, StageSpec, config_fingerprint, error_record, run_job
-from caption_agent.jobs.log import read_records
-from caption_agent.jobs.manifest import JobItem, ManifestError, digest, fingerprint, read_rows
+from caption_agent.jobs.manifest import JobItem, digest, fingerprint
+from caption_agent.jobs.manifest_rows import ManifestError, read_rows
+from caption_agent.jobs.records import read_records
 from caption_agent.locales import normalize_locale, writing_system
 from caption_agent.schemas import CaptionResult, GroundingFact
 

@@ -10,7 +10,8 @@ A JSONL line counts as a record only if it is a whole JSON object with a ``key``
 parsed when the log is opened (about 1 s per 100k records of 1 KB). A broken last line is cut off as torn; a
 broken line anywhere else means the file was edited or damaged, and the log is refused, naming the line.
 The header (``<out>.job.json``) records the item key scheme (``key_version``); an output made with another
-scheme is refused, since its keys cannot match this version's items.
+scheme is refused, since its keys cannot match this version's items. The line format, the line checks and
+``read_records`` live in ``records``.
 """
 
 from __future__ import annotations
@@ -18,12 +19,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
-from caption_agent.errors import CaptionAgentError
 from caption_agent.jobs.manifest import KEY_VERSION
 from caption_agent.jobs.parquet_parts import COLUMNS as _COLUMNS
 from caption_agent.jobs.parquet_parts import column as _column
@@ -31,15 +30,10 @@ from caption_agent.jobs.parquet_parts import pa as _pa
 from caption_agent.jobs.parquet_parts import parquet_files as _parquet_files
 from caption_agent.jobs.parquet_parts import pc as _pc
 from caption_agent.jobs.parquet_parts import pq as _pq
+from caption_agent.jobs.records import OutputLogError, dumps, parse_head, scan_lines
 
 Format = Literal["jsonl", "parquet"]
 log = logging.getLogger("caption_agent.jobs")
-
-_HEAD = re.compile(rb'^\{"key":"([^"\\]+)","status":"([a-z]+)"')
-
-
-class OutputLogError(CaptionAgentError):
-    fix = "pass a new --out path, or move the existing output away."
 
 
 class JobLockedError(OutputLogError):
@@ -59,16 +53,6 @@ def infer_format(out: Path, fmt: str | None = None) -> Format:
             raise OutputLogError(f"unknown output format {fmt!r}.", fix="use --format jsonl or --format parquet.")
         return fmt  # type: ignore[return-value]
     return "parquet" if Path(out).suffix.lower() == ".parquet" else "jsonl"
-
-
-def dumps(record: dict[str, Any]) -> bytes:
-    """One JSONL line; ``key`` and ``status`` come first so the resume index can read them without parsing."""
-    ordered = {
-        "key": record["key"],
-        "status": record["status"],
-        **{k: v for k, v in record.items() if k not in ("key", "status")},
-    }
-    return (json.dumps(ordered, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -207,7 +191,7 @@ class OutputLog:
         good = 0
         if self.path.is_file():
             with open(self.path, "rb") as fh:
-                for line, record in _scan(fh, self.path):
+                for line, record in scan_lines(fh, self.path):
                     if record is None:
                         continue  # the last line, torn by a kill: never acknowledged, cut off below
                     self.index[record["key"]] = record["status"]
@@ -300,7 +284,7 @@ class OutputLog:
             tmp = self.path.with_name(self.path.name + ".tmp")
             with open(self.path, "rb") as src, open(tmp, "wb") as dst:
                 for number, line in enumerate(src, 1):
-                    if _parse_head(line, self.path, number)[1] != drop_status:
+                    if parse_head(line, self.path, number)[1] != drop_status:
                         dst.write(line)
                 dst.flush()
                 os.fsync(dst.fileno())
@@ -348,77 +332,3 @@ class OutputLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _parse_object(line: bytes) -> dict[str, Any] | None:
-    """The JSON object on a line that holds one whole object, else None (torn, edited or damaged)."""
-    if not line.rstrip(b"\r\n").endswith(b"}") or not line.endswith(b"\n"):
-        return None
-    try:
-        record = json.loads(line)  # a head that looks right is not enough: the line must be whole
-    except (ValueError, RecursionError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def _parse_record(line: bytes) -> dict[str, Any] | None:
-    """The record on a line that is one whole job record (an object with ``key`` and ``status``), else None."""
-    record = _parse_object(line)
-    if record is None or not (
-        isinstance(record.get("key"), str) and record["key"] and isinstance(record.get("status"), str)
-    ):
-        return None
-    return record
-
-
-def _scan(fh: Any, path: Path, parse: Any = _parse_record) -> Iterator[tuple[bytes, dict[str, Any] | None]]:
-    """``(line, record)`` for each line of a JSONL log; only the last line may come with None (a torn record,
-    to be cut or skipped). A broken line before the last raises OutputLogError naming it."""
-    broken: int | None = None
-    for number, line in enumerate(fh, 1):
-        if broken is not None:
-            raise OutputLogError(
-                f"{str(path)!r} line {broken} is not a complete job record, and it is not the last line: the file "
-                f"was edited or damaged, or is not an output of this tool.",
-                fix=f"delete or repair line {broken} (the other records are intact), or pass a new --out path.",
-            )
-        record = parse(line)
-        if record is None:
-            broken = number
-        yield line, record
-
-
-def _parse_head(line: bytes, path: Path, number: int) -> tuple[str, str]:
-    """Key and status of a line of a log already checked by ``_scan`` (the fast path for rewrites)."""
-    m = _HEAD.match(line)
-    if m:
-        return m.group(1).decode(), m.group(2).decode()
-    record = _parse_record(line)
-    if record is None:
-        raise OutputLogError(
-            f"{str(path)!r} line {number} is not a job record; the file was edited or is not an output of this tool."
-        )
-    return record["key"], record["status"]
-
-
-def read_records(path: Path | str) -> Iterator[dict[str, Any]]:
-    """Every record of a JSONL output file or a Parquet output (folder or single file), in storage order.
-
-    A broken last JSONL line (a job killed mid-write, not yet reopened) is skipped: it was never acknowledged.
-    A broken line before the last raises OutputLogError. Blank lines are skipped; records written by other
-    tools (objects without ``key``) are read too, for ``eval`` and ``review export``.
-    """
-    path = Path(path)
-    if path.is_dir() or path.suffix.lower() == ".parquet":
-        pq = _pq()
-        files = [p for _, _, p in _parquet_files(path, live_only=True)] if path.is_dir() else [path]
-        for file in files:
-            table = pq.read_table(file, columns=["record"])
-            for text in table.column("record").to_pylist():
-                yield json.loads(text)
-        return
-    with open(path, "rb") as fh:
-        lines = (line for line in fh if line.strip())
-        for _, record in _scan(lines, path, _parse_object):
-            if record is not None:
-                yield record

@@ -10,17 +10,25 @@
 The driver holds the set of done keys (the log's index) and one block in flight, never the items. Exactly-once
 rests on the driver's log, as for the local runner: a record is written only if its key is not in the log yet,
 and a killed driver loses only records not yet fsync'd, which a re-run recomputes (workers skip the done keys).
-Rows that ask for the same computation are computed once per row here (``duplicate_of`` is the local runner's).
+
+Rows that ask for the same computation (same ``cache_key``) are computed once per run, as with the local runner.
+A ``ClaimLedger`` actor of the driver's Ray session holds the cache keys claimed so far, as 16-byte digests (plus
+8 bytes naming the claiming row, so that a retried key task claims its own rows again): the first row to claim a
+cache key is computed, later rows go past the steps as *followers*, markers without a payload that carry the row
+(without its bytes). The driver (``ray_driver``) writes each follower a copy of the original's record (its own
+key, ``cached: true``, ``duplicate_of``), after the original's. Done keys are dropped before claiming, so on a
+re-run a row whose original is already in the log claims the computation again and is computed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import pickle
 import time
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 
 from caption_agent.jobs.ray_sources import RaySource, StepSpec, make_datasource, row_to_raw
 from caption_agent.jobs.stages import error_record, import_target, ray_session
@@ -36,14 +44,18 @@ def _dumps(record: dict[str, Any]) -> str:
 
 
 class KeyStep:
-    """Rows -> (key, payload) where the bytes are; done keys are dropped, unusable rows become error records."""
+    """Rows -> (key, payload) where the bytes are; done keys are dropped, unusable rows become error records.
 
-    def __init__(self, source: RaySource, done: list[Any] | None = None) -> None:
+    With a ``ledger``, each batch claims its rows' cache keys in one call: a row whose computation another row
+    claimed first becomes a follower (no payload, the row pickled in ``follower``)."""
+
+    def __init__(self, source: RaySource, done: list[Any] | None = None, ledger: Any = None) -> None:
         from pathlib import Path
 
         self.source = source
         self.limits = source.image_limits()
         self.base = Path(".")
+        self.ledger = ledger
         self.done: frozenset[str] = frozenset()
         if done:
             import ray
@@ -54,23 +66,95 @@ class KeyStep:
         from caption_agent.jobs.manifest import _to_item
 
         src = self.source
-        keys, payloads, records, skips = [], [], [], []
+        keys, payloads, records, skips, caches, followers = [], [], [], [], [], []
+        todo: list[tuple[int, Any]] = []
         for text, blob in zip(batch["raw"], batch["blob"]):
             raw = row_to_raw(str(text), bytes(blob))
             item = _to_item(raw, self.base, raw.label, src.style, src.locale, self.limits, src.sources)
             keys.append(item.key)
             skips.append(item.key in self.done)
+            payloads.append(b"")
+            records.append("")
+            caches.append("")
+            followers.append(b"")
             if item.key in self.done:
-                payloads.append(b"")
-                records.append("")
-            elif item.error:
-                payloads.append(b"")
+                continue
+            if item.error:
                 err = item.error
-                records.append(_dumps(error_record(item, err["type"], err["message"], err["stage"])))
+                records[-1] = _dumps(error_record(item, err["type"], err["message"], err["stage"]))
             else:
-                payloads.append(pickle.dumps((item, None), protocol=5))
-                records.append("")
-        return {"key": keys, "payload": payloads, "record": records, "skip": skips, "seconds": [0.0] * len(keys)}
+                todo.append((len(keys) - 1, item))
+        firsts = [True] * len(todo)
+        if self.ledger is not None and todo:
+            import ray
+
+            claims = [(_digest(item.cache_key, 16), _digest(item.key, 8)) for _, item in todo]
+            firsts = ray.get(self.ledger.claim.remote(claims))
+        for (i, item), first in zip(todo, firsts):
+            caches[i] = item.cache_key
+            if first:
+                payloads[i] = pickle.dumps((item, None), protocol=5)
+            else:  # the original's record is copied by the driver: only the row travels, not its bytes
+                followers[i] = pickle.dumps(dataclasses.replace(item, blob=None), protocol=5)
+        return {
+            "key": keys,
+            "payload": payloads,
+            "record": records,
+            "skip": skips,
+            "seconds": [0.0] * len(keys),
+            "cache": caches,
+            "follower": followers,
+        }
+
+
+def _digest(text: str, size: int) -> bytes:
+    return hashlib.blake2b(text.encode(), digest_size=size).digest()
+
+
+class ClaimLedger:
+    """The cache keys claimed in this run (one actor per job, calls served one at a time, so claims are atomic).
+
+    Entries are (16-byte cache key digest, 8-byte claimer digest): a sorted array, plus a dict of recent claims
+    merged into it in bulk, so memory stays near 24 bytes per distinct computation for millions of rows. A claim
+    is first when no other row claimed that cache key before; a row claiming again (a retried task) stays first.
+    """
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        self._np = np
+        self._keys = np.empty(0, dtype="S16")
+        self._owners = np.empty(0, dtype="S8")
+        self._recent: dict[bytes, bytes] = {}
+
+    def claim(self, claims: list[tuple[bytes, bytes]]) -> list[bool]:
+        np = self._np
+        firsts = []
+        if len(self._keys):
+            wanted = np.array([c for c, _ in claims], dtype="S16")
+            pos = np.minimum(np.searchsorted(self._keys, wanted), len(self._keys) - 1)
+            found = self._keys[pos] == wanted
+            owners = self._owners[pos]
+        else:
+            found = [False] * len(claims)
+            owners = [b""] * len(claims)
+        for (cache, row), old, owner in zip(claims, found, owners):
+            if old:
+                firsts.append(bytes(owner) == row.rstrip(b"\0"))  # numpy's S dtype drops trailing NULs
+            else:
+                firsts.append(self._recent.setdefault(cache, row) == row)
+        if len(self._recent) >= max(65536, len(self._keys) >> 5):
+            self._merge()
+        return firsts
+
+    def _merge(self) -> None:
+        np = self._np
+        new = sorted(self._recent.items())
+        keys = np.array([k for k, _ in new], dtype="S16")
+        at = np.searchsorted(self._keys, keys)  # two sorted arrays: one insert, no re-sort
+        self._keys = np.insert(self._keys, at, keys)
+        self._owners = np.insert(self._owners, at, np.array([o for _, o in new], dtype="S8"))
+        self._recent = {}
 
 
 class RayStep:
@@ -109,13 +193,8 @@ class RayStep:
                     payloads[i], records[i] = b"", _dumps(result)
                 else:
                     payloads[i] = pickle.dumps((item, result), protocol=5)
-        return {
-            "key": list(batch["key"]),
-            "payload": payloads,
-            "record": records,
-            "skip": list(batch["skip"]),
-            "seconds": seconds,
-        }
+        passed = {name: list(column) for name, column in batch.items()}  # keys, skips, followers...
+        return {**passed, "payload": payloads, "record": records, "seconds": seconds}
 
 
 def _remote_args(role: str, options: JobOptions) -> dict[str, Any]:
@@ -133,40 +212,71 @@ def _remote_args(role: str, options: JobOptions) -> dict[str, Any]:
     return {"num_cpus": options.ray_cpu_per_actor, "concurrency": options.ray_cpu_actors}
 
 
+class StreamRow(NamedTuple):
+    """One row as the driver gets it: ``record`` is None for a done key and for a follower; a follower carries its
+    item (without bytes) for the copy, and every row that claimed a computation its ``cache_key``."""
+
+    key: str
+    record: dict[str, Any] | None
+    cache_key: str
+    follower: Any
+
+
 def run_ray_stream(
     source: RaySource, options: JobOptions, done: frozenset[str]
-) -> Iterator[tuple[list[str], list[dict[str, Any] | None], float]]:
-    """Yield (keys, records, seconds) per finished block; a None record marks a key the log already holds."""
+) -> Iterator[tuple[list[StreamRow], float]]:
+    """Yield (rows, seconds) per finished block."""
     source = dataclasses.replace(source, block_rows=max(1, options.batch_size))  # one batch per block
     with ray_session(options.ray_address) as ray:
         ds = ray.data.read_datasource(make_datasource(source), num_cpus=0.25)
         done_ref = [ray.put(done)] if done else None
+        # Owned by this driver: it goes when the driver goes, so a re-run starts with no claims.
+        ledger = ray.remote(num_cpus=0)(ClaimLedger).remote()
+        try:
+            yield from _stream(ray, ds, source, options, done_ref, ledger)
+        finally:
+            ray.kill(ledger)
+
+
+def _stream(
+    ray: Any, ds: Any, source: RaySource, options: JobOptions, done_ref: Any, ledger: Any
+) -> Iterator[tuple[list[StreamRow], float]]:
+    """The steps after the read (key, then the pipeline's), and the finished blocks as StreamRows."""
+    ds = ds.map_batches(
+        KeyStep,
+        fn_constructor_kwargs={"source": source, "done": done_ref, "ledger": ledger},
+        batch_size=options.batch_size,
+        batch_format="numpy",
+        num_cpus=0.25,
+        compute=ray.data.ActorPoolStrategy(size=options.ray_key_actors),
+    )
+    for n, step in enumerate(source.steps):
+        final = n == len(source.steps) - 1
+        args = _remote_args(step.role, options)
+        pool = ray.data.ActorPoolStrategy(size=args.pop("concurrency"))
         ds = ds.map_batches(
-            KeyStep,
-            fn_constructor_kwargs={"source": source, "done": done_ref},
+            RayStep,
+            fn_constructor_kwargs={"target": step.target, "kwargs": step.kwargs, "final": final},
             batch_size=options.batch_size,
             batch_format="numpy",
-            num_cpus=0.25,
-            compute=ray.data.ActorPoolStrategy(size=options.ray_key_actors),
+            compute=pool,
+            **args,
         )
-        for n, step in enumerate(source.steps):
-            final = n == len(source.steps) - 1
-            args = _remote_args(step.role, options)
-            pool = ray.data.ActorPoolStrategy(size=args.pop("concurrency"))
-            ds = ds.map_batches(
-                RayStep,
-                fn_constructor_kwargs={"target": step.target, "kwargs": step.kwargs, "final": final},
-                batch_size=options.batch_size,
-                batch_format="numpy",
-                compute=pool,
-                **args,
+    steps = [s.target for s in source.steps]
+    log.info("ray stream submitted", extra={"inputs": len(source.inputs), "steps": steps})
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
+        rows = [
+            StreamRow(
+                str(key),
+                None if skip or len(follower) else json.loads(str(record)),
+                str(cache_key),
+                pickle.loads(bytes(follower)) if len(follower) else None,
             )
-        steps = [s.target for s in source.steps]
-        log.info("ray stream submitted", extra={"inputs": len(source.inputs), "steps": steps})
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
-            keys = [str(k) for k in batch["key"]]
-            records = [None if s else json.loads(str(r)) for s, r in zip(batch["skip"], batch["record"])]
-            yield keys, records, float(sum(batch["seconds"]))
+            for key, record, skip, cache_key, follower in zip(
+                batch["key"], batch["record"], batch["skip"], batch["cache"], batch["follower"]
+            )
+        ]
+        yield rows, float(sum(batch["seconds"]))
 
 
 def caption_steps(config: dict[str, Any], recaption: dict[str, Any]) -> tuple[StepSpec, ...]:

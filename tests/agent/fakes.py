@@ -60,13 +60,16 @@ class ScriptedRefiner(Refiner):
 
 
 class CrashingPolicy:
-    """The real engine, except that ``review`` crashes (a fault the real engine cannot be made to produce)."""
+    """The real engine, except that ``method`` (default ``review``) crashes: a fault the real engine cannot be made
+    to produce."""
 
-    def __init__(self, engine: Any, error: Exception | None = None) -> None:
-        self._engine, self._error = engine, error or RuntimeError("rule blew up")
+    def __init__(self, engine: Any, error: Exception | None = None, method: str = "review") -> None:
+        self._engine, self._error, self._method = engine, error or RuntimeError("rule blew up"), method
 
     def __getattr__(self, name: str) -> Any:
+        if name == self._method:
+            return self._raise
         return getattr(self._engine, name)
 
-    def review(self, *args: Any, **kwargs: Any) -> Any:
+    def _raise(self, *args: Any, **kwargs: Any) -> Any:
         raise self._error

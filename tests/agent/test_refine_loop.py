@@ -84,6 +84,18 @@ def test_a_policy_crash_holds_the_caption_for_review(engine, images_dir):
     assert any(d.rule == "engine:moderate" and "rule blew up" in d.reason for d in result.decisions)
 
 
+def test_an_image_screen_crash_holds_the_image_for_review_and_a_known_error_is_an_error(engine, images_dir):
+    agent, refiner = _agent([GOOD], CrashingPolicy(engine, method="screen_image"))
+    result = _caption(agent, images_dir)
+    assert result.status == "review" and result.text is None and refiner.jobs == []  # never drafted nor refined
+    assert any(d.rule == "engine:screen" and "rule blew up" in d.reason for d in result.decisions)
+    agent, _ = _agent([GOOD], CrashingPolicy(engine, BackendUnavailableError("detector gone"), method="screen_image"))
+    result = _caption(agent, images_dir)
+    assert (
+        result.status == "error" and result.error.stage == "screen" and result.error.type == "BackendUnavailableError"
+    )
+
+
 def test_injected_stages_are_used_and_not_closed(engine, images_dir):
     drafter = FakeDrafter([DRAFT])
     agent = CaptionAgent(
@@ -291,19 +303,20 @@ def test_localized_product_copy_comes_from_the_catalogs_own_text(engine):
 
     from caption_agent.refiners.chain import RefinerChain
     from caption_agent.refiners.template import TemplateRefiner
-    from caption_agent.retrieval.catalog import Product
+    from caption_agent.retrieval.product import Product
     from caption_agent.retrieval.retriever import product_facts
 
     line = (Path(__file__).parents[2] / "examples" / "catalog.jsonl").read_text(encoding="utf-8").splitlines()[0]
     facts = [f.model_dump() for f in product_facts(Product.model_validate(json.loads(line)), 0.9)]
     row = CaptionRow(text="Hollowell Espresso Cup in matte black stoneware.", locale="en-US", facts=facts, faces=0)
-    items = list(row_items(row, ["de-DE", "fr-FR", "es-ES"], style="seo_product", row=0, origin="row:0"))
+    items = list(row_items(row, ["de-DE", "fr-FR", "es-ES", "it-IT"], style="seo_product", row=0, origin="row:0"))
     chain = RefinerChain([TemplateRefiner()])
-    de, fr, es = LocalizeStage({"refiner": {"backend": "none"}}, refiner=chain, policy=engine)(items)
+    de, fr, es, it = LocalizeStage({"refiner": {"backend": "none"}}, refiner=chain, policy=engine)(items)
     assert de["status"] == "ok" and de["text"].startswith("Hollowell Espressotasse. Eine kleine Espressotasse")
     assert fr["status"] == "ok" and fr["text"].startswith("Tasse à espresso Hollowell.")
-    assert es["status"] == "review" and "text" not in es  # no Spanish catalog text: a person writes it
-    assert any("no es-ES text for MUG-001" in d["reason"] for d in es["decisions"])
+    assert es["status"] == "ok" and es["text"].startswith("Taza de café expreso Hollowell. Una taza pequeña")
+    assert it["status"] == "review" and "text" not in it  # no Italian template or catalog text: a person writes it
+    assert any("no seo_product caption in it-IT" in d["reason"] for d in it["decisions"])
 
 
 def test_an_existing_caption_reaches_the_refiner_cleaned_and_is_no_fact(engine, images_dir):

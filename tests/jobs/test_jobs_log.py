@@ -10,7 +10,8 @@ from collections import Counter
 
 import pytest
 
-from caption_agent.jobs.log import JobLockedError, JobMismatchError, OutputLog, OutputLogError, read_records
+from caption_agent.jobs.log import JobLockedError, JobMismatchError, OutputLog, OutputLogError
+from caption_agent.jobs.records import read_records
 
 
 def _rec(i: int, status: str = "ok") -> dict:

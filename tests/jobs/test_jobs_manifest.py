@@ -138,10 +138,10 @@ def test_unknown_manifest_type_and_missing_manifest_say_the_fix(tmp_path):
 
 
 def test_bom_deep_nesting_and_overlong_lines_are_row_errors(tmp_path, images_dir, monkeypatch):
-    from caption_agent.jobs import manifest
+    from caption_agent.jobs import manifest_rows
 
     shutil.copy(images_dir / "coffee.jpg", tmp_path / "ok.jpg")
-    monkeypatch.setattr(manifest, "MAX_LINE_BYTES", 200_000)
+    monkeypatch.setattr(manifest_rows, "MAX_LINE_BYTES", 200_000)
     long_row = json.dumps({"image": "ok.jpg", "id": "x" * 300_000})
     path = tmp_path / "m.jsonl"
     path.write_bytes(
@@ -170,7 +170,7 @@ def test_bom_deep_nesting_and_overlong_lines_are_row_errors(tmp_path, images_dir
 def test_bounded_lines_never_reads_past_the_bound(tmp_path):
     import io
 
-    from caption_agent.jobs.manifest import bounded_lines
+    from caption_agent._iter import bounded_lines
 
     class Counting(io.BufferedReader):
         largest = 0

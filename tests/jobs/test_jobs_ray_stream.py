@@ -1,7 +1,8 @@
 """The streaming Ray runner on a real multi-process Ray cluster (`ray start --head` + a second node process on
 loopback): Ray reads the input, workers key rows (fetching s3:// bytes from a real moto server), the draft step
 lands on the node holding the stand-in GPU resource, real bundled backends caption as the local runner does,
-and a SIGKILLed driver re-run leaves every row exactly once."""
+rows asking for the same computation share one (counted by the step itself), and a SIGKILLed driver re-run
+leaves every row exactly once."""
 
 from __future__ import annotations
 
@@ -19,12 +20,15 @@ from pathlib import Path
 import pytest
 from datasets_helpers import MotoServer, write_shard
 from ray_cluster import CLUSTER_ENV, RayCluster
+from stream_driver import FAIL_CHARS
 
 from caption_agent.config import AgentConfig
 from caption_agent.jobs import CaptionJobOptions, read_records, run_caption_job
 from caption_agent.jobs.engine import JobOptions, run_job
 from caption_agent.jobs.manifest import iter_items
+from caption_agent.jobs.ray_driver import SharedResults
 from caption_agent.jobs.ray_sources import RaySource, StepSpec
+from caption_agent.jobs.ray_stream import ClaimLedger, _digest
 from caption_agent.jobs.sources import SourceOptions
 from caption_agent.jobs.stages import StageSpec
 
@@ -55,9 +59,14 @@ def cluster(tmp_path_factory):
                 os.environ[k] = v
 
 
-def _manifest(tmp_path: Path, images_dir: Path, n: int, bad: bool = True) -> Path:
+def _manifest(tmp_path: Path, images_dir: Path, n: int, bad: bool = True, pairs: bool = False) -> Path:
+    """``n`` rows over 3 images, each with its own id: 3 computations, or with ``pairs`` one per two rows."""
     images = sorted(images_dir.glob("*.jpg"))[:3]
-    rows = [json.dumps({"image": str(images[i % len(images)]), "id": f"r{i}"}) for i in range(n)]
+    if pairs:  # rows 2k and 2k+1 ask the same (image, max_chars); the next pair asks something else
+        asks = [{"image": str(images[i // 2 % 3]), "max_chars": 40 + i // 2} for i in range(n)]
+    else:
+        asks = [{"image": str(images[i % len(images)])} for i in range(n)]
+    rows = [json.dumps({**ask, "id": f"r{i}"}) for i, ask in enumerate(asks)]
     if bad:
         rows += ['{"image": 12', json.dumps({"image": str(tmp_path / "missing.jpg"), "id": "missing"})]
     manifest = tmp_path / "manifest.jsonl"
@@ -86,6 +95,7 @@ def test_draft_step_runs_on_the_gpu_node_and_every_row_is_answered(tmp_path, ima
     )
     summary = run_job("caption", iter(()), None, SPEC, options, fingerprint="t", source=source)
     assert summary.total == 32 and summary.written == 32 and summary.errors == 1, summary
+    assert summary.duplicates == 27  # 30 rows over 3 images: 3 computations (missing.jpg: a 4th)
     records = list(read_records(tmp_path / "out.jsonl"))
     expected = {i.key for i in iter_items(manifest, style="alt_text", locale="en-US")}
     assert {r["key"] for r in records} == expected and len(records) == 32
@@ -161,14 +171,21 @@ def test_real_pipeline_on_the_cluster_matches_the_local_runner(tmp_path, images_
             assert remote[key].get("original") == r.get("original")
 
 
-def _driver(manifest: Path, out: Path, address: str, log: Path) -> subprocess.Popen:
+def _driver(manifest: Path | str, out: Path, address: str, log: Path, *args: str) -> subprocess.Popen:
     env = {**os.environ, **CLUSTER_ENV}
     return subprocess.Popen(
-        [sys.executable, str(HERE / "stream_driver.py"), str(manifest), str(out), address, "burn", "20"],
+        [sys.executable, str(HERE / "stream_driver.py"), str(manifest), str(out), address, *(args or ("burn", "40"))],
         env=env,
         stdout=subprocess.PIPE,
         stderr=open(log, "ab"),  # noqa: SIM115 - closed with the process
     )
+
+
+def _run_driver(manifest: Path | str, out: Path, address: str, log: Path, *args: str) -> dict:
+    proc = _driver(manifest, out, address, log, *args)
+    stdout, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, log.read_text()[-3000:]
+    return json.loads(stdout.decode().strip().splitlines()[-1])
 
 
 def _lines(out: Path) -> int:
@@ -179,7 +196,7 @@ def test_sigkill_the_driver_then_rerun_leaves_every_row_once(tmp_path, images_di
     seed = int(os.environ.get("CAPTION_AGENT_TEST_KILL_SEED", random.randrange(1 << 30)))
     print(f"kill seed: {seed}")
     rng = random.Random(seed)
-    manifest = _manifest(tmp_path, images_dir, 400)
+    manifest = _manifest(tmp_path, images_dir, 400, pairs=True)  # 200 computations, 200 copies
     expected = {i.key for i in iter_items(manifest, style="alt_text", locale="en-US")}
     out, log = tmp_path / "out.jsonl", tmp_path / "driver.log"
     kills = 0
@@ -198,11 +215,113 @@ def test_sigkill_the_driver_then_rerun_leaves_every_row_once(tmp_path, images_di
         counts = Counter(r["key"] for r in read_records(out))
         assert set(counts.values()) <= {1}, "a key was written twice before the re-run"
     assert kills >= 1, log.read_text()[-3000:]
-    proc = _driver(manifest, out, cluster.address, log)
-    stdout, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, log.read_text()[-3000:]
-    summary = json.loads(stdout.decode().strip().splitlines()[-1])
+    summary = _run_driver(manifest, out, cluster.address, log)
     counts = Counter(r["key"] for r in read_records(out))
     assert set(counts) == expected, f"lost {len(expected - set(counts))}, extra {len(set(counts) - expected)}"
     assert set(counts.values()) == {1}
     assert summary["already_done"] + summary["written"] == len(expected) == 402
+    _assert_copies_name_their_original(list(read_records(out)))
+
+
+def _assert_copies_name_their_original(records: list[dict]) -> None:
+    by_key = {r["key"]: r for r in records}
+    for r in records:
+        if "duplicate_of" in r:
+            original = by_key[r["duplicate_of"]]
+            assert r["cached"] is True and "duplicate_of" not in original
+            assert (r["status"], r.get("text"), r.get("error")) == (
+                original["status"],
+                original.get("text"),
+                original.get("error"),
+            )
+
+
+def _shards(tmp_path: Path, images_dir: Path) -> str:
+    """Two shards of the same 12 samples (3 images x 2 old captions, each twice) plus one without an image."""
+    images = [p.read_bytes() for p in sorted(images_dir.glob("*.jpg"))[:3]]
+    for n in range(2):
+        samples = [{"key": f"{n}{k:04d}", "image": images[k % 3], "txt": f"old {k % 2}"} for k in range(12)]
+        write_shard(tmp_path / f"d-{n}.tar", [*samples, {"key": f"{n}9999", "txt": "no image"}])
+    return str(tmp_path / "d-{0..1}.tar")
+
+
+def test_duplicate_rows_across_shards_share_one_computation(tmp_path, images_dir, cluster):
+    """24 rows over 6 computations, in two shards read by two tasks and keyed by two actors sharing the claims:
+    the step runs 6 times (it counts), the other 18 rows get copies naming the computed row."""
+    pattern = _shards(tmp_path, images_dir)
+    counter, out, log = tmp_path / "computed.txt", tmp_path / "out.jsonl", tmp_path / "driver.log"
+    summary = _run_driver(
+        pattern, out, cluster.address, log, "count", str(counter), "--batch", "4", "--key-actors", "2"
+    )
+    items = {i.key: i for i in iter_items(pattern, style="alt_text", locale="en-US")}
+    records = list(read_records(out))
+    assert len(records) == 26 and {r["key"] for r in records} == set(items)
+    computed = counter.read_text().split()
+    good = {i.cache_key for i in items.values() if not i.error}
+    assert len(good) == 6 and len(computed) == 6 and {items[k].cache_key for k in computed} == good
+    copies = [r for r in records if "duplicate_of" in r]
+    assert len(copies) == 18 and all(r["cached"] is True and r["status"] == "ok" for r in copies)
+    for r in records:
+        if r["status"] == "ok":  # each record's text is the cache key of the computation it came from
+            assert r["text"] == items[r["key"]].cache_key
+            assert r.get("duplicate_of", r["key"]) in computed
+    assert {r["key"] for r in records if r["status"] == "ok" and "duplicate_of" not in r} == set(computed)
+    _assert_copies_name_their_original(records)
+    assert summary["duplicates"] == 18 and summary["written"] == 26 and summary["errors"] == 2, summary
+    assert summary["cached"] == 18
+
+
+def test_rerun_computes_again_what_only_done_rows_had_and_copies_errors(tmp_path, images_dir, cluster):
+    """Run 1 answers the first 6 rows (6 computations, 2 of them errors); run 2 answers the other 14: a row whose
+    computation only done rows had is computed again once, and the rest copy it, error records included."""
+    images = sorted(images_dir.glob("*.jpg"))[:2]
+    asks = [{"image": str(images[i % 2]), "max_chars": (40, 41, FAIL_CHARS)[i % 3]} for i in range(20)]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps({**a, "id": f"r{i}"}) + "\n" for i, a in enumerate(asks)))
+    counter, out, log = tmp_path / "computed.txt", tmp_path / "out.jsonl", tmp_path / "driver.log"
+    first = _run_driver(manifest, out, cluster.address, log, "count", str(counter), "--batch", "4", "--limit", "6")
+    assert first["written"] == 6 and first["duplicates"] == 0 and first["errors"] == 2, first
+    assert len(counter.read_text().split()) == 6
+    second = _run_driver(manifest, out, cluster.address, log, "count", str(counter), "--batch", "4")
+    assert second["already_done"] == 6 and second["written"] == 14 and second["duplicates"] == 8, second
+    items = {i.key: i for i in iter_items(manifest, style="alt_text", locale="en-US")}
+    computed = counter.read_text().split()
+    assert len(computed) == 12 and Counter(items[k].cache_key for k in computed) == Counter(
+        {i.cache_key: 2 for i in items.values()}
+    )  # once per run
+    records = list(read_records(out))
+    assert Counter(r["key"] for r in records) == Counter(set(items))
+    errors = [r for r in records if r["status"] == "error"]
+    assert len(errors) == 2 + 4 and second["errors"] == 4  # rows 2, 5 in run 1; 8, 11, 14, 17 in run 2
+    assert sum("duplicate_of" in r for r in errors) == 2  # 14 and 17 copy 8 and 11
+    assert all(r["error"]["message"] == items[r["key"]].cache_key for r in errors)
+    _assert_copies_name_their_original(records)
+
+
+def test_claims_ledger_answers_first_claims_through_its_bulk_merges():
+    """Not through Ray: the ledger's bookkeeping over more claims than one merge holds (65,536), digests ending in
+    NUL bytes (numpy's fixed-width bytes drop them), and a row claiming again (a retried task)."""
+    import random
+
+    ledger = ClaimLedger()
+    rng = random.Random(7)
+    owners: dict[bytes, bytes] = {}
+    for _ in range(1500):  # 150,000 claims over 90,000 computations: two merges, then claims against the array
+        claims = [(_digest(str(rng.randrange(90_000)), 16), _digest(str(rng.random()), 8)) for _ in range(100)]
+        assert ledger.claim(claims) == [owners.setdefault(c, r) == r for c, r in claims]
+    cache, row = next(iter(owners.items()))
+    assert ledger.claim([(cache, row), (cache, b"x" * 8)]) == [True, False]
+    nul = (b"a" * 15 + b"\0", b"b" * 7 + b"\0")
+    assert ledger.claim([nul, nul, (nul[0], b"c" * 8)]) == [True, True, False]
+
+
+def test_shared_results_spill_what_memory_evicts():
+    shared = SharedResults(size=3)
+    records = {f"c{i}": {"key": f"k{i}", "status": "error" if i % 2 else "ok"} for i in range(2000)}
+    try:
+        for cache_key, record in records.items():
+            shared.put(cache_key, record)
+        assert all(shared.get(k) == r for k, r in records.items())  # memory, not yet spilled, and the spill file
+        assert shared.get("unknown") is None
+    finally:
+        shared.close()

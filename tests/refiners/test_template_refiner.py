@@ -17,7 +17,7 @@ from caption_agent.refiners import REFINERS, RefineJob
 from caption_agent.refiners.chain import CannotComposeError
 from caption_agent.refiners.subject import load_lexicon, read_subject, subject_from
 from caption_agent.refiners.template import TemplateRefiner, load_template
-from caption_agent.retrieval.catalog import Product
+from caption_agent.retrieval.product import Product
 from caption_agent.retrieval.retriever import product_facts
 from caption_agent.schemas import DraftSubject
 
@@ -56,6 +56,7 @@ def test_registered_and_built_from_its_section(refiner):
         ("en-US", "Hollowell Espresso Cup.", "capacity: 90 ml"),
         ("de-DE", "Hollowell Espressotasse.", "Fassungsvermögen: 90 ml"),
         ("fr-FR", "Tasse à espresso Hollowell.", "contenance : 90 ml"),
+        ("es-ES", "Taza de café expreso Hollowell.", "capacidad: 90 ml"),
     ],
 )
 def test_product_copy_in_the_catalogs_own_words(refiner, locale, title, attribute):
@@ -79,10 +80,18 @@ def test_an_attribute_the_text_already_states_is_not_repeated(refiner):
     assert "size: M" in helmet  # a one-letter value is not "said" by every word with an m in it
 
 
-def test_a_locale_without_catalog_text_is_refused_with_the_reason(refiner):
-    with pytest.raises(CannotComposeError, match="catalog has no es-ES text for MUG-001") as info:
-        refiner.refine(_job("seo_product", "es-ES"))
-    assert "es-ES" in info.value.reason
+def test_a_locale_without_catalog_text_is_refused_with_the_reason(refiner, tmp_path):
+    # the sample catalog has en, de, fr and es text; the bundled templates have no Italian version either
+    with pytest.raises(CannotComposeError, match="template has no 'it' version") as info:
+        refiner.refine(_job("seo_product", "it-IT"))
+    assert "it-IT" in info.value.reason
+    (tmp_path / "seo_product.yaml").write_text(
+        "preset: seo_product\nlanguages:\n  it:\n    pieces:\n      - {text: ['{title}.'], required: true}\n",
+        encoding="utf-8",
+    )
+    italian = REFINERS.build("template", {"templates_dir": str(tmp_path)})
+    with pytest.raises(CannotComposeError, match="catalog has no it-IT text for MUG-001"):
+        italian.refine(_job("seo_product", "it-IT"))
 
 
 def test_product_copy_needs_facts(refiner):
@@ -138,12 +147,14 @@ def test_masked_or_neutralised_text_is_left_out(refiner):
     assert "Ein hoher Latte-Becher aus Keramik in Meerblau." in text and "[" not in text and "BUY NOW" not in text
 
 
-@pytest.mark.parametrize("locale", ["en-US", "de-DE", "fr-FR"])
+@pytest.mark.parametrize("locale", ["en-US", "de-DE", "fr-FR", "es-ES"])
 def test_every_sample_product_caption_passes_grounding_by_construction(refiner, engine, locale):
     for product in CATALOG:
         facts = _facts(product.sku, locale)
         job = RefineJob(preset=load_preset("seo_product"), draft="A thing.", locale=locale, facts=facts)
         text = refiner.refine(job).caption
+        title = product.title if locale == "en-US" else product.i18n[locale].title
+        assert text.startswith(f"{title}."), (product.sku, locale, text)  # the catalog's own text in that locale
         ctx = ModerationContext(preset=job.preset, locale=locale, draft=job.draft, facts=facts, faces=0)
         prepared, _, _ = engine.prepare_inputs(facts, "", ctx)
         ctx.facts = prepared

@@ -11,8 +11,9 @@ import pytest
 
 from caption_agent.config import RetrievalSettings
 from caption_agent.retrieval import CatalogStore, Retriever, ingest_file
-from caption_agent.retrieval.catalog import TEXT_VERSION, Product, read_catalog
+from caption_agent.retrieval.catalog import read_catalog
 from caption_agent.retrieval.i18n import localized_fields
+from caption_agent.retrieval.product import TEXT_VERSION, Product
 from caption_agent.retrieval.retriever import product_fields
 from caption_agent.schemas import ProductHint
 
@@ -85,10 +86,10 @@ def test_locale_views_of_fact_fields() -> None:
     assert localized_fields(fields, "es-ES") is None
 
 
-def test_every_sample_product_has_german_and_french_text() -> None:
+def test_every_sample_product_has_german_french_and_spanish_text() -> None:
     for _, product in read_catalog(ROOT / "examples" / "catalog.jsonl"):
         assert isinstance(product, Product)
-        for tag in ("de-DE", "fr-FR"):
+        for tag in ("de-DE", "fr-FR", "es-ES"):
             texts = product.i18n[tag]
             assert texts.title and texts.description and set(texts.attributes) == set(product.attributes), tag
 

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from caption_agent.errors import CatalogError, CatalogRowError
-from caption_agent.retrieval.catalog import Product, RowRejected, detect_format, read_catalog
+from caption_agent.retrieval.catalog import detect_format, read_catalog
+from caption_agent.retrieval.product import Product, RowRejected
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,7 @@ import pytest
 from caption_agent.config import RetrievalSettings
 from caption_agent.embedders import get_embedder
 from caption_agent.errors import CatalogError, EmbedderMismatchError, StoreLockedError
-from caption_agent.retrieval.catalog import Product
+from caption_agent.retrieval.product import Product
 from caption_agent.retrieval.store import LOCK_NAME, CatalogStore, CollectionMissingError, StoreUnavailableError
 
 

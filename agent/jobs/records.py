@@ -1,0 +1,111 @@
+"""Job records on disk: the JSONL line format of the output log, and reading an output back.
+
+``dumps`` writes a record as one line with ``key`` and ``status`` first, so ``parse_head`` can read them without
+parsing the rest. ``scan_lines`` checks every line of a JSONL log (only the last may be torn); the output log uses it
+when it reopens a log, and ``read_records`` when it reads a finished output (JSONL or Parquet) for ``eval``,
+``review export``, sidecars and localization. ``OutputLogError`` is the error of an output that cannot be opened,
+resumed or read.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+from caption_agent.errors import CaptionAgentError
+from caption_agent.jobs.parquet_parts import parquet_files as _parquet_files
+from caption_agent.jobs.parquet_parts import pq as _pq
+
+_HEAD = re.compile(rb'^\{"key":"([^"\\]+)","status":"([a-z]+)"')
+
+
+class OutputLogError(CaptionAgentError):
+    """An output that cannot be opened, resumed or read."""
+
+    fix = "pass a new --out path, or move the existing output away."
+
+
+def dumps(record: dict[str, Any]) -> bytes:
+    """One JSONL line; ``key`` and ``status`` come first so the resume index can read them without parsing."""
+    ordered = {
+        "key": record["key"],
+        "status": record["status"],
+        **{k: v for k, v in record.items() if k not in ("key", "status")},
+    }
+    return (json.dumps(ordered, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def _parse_object(line: bytes) -> dict[str, Any] | None:
+    """The JSON object on a line that holds one whole object, else None (torn, edited or damaged)."""
+    if not line.rstrip(b"\r\n").endswith(b"}") or not line.endswith(b"\n"):
+        return None
+    try:
+        record = json.loads(line)  # a head that looks right is not enough: the line must be whole
+    except (ValueError, RecursionError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _parse_record(line: bytes) -> dict[str, Any] | None:
+    """The record on a line that is one whole job record (an object with ``key`` and ``status``), else None."""
+    record = _parse_object(line)
+    if record is None or not (
+        isinstance(record.get("key"), str) and record["key"] and isinstance(record.get("status"), str)
+    ):
+        return None
+    return record
+
+
+def scan_lines(fh: Any, path: Path, parse: Any = _parse_record) -> Iterator[tuple[bytes, dict[str, Any] | None]]:
+    """``(line, record)`` for each line of a JSONL log; only the last line may come with None (a torn record,
+    to be cut or skipped). A broken line before the last raises OutputLogError naming it."""
+    broken: int | None = None
+    for number, line in enumerate(fh, 1):
+        if broken is not None:
+            raise OutputLogError(
+                f"{str(path)!r} line {broken} is not a complete job record, and it is not the last line: the file "
+                f"was edited or damaged, or is not an output of this tool.",
+                fix=f"delete or repair line {broken} (the other records are intact), or pass a new --out path.",
+            )
+        record = parse(line)
+        if record is None:
+            broken = number
+        yield line, record
+
+
+def parse_head(line: bytes, path: Path, number: int) -> tuple[str, str]:
+    """Key and status of a line of a log already checked by ``scan_lines`` (the fast path for rewrites)."""
+    m = _HEAD.match(line)
+    if m:
+        return m.group(1).decode(), m.group(2).decode()
+    record = _parse_record(line)
+    if record is None:
+        raise OutputLogError(
+            f"{str(path)!r} line {number} is not a job record; the file was edited or is not an output of this tool."
+        )
+    return record["key"], record["status"]
+
+
+def read_records(path: Path | str) -> Iterator[dict[str, Any]]:
+    """Every record of a JSONL output file or a Parquet output (folder or single file), in storage order.
+
+    A broken last JSONL line (a job killed mid-write, not yet reopened) is skipped: it was never acknowledged.
+    A broken line before the last raises OutputLogError. Blank lines are skipped; records written by other
+    tools (objects without ``key``) are read too, for ``eval`` and ``review export``.
+    """
+    path = Path(path)
+    if path.is_dir() or path.suffix.lower() == ".parquet":
+        pq = _pq()
+        files = [p for _, _, p in _parquet_files(path, live_only=True)] if path.is_dir() else [path]
+        for file in files:
+            table = pq.read_table(file, columns=["record"])
+            for text in table.column("record").to_pylist():
+                yield json.loads(text)
+        return
+    with open(path, "rb") as fh:
+        lines = (line for line in fh if line.strip())
+        for _, record in scan_lines(lines, path, _parse_object):
+            if record is not None:
+                yield record
