@@ -80,7 +80,9 @@ class VLMDecodingSettings(_Section):
     )
     prompt: str | None = Field(None, description="Text prompt for the VLM (e.g. 'a photo of' for BLIP).")
     prompt_style: str | None = Field(
-        None, description="Which of a preset's task prompts to use (a style preset name); unset: its default prompt."
+        None,
+        description="Which of a preset's task prompts every request uses (a style preset name); unset: each "
+        "request's own style's prompt (the preset's default prompt when it has none for that style).",
     )
     decoding: Literal["beam", "sample"] = Field("beam", description="How the VLM makes N candidates.")
     temperature: float = Field(0.8, gt=0, le=2, description="Sampling temperature when decoding = 'sample'.")

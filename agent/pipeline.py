@@ -245,20 +245,20 @@ class CaptionAgent:
                     self._finish(item, outcome, text=None)
 
     def _draft(self, items: list[WorkItem]) -> None:
-        groups: dict[str, list[WorkItem]] = {}
-        for w in items:  # one batch per drafter: the config's, or the one a request names
-            groups.setdefault(w.request.drafter or self.config.drafter.backend, []).append(w)
-        for name, group in groups.items():
-            self._draft_group(name, group)
+        groups: dict[tuple[str, str], list[WorkItem]] = {}
+        for w in items:  # one batch per drafter (the config's, or the one a request names) and style (its prompt)
+            groups.setdefault((w.request.drafter or self.config.drafter.backend, w.request.style), []).append(w)
+        for (name, style), group in groups.items():
+            self._draft_group(name, group, style)
 
-    def _draft_group(self, name: str, items: list[WorkItem]) -> None:
+    def _draft_group(self, name: str, items: list[WorkItem], style: str) -> None:
         n = max(w.request.n_candidates or self.config.drafter.n_candidates for w in items)
         with StageTimer(items, "draft"):
             try:
                 if name == self.config.drafter.backend:
                     self.drafters.adopt(name, self.drafter)  # a drafter set on the agent (shared models) wins
                 drafts, drafter, notes = self.drafters.draft(
-                    name, [w.image for w in items], [w.drafted.image for w in items], n
+                    name, [w.image for w in items], [w.drafted.image for w in items], n, style
                 )
             except Exception as exc:  # noqa: BLE001 - a backend crash fails this batch's items, not the process
                 for w in items:

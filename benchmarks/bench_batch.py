@@ -45,7 +45,7 @@ class ZeroDrafter(Drafter):
     def __init__(self, settings: Any = None) -> None:
         pass
 
-    def draft(self, images: Sequence[Any], infos: Sequence[ImageInfo], n: int) -> list[Draft]:
+    def draft(self, images: Sequence[Any], infos: Sequence[ImageInfo], n: int, style: str | None = None) -> list[Draft]:
         return [
             Draft(
                 image=info,

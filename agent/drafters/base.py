@@ -29,8 +29,11 @@ class Drafter(ABC):
         """Build the backend from its own settings section (``drafter.<name>``); load the model here."""
 
     @abstractmethod
-    def draft(self, images: Sequence[Image.Image], infos: Sequence[ImageInfo], n: int) -> list[Draft]:
-        """Return one Draft with up to ``n`` candidates per image, in input order."""
+    def draft(
+        self, images: Sequence[Image.Image], infos: Sequence[ImageInfo], n: int, style: str | None = None
+    ) -> list[Draft]:
+        """Return one Draft with up to ``n`` candidates per image, in input order. ``style`` is the requests' style
+        preset: a VLM drafter asks its model with that style's task prompt (``presets.task_prompt``)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release models or connections."""

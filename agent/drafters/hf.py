@@ -93,12 +93,10 @@ class TransformersDrafter(Drafter):
         self.model.to(self.device).eval()
         self.model_id = _describe(model_ref, config, self.preset)
         self.chat = bool(getattr(self.processor, "chat_template", None))
-        if settings.prompt is not None:
-            self.prompt = settings.prompt
-        elif self.preset is not None:
-            self.prompt = self.preset.prompt_for(settings.prompt_style)
-        else:
-            self.prompt = CHAT_PROMPT if self.chat else DEFAULT_PROMPTS.get(self.model_type, "")
+        self._fallback_prompt = CHAT_PROMPT if self.chat else DEFAULT_PROMPTS.get(self.model_type, "")
+        self.prompt = vlm_presets.task_prompt(
+            self.preset, settings, None, self._fallback_prompt
+        )  # with no request style
         if self.tokenizer is not None and not config.is_encoder_decoder:
             self.tokenizer.padding_side = "left"  # decoder-only batches must end where generation starts
         self._stop_ids = _stop_ids(self.model, self.tokenizer, config)
@@ -106,7 +104,10 @@ class TransformersDrafter(Drafter):
         self._lock = threading.Lock()  # one generate() at a time: torch modules are not re-entrant across threads
 
     # --- stage 1 ----------------------------------------------------------------------------------------------
-    def draft(self, images: Sequence[Image.Image], infos: Sequence[ImageInfo], n: int) -> list[Draft]:
+    def draft(
+        self, images: Sequence[Image.Image], infos: Sequence[ImageInfo], n: int, style: str | None = None
+    ) -> list[Draft]:
+        prompt = vlm_presets.task_prompt(self.preset, self.settings, style, self._fallback_prompt)
         k = self._returned(n)
         per_forward = max(
             1,
@@ -115,14 +116,15 @@ class TransformersDrafter(Drafter):
         drafts: list[Draft] = []
         for start in range(0, len(images), per_forward):
             chunk = [im.convert("RGB") for im in images[start : start + per_forward]]
-            for info, cands in zip(infos[start : start + per_forward], self.generate(chunk, n)):
+            for info, cands in zip(infos[start : start + per_forward], self.generate(chunk, n, prompt)):
                 drafts.append(Draft(image=info, candidates=cands, model_id=self.model_id))
         return drafts
 
-    def generate(self, images: Sequence[Image.Image], n: int) -> list[list[Candidate]]:
-        """Up to ``n`` distinct candidates per image, best (highest mean token log-probability) first."""
+    def generate(self, images: Sequence[Image.Image], n: int, prompt: str | None = None) -> list[list[Candidate]]:
+        """Up to ``n`` distinct candidates per image, best (highest mean token log-probability) first, asked with
+        ``prompt`` (default: the drafter's prompt without a request style)."""
         torch, k = self._torch, self._returned(n)
-        inputs = self._inputs(images)
+        inputs = self._inputs(images, prompt)
         kwargs: dict[str, Any] = {
             "max_new_tokens": self.settings.max_new_tokens,
             "num_return_sequences": k,
@@ -150,9 +152,10 @@ class TransformersDrafter(Drafter):
         # A few extra sequences absorb duplicates (different tokens that decode to the same text).
         return min(64, n + 2) if self.settings.decoding == "beam" else min(64, 2 * n)
 
-    def _inputs(self, images: Sequence[Image.Image]) -> dict[str, Any]:
+    def _inputs(self, images: Sequence[Image.Image], prompt: str | None = None) -> dict[str, Any]:
+        prompt = self.prompt if prompt is None else prompt
         if self.chat:
-            messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": self.prompt}]}]
+            messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
             text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
             batch = self.processor(
                 images=[[im] for im in images],
@@ -161,10 +164,10 @@ class TransformersDrafter(Drafter):
                 return_tensors="pt",
                 **self._processor_kwargs,
             )
-        elif self.prompt:
+        elif prompt:
             batch = self.processor(
                 images=list(images),
-                text=[self.prompt] * len(images),
+                text=[prompt] * len(images),
                 padding=True,
                 return_tensors="pt",
                 **self._processor_kwargs,

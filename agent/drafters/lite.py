@@ -203,7 +203,10 @@ class LiteDrafter(Drafter):
         """Top-k (label, probability) per image."""
         return [_top(row, top_k) for row in self.probabilities(images)]
 
-    def draft(self, images: Sequence[Image.Image], infos: Sequence[ImageInfo], n: int) -> list[Draft]:
+    def draft(
+        self, images: Sequence[Image.Image], infos: Sequence[ImageInfo], n: int, style: str | None = None
+    ) -> list[Draft]:
+        # ``style`` is not used: the tagger's drafts do not depend on the wording asked for.
         top_k = max(3, min(10, n))
         tree, drafts = hierarchy(), []
         threshold, context = self.settings.hedge_threshold, self.settings.context_threshold

@@ -210,6 +210,17 @@ def get_preset(name: str) -> VLMPreset:
     return presets[name]
 
 
+def task_prompt(preset: VLMPreset | None, settings: Any, style: str | None, fallback: str) -> str:
+    """A VLM drafter's prompt for a request in ``style``: the config's own ``prompt`` when set; else the preset's
+    prompt for the config's ``prompt_style`` when set, else for ``style`` (the preset's default prompt when it has
+    none for that style); ``fallback`` without a preset."""
+    if settings.prompt is not None:
+        return str(settings.prompt)
+    if preset is None:
+        return fallback
+    return preset.prompt_for(settings.prompt_style or style)
+
+
 def find_preset(model: str) -> VLMPreset | None:
     """The preset ``model`` names, or None for a hub id or a local folder (an existing path always wins)."""
     if os.sep in model or "/" in model or Path(model).exists():

@@ -81,7 +81,12 @@ class DrafterRouter:
             self._adopted.add(id(drafter))  # its owner closes it, not this router
 
     def draft(
-        self, name: str | None, images: Sequence[Image.Image], infos: Sequence[ImageInfo], n: int
+        self,
+        name: str | None,
+        images: Sequence[Image.Image],
+        infos: Sequence[ImageInfo],
+        n: int,
+        style: str | None = None,
     ) -> tuple[list[Draft], Drafter, list[str]]:
         """Draft with ``name``'s drafter; if its server goes down mid-run and the config allows it, with lite.
 
@@ -90,14 +95,14 @@ class DrafterRouter:
         drafter, note = self.get(name)
         notes = [note] if note else []
         try:
-            return drafter.draft(images, infos, n), drafter, notes
+            return drafter.draft(images, infos, n, style=style), drafter, notes
         except BackendError as exc:
             if drafter.name == "lite" or not self.settings.fallback_to_lite or getattr(exc, "retryable", True) is False:
                 raise
             lite, _ = self.get("lite")
             notes.append(f"drafter: {drafter.name} failed while drafting, used lite instead: {exc}")
             log.warning(notes[-1])
-            return lite.draft(images, infos, n), lite, notes
+            return lite.draft(images, infos, n, style=style), lite, notes
 
     def close(self) -> None:
         with self._lock:

@@ -86,7 +86,7 @@ class VLLMDrafter(Drafter):
             settings = _with_preset(settings, self.preset)
         self.settings = settings
         self.base_url = normalize_url(base_url)
-        self.prompt = settings.prompt or (self.preset.prompt_for(settings.prompt_style) if self.preset else CHAT_PROMPT)
+        self.prompt = vlm_presets.task_prompt(self.preset, settings, None, CHAT_PROMPT)  # with no request style
         self._client = self._openai.OpenAI(**self._client_kwargs())
         self.served_model = settings.model or ""
         self.served_model = self.served_model or self._first_model()
@@ -95,15 +95,19 @@ class VLLMDrafter(Drafter):
             self.check_ready()
 
     # --- stage 1 -----------------------------------------------------------------------------------------------
-    def draft(self, images: Sequence[Image.Image], infos: Sequence[ImageInfo], n: int) -> list[Draft]:
+    def draft(
+        self, images: Sequence[Image.Image], infos: Sequence[ImageInfo], n: int, style: str | None = None
+    ) -> list[Draft]:
         """One concurrent request per image; a server-wide failure raises, a per-image refusal leaves it empty."""
         urls = [image_data_url(im) for im in images]
+        prompt = vlm_presets.task_prompt(self.preset, self.settings, style, CHAT_PROMPT)
 
         async def run() -> list[list[Candidate] | Exception]:
             client = self._openai.AsyncOpenAI(**self._client_kwargs())
             try:
                 return await gather_bounded(
-                    [functools.partial(self._adraft_one, client, u, n) for u in urls], self.settings.max_concurrency
+                    [functools.partial(self._adraft_one, client, u, n, prompt) for u in urls],
+                    self.settings.max_concurrency,
                 )
             finally:  # connections must not outlive this event loop
                 await client.close()
@@ -133,17 +137,18 @@ class VLLMDrafter(Drafter):
         self._client.close()
 
     # --- internals ---------------------------------------------------------------------------------------------
-    async def _adraft_one(self, client: Any, url: str, n: int) -> list[Candidate]:
+    async def _adraft_one(self, client: Any, url: str, n: int, prompt: str) -> list[Candidate]:
         k = min(64, n + 2) if self.settings.decoding == "beam" else min(64, 2 * n)
         try:
-            reply = await client.chat.completions.create(**self._request(url, k))
+            reply = await client.chat.completions.create(**self._request(url, k, prompt=prompt))
         except Exception as exc:  # noqa: BLE001 - mapped to our errors
             raise self._map(exc) from exc
         return self._candidates(reply, n)
 
-    def _request(self, url: str, k: int, max_tokens: int | None = None) -> dict[str, Any]:
+    def _request(self, url: str, k: int, max_tokens: int | None = None, prompt: str | None = None) -> dict[str, Any]:
         # The prompt is text we wrote; the image is pixels. Nothing from the catalog or OCR goes into stage 1.
-        content = [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": self.prompt}]
+        text = self.prompt if prompt is None else prompt
+        content = [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": text}]
         body: dict[str, Any] = {
             "model": self.served_model,
             "messages": [{"role": "user", "content": content}],

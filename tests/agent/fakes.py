@@ -21,9 +21,11 @@ class FakeDrafter(Drafter):
 
     def __init__(self, drafts: Sequence[str]) -> None:
         self.drafts, self.model_id, self.calls = list(drafts), "fake-drafter", 0
+        self.styles: list[str | None] = []  # the style of each draft() call
 
-    def draft(self, images: Sequence[Any], infos: Sequence[ImageInfo], n: int) -> list[Draft]:
+    def draft(self, images: Sequence[Any], infos: Sequence[ImageInfo], n: int, style: str | None = None) -> list[Draft]:
         self.calls += 1
+        self.styles.append(style)
         cands = [Candidate(text=t, drafter="fake", score=1.0 - i / 10) for i, t in enumerate(self.drafts[:n])]
         return [Draft(image=info, candidates=cands, model_id=self.model_id) for info in infos]
 

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from fakes import CrashingPolicy, FakeDrafter, FakeRanker, ScriptedRefiner
 
-from caption_agent import AgentConfig, CaptionAgent
+from caption_agent import AgentConfig, CaptionAgent, CaptionRequest
 from caption_agent.errors import BackendUnavailableError, ModelOutputError
 from caption_agent.jobs.localize_job import CaptionRow, LocalizeStage, row_items
 from caption_agent.policies import PolicyEngine
@@ -340,3 +340,20 @@ def agent_request(image, **fields):
     from caption_agent.schemas import CaptionRequest
 
     return CaptionRequest(image=image, style="alt_text", **fields)
+
+
+def test_the_drafter_is_asked_in_each_requests_style(engine, images_dir):
+    """One draft call per (drafter, style): a VLM drafter's task prompt follows the request's style preset."""
+    drafter = FakeDrafter([DRAFT])
+    agent = CaptionAgent(
+        AgentConfig.load(refiner={"backend": "none"}), drafter=drafter, ranker=FakeRanker(), policy=engine
+    )
+    image = images_dir / "coffee.jpg"
+    requests = [
+        CaptionRequest(image=image, style="alt_text"),
+        CaptionRequest(image=image, style="seo_product"),
+        CaptionRequest(image=image, style="alt_text"),
+    ]
+    results = agent.caption_batch(requests)
+    assert [r.style for r in results] == ["alt_text", "seo_product", "alt_text"]
+    assert drafter.styles == ["alt_text", "seo_product"]

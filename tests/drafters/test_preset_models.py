@@ -67,3 +67,30 @@ def drafter_image():
     from PIL import Image
 
     return Image.new("RGB", (96, 64), (180, 120, 40))
+
+
+def test_the_requests_style_picks_the_task_prompt_unless_the_config_fixes_one(preset_cache, color_images, make_infos):
+    from caption_agent.config import TransformersDrafterSettings
+    from caption_agent.drafters.hf import TransformersDrafter
+    from caption_agent.drafters.presets import get_preset, task_prompt
+
+    preset = get_preset("florence-2-base")
+    drafter = TransformersDrafter(TransformersDrafterSettings(model="florence-2-base", cache_dir=str(preset_cache)))
+    asked: list[str | None] = []
+    real_inputs = drafter._inputs
+
+    def recording_inputs(images, prompt=None):  # the real processor call, with the prompt it was given noted
+        asked.append(prompt)
+        return real_inputs(images, prompt)
+
+    drafter._inputs = recording_inputs
+    images = [color_images["red"]]
+    for style in ("seo_product", "alt_text", "dataset_recaption", "no_such_style", None):
+        assert drafter.draft(images, make_infos(images), 1, style=style)[0].candidates
+    assert asked == ["<DETAILED_CAPTION>", "<CAPTION>", "<MORE_DETAILED_CAPTION>", "<CAPTION>", "<CAPTION>"]
+    # What the config sets wins over the request's style: prompt_style, then an explicit prompt.
+    fixed = TransformersDrafterSettings(model="florence-2-base", prompt_style="dataset_recaption")
+    assert task_prompt(preset, fixed, "seo_product", "x") == "<MORE_DETAILED_CAPTION>"
+    own = TransformersDrafterSettings(model="florence-2-base", prompt_style="seo_product", prompt="<OD>")
+    assert task_prompt(preset, own, "alt_text", "x") == "<OD>"
+    assert task_prompt(None, TransformersDrafterSettings(), "seo_product", "a photo of") == "a photo of"

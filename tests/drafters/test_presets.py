@@ -96,7 +96,7 @@ def test_offline_error_names_the_preset_and_the_download_command(tmp_path, monke
 class _Lite(Drafter):
     name = "lite"
 
-    def draft(self, images, infos, n):  # pragma: no cover - never called here
+    def draft(self, images, infos, n, style=None):  # pragma: no cover - never called here
         return []
 
 
