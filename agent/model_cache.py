@@ -126,7 +126,7 @@ def prune(root: Path | None = None, *, everything: bool = False, dry_run: bool =
                     shutil.rmtree(entry.path, ignore_errors=True)
         except filelock.Timeout:
             continue
-        if not dry_run and not target.exists():  # no entry left for the lock to guard
+        if not target.exists():  # no entry left for the lock to guard (a dry run took it for a temp folder)
             Path(str(target) + ".lock").unlink(missing_ok=True)
         removed.append(entry)
     return removed
