@@ -108,13 +108,20 @@ def entries(root: Path | None = None) -> Iterator[CacheEntry]:
             yield CacheEntry(entry, size, read_stamp(entry))
 
 
-def prune(root: Path | None = None, *, everything: bool = False, dry_run: bool = False) -> list[CacheEntry]:
-    """Remove stale entries (or all with ``everything``) and return them; an entry being built is left alone."""
+def prune(
+    root: Path | None = None,
+    *,
+    everything: bool = False,
+    dry_run: bool = False,
+    only: Callable[[CacheEntry], bool] | None = None,
+) -> list[CacheEntry]:
+    """Remove stale entries (or all with ``everything``; among those ``only`` accepts, when given) and return them;
+    an entry being built is left alone."""
     import filelock
 
     removed = []
     for entry in list(entries(root)):
-        if not (everything or entry.stale):
+        if not (everything or entry.stale) or (only is not None and not only(entry)):
             continue
         # A build in progress holds the lock of the entry it will become; its temp sibling has no stamp yet.
         name = entry.path.name

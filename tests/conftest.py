@@ -22,15 +22,10 @@ os.environ.setdefault("CAPTION_AGENT_CACHE_DIR", str(REPO / ".cache" / "model-ca
 def _prune_test_model_exports(tmp_path_factory: pytest.TempPathFactory):
     """Tiny models built in pytest's temp folders are exported into the cache too; drop those entries at the end."""
     yield
-    import shutil
-
-    from caption_agent.model_cache import entries
+    from caption_agent.model_cache import prune
 
     base = tmp_path_factory.getbasetemp().resolve()
-    for entry in list(entries()):
-        if entry.source and Path(entry.source).resolve().is_relative_to(base):
-            shutil.rmtree(entry.path, ignore_errors=True)
-            Path(str(entry.path) + ".lock").unlink(missing_ok=True)
+    prune(everything=True, only=lambda e: bool(e.source) and Path(str(e.source)).resolve().is_relative_to(base))
 
 
 @pytest.fixture(scope="session")
