@@ -150,6 +150,20 @@ class PolicyDecision(BaseModel):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
+class HoldReason(BaseModel):
+    """Why a result was not published, as data a review desk and reports can use.
+
+    ``code`` is stable and machine-readable (``subject.unnamed``, ``pii.email``, ``refiner.unavailable``…);
+    ``message`` says what is wrong in a reviewer's words; ``fix`` says what would make it publishable;
+    ``detail`` is the rule's technical wording, shown one click away."""
+
+    code: str = Field(description="Stable machine-readable reason code, '<area>.<what>'.")
+    message: str = Field(description="What is wrong, in a reviewer's words.")
+    fix: str = Field("", description="What would make the result publishable.")
+    detail: str = Field("", description="The technical detail (rule name, scores, the rule's own wording).")
+    rule: str = Field("", description="The rule or stage that raised it.")
+
+
 class ModerationOutcome(BaseModel):
     action: Action
     text: str
@@ -201,5 +215,8 @@ class CaptionResult(BaseModel):
     facts_used: list[str] = Field(default_factory=list)
     decision: Action | None = None
     decisions: list[PolicyDecision] = Field(default_factory=list)
+    reasons: list[HoldReason] = Field(
+        default_factory=list, description="Why the result is held (status review/blocked): one entry per cause."
+    )
     provenance: Provenance = Field(default_factory=Provenance)
     error: ErrorRecord | None = None
