@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import re
-import unicodedata
+from collections.abc import Sequence
 
-_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
+from caption_agent.canonical import canonical
+
 _SPACES = re.compile(r"\s+")
 
 
 def normalize(text: str) -> str:
-    """NFKC, zero-width characters removed, whitespace folded. Used before matching rules."""
-    return _SPACES.sub(" ", unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH)).strip()
+    """The canonical form (agent.canonical): NFKC, invisible characters removed, whitespace folded."""
+    return canonical(text).text
 
 
 def fit_length(text: str, max_chars: int) -> str:
@@ -38,92 +39,22 @@ def strip_opening(text: str, openings: list[str]) -> str:
     return text
 
 
-# Look-alike letters folded to Latin before matching rules (Cyrillic, Greek, IPA). NFKD already maps
-# fullwidth, mathematical and circled letters; these survive it because they are distinct letters.
-_CONFUSABLES = str.maketrans(
-    {
-        "а": "a",
-        "в": "b",
-        "е": "e",
-        "ё": "e",
-        "к": "k",
-        "м": "m",
-        "н": "h",
-        "о": "o",
-        "р": "p",
-        "с": "c",
-        "т": "t",
-        "у": "y",
-        "х": "x",
-        "і": "i",
-        "ї": "i",
-        "ј": "j",
-        "ѕ": "s",
-        "ԁ": "d",
-        "ԛ": "q",
-        "ԝ": "w",
-        "ɡ": "g",
-        "ɑ": "a",
-        "ı": "i",
-        "ſ": "s",
-        "α": "a",
-        "β": "b",
-        "ε": "e",
-        "ι": "i",
-        "κ": "k",
-        "ν": "v",
-        "ο": "o",
-        "ρ": "p",
-        "τ": "t",
-        "υ": "u",
-        "χ": "x",
-        "ω": "w",
-        "ѵ": "v",
-        "ӏ": "i",
-        "ғ": "f",
-        "һ": "h",
-        "ԍ": "g",
-        "ӧ": "o",
-    }
-)
-# Digits used as letters ("fr33", "sh1t") and OCR's l/I confusion ("lgnore"). Only for matching. Symbols
-# ("$", "@", "!") are not mapped here, a trailing "!" would glue onto the word; matchers allow them per letter.
-_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "l": "i"})
-
-
 def fold(text: str) -> str:
-    """Matching form: NFKC, zero-width removed, case-folded, diacritics and look-alike letters folded."""
-    return skeleton_map(text, leet=False)[0]
+    """Matching form: canonical, case-folded, diacritics and look-alike letters folded (agent.canonical)."""
+    return canonical(text).skeleton
 
 
 def skeleton(text: str) -> str:
     """Like ``fold`` and also maps digits used as letters and OCR's l/I confusion (0→o, 1/l→i, 3→e, 5→s);
     both sides of a match must be skeletons."""
-    return skeleton_map(text, leet=True)[0]
+    return canonical(text).leet
 
 
-def skeleton_map(text: str, leet: bool = True) -> tuple[str, list[int]]:
+def skeleton_map(text: str, leet: bool = True) -> tuple[str, Sequence[int]]:
     """``fold``/``skeleton`` plus, for each output character, the index of the input character it came from,
     so that a match found in the folded text can be cut out of the original."""
-    out: list[str] = []
-    index: list[int] = []
-    for i, ch in enumerate(text):
-        if ch in "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e\u200e\u200f\u202a\u202b\u202c\u202d\u202e":
-            continue
-        if ch.isspace():
-            out.append(" ")
-            index.append(i)
-            continue
-        for part in unicodedata.normalize("NFKD", ch):
-            if unicodedata.combining(part):
-                continue
-            part = part.casefold().translate(_CONFUSABLES)
-            if leet:
-                part = part.translate(_LEET)
-            for c in part:
-                out.append(c)
-                index.append(i)
-    return "".join(out), index
+    form = canonical(text)
+    return (form.leet if leet else form.skeleton), form.skeleton_index
 
 
 _ARTICLE = re.compile(r"\b([Aa])(n?)\s+(\w)")

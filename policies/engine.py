@@ -12,11 +12,12 @@ or block) and says why: the engine never fails open.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from caption_agent.canonical import ByteLRU
 from caption_agent.policies.context import ModerationContext
 from caption_agent.policies.rules.base import RULES, Rule, RuleResult, strongest
 from caption_agent.policies.schema import LoadedPolicy, RulesConfig, load_policy
@@ -41,8 +42,11 @@ class PolicyEngine:
         self._rules: dict[str, list[Rule]] = {}
         self._lock = threading.Lock()
         # cleaned input text -> the passages cut out of it, so that review() can compare a caption with what an
-        # injection asked for even when the caller builds a fresh ModerationContext (bounded, process-local).
-        self._removed: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+        # injection asked for even when the caller builds a fresh ModerationContext (process-local, bounded by
+        # bytes: a 2 MB fact must not pin 2 MB per entry of a count-bounded cache).
+        self._removed: ByteLRU[str, tuple[str, ...]] = ByteLRU(
+            16 << 20, lambda text, passages: sys.getsizeof(text) + sum(sys.getsizeof(p) for p in passages)
+        )
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> PolicyEngine:
@@ -157,16 +161,13 @@ class PolicyEngine:
         if len(rest.strip()) < 8:  # nothing but the placeholder: too common a key to tie to one request
             return
         with self._lock:
-            self._removed[cleaned] = tuple(dict.fromkeys([*self._removed.get(cleaned, ()), *passages]))[-20:]
-            self._removed.move_to_end(cleaned)
-            while len(self._removed) > 20_000:
-                self._removed.popitem(last=False)
+            known = self._removed.get(cleaned) or ()
+            self._removed.put(cleaned, tuple(dict.fromkeys([*known, *passages]))[-20:])
 
     def _recall(self, ctx: ModerationContext) -> None:
         """Add to ``ctx.neutralised`` what prepare_inputs cut from the (cleaned) texts this context carries."""
         texts = [ctx.image_text] + [f.text for f in ctx.facts] + [v for f in ctx.facts for v in f.fields.values()]
-        with self._lock:
-            found = [p for t in texts if t in self._removed for p in self._removed[t]]
+        found = [p for t in texts for p in self._removed.get(t) or ()]
         ctx.neutralised.extend(p for p in dict.fromkeys(found) if p not in ctx.neutralised)
 
     # -- 3. the caption -------------------------------------------------------------------------------------

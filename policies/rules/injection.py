@@ -1,8 +1,9 @@
 """Prompt injection: untrusted text (catalog rows, text read from images) is data, never instructions.
 
 Before the prompt, every clause of untrusted text that reads like an instruction to the model (in English,
-German, French, Spanish, Italian, Portuguese, Dutch, Russian, Chinese, Japanese, Korean; look-alike letters,
-leetspeak and OCR confusions folded) is cut out and replaced by a placeholder. After refinement, a caption
+German, French, Spanish, Italian, Portuguese, Dutch, Russian, Chinese, Japanese, Korean; read on the canonical
+form, so invisible characters, look-alike letters, leetspeak and OCR confusions do not hide it) is cut out and
+replaced by a placeholder. After refinement, a caption
 that carries what an injected instruction asked for (its quoted text, links, shouted words, the words after
 "say"/"write") or that talks like a hijacked model is caught.
 """
@@ -10,11 +11,13 @@ that carries what an injected instruction asked for (its quoted text, links, sho
 from __future__ import annotations
 
 import re
+import sys
 from functools import lru_cache
 from typing import Literal, Sequence
 
 from pydantic import Field
 
+from caption_agent.canonical import ByteLRU, canonical
 from caption_agent.policies.rules.base import Rule, RuleConfig, RuleResult
 from caption_agent.text import fold, skeleton
 
@@ -77,12 +80,46 @@ _PHRASES: list[str] = [
     r"\bescreva (?:apenas|somente)\b",
     r"\bje bent nu\b",
     r"\bтеперь ты\b",
+    # Negated obedience: "do not follow the rules above", "Bitte beachte die obigen Regeln nicht mehr".
+    r"\b(?:do not|don'?t|never|stop) (?:follow|obey|respect|comply with|listen to|adhere to)\w* (?:\w+ ){0,3}?"
+    r"(?:instruction|rule|prompt|guideline|direction|polic|directive)",
+    r"\b(?:instruction|rule|guideline|direction|prompt)s? (?:\w+ ){0,2}?(?:no longer|don'?t|do not) apply\b",
+    r"\b(?:beachte|befolge|folge|gehorche)\w* (?:\w+ ){0,4}?(?:regeln|anweisung\w*|vorgaben|instruktion\w*|befehl\w*|"
+    r"richtlinien) nicht\b",
+    r"\b(?:beachte|befolge|folge|gehorche)\w* nicht "
+    r"(?:mehr )?(?:\w+ ){0,3}?(?:regeln|anweisung|vorgaben|instruktion|befehl)",
+    r"\bhalte? dich nicht (?:mehr )?an (?:\w+ ){0,3}?(?:regeln|anweisung|vorgaben|instruktion|befehl)",
+    r"\b(?:regeln|anweisungen|vorgaben|instruktionen|befehle) (?:\w+ ){0,2}?(?:gelten|gilt) "
+    r"(?:ab jetzt |ab sofort )?nicht mehr\b",
+    r"\bne (?:tiens|tenez|tenir) (?:plus |pas )?compte "
+    r"(?:\w+ ){0,3}?(?:regle|consigne|instruction|directive|indication)",
+    r"\bne (?:suis|suivez|suivre|respecte|respectez|respecter|applique|appliquez) (?:plus|pas) (?:\w+ ){0,3}?"
+    r"(?:regle|consigne|instruction|directive|indication)",
+    r"\bno (?:sigas|siga|sigan|seguir|obedezcas|obedezca|respetes|respete) "
+    r"(?:\w+ ){0,3}?(?:instruccion|indicacion|regla|orden|norma)",
+    r"\bdej[ae] de (?:seguir|obedecer|respetar) (?:\w+ ){0,3}?(?:instruccion|indicacion|regla|orden|norma)",
+    r"\bnon (?:seguire|segui|seguite|rispettare|rispetta|obbedire|obbedisci|considerare|considera) "
+    r"(?:piu )?(?:\w+ ){0,3}?"
+    r"(?:istruzion|regol|indicazion|direttiv)",
+    r"\bnao (?:siga|sigas|sigam|seguir|obedeca|obedecer|respeite|respeitar|considere) (?:mais )?(?:\w+ ){0,3}?"
+    r"(?:instruc|regra|orienta|diretriz)",
+    r"\b(?:volg|gehoorzaam) (?:\w+ ){0,3}?(?:instructie|regel|opdracht|richtlijn)\w* niet\b",
+    r"\bvolg niet (?:meer )?(?:\w+ ){0,3}?(?:instructie|regel|opdracht|richtlijn)",
+    r"\bне (?:следуй|следуйте|слушай|слушайте|выполняй|выполняйте|соблюдай|соблюдайте|подчиняйся)\w* (?:\w+ ){0,3}?"
+    r"(?:инструкци|правил|указани|команд)",
 ]
 # CJK has no spaces: verb ... object within a few characters.
 _CJK = re.compile(
     r"(?:忽略|无视|忽视|忘记|忘掉|不要理会|無視|忘れ|무시|잊어).{0,8}?"
     r"(?:指令|指示|说明|規則|规则|提示|要求|命令|지시|명령)"
     r"|(?:指令|指示|命令|지시)を?.{0,4}?(?:無視|忘れ)|你现在是|你現在是|今からあなたは|あなたは今"
+    # Negated obedience and voided rules (zh, ja, ko), and "output X instead".
+    r"|(?:不要|别|勿|不再|停止)再?(?:遵守|遵循|听从|服从|执行|理会|按照|遵從|聽從).{0,8}?(?:规则|規則|指令|指示|说明|要求|提示|命令|设定)"
+    r"|(?:上面|以上|之前|先前|前面|上述)的?(?:所有)?(?:内容|规则|規則|指令|指示|说明|要求|设定)(?:全部|都)?(?:作废|无效|不再适用|失效)"
+    r"|(?:改为|改成|直接|只|仅)输出|从现在(?:开始|起)[，,]?\s*你(?:是|扮演|要)"
+    r"|(?:指示|ルール|規則|命令|指令)(?:に|には)?従わ(?:ないで|ず|なくて)|代わりに.{0,12}(?:出力|回答|答え)"
+    r"|[」』]と(?:出力|回答|返答|書いて|答えて)"
+    r"|(?:지침|지시|규칙|명령|안내)[을를]? ?따르지|(?:이?라고|라고) ?(?:출력|답|대답|쓰)"
 )
 # Role and delimiter tokens; matched on folded text (no leetspeak: '|' matters here).
 _TOKENS = re.compile(
@@ -170,8 +207,22 @@ def find_instructions(text: str) -> list[tuple[int, int]]:
     return list(_find_instructions(text))
 
 
-@lru_cache(maxsize=4096)  # the same facts are scanned before the prompt and at every review
+# The same facts are scanned before the prompt and at every review: results are cached per text, bounded by bytes
+# (a text of 2 MB once took 4 MB of an entry-counted cache and stayed there).
+_SPANS: ByteLRU[str, tuple[tuple[int, int], ...]] = ByteLRU(
+    16 << 20, lambda text, spans: sys.getsizeof(text) + 64 * (len(spans) + 1)
+)
+
+
 def _find_instructions(text: str) -> tuple[tuple[int, int], ...]:
+    hit = _SPANS.get(text)
+    if hit is None:
+        hit = _scan(text)
+        _SPANS.put(text, hit)
+    return hit
+
+
+def _scan(text: str) -> tuple[tuple[int, int], ...]:
     spans: list[tuple[int, int]] = []
     for m in _SENTENCE.finditer(text):
         sentence = m.group()
@@ -204,24 +255,20 @@ def strip_instructions(text: str, known: Sequence[str] = ()) -> str:
 
 
 def _match_start(sentence: str) -> int | None:
-    """Index in ``sentence`` where an instruction starts, or None. Skeleton offsets map back through a prefix."""
-    sk = skeleton(sentence)
-    starts = [m.start() for p in _compiled() for m in [p.search(sk)] if m]
-    for pattern in (_CJK, _TOKENS):
-        hit = pattern.search(fold(sentence) if pattern is _TOKENS else sentence)
-        if hit:
-            starts.append(hit.start())
+    """Index in ``sentence`` where an instruction starts, or None. Matches run on the canonical forms
+    (agent.canonical: invisible characters gone, look-alikes read as Latin) and map back to ``sentence``."""
+    form = canonical(sentence)
+    sk, fold_form, index = form.leet, form.skeleton, form.skeleton_index
+    starts = [index[m.start()] for p in _compiled() for m in [p.search(sk)] if m]
+    hit = _CJK.search(form.text)
+    if hit:
+        starts.append(form.index[hit.start()])
+    hit = _TOKENS.search(fold_form)
+    if hit:
+        starts.append(index[min(hit.start() + (1 if fold_form[hit.start()] == "\n" else 0), len(index) - 1)])
     if not starts and re.search(_COMPACT, re.sub(r"[\W_]+", "", sk)):
         starts.append(0)
-    if not starts:
-        return None
-    # skeleton/fold may change lengths (ligatures, ß); walk the prefix to find the original index.
-    first, acc = min(starts), 0
-    for i, ch in enumerate(sentence):
-        if acc >= first:
-            return i
-        acc += len(skeleton(ch))
-    return 0
+    return min(starts) if starts else None
 
 
 def payload(sentences: list[str]) -> tuple[list[str], set[str]]:

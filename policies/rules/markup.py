@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from html.entities import html5
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
+from caption_agent.canonical import canonical
 from caption_agent.policies.rules.base import Rule, RuleConfig, RuleResult
 from caption_agent.text import tidy
 
@@ -45,16 +47,18 @@ _ATTRS = r"""(?:\s+(?:"[^"]*"|'[^']*'|[^'"<>])*)?"""
 _OPEN_AT_END = (
     rf"<(?:({_CONTENT_TAGS})\b[^<>]*|(a|img|link|meta|base|form|input|body|html|video|audio)\b[^<>]*=[^<>]*)$"
 )
+# One character of a link target, or a balanced pair of parentheses ("javascript:alert(1)", "Mug_(vessel)").
+_TARGET = r"(?:[^()\s<>]|\([^()\s<>]{0,200}\))"
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("html comment", re.compile(r"<!--.*?(?:-->|$)|<!\[CDATA\[.*?(?:\]\]>|$)|<![A-Za-z][^<>]*>|<\?.*?(?:\?>|$)", re.S)),
     ("script", re.compile(rf"<({_CONTENT_TAGS})\b{_ATTRS}\s*/?>.*?(?:</\1\s*>|$)", re.S | re.I)),
     ("autolink", re.compile(r"<(?:https?|ftp|mailto|javascript|data):[^<>\s]*>", re.I)),
     ("html tag", re.compile(rf"</?([A-Za-z][\w:-]*){_ATTRS}\s*/?>")),
     ("open tag", re.compile(_OPEN_AT_END, re.I)),
-    ("markdown image", re.compile(r"!\[([^\[\]\n]{0,300})\]\(\s*<?[^()\s<>]*>?(?:\s+(?:\"[^\"]*\"|'[^']*'))?\s*\)")),
+    ("markdown image", re.compile(rf"!\[([^\[\]\n]{{0,300}})\]\(\s*<?{_TARGET}*>?(?:\s+(?:\"[^\"]*\"|'[^']*'))?\s*\)")),
     # A link goes somewhere: its target has a scheme, a path, a domain, an anchor or a (masked) address.
     ("markdown link",
-     re.compile(r"\[([^\[\]\n]{0,300})\]\(\s*<?([^()\s<>]*[:/.#?@\[][^()\s<>]*)>?(?:\s+\"[^\"]*\")?\s*\)")),
+     re.compile(rf"\[([^\[\]\n]{{0,300}})\]\(\s*<?({_TARGET}*[:/.#?@\[]{_TARGET}*)>?(?:\s+\"[^\"]*\")?\s*\)")),
     ("markdown link", re.compile(r"^[ \t]{0,3}\[[^\]\n]{1,100}\]:[ \t]*\S+.*$", re.M)),  # reference definition
     ("html entity", re.compile(r"&(?:#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")),
 )  # fmt: skip
@@ -68,23 +72,25 @@ def _is_tag(match: re.Match[str]) -> bool:
 def strip_markup(text: str) -> tuple[str, list[str]]:
     """``text`` without markup, and what was removed ("html tag <script>", "markdown link", ...), in order.
 
-    Repeats until nothing changes (at most 4 rounds), so that entities that decode to a tag ("&lt;b&gt;") and
-    tags split by tags ("<scr<b></b>ipt>") are removed too."""
+    Markup is found in the canonical form (agent.canonical), so look-alikes that normalise to markup
+    ("＜script＞", "﹤b﹥", invisible characters inside a tag name) count; it is cut out of the text as written,
+    and what is not markup is left exactly as it was. Repeats until nothing changes (at most 4 rounds), so that
+    entities that decode to a tag ("&lt;b&gt;") and tags split by tags ("<scr<b></b>ipt>") are removed too."""
     removed: list[str] = []
     for _ in range(4):
         before = text
         for kind, pattern in _PATTERNS:
-            text = pattern.sub(lambda m, k=kind: _replace(k, m, removed), text)  # type: ignore[misc]
+            text = canonical(text).sub(pattern, lambda m, raw, k=kind: _replace(k, m, raw, removed))  # type: ignore[misc]
         if text == before:
             break
     return text, list(dict.fromkeys(removed))
 
 
-def _replace(kind: str, match: re.Match[str], removed: list[str]) -> str:
+def _replace(kind: str, match: re.Match[str], raw: Callable[[int], str], removed: list[str]) -> str:
     whole = match.group()
     if kind == "html tag":
         if not _is_tag(match):
-            return whole
+            return raw(0)
         name = match.group(1).lower()
         removed.append(f"html tag <{name}>")
         return "" if name in _INLINE_TAGS else " "
@@ -92,7 +98,7 @@ def _replace(kind: str, match: re.Match[str], removed: list[str]) -> str:
         # Only whole entities: html.unescape would also read "&notit;" as "¬it;".
         decoded = html.unescape(whole) if whole.startswith("&#") else html5.get(whole[1:], whole)
         if decoded == whole:
-            return whole
+            return raw(0)
         removed.append(f"html entity {whole}")
         return decoded
     if kind == "open tag":
@@ -102,7 +108,7 @@ def _replace(kind: str, match: re.Match[str], removed: list[str]) -> str:
         removed.append(f"html tag <{match.group(1).lower()}> and its content")
         return " "
     removed.append(kind)
-    return match.group(1) if kind in ("markdown link", "markdown image") and match.re.groups else " "
+    return raw(1) if kind in ("markdown link", "markdown image") and match.re.groups else " "
 
 
 def find_markup(text: str) -> list[str]:

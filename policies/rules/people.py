@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from caption_agent.canonical import latin_words
 from caption_agent.policies.rules.base import Rule, RuleConfig, RuleResult
 from caption_agent.schemas import PolicyDecision
 from caption_agent.text import fold, tidy
@@ -211,7 +212,9 @@ class PeopleRule(Rule):
         faces = "faces not counted" if ctx.faces is None else f"{ctx.faces} face(s)"
         english = ctx.locale.lower().startswith("en")
         problems: list[str] = []
-        fixed = text
+        # Read spoofed words as the English words they show ("wоman" with a Cyrillic о, small capitals, invisible
+        # characters inside): the rewrite starts from that reading; nothing changes when nothing is found.
+        fixed = latin_words(text) if english else text
         if cfg.identity == "remove":
             for name in self._names(ctx):
                 pattern = re.compile(r"(?:,\s*)?\b" + re.escape(name) + r"(?:['’]s)?\b(?:\s*,)?", re.IGNORECASE)

@@ -8,23 +8,24 @@ the other kinds are in ``pii_patterns``.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from pydantic import Field, model_validator
 
+from caption_agent.canonical import canonical
 from caption_agent.policies.rules import pii_patterns as pat
 from caption_agent.policies.rules.base import Rule, RuleConfig, RuleResult
 from caption_agent.policies.rules.pii_patterns import gtin_ok, iban_ok, luhn_ok
+from caption_agent.text import tidy
 
 __all__ = ["ALL_KINDS", "PiiConfig", "PiiRule", "Span", "find_pii", "iban_ok", "luhn_ok", "mask_spans"]
-from caption_agent.text import tidy
 
 if TYPE_CHECKING:  # pragma: no cover
     from caption_agent.policies.context import ModerationContext
 
-_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
+# Label separators of domain names besides "." (IDNA / UTS #46): the ideographic full stop and its half-width form.
+_IDNA_DOTS = str.maketrans({"\u3002": ".", "\uff61": ".", "\ufe52": "."})
 Kind = Literal["email", "phone", "url", "card", "address", "iban"]
 ALL_KINDS: tuple[Kind, ...] = ("email", "url", "iban", "card", "phone", "address")
 EmailWords = tuple[Sequence[str], Sequence[str]]
@@ -76,23 +77,17 @@ def find_pii(
 ) -> list[Span]:
     """Non-overlapping PII spans in ``text``, earliest first (the longer one wins an overlap).
 
-    Detection runs on the NFKC form without zero-width characters (fullwidth "ｊａｎｅ＠ｓｈｏｐ．ｃｏｍ",
-    "jane@\u200bshop.com"); spans are mapped back to ``text``."""
-    norm, index = _nfkc_map(text)
-    return [
-        Span(index[s.start], index[s.end - 1] + 1, s.kind, text[index[s.start] : index[s.end - 1] + 1])
-        for s in _find(norm, kinds, regions, words)
-    ]
-
-
-def _nfkc_map(text: str) -> tuple[str, list[int]]:
-    out: list[str] = []
-    index: list[int] = []
-    for i, ch in enumerate(text):
-        for c in unicodedata.normalize("NFKC", ch).translate(_ZERO_WIDTH):
-            out.append(c)
-            index.append(i)
-    return "".join(out), index
+    Detection runs on the canonical form (agent.canonical: NFKC, invisible characters removed, so fullwidth
+    "ｊａｎｅ＠ｓｈｏｐ．ｃｏｍ" and "jane@\u2063shop.com" are found) with ideographic full stops read as dots
+    ("sales@shop。com"); spans are mapped back to ``text`` and cover the invisible characters inside them."""
+    form = canonical(text)
+    found = []
+    for s in _find(form.text.translate(_IDNA_DOTS), kinds, regions, words):
+        a, b = form.raw_span(s.start, s.end)
+        found.append(Span(a, b, s.kind, text[a:b]))
+    if form.text != text:  # and the text exactly as it will be published
+        found += [Span(s.start, s.end, s.kind, text[s.start : s.end]) for s in _find(text, kinds, regions, words)]
+    return _merge(found)
 
 
 def _find(text: str, kinds: Sequence[str], regions: Sequence[str], words: EmailWords) -> list[Span]:
@@ -100,11 +95,7 @@ def _find(text: str, kinds: Sequence[str], regions: Sequence[str], words: EmailW
     if "email" in kinds:
         found += [Span(s, e, "email", text[s:e]) for s, e in pat.emails(text, *words)]
     if "url" in kinds:
-        found += [
-            Span(m.start(), m.end(), "url", m.group())
-            for m in pat.URL.finditer(text)
-            if not pat.inside_email(text, m.start())
-        ]
+        found += [Span(s, e, "url", text[s:e]) for s, e in pat.urls(text) if not pat.inside_email(text, s)]
     if "iban" in kinds:
         found += [Span(s, e, "iban", text[s:e]) for s, e in pat.ibans(text)]
     if "card" in kinds:
@@ -113,7 +104,12 @@ def _find(text: str, kinds: Sequence[str], regions: Sequence[str], words: EmailW
         found += _phones(text, regions)
     if "address" in kinds:
         found += [Span(s, e, "address", text[s:e]) for s, e in pat.addresses(text)]
-    found.sort(key=lambda s: (s.start, -(s.end - s.start)))
+    return _merge(found)
+
+
+def _merge(found: list[Span]) -> list[Span]:
+    """Non-overlapping spans, earliest first; the longer one wins an overlap."""
+    found = sorted(found, key=lambda s: (s.start, -(s.end - s.start)))
     out: list[Span] = []
     for span in found:
         if out and span.start < out[-1].end:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Sequence
+from typing import Any, Sequence
 
 Spans = list[tuple[int, int]]
 
@@ -19,17 +19,58 @@ Spans = list[tuple[int, int]]
 AT_WORDS = ("at", "arobase", "arroba", "chiocciola", "klammeraffe", "apenstaartje", "ät")
 DOT_WORDS = ("dot", "punkt", "point", "punto", "ponto", "punt")
 
+# Top-level domains a spelt-out address may end in ("anna at shop dot com"): a spelt-out address has no dots to
+# find a public suffix by, so its last label must be one of these.
 TLDS = (
     "com|net|org|info|biz|io|co|ai|app|dev|shop|store|online|site|xyz|top|me|ly|gl|to|tv|cc|"
     "de|fr|uk|es|it|nl|be|ch|at|pl|ru|cn|jp|br|in|au|ca|us|eu|pt|se|dk|no|fi|ie|mx|ar|nz|za"
 ).split("|")
 
 EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63})*\.[A-Za-z]{2,24}\b")
-URL = re.compile(
-    r"\b(?:(?:https?|ftp)://|www\.)[^\s<>\"')\]]+"
-    r"|\b(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:" + "|".join(TLDS) + r")\b(?:/[^\s<>\"')\]]*)?",
+_SCHEME_URL = re.compile(r"\b(?:(?:https?|ftp)://|www\.)[^\s<>\"')\]]+", re.IGNORECASE)
+# A bare domain: dot-separated ASCII labels, then an optional port and path. Whether its last labels are a public
+# suffix is decided by the Public Suffix List (``_public_suffix``), not by this pattern.
+_BARE = re.compile(
+    r"(?<![\w@.-])(?P<host>(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?P<tld>[a-z][a-z0-9-]{0,61}[a-z0-9]))"
+    r"(?![\w-]|\.[a-z0-9])(?P<rest>(?::\d{2,5})?(?:[/?#][^\s<>\"')\]]*)?)",
     re.IGNORECASE,
 )
+# Public suffixes that are also file extensions ("manual.zip", "README.md"): a bare name with one counts as an
+# address only with a path.
+FILE_SUFFIXES = frozenset({"zip", "mov", "md", "py", "sh", "rs", "pdf", "exe"})
+
+
+@lru_cache(maxsize=1)
+def _extractor() -> Any:
+    """The Public Suffix List of the ``tldextract`` package: its bundled snapshot, never fetched (loaded at
+    first use, not at import)."""
+    import tldextract  # lazy: imports requests
+
+    return tldextract.TLDExtract(cache_dir=None, suffix_list_urls=(), fallback_to_snapshot=True)
+
+
+def _public_suffix(host: str) -> str:
+    """The public suffix (ICANN section) of ``host`` when ``host`` has a registrable name before it, else ""."""
+    parts = _extractor().extract_str(host)
+    return str(parts.suffix) if parts.domain and parts.suffix else ""
+
+
+def urls(text: str) -> Spans:
+    """Web addresses: with a scheme or ``www.``, or bare (``lumen-deals.click/offer``, ``shop.co.jp``).
+
+    A bare name counts when it ends in a public suffix (Public Suffix List) and its suffix is written in lower
+    case, or the whole name in upper case: a capitalised word after a dot is a sentence with a missing space
+    ("mug.Black lid", "Acme Co.Ltd"), not an address. A suffix that is also a file extension needs a path."""
+    found = [(m.start(), m.end()) for m in _SCHEME_URL.finditer(text)]
+    for m in _BARE.finditer(text):
+        host, tld = m.group("host"), m.group("tld")
+        if not (tld.islower() or host.isupper()) or inside_email(text, m.start()):
+            continue
+        suffix = _public_suffix(host.lower())
+        if not suffix or (suffix in FILE_SUFFIXES and not m.group("rest")):
+            continue
+        found.append((m.start(), m.end()))
+    return found
 
 
 @lru_cache(maxsize=8)

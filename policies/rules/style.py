@@ -12,9 +12,10 @@ from typing import Literal
 
 from pydantic import Field
 
+from caption_agent.canonical import visible
 from caption_agent.policies.rules.base import Rule, RuleConfig, RuleResult
 from caption_agent.policies.rules.blocklist import term_pattern
-from caption_agent.text import fit_length, normalize, skeleton_map, tidy
+from caption_agent.text import fit_length, skeleton_map, tidy
 
 
 class StyleConfig(RuleConfig):
@@ -38,8 +39,10 @@ class StyleRule(Rule):
     def check_output(self, text: str, ctx) -> RuleResult:
         preset = ctx.preset
         fixes: list[str] = []
-        fixed = normalize(text)
-        if fixed != " ".join(text.split()):
+        # Only what nobody can see goes; no NFKC: the text is published as written (issue 25: normalising here
+        # turned "＜script＞", which markup had judged, into "<script>").
+        fixed = visible(text)
+        if fixed.split() != text.split():
             fixes.append("removed invisible characters")
         openings = [*preset.banned_openings, *self.config.extra_banned_openings]
         cut = _strip_opening(fixed, openings)

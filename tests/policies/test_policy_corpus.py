@@ -10,6 +10,8 @@ from caption_agent.eval.policies import evaluate, load_corpus, run_case
 
 CORPUS = Path(__file__).parent / "corpus"
 CASES = load_corpus(CORPUS)
+# Issue 25: the variant set written before the canonical-text fix (its first run on main: corpus/variants/BEFORE.txt).
+VARIANTS = load_corpus(CORPUS / "variants")
 
 
 def _marks(case):
@@ -41,3 +43,19 @@ def test_rates_on_the_text_corpus(engine):
         if rates.positives:
             assert rates.catch_rate == 1.0, (name, report.table())
         assert rates.false_positives == 0, (name, report.table())
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in VARIANTS])
+def test_variant_case(engine, case):
+    result = run_case(engine, case)
+    assert not result.problems, f"{case.id}: {result.problems} -> {result.action} {result.text!r}"
+
+
+def test_variant_rates_every_class_caught_and_product_text_untouched(engine):
+    report = evaluate(engine, VARIANTS)
+    for name in ("pii", "injection", "blocklist", "markup", "people"):
+        rates = report.rates[name]
+        assert rates.positives >= 6 and rates.catch_rate == 1.0, (name, report.table())
+    assert all(r.false_positives == 0 for r in report.rates.values()), report.table()
+    product = [c for c in VARIANTS if c.id.startswith("pii-neg-product")]
+    assert len(product) >= 15 and not [r for r in report.results if r.case in product and r.fired]
