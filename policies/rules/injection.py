@@ -83,14 +83,15 @@ _PHRASES: list[str] = [
     # Negated obedience: "do not follow the rules above", "Bitte beachte die obigen Regeln nicht mehr".
     r"\b(?:do not|don'?t|never|stop) (?:follow|obey|respect|comply with|listen to|adhere to)\w* (?:\w+ ){0,3}?"
     r"(?:instruction|rule|prompt|guideline|direction|polic|directive)",
-    r"\b(?:instruction|rule|guideline|direction|prompt)s? (?:\w+ ){0,2}?(?:no longer|don'?t|do not) apply\b",
+    r"\b(?:previous|prior|above|earlier|original|old) (?:instruction|rule|guideline|direction|prompt)s? (?:\w+ ){0,2}?"
+    r"(?:no longer|don'?t|do not) apply\b",
     r"\b(?:beachte|befolge|folge|gehorche)\w* (?:\w+ ){0,4}?(?:regeln|anweisung\w*|vorgaben|instruktion\w*|befehl\w*|"
     r"richtlinien) nicht\b",
     r"\b(?:beachte|befolge|folge|gehorche)\w* nicht "
     r"(?:mehr )?(?:\w+ ){0,3}?(?:regeln|anweisung|vorgaben|instruktion|befehl)",
     r"\bhalte? dich nicht (?:mehr )?an (?:\w+ ){0,3}?(?:regeln|anweisung|vorgaben|instruktion|befehl)",
-    r"\b(?:regeln|anweisungen|vorgaben|instruktionen|befehle) (?:\w+ ){0,2}?(?:gelten|gilt) "
-    r"(?:ab jetzt |ab sofort )?nicht mehr\b",
+    r"\b(?:obigen|vorherigen|bisherigen|vorigen|vorstehenden|ursprunglichen) (?:regeln|anweisungen|vorgaben|"
+    r"instruktionen|befehle) (?:\w+ ){0,2}?(?:gelten|gilt) (?:ab jetzt |ab sofort )?nicht mehr\b",
     r"\bne (?:tiens|tenez|tenir) (?:plus |pas )?compte "
     r"(?:\w+ ){0,3}?(?:regle|consigne|instruction|directive|indication)",
     r"\bne (?:suis|suivez|suivre|respecte|respectez|respecter|applique|appliquez) (?:plus|pas) (?:\w+ ){0,3}?"
@@ -116,10 +117,10 @@ _CJK = re.compile(
     # Negated obedience and voided rules (zh, ja, ko), and "output X instead".
     r"|(?:不要|别|勿|不再|停止)再?(?:遵守|遵循|听从|服从|执行|理会|按照|遵從|聽從).{0,8}?(?:规则|規則|指令|指示|说明|要求|提示|命令|设定)"
     r"|(?:上面|以上|之前|先前|前面|上述)的?(?:所有)?(?:内容|规则|規則|指令|指示|说明|要求|设定)(?:全部|都)?(?:作废|无效|不再适用|失效)"
-    r"|(?:改为|改成|直接|只|仅)输出|从现在(?:开始|起)[，,]?\s*你(?:是|扮演|要)"
+    r"|(?:改为|改成)输出|(?:直接|只|仅|请)输出\s*[：:“\"「『]|从现在(?:开始|起)[，,]?\s*你(?:是|扮演|要)"
     r"|(?:指示|ルール|規則|命令|指令)(?:に|には)?従わ(?:ないで|ず|なくて)|代わりに.{0,12}(?:出力|回答|答え)"
     r"|[」』]と(?:出力|回答|返答|書いて|答えて)"
-    r"|(?:지침|지시|규칙|명령|안내)[을를]? ?따르지|(?:이?라고|라고) ?(?:출력|답|대답|쓰)"
+    r"|(?:지침|지시|규칙|명령|안내)[을를]? ?따르지 ?(?:말고|마세요|마십시오|마)|(?:이?라고|라고) ?(?:출력|답|대답|쓰)"
 )
 # Role and delimiter tokens; matched on folded text (no leetspeak: '|' matters here).
 _TOKENS = re.compile(
