@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from caption_agent.eval.policies import evaluate, load_corpus, run_case
+from caption_agent.eval.policies import Expect, evaluate, load_corpus, run_case
 
 CORPUS = Path(__file__).parent / "corpus"
 CASES = load_corpus(CORPUS)
@@ -59,3 +59,15 @@ def test_variant_rates_every_class_caught_and_product_text_untouched(engine):
     assert all(r.false_positives == 0 for r in report.rates.values()), report.table()
     product = [c for c in VARIANTS if c.id.startswith("pii-neg-product")]
     assert len(product) >= 15 and not [r for r in report.results if r.case in product and r.fired]
+
+
+def test_what_the_rules_publish_passes_the_rules_again(engine):
+    """Nothing rewrites a caption after the rules judged it: a redacted output, checked again, is left alone."""
+    results = [run_case(engine, c) for c in VARIANTS if c.stage == "output"]
+    redacted = [r for r in results if r.action == "redact"]
+    assert len(redacted) >= 8
+    for result in redacted:
+        case = result.case.model_copy(update={"text": result.text, "fires": [], "expect": Expect()})
+        again = run_case(engine, case)
+        fired = again.fired & {"markup", "pii", "blocklist", "injection", "people", "style"}
+        assert not fired and again.text == result.text, (result.case.id, result.text, again.text, fired)
