@@ -5,11 +5,18 @@ Nested fields use ``__`` in environment names, e.g. ``CAPTION_AGENT_REFINER__BAC
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
 
 from caption_agent.errors import ConfigError
 
@@ -19,9 +26,32 @@ class _Section(BaseModel):
 
 
 class ImageLimits(_Section):
-    max_bytes: int = Field(40 * 1024 * 1024, ge=1, description="Largest accepted file, in bytes.")
-    max_pixels: int = Field(50_000_000, ge=1, description="Largest accepted width*height (decompression bombs).")
-    min_side: int = Field(8, ge=1, description="Smallest accepted width or height, in pixels.")
+    # Upper bounds: a limit is a promise of bounded work, so it cannot be switched off by a huge number.
+    max_bytes: int = Field(
+        40 * 1024 * 1024, ge=1, le=1024**3, description="Largest accepted file, in bytes (at most 1 GiB)."
+    )
+    max_pixels: int = Field(
+        50_000_000,
+        ge=1,
+        le=178_000_000,
+        description="Largest accepted width*height (decompression bombs); at most 178 MP, below the size Pillow "
+        "refuses to open.",
+    )
+    max_jpeg_scans: int = Field(
+        100,
+        ge=1,
+        le=1000,
+        description="Most scans in a JPEG (a baseline photo has 1, a progressive one about 10): each scan is a full "
+        "decoding pass, so a file repeating one scan thousands of times takes minutes to decode.",
+    )
+    max_metadata_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=64 * 1024,
+        le=64 * 1024 * 1024,
+        description="Most bytes of JPEG metadata (APPn segments: EXIF, XMP, ICC; comments); photos carry under "
+        "1 MB, and reading tens of MB of EXIF costs seconds.",
+    )
+    min_side: int = Field(8, ge=1, le=4096, description="Smallest accepted width or height, in pixels.")
     max_aspect_ratio: float = Field(
         20.0,
         ge=1,
@@ -303,6 +333,17 @@ class PolicySettings(_Section):
     review_queue: Path | None = Field(None, description="JSONL file collecting results sent to review.")
 
 
+MAX_CONFIG_BYTES = 1024 * 1024  # a TOML config is a few KB; a larger file is the wrong file
+
+
+def _env_hint(exc: SettingsError, prefix: str) -> str:
+    """The environment variable a pydantic-settings parse error is about, when it names its field."""
+    import re
+
+    found = re.search(r'field "([^"]+)"', str(exc))
+    return f" (environment variable {prefix}{found.group(1).upper()})" if found else ""
+
+
 class TomlSettings(BaseSettings):
     """Settings read from explicit arguments, then the environment, then an optional TOML file (``load``)."""
 
@@ -330,6 +371,8 @@ class TomlSettings(BaseSettings):
         """Load from an optional TOML file, the environment, then ``overrides``."""
         if path is not None and not Path(path).is_file():
             raise ConfigError(f"{cls._what} file {str(path)!r} does not exist.")
+        if path is not None and Path(path).stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{cls._what} file {str(path)!r} is over {MAX_CONFIG_BYTES} bytes; is it the right file?")
         cls._toml_path = Path(path) if path is not None else None
         try:
             return cls(**overrides)
@@ -339,6 +382,20 @@ class TomlSettings(BaseSettings):
                 for e in exc.errors(include_url=False)
             )
             raise ConfigError(f"invalid {cls._what}: {problems}.", fix=cls._fix) from exc
+        except SettingsError as exc:  # an environment value that is not the JSON its field needs
+            raise ConfigError(
+                f"invalid {cls._what}: {exc}{_env_hint(exc, str(cls.model_config.get('env_prefix', '')))}.",
+                fix="write nested settings of CAPTION_AGENT_* variables as valid JSON (e.g. "
+                "CAPTION_AGENT_DRAFTER='{\"backend\": \"lite\"}'), or one key per variable with '__' "
+                "(CAPTION_AGENT_DRAFTER__BACKEND=lite).",
+            ) from None
+        except RecursionError:
+            raise ConfigError(
+                f"{cls._what} file {str(path)!r} nests tables or arrays deeper than it can be read.",
+                fix="flatten the TOML file; settings are at most a few levels deep.",
+            ) from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{cls._what} file {str(path)!r} is not valid TOML: {exc}.") from None
         finally:
             cls._toml_path = None
 
@@ -393,3 +450,69 @@ def load_for_cli(
     if catalog is not None:
         over["retrieval"] = {"catalog_dir": catalog}
     return AgentConfig.load(path, **over)
+
+
+# YAML that users write (policies, presets, model families): aliases let a 1 KB file stand for a tree of billions
+# of nodes (the "billion laughs"), which every later walk over it expands. Bounded before anything is built.
+MAX_YAML_ALIASES = 100
+MAX_YAML_NODES = 100_000
+MAX_YAML_BYTES = 4 * 1024 * 1024
+
+
+def load_yaml(text: str, label: str, loader: Any = None) -> tuple[Any, Any]:
+    """``(data, root node)`` of one YAML document, refused with ``ConfigError`` when it is over
+    ``MAX_YAML_BYTES``, uses more than ``MAX_YAML_ALIASES`` aliases, would expand (aliases followed) to more than
+    ``MAX_YAML_NODES`` nodes, refers to itself, or nests deeper than the parser can follow. ``loader`` is a
+    ``yaml.SafeLoader`` subclass (the default: SafeLoader). Syntax errors stay ``yaml.YAMLError``."""
+    import yaml
+
+    if len(text) > MAX_YAML_BYTES:
+        raise ConfigError(f"{label} is {len(text)} characters long, over the limit of {MAX_YAML_BYTES}.")
+    reader = (loader or yaml.SafeLoader)(text)
+    try:
+        try:
+            node = reader.get_single_node()
+        except RecursionError:
+            raise ConfigError(f"{label} nests deeper than it can be read.", fix="flatten the YAML.") from None
+        if node is None:
+            return None, None
+        _check_expansion(node, label)
+        return reader.construct_document(node), node
+    finally:
+        reader.dispose()
+
+
+def _check_expansion(root: Any, label: str) -> None:
+    """Count the nodes of ``root`` with every alias followed (iteratively: no recursion on deep trees)."""
+    fix = "write the values out instead of repeating them through YAML anchors and aliases (&name / *name)."
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    references = 0
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children = _yaml_children(node)
+        if done:
+            on_path.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[key] > MAX_YAML_NODES:
+                raise ConfigError(f"{label} expands to over {MAX_YAML_NODES} values through its aliases.", fix=fix)
+            continue
+        if key in sizes:
+            references += 1
+            if references > MAX_YAML_ALIASES:
+                raise ConfigError(f"{label} uses over {MAX_YAML_ALIASES} YAML aliases.", fix=fix)
+            continue
+        if key in on_path:
+            raise ConfigError(f"{label} has an alias inside the value it names (a recursive YAML anchor).", fix=fix)
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children)
+
+
+def _yaml_children(node: Any) -> list[Any]:
+    value = node.value
+    if isinstance(value, list):  # a sequence's items, or a mapping's (key, value) pairs
+        return [part for item in value for part in (item if isinstance(item, tuple) else (item,))]
+    return []
