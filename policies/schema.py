@@ -20,7 +20,6 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from caption_agent.config import load_yaml
 from caption_agent.errors import ConfigError, PolicyError
 from caption_agent.policies.rules.blocklist import BlocklistConfig
 from caption_agent.policies.rules.confidence import ConfidenceConfig
@@ -32,6 +31,7 @@ from caption_agent.policies.rules.markup import MarkupConfig
 from caption_agent.policies.rules.people import PeopleConfig
 from caption_agent.policies.rules.pii import PiiConfig
 from caption_agent.policies.rules.style import StyleConfig
+from caption_agent.yaml_files import load_yaml
 
 _FIX = (
     "correct the keys listed above (docs/policies.md lists every key; `caption-agent policy show` prints the default)."

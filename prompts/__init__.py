@@ -12,8 +12,8 @@ from typing import Any, Sequence
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from caption_agent.config import load_yaml
 from caption_agent.errors import ConfigError, UnknownStyleError
+from caption_agent.yaml_files import load_yaml
 
 __all__ = ["StylePreset", "PromptBundle", "list_styles", "load_preset", "render_messages", "prompt_hash"]
 

@@ -18,8 +18,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from caption_agent.config import load_yaml
 from caption_agent.errors import BackendUnavailableError, ConfigError
+from caption_agent.yaml_files import load_yaml
 
 DATA_PACKAGE = "caption_agent.drafters"
 DATA_DIR = ("data", "vlm_presets")

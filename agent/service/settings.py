@@ -47,7 +47,12 @@ class ServiceSettings(TomlSettings):
             "Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-Proto is believed. Empty = none."
         ),
     )
-    max_body_bytes: int = Field(12 * 1024 * 1024, ge=1024, description="Largest request body, in bytes.")
+    max_body_bytes: int = Field(
+        12 * 1024 * 1024,
+        ge=1024,
+        le=2 * 1024**3,
+        description="Largest request body, in bytes (at most 2 GiB; a base64 image is 4/3 of its file).",
+    )
     body_timeout_s: float = Field(
         30.0, gt=0, le=3600, description="Most seconds to receive one request body, from its first read; then 408."
     )

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from caption_agent.config import MAX_YAML_ALIASES, AgentConfig, load_yaml
+from caption_agent.config import AgentConfig
 from caption_agent.errors import ConfigError, PolicyError
+from caption_agent.yaml_files import MAX_YAML_ALIASES, load_yaml
 
 PHOTO = Path(__file__).resolve().parents[2] / "examples" / "images" / "chelsea.jpg"
 # Nine levels of ten aliases: 1 KB of text, 10^9 values once expanded.
