@@ -121,9 +121,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         args.out.write_text(json.dumps(report, indent=1))
     if failed:
         print("FAILED: " + "; ".join(failed), file=sys.stderr)
-        sys.exit(1)
     return report
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(1 if main().get("failed") else 0)
