@@ -1,9 +1,10 @@
 """Load untrusted images safely into one bounded working copy that every stage uses.
 
 Checked from the header, before any pixel is decoded: byte size, pixel count, smallest side and aspect ratio;
-for a JPEG, its markers are walked first (no decoding) to bound the work a decoder would do: the number of scans
-(a progressive JPEG can repeat one scan thousands of times, each a full pass over the coefficients) and the bytes
-of APPn/COM metadata (Pillow joins EXIF segments by repeated concatenation, quadratic in their number).
+for a JPEG or a PNG, its structure is walked first (no decoding) to bound the work a decoder would do: the number of
+JPEG scans (a progressive JPEG can repeat one scan thousands of times, each a full pass over the coefficients), the
+bytes of metadata (Pillow joins EXIF segments by repeated concatenation, quadratic in their number), and the number
+of marker segments or chunks (parsed in Python one by one).
 Then the image is decoded once (JPEG at a reduced DCT scale when it is much larger than needed), shrunk so that
 its longest side is at most ``images.working_side``, turned upright (EXIF orientation) and converted to RGB.
 Screening, face detection, drafting, OCR, CLIP and uploads to a VLM server all work on that copy, so no stage
@@ -74,9 +75,49 @@ def read_image_bytes(image: Path | str | bytes, limits: ImageLimits) -> tuple[by
 _NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 # Markers without a length field: restarts, SOI, EOI, TEM.
 _BARE = frozenset({*range(0xD0, 0xD8), 0xD8, 0xD9, 0x01})
-# Marker segments (not scans) a JPEG may carry: a real file has about 10-40 (ICC profiles split over up to 255
-# APP2 segments); a stream of tiny segments costs Pillow's Python header parser time per segment.
-MAX_JPEG_SEGMENTS = 2048
+# Marker segments (not scans) a JPEG may carry, and PNG chunks a small PNG may carry: a real file has a few dozen
+# (ICC profiles split over up to 255 APP2 segments; PNG image data in chunks of 8 KB or more, so a large PNG may
+# have one chunk per KB of file). Pillow parses headers and chunks in Python, one step per segment: a million tiny
+# ones cost seconds (1M PNG chunks, 12 MB: 9 s; 1M JPEG comments, 5 MB: 4.6 s).
+MAX_SEGMENTS = 2048
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_METADATA = frozenset({b"tEXt", b"zTXt", b"iTXt", b"iCCP", b"eXIf"})
+_REENCODE = "re-encode the image (e.g. save it again from an image editor)."
+
+
+def check_decode_cost(label: str, data: bytes, limits: ImageLimits) -> None:
+    """Refuse, from the file's structure alone, an image whose decoding costs far more than its size suggests."""
+    check_jpeg_cost(label, data, limits)
+    check_png_cost(label, data, limits)
+
+
+def _metadata_error(label: str, kind: str, limits: ImageLimits) -> ImageCostError:
+    return ImageCostError(
+        f"image {label!r} carries over {limits.max_metadata_bytes} bytes of {kind} metadata (EXIF, XMP, ICC, text), "
+        "over the limit `images.max_metadata_bytes`.",
+        fix="strip the metadata (e.g. `exiftool -all= FILE`), or raise `images.max_metadata_bytes` in the config if "
+        "you trust the source.",
+    )
+
+
+def check_png_cost(label: str, data: bytes, limits: ImageLimits) -> None:
+    """Count a PNG's chunks (at most ``MAX_SEGMENTS``, or one per KB of file) and its metadata chunks' bytes."""
+    if not data.startswith(_PNG_SIGNATURE):
+        return
+    most = max(MAX_SEGMENTS, len(data) // 1024)
+    pos, chunks, metadata = len(_PNG_SIGNATURE), 0, 0
+    while pos + 8 <= len(data):
+        length, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8]
+        chunks += 1
+        if chunks > most:
+            raise ImageCostError(f"image {label!r} has over {most} PNG chunks for its size.", fix=_REENCODE)
+        if kind in _PNG_METADATA:
+            metadata += length
+            if metadata > limits.max_metadata_bytes:
+                raise _metadata_error(label, "PNG", limits)
+        if kind == b"IEND":
+            return
+        pos += 12 + length
 
 
 def check_jpeg_cost(label: str, data: bytes, limits: ImageLimits) -> None:
@@ -102,20 +143,14 @@ def check_jpeg_cost(label: str, data: bytes, limits: ImageLimits) -> None:
             return
         length = int.from_bytes(data[pos + 2 : pos + 4], "big")
         segments += 1
-        if segments > MAX_JPEG_SEGMENTS:
+        if segments > MAX_SEGMENTS:
             raise ImageCostError(
-                f"image {label!r} has over {MAX_JPEG_SEGMENTS} JPEG marker segments; a photo has a few dozen.",
-                fix="re-encode the image (e.g. save it again from an image editor).",
+                f"image {label!r} has over {MAX_SEGMENTS} JPEG marker segments; a photo has a few dozen.", fix=_REENCODE
             )
         if 0xE0 <= marker <= 0xEF or marker == 0xFE:
             metadata += max(0, length - 2)
             if metadata > limits.max_metadata_bytes:
-                raise ImageCostError(
-                    f"image {label!r} carries over {limits.max_metadata_bytes} bytes of JPEG metadata (EXIF, XMP, "
-                    f"ICC, comments), over the limit `images.max_metadata_bytes`.",
-                    fix="strip the metadata (e.g. `exiftool -all= FILE`), or raise `images.max_metadata_bytes` "
-                    "in the config if you trust the source.",
-                )
+                raise _metadata_error(label, "JPEG", limits)
         pos += 2 + length
         if marker == 0xDA:
             scans += 1
@@ -191,7 +226,7 @@ def load_image(image: Path | str | bytes, limits: ImageLimits | None = None) -> 
     """
     limits = limits or ImageLimits()
     data, label = read_image_bytes(image, limits)
-    check_jpeg_cost(label, data, limits)
+    check_decode_cost(label, data, limits)
     try:
         with warnings.catch_warnings():
             # `images.max_pixels` is the limit (checked below, from the header); it may be above Pillow's warning

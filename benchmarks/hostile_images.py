@@ -6,6 +6,8 @@ Shared by benchmarks/bench_hostile_images.py and tests/agent/test_image_cost.py.
   few bytes (all end-of-band runs on a flat image) but makes the decoder walk every block of the image again.
 - ``exif_flood_jpeg``: a baseline JPEG carrying ``mb`` MB of EXIF split over 64 KB APP1 segments (the
   largest a segment can be); Pillow joins them by repeated concatenation.
+- ``comment_flood_jpeg`` / ``chunk_flood_png``: a million tiny JPEG segments / PNG chunks, each parsed by
+  Pillow's Python header code one at a time.
 """
 
 from __future__ import annotations
@@ -61,3 +63,23 @@ def exif_flood_jpeg(mb: float = 39.0, side: int = 64) -> bytes:
     segment = b"\xff\xe1" + (65535).to_bytes(2, "big") + payload
     count = max(1, round(mb * 1e6 / len(segment)))
     return data[:2] + segment * count + data[2:]
+
+
+def comment_flood_jpeg(count: int = 1_000_000) -> bytes:
+    """A small baseline JPEG with ``count`` one-byte comment (COM) segments: 5 bytes each."""
+    data = _encode(64)
+    return data[:2] + b"\xff\xfe\x00\x03x" * count + data[2:]
+
+
+def chunk_flood_png(count: int = 1_000_000) -> bytes:
+    """A 64x64 PNG with ``count`` empty private ancillary chunks (12 bytes each) before its image data."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (120, 130, 140)).save(buf, "PNG")
+    data = buf.getvalue()
+    chunk = struct.pack(">I", 0) + b"abCd" + struct.pack(">I", zlib.crc32(b"abCd"))
+    return data[:33] + chunk * count + data[33:]  # after the signature and IHDR

@@ -194,7 +194,7 @@ def _hostile_rows(r: dict[str, Any]) -> list[Row]:
             f"{time_of[(case, 'unchecked')]['seconds']} s vs {time_of[(case, 'checked')]['seconds']} s, "
             f"{time_of[(case, 'checked')]['outcome']}; failed: {', '.join(r['failed']) or 'none'}",
         )
-        for case in ("scans", "exif")
+        for case in ("scans", "exif", "segments", "chunks")
     ]
 
 

@@ -1,12 +1,15 @@
-"""Decoding cost is bounded before decoding: JPEG scans and metadata counted from the markers, limits capped,
-and inputs that are not ordinary files (a FIFO, /proc/self/mem) refused as that input's own error."""
+"""Decoding cost is bounded before decoding: JPEG scans, segments and metadata counted from the markers, PNG
+chunks and metadata from the chunk headers; limits are capped; inputs that are not ordinary files (a FIFO,
+/proc/self/mem) are refused as that input's own error."""
 
 from __future__ import annotations
 
 import io
 import os
+import struct
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -15,7 +18,7 @@ from pydantic import ValidationError
 
 from caption_agent.config import ImageLimits
 from caption_agent.errors import ImageCostError, InvalidImageError
-from caption_agent.images import MAX_JPEG_SEGMENTS, check_jpeg_cost, load_image
+from caption_agent.images import MAX_SEGMENTS, check_decode_cost, load_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from hostile_images import exif_flood_jpeg, repeated_scan_jpeg  # noqa: E402
@@ -47,7 +50,7 @@ def test_a_raised_scan_limit_lets_the_same_file_decode():
 
 def test_ordinary_baseline_and_progressive_photos_pass():
     for data in (PHOTO.read_bytes(), _progressive_photo()):
-        check_jpeg_cost("photo", data, ImageLimits())
+        check_decode_cost("photo", data, ImageLimits())
         image, info = load_image(data)
         assert info.format == "JPEG" and image.size == (info.working_width, info.working_height)
 
@@ -73,15 +76,37 @@ def test_an_exif_flood_is_refused_by_its_size_and_real_exif_passes():
 def test_a_stream_of_tiny_marker_segments_is_refused():
     data = PHOTO.read_bytes()
     comment = b"\xff\xfe\x00\x03x"  # a 1-byte COM segment
-    hostile = data[:2] + comment * (MAX_JPEG_SEGMENTS + 1) + data[2:]
+    hostile = data[:2] + comment * (MAX_SEGMENTS + 1) + data[2:]
     with pytest.raises(ImageCostError, match="marker segments"):
         load_image(hostile)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def test_png_chunk_floods_and_text_floods_are_refused_and_ordinary_pngs_pass():
+    buf = io.BytesIO()
+    Image.open(PHOTO).save(buf, "PNG")
+    png = buf.getvalue()
+    head, rest = png[:33], png[33:]  # signature + IHDR, then the rest
+    tiny = head + _png_chunk(b"abCd", b"") * 200_000 + rest  # 2.4 MB of empty private chunks
+    t0 = time.perf_counter()
+    with pytest.raises(ImageCostError, match="PNG chunks"):
+        load_image(tiny)
+    assert time.perf_counter() - t0 < 1.0
+    text = head + _png_chunk(b"tEXt", b"k\x00" + b"v" * 60_000) * 80 + rest  # 4.8 MB of text
+    with pytest.raises(ImageCostError, match="images.max_metadata_bytes"):
+        load_image(text)
+    _, info = load_image(png)  # and one PNG with a few text chunks
+    _, info2 = load_image(head + _png_chunk(b"tEXt", b"Title\x00A cat") * 3 + rest)
+    assert info.format == info2.format == "PNG" and info.width == info2.width
 
 
 def test_truncated_or_odd_jpeg_streams_are_left_to_the_decoder():
     data = PHOTO.read_bytes()
     for cut in (3, 5, 200, len(data) // 2):
-        check_jpeg_cost("cut", data[:cut], ImageLimits())  # never raises, never loops
+        check_decode_cost("cut", data[:cut], ImageLimits())  # never raises, never loops
     with pytest.raises(InvalidImageError):
         load_image(data[:200])
 
