@@ -169,3 +169,18 @@ def test_a_connection_trickling_its_headers_is_closed_at_the_deadline(catalog_di
             assert client.get("/healthz").status_code == 200
             time.sleep(0.5)
             assert client.get("/healthz").status_code == 200
+
+
+def test_a_hostile_jpeg_is_refused_at_once_and_the_service_stays_free(service):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from hostile_images import repeated_scan_jpeg
+
+    t0 = time.perf_counter()
+    reply = httpx.post(f"{service.url}/v1/captions", files={"image": ("x.jpg", repeated_scan_jpeg(512, 400))})
+    assert time.perf_counter() - t0 < 5.0
+    assert reply.status_code == 422, reply.text
+    error = reply.json()["error"]
+    assert error["type"] == "ImageCostError" and "images.max_jpeg_scans" in error["message"]
