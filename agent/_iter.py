@@ -1,11 +1,14 @@
-"""Small iteration helpers shared by the batch jobs and catalog ingestion."""
+"""Small iteration helpers shared by the batch jobs, catalog ingestion and the service."""
 
 from __future__ import annotations
 
-from typing import BinaryIO, Iterable, Iterator, TypeVar
+import re
+from typing import Any, BinaryIO, Iterable, Iterator, TypeVar
 
 MAX_LINE_BYTES = 1 << 20  # one JSONL row (manifest, catalog) is at most 1 MiB; longer lines are row errors
 _BOM = b"\xef\xbb\xbf"
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_MAX_DEPTH = 32
 
 T = TypeVar("T")
 
@@ -44,3 +47,39 @@ def bounded_lines(fh: BinaryIO, limit: int = MAX_LINE_BYTES) -> Iterator[tuple[b
                 break
             length += len(line.rstrip(b"\r\n"))
         yield head, length
+
+
+def surrogate_field(value: Any, where: str = "", depth: int = 0) -> str | None:
+    """The first field (dotted path; "" for a bare string) of nested data whose text holds a lone surrogate.
+
+    Such text is not Unicode (a JSON ``\\ud800`` escape, or bytes that were not UTF-8 read with surrogate
+    escapes): it can be neither encoded, embedded nor written, so the row that carries it is refused alone.
+    """
+    if isinstance(value, str):
+        return where if _SURROGATES.search(value) else None
+    if depth > _MAX_DEPTH:
+        return None
+    pairs: Iterable[tuple[Any, Any]] = ()
+    if isinstance(value, dict):
+        pairs = value.items()
+    elif isinstance(value, (list, tuple)):
+        pairs = enumerate(value)
+    for key, item in pairs:
+        name = f"{where}.{key}" if where else str(key)
+        found = surrogate_field(key, name, depth + 1) or surrogate_field(item, name, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def escape_surrogates(value: Any, depth: int = 0) -> Any:
+    """``value`` (nested data) with each lone surrogate in its strings written as an escape (``\\udc80``)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8") if _SURROGATES.search(value) else value
+    if depth > _MAX_DEPTH:
+        return value
+    if isinstance(value, dict):
+        return {escape_surrogates(k, depth + 1): escape_surrogates(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [escape_surrogates(v, depth + 1) for v in value]
+    return value

@@ -5,11 +5,18 @@ Nested fields use ``__`` in environment names, e.g. ``CAPTION_AGENT_REFINER__BAC
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
 
 from caption_agent.errors import ConfigError
 
@@ -19,9 +26,32 @@ class _Section(BaseModel):
 
 
 class ImageLimits(_Section):
-    max_bytes: int = Field(40 * 1024 * 1024, ge=1, description="Largest accepted file, in bytes.")
-    max_pixels: int = Field(50_000_000, ge=1, description="Largest accepted width*height (decompression bombs).")
-    min_side: int = Field(8, ge=1, description="Smallest accepted width or height, in pixels.")
+    # Upper bounds: a limit is a promise of bounded work, so it cannot be switched off by a huge number.
+    max_bytes: int = Field(
+        40 * 1024 * 1024, ge=1, le=1024**3, description="Largest accepted file, in bytes (at most 1 GiB)."
+    )
+    max_pixels: int = Field(
+        50_000_000,
+        ge=1,
+        le=178_000_000,
+        description="Largest accepted width*height (decompression bombs); at most 178 MP, below the size Pillow "
+        "refuses to open.",
+    )
+    max_jpeg_scans: int = Field(
+        100,
+        ge=1,
+        le=1000,
+        description="Most scans in a JPEG (a baseline photo has 1, a progressive one about 10): each scan is a full "
+        "decoding pass, so a file repeating one scan thousands of times takes minutes to decode.",
+    )
+    max_metadata_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=64 * 1024,
+        le=64 * 1024 * 1024,
+        description="Most bytes of JPEG metadata (APPn segments: EXIF, XMP, ICC; comments); photos carry under "
+        "1 MB, and reading tens of MB of EXIF costs seconds.",
+    )
+    min_side: int = Field(8, ge=1, le=4096, description="Smallest accepted width or height, in pixels.")
     max_aspect_ratio: float = Field(
         20.0,
         ge=1,
@@ -43,7 +73,7 @@ class ServerSettings(_Section):
 
     base_url: str | None = Field(None, description="OpenAI-compatible URL, e.g. http://127.0.0.1:8000/v1.")
     api_key: str | None = Field(None, description="API key of the server, if it needs one.")
-    timeout_s: float = Field(60.0, gt=0, description="Per-request timeout, in seconds.")
+    timeout_s: float = Field(60.0, gt=0, le=3600, description="Per-request timeout, in seconds (at most an hour).")
     max_retries: int = Field(3, ge=0, le=10, description="Retries on connection errors, 429 and 5xx.")
     max_concurrency: int = Field(16, ge=1, le=512, description="Requests in flight at once.")
 
@@ -303,6 +333,17 @@ class PolicySettings(_Section):
     review_queue: Path | None = Field(None, description="JSONL file collecting results sent to review.")
 
 
+MAX_CONFIG_BYTES = 1024 * 1024  # a TOML config is a few KB; a larger file is the wrong file
+
+
+def _env_hint(exc: SettingsError, prefix: str) -> str:
+    """The environment variable a pydantic-settings parse error is about, when it names its field."""
+    import re
+
+    found = re.search(r'field "([^"]+)"', str(exc))
+    return f" (environment variable {prefix}{found.group(1).upper()})" if found else ""
+
+
 class TomlSettings(BaseSettings):
     """Settings read from explicit arguments, then the environment, then an optional TOML file (``load``)."""
 
@@ -330,6 +371,8 @@ class TomlSettings(BaseSettings):
         """Load from an optional TOML file, the environment, then ``overrides``."""
         if path is not None and not Path(path).is_file():
             raise ConfigError(f"{cls._what} file {str(path)!r} does not exist.")
+        if path is not None and Path(path).stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{cls._what} file {str(path)!r} is over {MAX_CONFIG_BYTES} bytes; is it the right file?")
         cls._toml_path = Path(path) if path is not None else None
         try:
             return cls(**overrides)
@@ -339,6 +382,20 @@ class TomlSettings(BaseSettings):
                 for e in exc.errors(include_url=False)
             )
             raise ConfigError(f"invalid {cls._what}: {problems}.", fix=cls._fix) from exc
+        except SettingsError as exc:  # an environment value that is not the JSON its field needs
+            raise ConfigError(
+                f"invalid {cls._what}: {exc}{_env_hint(exc, str(cls.model_config.get('env_prefix', '')))}.",
+                fix="write nested settings of CAPTION_AGENT_* variables as valid JSON (e.g. "
+                "CAPTION_AGENT_DRAFTER='{\"backend\": \"lite\"}'), or one key per variable with '__' "
+                "(CAPTION_AGENT_DRAFTER__BACKEND=lite).",
+            ) from None
+        except RecursionError:
+            raise ConfigError(
+                f"{cls._what} file {str(path)!r} nests tables or arrays deeper than it can be read.",
+                fix="flatten the TOML file; settings are at most a few levels deep.",
+            ) from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{cls._what} file {str(path)!r} is not valid TOML: {exc}.") from None
         finally:
             cls._toml_path = None
 

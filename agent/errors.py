@@ -32,6 +32,12 @@ class ImageTooLargeError(InvalidImageError):
     )
 
 
+class ImageCostError(ImageTooLargeError):
+    """An image whose decoding would cost far more than its size suggests (JPEG scans, metadata)."""
+
+    fix = "re-encode the image, or raise the limit named in the message in the config if you trust the source."
+
+
 class ImageShapeError(InvalidImageError):
     fix = (
         "crop the image to the part to caption (or pad it) so that its long side is at most "

@@ -1,6 +1,10 @@
 """Load untrusted images safely into one bounded working copy that every stage uses.
 
-Checked from the header, before any pixel is decoded: byte size, pixel count, smallest side and aspect ratio.
+Checked from the header, before any pixel is decoded: byte size, pixel count, smallest side and aspect ratio;
+for a JPEG or a PNG, its structure is walked first (no decoding) to bound the work a decoder would do: the number of
+JPEG scans (a progressive JPEG can repeat one scan thousands of times, each a full pass over the coefficients), the
+bytes of metadata (Pillow joins EXIF segments by repeated concatenation, quadratic in their number), and the number
+of marker segments or chunks (parsed in Python one by one).
 Then the image is decoded once (JPEG at a reduced DCT scale when it is much larger than needed), shrunk so that
 its longest side is at most ``images.working_side``, turned upright (EXIF orientation) and converted to RGB.
 Screening, face detection, drafting, OCR, CLIP and uploads to a VLM server all work on that copy, so no stage
@@ -12,13 +16,14 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import re
 import warnings
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
 from caption_agent.config import ImageLimits
-from caption_agent.errors import ImageShapeError, ImageTooLargeError, InvalidImageError
+from caption_agent.errors import ImageCostError, ImageShapeError, ImageTooLargeError, InvalidImageError
 from caption_agent.schemas import ImageInfo
 
 ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"}
@@ -42,20 +47,124 @@ def read_image_bytes(image: Path | str | bytes, limits: ImageLimits) -> tuple[by
         data, label = image, "<bytes>"
     else:
         path = Path(image)
-        label = str(path)
+        label = str(path).encode("utf-8", "backslashreplace").decode("utf-8")  # a non-UTF-8 name, printable
         if not path.exists():
             raise InvalidImageError(f"image {label!r} does not exist.")
-        if not path.is_file():
-            raise InvalidImageError(f"image {label!r} is not a file.")
+        if not path.is_file():  # a FIFO or a device is never opened: reading one may wait forever
+            raise InvalidImageError(f"image {label!r} is not a regular file.")
         size = path.stat().st_size
         if size > limits.max_bytes:
             raise ImageTooLargeError(f"image {label!r} is {size} bytes, over the limit of {limits.max_bytes}.")
-        data = path.read_bytes()
+        try:
+            with path.open("rb") as fh:  # bounded: files under /proc report 0 bytes and may hold more
+                data = fh.read(limits.max_bytes + 1)
+        except OSError as exc:
+            raise InvalidImageError(
+                f"image {label!r} cannot be read: {exc.strerror or type(exc).__name__}.",
+                fix="check the file's permissions and that it is an ordinary image file.",
+            ) from None
     if not data:
         raise InvalidImageError(f"image {label!r} is empty (0 bytes).")
     if len(data) > limits.max_bytes:
         raise ImageTooLargeError(f"image {label!r} is {len(data)} bytes, over the limit of {limits.max_bytes}.")
     return data, label
+
+
+# After a scan header, the entropy-coded data runs to the next marker: 0xFF followed by neither a stuffed 0x00,
+# a restart marker (0xD0-0xD7) nor another 0xFF (fill bytes before a marker).
+_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+# Markers without a length field: restarts, SOI, EOI, TEM.
+_BARE = frozenset({*range(0xD0, 0xD8), 0xD8, 0xD9, 0x01})
+# Marker segments (not scans) a JPEG may carry, and PNG chunks a small PNG may carry: a real file has a few dozen
+# (ICC profiles split over up to 255 APP2 segments; PNG image data in chunks of 8 KB or more, so a large PNG may
+# have one chunk per KB of file). Pillow parses headers and chunks in Python, one step per segment: a million tiny
+# ones cost seconds (1M PNG chunks, 12 MB: 9 s; 1M JPEG comments, 5 MB: 4.6 s).
+MAX_SEGMENTS = 2048
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_METADATA = frozenset({b"tEXt", b"zTXt", b"iTXt", b"iCCP", b"eXIf"})
+_REENCODE = "re-encode the image (e.g. save it again from an image editor)."
+
+
+def check_decode_cost(label: str, data: bytes, limits: ImageLimits) -> None:
+    """Refuse, from the file's structure alone, an image whose decoding costs far more than its size suggests."""
+    check_jpeg_cost(label, data, limits)
+    check_png_cost(label, data, limits)
+
+
+def _metadata_error(label: str, kind: str, limits: ImageLimits) -> ImageCostError:
+    return ImageCostError(
+        f"image {label!r} carries over {limits.max_metadata_bytes} bytes of {kind} metadata (EXIF, XMP, ICC, text), "
+        "over the limit `images.max_metadata_bytes`.",
+        fix="strip the metadata (e.g. `exiftool -all= FILE`), or raise `images.max_metadata_bytes` in the config if "
+        "you trust the source.",
+    )
+
+
+def check_png_cost(label: str, data: bytes, limits: ImageLimits) -> None:
+    """Count a PNG's chunks (at most ``MAX_SEGMENTS``, or one per KB of file) and its metadata chunks' bytes."""
+    if not data.startswith(_PNG_SIGNATURE):
+        return
+    most = max(MAX_SEGMENTS, len(data) // 1024)
+    pos, chunks, metadata = len(_PNG_SIGNATURE), 0, 0
+    while pos + 8 <= len(data):
+        length, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8]
+        chunks += 1
+        if chunks > most:
+            raise ImageCostError(f"image {label!r} has over {most} PNG chunks for its size.", fix=_REENCODE)
+        if kind in _PNG_METADATA:
+            metadata += length
+            if metadata > limits.max_metadata_bytes:
+                raise _metadata_error(label, "PNG", limits)
+        if kind == b"IEND":
+            return
+        pos += 12 + length
+
+
+def check_jpeg_cost(label: str, data: bytes, limits: ImageLimits) -> None:
+    """Refuse a JPEG whose decoding would cost far more than its size suggests, from its markers alone.
+
+    Counts the scans (SOS markers) and the APPn/COM metadata bytes; stops at the first EOI (an MPO's later
+    images are not decoded). A stream that is not a well-formed marker sequence is left to the decoder."""
+    if not data.startswith(b"\xff\xd8"):
+        return
+    scans = metadata = segments = 0
+    pos, end = 2, len(data)
+    while pos + 1 < end and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xD9:
+            return
+        if marker in _BARE:
+            pos += 2
+            continue
+        if pos + 4 > end:
+            return
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        segments += 1
+        if segments > MAX_SEGMENTS:
+            raise ImageCostError(
+                f"image {label!r} has over {MAX_SEGMENTS} JPEG marker segments; a photo has a few dozen.", fix=_REENCODE
+            )
+        if 0xE0 <= marker <= 0xEF or marker == 0xFE:
+            metadata += max(0, length - 2)
+            if metadata > limits.max_metadata_bytes:
+                raise _metadata_error(label, "JPEG", limits)
+        pos += 2 + length
+        if marker == 0xDA:
+            scans += 1
+            if scans > limits.max_jpeg_scans:
+                raise ImageCostError(
+                    f"image {label!r} is a JPEG of over {limits.max_jpeg_scans} scans, over the limit "
+                    f"`images.max_jpeg_scans` (a progressive photo has about 10); each scan is a full decoding pass.",
+                    fix="re-encode the image as a baseline JPEG (or a standard progressive one), or raise "
+                    "`images.max_jpeg_scans` in the config if you trust the source.",
+                )
+            found = _NEXT_MARKER.search(data, pos)
+            if found is None:
+                return
+            pos = found.start()
 
 
 def check_shape(label: str, width: int, height: int, limits: ImageLimits) -> None:
@@ -117,9 +226,12 @@ def load_image(image: Path | str | bytes, limits: ImageLimits | None = None) -> 
     """
     limits = limits or ImageLimits()
     data, label = read_image_bytes(image, limits)
+    check_decode_cost(label, data, limits)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # `images.max_pixels` is the limit (checked below, from the header); it may be above Pillow's warning
+            # level, and is always below the level of its DecompressionBombError.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             src = Image.open(io.BytesIO(data))
             fmt = src.format
             if fmt not in ALLOWED_FORMATS:

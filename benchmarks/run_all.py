@@ -185,6 +185,19 @@ def _image_memory_rows(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _hostile_rows(r: dict[str, Any]) -> list[Row]:
+    time_of = {(x["case"], x["mode"]): x for x in r["rows"]}
+    return [
+        (
+            f"hostile JPEG ({case}): unchecked / checked load time",
+            r.get(f"{case}_speedup"),
+            f"{time_of[(case, 'unchecked')]['seconds']} s vs {time_of[(case, 'checked')]['seconds']} s, "
+            f"{time_of[(case, 'checked')]['outcome']}; failed: {', '.join(r['failed']) or 'none'}",
+        )
+        for case in ("scans", "exif", "segments", "chunks")
+    ]
+
+
 def _run_serve(quick: bool, opts: argparse.Namespace) -> dict[str, Any]:
     return importlib.import_module("bench_serve").run(quick)
 
@@ -212,6 +225,7 @@ BENCHES: list[Bench] = [
     Bench("drafter", lambda q, o: _script("bench_drafter", ["--quick"] if q else []), _drafter_rows),
     Bench("stages", lambda q, o: _script("bench_stages", ["--quick"] if q else []), _stages_rows),
     Bench("image_memory", lambda q, o: _script("bench_image_memory", ["--quick"] if q else []), _image_memory_rows),
+    Bench("hostile_jpeg", lambda q, o: _script("bench_hostile_images", ["--quick"] if q else []), _hostile_rows),
     Bench(
         "refiner_vllm",
         lambda q, o: _script("bench_refiner", ["--url", _vllm_url(o), "--no-local", *(["--quick"] if q else [])]),

@@ -20,7 +20,7 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from caption_agent.errors import PolicyError
+from caption_agent.errors import ConfigError, PolicyError
 from caption_agent.policies.rules.blocklist import BlocklistConfig
 from caption_agent.policies.rules.confidence import ConfidenceConfig
 from caption_agent.policies.rules.grounding import GroundingConfig
@@ -31,6 +31,7 @@ from caption_agent.policies.rules.markup import MarkupConfig
 from caption_agent.policies.rules.people import PeopleConfig
 from caption_agent.policies.rules.pii import PiiConfig
 from caption_agent.policies.rules.style import StyleConfig
+from caption_agent.yaml_files import load_yaml
 
 _FIX = (
     "correct the keys listed above (docs/policies.md lists every key; `caption-agent policy show` prints the default)."
@@ -174,11 +175,14 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _m
 def _parse(data: bytes, label: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
     try:
         text = data.decode("utf-8")
-        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        # Bounded: a few lines of aliases would otherwise expand to gigabytes in the walk below.
+        raw, node = load_yaml(text, f"policy file {label!r}", _StrictLoader)
         lines: dict[tuple[Any, ...], int] = {}
-        _walk(yaml.compose(text, Loader=yaml.SafeLoader), (), lines)
+        _walk(node, (), lines)
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise PolicyError(f"policy file {label!r} is not valid YAML: {exc}") from None
+    except ConfigError as exc:
+        raise PolicyError(exc.reason, fix=exc.fix) from None
     if not isinstance(raw, dict):
         raise PolicyError(f"policy file {label!r} must be a YAML mapping with version and rules.")
     return raw, lines

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from caption_agent.errors import ConfigError, UnknownStyleError
+from caption_agent.yaml_files import load_yaml
 
 __all__ = ["StylePreset", "PromptBundle", "list_styles", "load_preset", "render_messages", "prompt_hash"]
 
@@ -72,7 +73,7 @@ def list_styles(user_dir: Path | None = None) -> dict[str, StylePreset]:
 @lru_cache(maxsize=64)
 def _load_file(path: Path) -> StylePreset:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml(path.read_text(encoding="utf-8"), f"style preset {str(path)!r}")[0] or {}
         preset = StylePreset.model_validate(data)
     except (yaml.YAMLError, ValidationError) as exc:
         raise ConfigError(

@@ -69,8 +69,9 @@ def _open_binary(path: Path) -> BinaryIO:
 
 def _open_text(path: Path) -> IO[str]:
     raw = _open_binary(path)
-    # utf-8-sig: spreadsheet exports often start with a byte-order mark that would corrupt the first column name
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+    # utf-8-sig: spreadsheet exports often start with a byte-order mark that would corrupt the first column name.
+    # surrogateescape: bytes that are not UTF-8 reach the row as lone surrogates, and only that row is rejected.
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
 
 
 def _check_columns(columns: list[str], path: Path) -> None:
@@ -141,7 +142,7 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, Product | RowRejected]]:
                         ),
                     )
                     continue
-                line = data.decode("utf-8")
+                line = data.decode("utf-8", "surrogateescape")  # bad bytes: that row's reject (validate_record)
                 if not line.strip():
                     continue
                 try:

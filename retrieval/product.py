@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from caption_agent._iter import escape_surrogates, surrogate_field
 from caption_agent.errors import CatalogRowError, InvalidLocaleError
 from caption_agent.locales import normalize_locale
 from caption_agent.retrieval.i18n import I18N_PREFIX, LocalizedText, json_cell, parse_i18n
@@ -167,7 +168,9 @@ class RowRejected(CatalogRowError):
         )
 
     def to_reject(self) -> dict[str, Any]:
-        return {"row": self.row, "field": self.field, "reason": self.detail, "sku": self.sku, "raw": self.raw}
+        """The rejects file's record: every string valid UTF-8 (a lone surrogate shown as its escape)."""
+        record = {"row": self.row, "field": self.field, "reason": self.detail, "sku": self.sku, "raw": self.raw}
+        return escape_surrogates(record)
 
 
 def _coerce_attributes(value: Any) -> dict[str, str]:
@@ -221,6 +224,16 @@ def validate_record(record: Any, row: int) -> Product | RowRejected:
         record = {**record, "sku": str(record["sku"])}  # numeric ids from JSON/Parquet are still ids
     sku = record.get("sku")
     sku = sku.strip() if isinstance(sku, str) else None
+    bad = surrogate_field(record)
+    if bad is not None:
+        return RowRejected(
+            "holds text that is not valid Unicode (a lone surrogate, or bytes that are not UTF-8); save the "
+            "catalog as UTF-8",
+            row=row,
+            field=bad,
+            sku=None if sku is None or surrogate_field(sku) is not None else sku,
+            raw=record,
+        )
     try:
         return Product.model_validate(_fold_attr_columns(record))
     except ValueError as exc:  # pydantic's ValidationError is a ValueError; so are attribute parse errors

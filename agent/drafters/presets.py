@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from caption_agent.errors import BackendUnavailableError, ConfigError
+from caption_agent.yaml_files import load_yaml
 
 DATA_PACKAGE = "caption_agent.drafters"
 DATA_DIR = ("data", "vlm_presets")
@@ -166,7 +167,7 @@ def _expand(family: _FamilyFile, entry: _PresetEntry, source: str) -> VLMPreset:
 
 def _read_family(text: str, source: str) -> dict[str, VLMPreset]:
     try:
-        family = _FamilyFile.model_validate(yaml.safe_load(text))
+        family = _FamilyFile.model_validate(load_yaml(text, f"VLM preset file {source}")[0])
     except (yaml.YAMLError, ValidationError) as exc:
         raise ConfigError(f"invalid VLM preset file {source}: {exc}") from exc
     names = [entry.name for entry in family.presets]

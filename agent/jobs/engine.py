@@ -43,7 +43,9 @@ class JobOptions(BaseModel):
     batch_size: int = Field(16, ge=1, le=4096, description="Items per pipeline batch.")
     workers: int = Field(1, ge=1, le=64, description="Batches in flight at once (local runner).")
     flush_every: int = Field(32, ge=1, le=100_000, description="Records per write + fsync.")
-    flush_interval_s: float = Field(2.0, gt=0, description="Longest time a finished record waits for its fsync.")
+    flush_interval_s: float = Field(
+        2.0, gt=0, le=3600, description="Longest time a finished record waits for its fsync."
+    )
     retry_errors: bool = Field(False, description="Reprocess the items whose record is an error.")
     cache_dir: Path | None = Field(None, description="Result cache shared across jobs (SQLite), keyed by item.")
     limit: int | None = Field(None, ge=1, description="Read only the first N input items.")
@@ -168,16 +170,25 @@ class ResultCache:
         self._db = sqlite3.connect(folder / "results.sqlite", timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, record TEXT NOT NULL)")
+        self._failed = False
 
     def get(self, key: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT record FROM results WHERE key = ?", (self.prefix + key,)).fetchone()
         return json.loads(row[0]) if row else None
 
     def put_many(self, pairs: Iterable[tuple[str, dict[str, Any]]]) -> None:
-        rows = [(self.prefix + k, json.dumps(r, ensure_ascii=False)) for k, r in pairs]
+        """Store finished records; a cache that cannot be written (disk full) is switched off with a warning: the
+        output log holds every record, the cache only saves recomputation."""
+        if self._failed:
+            return
+        rows = [(self.prefix + k, json.dumps(r, ensure_ascii=True)) for k, r in pairs]
         if rows:
-            with self._db:
-                self._db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?)", rows)
+            try:
+                with self._db:
+                    self._db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?)", rows)
+            except sqlite3.Error as exc:
+                self._failed = True
+                log.warning("the result cache cannot be written; going on without it", extra={"error": str(exc)})
 
     def close(self) -> None:
         self._db.close()

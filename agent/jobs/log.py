@@ -16,6 +16,7 @@ scheme is refused, since its keys cannot match this version's items. The line fo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -53,6 +54,14 @@ def infer_format(out: Path, fmt: str | None = None) -> Format:
             raise OutputLogError(f"unknown output format {fmt!r}.", fix="use --format jsonl or --format parquet.")
         return fmt  # type: ignore[return-value]
     return "parquet" if Path(out).suffix.lower() == ".parquet" else "jsonl"
+
+
+def _kind(path: Path) -> str:
+    import stat
+
+    mode = path.stat().st_mode
+    kinds = {stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device", stat.S_ISFIFO: "a FIFO"}
+    return next((name for test, name in kinds.items() if test(mode)), "a socket or other special file")
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -103,7 +112,16 @@ class OutputLog:
         self._last_flush = time.monotonic()
         self._fh: Any = None
         self._seq = 0
+        self._failed = False  # a write failed (disk full): nothing more is written, close() only releases
         meta_dir = self.path if fmt == "parquet" else self.path.parent
+        if self.path.exists() and not (self.path.is_file() or self.path.is_dir()):
+            # /dev/null, a FIFO, a device: records written there are lost, and the side files (header, lock)
+            # would be made in its folder (/dev).
+            raise OutputLogError(
+                f"--out {str(path)!r} is not a regular file or folder (it is {_kind(self.path)}); a job's output "
+                "must be kept to be resumed.",
+                fix="pass a file path (e.g. --out results.jsonl), or --format parquet with a folder path.",
+            )
         if fmt == "parquet":
             if self.path.exists() and not self.path.is_dir():
                 raise OutputLogError(f"{str(self.path)!r} is a file; Parquet output is a folder of part files.")
@@ -206,7 +224,7 @@ class OutputLog:
                 with open(self.path, "r+b") as fh:
                     fh.truncate(good)
                     os.fsync(fh.fileno())
-        self._fh = open(self.path, "ab")  # noqa: SIM115 - held open for appends until close()
+        self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - appended to (os.write) until close()
         _fsync_dir(self.path.parent)
 
     def _parquet_files(self) -> list[tuple[str, int, Path]]:
@@ -238,25 +256,52 @@ class OutputLog:
         self._last_flush = time.monotonic()
         if not self._buffer:
             return
+        if self._failed:
+            return
         batch, self._buffer = self._buffer, []
-        if self.format == "jsonl":
-            self._fh.write(b"".join(dumps(r) for r in batch))
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-        else:
-            self._write_part(batch, f"part-{self._seq:08d}.parquet")
-            self._seq += 1
+        try:
+            if self.format == "jsonl":
+                self._append_jsonl(b"".join(dumps(r) for r in batch))
+            else:
+                self._write_part(batch, f"part-{self._seq:08d}.parquet")
+                self._seq += 1
+        except OSError as exc:
+            self._failed = True
+            raise OutputLogError(
+                f"cannot write the output {str(self.path)!r}: {exc.strerror or exc}; {len(self.index)} records "
+                f"written before are kept, the {len(batch)} not written are computed again on the next run.",
+                fix="free space on that disk (or pass an --out on another one), then run the same command again: "
+                "it resumes after the records already written.",
+            ) from None
         for record in batch:
             self.index[record["key"]] = record["status"]
+
+    def _append_jsonl(self, data: bytes) -> None:
+        """Append whole lines and fsync; a failed write (disk full) is cut back off, so the log ends whole."""
+        fd = self._fh.fileno()
+        start = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:  # an unbuffered write may be partial
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        except OSError:
+            with contextlib.suppress(OSError):  # else the torn last line is cut off when the log is reopened
+                os.ftruncate(fd, start)
+            raise
 
     def _write_part(self, records: list[dict[str, Any]], name: str) -> None:
         pa, pq = _pa(), _pq()
         table = pa.table({c: pa.array([_column(r, c) for r in records], type=pa.string()) for c in _COLUMNS})
         tmp = self.path / (name + ".tmp")
-        with open(tmp, "wb") as fh:
-            pq.write_table(table, fh, compression="zstd")
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with open(tmp, "wb") as fh:
+                pq.write_table(table, fh, compression="zstd")
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
         os.replace(tmp, self.path / name)
         _fsync_dir(self.path)
 
@@ -290,7 +335,7 @@ class OutputLog:
                 os.fsync(dst.fileno())
             os.replace(tmp, self.path)
             _fsync_dir(self.path.parent)
-            self._fh = open(self.path, "ab")  # noqa: SIM115 - held open for appends until close()
+            self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - appended to until close()
             return
         pa, pq = _pa(), _pq()
         files = _parquet_files(self.path, live_only=True)
@@ -321,10 +366,10 @@ class OutputLog:
     def close(self) -> None:
         try:
             self.flush()
+        finally:
             if self._fh is not None:
                 self._fh.close()
                 self._fh = None
-        finally:
             self._lock.release()
 
     def __enter__(self) -> OutputLog:

@@ -184,7 +184,8 @@ def _row_error(raw: _Raw, label: str, style: str, locale: str, problem: str) -> 
     error = {
         "type": "ManifestRowError",
         "stage": "manifest",
-        "message": f"{label} row {raw.row}: {problem}. Fix: {ManifestError.fix}",
+        "message": f"{label} row {raw.row}: {problem}"
+        + ("" if " Fix: " in problem else f". Fix: {ManifestError.fix}"),  # a folder entry says its own fix
     }
     key = digest("row", raw.origin, raw.text)
     source = raw.origin if raw.blob is not None or "#" in raw.origin else f"{label}#{raw.row}"

@@ -10,11 +10,12 @@ from __future__ import annotations
 import csv
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from caption_agent._iter import MAX_LINE_BYTES, bounded_lines
+from caption_agent._iter import MAX_LINE_BYTES, bounded_lines, surrogate_field
 from caption_agent.config import ImageLimits
 from caption_agent.errors import CaptionAgentError
 from caption_agent.jobs.sources import SourceOptions, iter_inputs
@@ -46,19 +47,24 @@ class _Raw:
 
 
 def read_rows(path: Path) -> Iterator[_Raw]:
-    """Rows of a manifest, lazily. A folder lists its image files, sorted, hidden files skipped."""
-    path = Path(path)
+    """Rows of a manifest, lazily. A folder lists its image files, sorted, hidden files skipped. A row whose
+    text is not Unicode (a lone surrogate, e.g. a JSON ``\\ud800`` escape) is that row's problem."""
+    for raw in _read_rows(Path(path)):
+        yield _unicode_checked(raw)
+
+
+def _unicode_checked(raw: _Raw) -> _Raw:
+    bad = surrogate_field(raw.data) if raw.data is not None and not raw.problem else None
+    if bad is not None:
+        raw.data = None
+        raw.text = raw.text.encode("utf-8", "backslashreplace").decode("utf-8")
+        raw.problem = f"{bad or 'row'}: not valid Unicode text (a lone surrogate); write the manifest as UTF-8"
+    return raw
+
+
+def _read_rows(path: Path) -> Iterator[_Raw]:
     if path.is_dir():
-        files = (
-            p
-            for p in sorted(path.rglob("*"))
-            if p.is_file()
-            and p.suffix.lower() in IMAGE_SUFFIXES
-            and not any(part.startswith(".") for part in p.relative_to(path).parts)
-        )
-        for i, file in enumerate(files):
-            rel = file.relative_to(path).as_posix()
-            yield _Raw(i, {"image": os.path.abspath(file)}, rel, origin=f"path:{rel}")
+        yield from _folder_rows(path)
         return
     if not path.is_file():
         raise ManifestError(f"manifest {str(path)!r} does not exist.")
@@ -71,6 +77,62 @@ def read_rows(path: Path) -> Iterator[_Raw]:
         yield from _parquet_rows(path)
     else:
         raise ManifestError(f"manifest {str(path)!r} has an unknown type {suffix!r}.")
+
+
+def _folder_rows(path: Path) -> Iterator[_Raw]:
+    """One row per image file of a folder (by suffix, hidden names skipped), in sorted order. An entry with an
+    image's name that cannot be an image (a FIFO, a device, a socket, a link to nothing, a name that is not
+    UTF-8) and a subfolder that cannot be listed are rows with their problem: never silently left out, and
+    never opened (reading a FIFO would wait forever)."""
+    entries: list[tuple[tuple[str, ...], str]] = []  # (relative parts, problem)
+    unlisted: list[tuple[tuple[str, ...], str]] = []
+
+    def listing_failed(exc: OSError) -> None:
+        rel = Path(exc.filename or path).relative_to(path).parts
+        reason = exc.strerror or type(exc).__name__
+        unlisted.append((rel, f"is a folder that cannot be listed ({reason}). Fix: {_ENTRY_FIX}"))
+
+    for folder, dirs, files in os.walk(path, onerror=listing_failed):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        rel_folder = Path(folder).relative_to(path).parts
+        for name in files:  # a link to nothing is among them; links to folders are not followed
+            if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            entries.append(((*rel_folder, name), _entry_problem(os.path.join(folder, name))))
+    entries.extend(unlisted)
+    for i, (parts, problem) in enumerate(sorted(entries)):
+        rel = "/".join(parts)
+        shown = _printable(rel)
+        if problem:
+            yield _Raw(i, None, shown, f"'{shown}' {problem}", origin=f"path:{shown}")
+        else:
+            yield _Raw(i, {"image": os.path.abspath(os.path.join(path, *parts))}, rel, origin=f"path:{rel}")
+
+
+_ENTRY_FIX = "put image files in the folder (or remove this entry); the other files are captioned as usual."
+
+
+def _printable(name: str) -> str:
+    """``name`` as valid UTF-8: bytes of a non-UTF-8 file name (surrogate escapes) written as ``\\xNN``."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def _entry_problem(entry: str) -> str:
+    """Why a folder entry named like an image cannot be read as one ("" when it can)."""
+    if _printable(entry) != entry:
+        return "has a file name that is not valid UTF-8. Fix: rename the file (e.g. `convmv -f latin1 -t utf-8`)."
+    try:
+        mode = os.stat(entry).st_mode  # follows symbolic links
+    except OSError as exc:
+        if os.path.islink(entry):
+            return f"is a symbolic link to a missing file ({os.readlink(entry)!r}). Fix: {_ENTRY_FIX}"
+        return f"cannot be read ({exc.strerror or type(exc).__name__}). Fix: {_ENTRY_FIX}"
+    if stat.S_ISREG(mode):
+        return ""
+    kinds = {stat.S_ISFIFO: "a FIFO", stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device"}
+    kinds.update({stat.S_ISSOCK: "a socket", stat.S_ISDIR: "a folder"})
+    kind = next((name for test, name in kinds.items() if test(mode)), "not a regular file")
+    return f"is {kind}, not an image file. Fix: {_ENTRY_FIX}"
 
 
 def _jsonl_rows(path: Path) -> Iterator[_Raw]:
@@ -144,7 +206,7 @@ def read_shards(shards: Sequence[str], options: SourceOptions, limits: ImageLimi
         for sample in iter_samples(shard, options, limits.max_bytes):
             data, origin, problem, blob = sample_row(sample, shard)
             text = json.dumps({"shard": shard, "key": sample.key}, ensure_ascii=False)
-            yield _Raw(sample.index, data, text, problem, origin=origin, blob=blob, label=shard)
+            yield _unicode_checked(_Raw(sample.index, data, text, problem, origin=origin, blob=blob, label=shard))
 
 
 def read_inputs(inputs: Sequence[str | Path], options: SourceOptions, limits: ImageLimits) -> Iterator[_Raw]:

@@ -34,7 +34,11 @@ def dumps(record: dict[str, Any]) -> bytes:
         "status": record["status"],
         **{k: v for k, v in record.items() if k not in ("key", "status")},
     }
-    return (json.dumps(ordered, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+    line = json.dumps(ordered, ensure_ascii=False, separators=(",", ":")) + "\n"
+    try:
+        return line.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate in some text: written as its JSON escape, nothing lost
+        return (json.dumps(ordered, ensure_ascii=True, separators=(",", ":")) + "\n").encode("ascii")
 
 
 def _parse_object(line: bytes) -> dict[str, Any] | None:

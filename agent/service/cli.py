@@ -62,7 +62,10 @@ def serve(
             fg=typer.colors.YELLOW,
             err=True,
         )
+    from caption_agent.service.middleware import header_deadline_protocol
+
     # proxy_headers=False: X-Forwarded-* are believed only from `trusted_proxies`, by the app's HTTP guard.
+    # http=: uvicorn's own protocol with a deadline on request headers (`header_timeout_s`), which uvicorn lacks.
     uvicorn.run(
         app,
         host=settings.host,
@@ -70,6 +73,7 @@ def serve(
         log_level=log_level,
         timeout_graceful_shutdown=10,
         proxy_headers=False,
+        http=header_deadline_protocol(settings.header_timeout_s),
     )
 
 

@@ -1,5 +1,6 @@
-"""ASGI middleware: the HTTP guard (Host names, foreign origins, security headers, trusted proxies), the request
-body guard (size and time limits) and per-request metrics."""
+"""ASGI middleware: the HTTP guard (Host names, foreign origins, credentials in URLs, security headers, trusted
+proxies), the request body guard (size and time limits) and per-request metrics; and the server-side deadline on
+request headers (``header_deadline_protocol``), which no ASGI middleware can see."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import ipaddress
 import json
 import time
 from typing import Any, Iterable
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from caption_agent.service.errors import (
+    AuthError,
     BodyTimeoutError,
     ForeignOriginError,
     HostNotAllowedError,
@@ -18,7 +20,7 @@ from caption_agent.service.errors import (
     ServiceError,
     body_for,
 )
-from caption_agent.service.security import host_allowed
+from caption_agent.service.security import host_allowed, refuse_key_in_url
 
 Scope = dict[str, Any]
 
@@ -76,7 +78,9 @@ class HttpGuardMiddleware:
 
     - ``X-Forwarded-Proto`` from a peer in ``trusted_proxies`` sets the request's scheme (for Secure cookies and
       the origin check); from anyone else it is ignored.
-    - The Host header must name this service (``hosts``): a DNS-rebinding page on another name gets 400.
+    - The Host header must name this service (``hosts``): a DNS-rebinding page on another name gets 400, and so
+      does a request with two Host headers (a proxy and this service could each read another one).
+    - A query parameter named like a credential (``security.URL_KEY_NAMES``, folded) gets 401, on every route.
     - A state-changing request (not GET/HEAD/OPTIONS) whose Origin, or else Referer, is not this service's own
       origin gets 403. Requests with neither (CLI, curl, SDKs) pass.
     - Every answer, errors included, carries SECURITY_HEADERS (a header the response set itself is kept).
@@ -103,6 +107,23 @@ class HttpGuardMiddleware:
             await send(message)
 
         self._apply_proxy(scope)
+        hosts = sum(1 for key, _ in scope.get("headers") or () if key == b"host")
+        if hosts > 1:
+            await _send_error(
+                secured_send,
+                scope,
+                HostNotAllowedError(
+                    f"the request carries {hosts} Host headers; one request names one host.",
+                    fix="send exactly one Host header (check the proxy in front of the service).",
+                ),
+            )
+            return
+        try:
+            query = bytes(scope.get("query_string") or b"").decode("latin-1")
+            refuse_key_in_url(name for name, _ in parse_qsl(query, keep_blank_values=True))
+        except AuthError as exc:
+            await _send_error(secured_send, scope, exc)
+            return
         host = split_host(_header(scope, b"host") or "")
         if host is None or not ("*" in self.hosts or host_allowed(host[0], self.hosts)):
             shown = (_header(scope, b"host") or "")[:100]
@@ -252,3 +273,53 @@ class MetricsMiddleware:
             error_type = scope.get("state", {}).get("error_type")
             if status >= 400:
                 self.metrics.errors.labels(label, error_type or f"HTTP{status}").inc()
+
+
+def header_deadline_protocol(seconds: float, http: str = "auto") -> type:
+    """uvicorn's HTTP protocol class (``http``: auto | h11 | httptools) with a deadline on request headers.
+
+    uvicorn closes idle keep-alive connections but has no limit on the time a request's headers take: a client
+    sending one header byte every few seconds holds its connection (and a file descriptor) forever. This class
+    starts a timer when a connection opens and after each response; when it fires and no new request's headers
+    have arrived (the protocol starts a new request cycle only once the headers are complete, in h11 and
+    httptools alike), the connection is closed. Pass it as ``uvicorn.run(..., http=CLASS)``."""
+    from uvicorn.config import HTTP_PROTOCOLS
+    from uvicorn.importer import import_from_string
+
+    base: type = import_from_string(HTTP_PROTOCOLS[http])
+
+    class HeaderDeadlineProtocol(base):
+        _head_timer: asyncio.TimerHandle | None = None
+        _head_cycle: Any = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm_head_deadline()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm_head_deadline()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+            super().connection_lost(exc)
+
+        def _arm_head_deadline(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            self._head_timer = None
+            if not self.transport.is_closing():
+                self._head_cycle = self.cycle
+                self._head_timer = self.loop.call_later(seconds, self._head_expired)
+
+        def _head_expired(self) -> None:
+            self._head_timer = None
+            cycle = self.cycle
+            waiting = cycle is self._head_cycle and (cycle is None or cycle.response_complete)
+            if waiting and not self.transport.is_closing():
+                self.transport.close()
+
+    HeaderDeadlineProtocol.__name__ = f"HeaderDeadline{base.__name__}"
+    return HeaderDeadlineProtocol

@@ -164,11 +164,11 @@ def add_api_routes(app: "FastAPI", state: Any) -> None:
         responses=error_responses(401, 409, 413, 415, 422, 429, 502, 503, 504),
         summary="Rewrite an existing caption into other locales (refined and moderated per locale).",
     )
-    async def localize(body: LocalizeBody) -> Any:
+    async def localize(body: LocalizeBody, request: Request) -> Any:
         require_ready(state)
-        from caption_agent.service.localize import localize_items, run_localize
+        from caption_agent.service.localize import localize_for, localize_items
 
-        items = localize_items(body, state.agent.config)
+        items = localize_items(body, state.agent.config, state.settings)
         if state.waiting_localize >= state.settings.queue_size:
             raise QueueFullError(
                 f"too many localization requests waiting ({state.waiting_localize}).",
@@ -177,13 +177,7 @@ def add_api_routes(app: "FastAPI", state: Any) -> None:
         state.waiting_localize += 1
         t0 = time.perf_counter()
         try:
-            records = await asyncio.wait_for(
-                state.in_model_thread(run_localize, state.agent, items), state.settings.request_timeout_s
-            )
-        except TimeoutError:
-            raise RequestTimeoutError(
-                f"localization took longer than {state.settings.request_timeout_s:g} s."
-            ) from None
+            records = await localize_for(request, state, items)  # 504 past the deadline; stops when the caller goes
         finally:
             state.waiting_localize -= 1
         state.metrics.stage.labels("localize").observe(time.perf_counter() - t0)

@@ -60,16 +60,30 @@ class KeyChecker:
             raise AuthError("the API key is not valid.")
 
 
-# Query parameters that look like an API key: refused on /v1, since URLs end up in logs, proxies and histories.
-_URL_KEY_NAMES = frozenset({"api_key", "apikey", "api-key", "x-api-key", "key", "token", "access_token"})
+# Query parameters that look like a credential, compared folded (lower case, letters and digits only: `Access-Token`,
+# `access_token` and `accessToken` are one name). Refused on every route, /review included: URLs end up in logs,
+# proxies and browser histories. No route of this service takes a query parameter of these names.
+URL_KEY_NAMES = frozenset(
+    {
+        "apikey", "xapikey", "apitoken", "apisecret", "key", "accesskey", "secretkey", "privatekey", "token",
+        "accesstoken", "authtoken", "idtoken", "refreshtoken", "sessiontoken", "bearer", "bearertoken", "jwt",
+        "auth", "authorization", "authkey", "credential", "credentials", "secret", "clientsecret", "password",
+        "passwd", "pwd", "session", "sessionid", "sessionkey", "captionagentkey",
+    }
+)  # fmt: skip
+
+
+def fold_name(name: str) -> str:
+    """A parameter name compared as a credential name: lower case, letters and digits only."""
+    return "".join(c for c in name.casefold() if c.isalnum())
 
 
 def refuse_key_in_url(query: Iterable[str]) -> None:
-    """Raise AuthError when the query string carries a parameter named like an API key."""
-    named = sorted(name for name in query if name.lower() in _URL_KEY_NAMES)
+    """Raise AuthError when the query string carries a parameter named like an API key (see URL_KEY_NAMES)."""
+    named = sorted(name for name in query if fold_name(name) in URL_KEY_NAMES)
     if named:
         raise AuthError(
-            f"API keys are not accepted in the URL (query parameter {named[0]!r}).",
+            f"API keys are not accepted in the URL (query parameter {named[0][:64]!r}).",
             fix="send the key as `Authorization: Bearer KEY` or `X-API-Key: KEY`; a key sent in a URL may be "
             "logged on the way, so replace it.",
         )

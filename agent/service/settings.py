@@ -47,7 +47,12 @@ class ServiceSettings(TomlSettings):
             "Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-Proto is believed. Empty = none."
         ),
     )
-    max_body_bytes: int = Field(12 * 1024 * 1024, ge=1024, description="Largest request body, in bytes.")
+    max_body_bytes: int = Field(
+        12 * 1024 * 1024,
+        ge=1024,
+        le=2 * 1024**3,
+        description="Largest request body, in bytes (at most 2 GiB; a base64 image is 4/3 of its file).",
+    )
     body_timeout_s: float = Field(
         30.0, gt=0, le=3600, description="Most seconds to receive one request body, from its first read; then 408."
     )
@@ -58,6 +63,23 @@ class ServiceSettings(TomlSettings):
     )
     request_timeout_s: float = Field(
         60.0, gt=0, le=3600, description="Per-request deadline (body, image download and captioning); past it -> 504."
+    )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Most seconds a connection may take to send a request's headers (from connecting, or from the "
+        "previous response); then it is closed. Stops clients that trickle headers from holding connections.",
+    )
+    localize_max_locales: int = Field(8, ge=1, le=16, description="Most target locales in one /v1/localize request.")
+    localize_max_facts: int = Field(
+        64, ge=0, le=1000, description="Most facts in one /v1/localize request (every fact is read in every locale)."
+    )
+    localize_max_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        le=4 * 1024 * 1024,
+        description="Most bytes of caption and facts (as JSON) in one /v1/localize request.",
     )
     url_allowlist: list[str] = Field(
         default_factory=list,

@@ -175,11 +175,25 @@ def test_missing_and_unknown_columns_fail_before_any_row(tmp_path: Path) -> None
         list(read_catalog(unknown))
 
 
-def test_undecodable_file_is_fatal(tmp_path: Path) -> None:
-    path = tmp_path / "latin1.csv"
-    path.write_bytes("sku,title\nS-1,Caf\xe9\n".encode("latin-1"))
-    with pytest.raises(CatalogError, match="cannot read"):
-        list(read_catalog(path))
+def test_bytes_that_are_not_utf8_reject_only_their_row(tmp_path: Path) -> None:
+    csv_path = tmp_path / "latin1.csv"
+    csv_path.write_bytes(b"sku,title\nS-1,Caf\xe9\nS-2,Mug\n")
+    jsonl_path = tmp_path / "mixed.jsonl"
+    jsonl_path.write_bytes(b'{"sku": "S-1", "title": "Caf\xe9"}\n{"sku": "S-2", "title": "Mug"}\n')
+    for path in (csv_path, jsonl_path):
+        (_, bad), (_, good) = list(read_catalog(path))
+        assert isinstance(bad, RowRejected) and bad.field == "title" and "not valid Unicode" in bad.detail
+        assert bad.to_reject()["raw"]["title"] == "Caf\\udce9"  # the rejects file stays valid UTF-8
+        assert isinstance(good, Product) and good.sku == "S-2"
+
+
+def test_a_lone_surrogate_rejects_only_its_row(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"sku": "S-1", "title": "Mug \\ud800"}\n{"sku": "S-2", "title": "Cup"}\n', encoding="utf-8")
+    (_, bad), (_, good) = list(read_catalog(path))
+    assert isinstance(bad, RowRejected) and bad.field == "title" and bad.sku == "S-1"
+    json.dumps(bad.to_reject(), ensure_ascii=False).encode("utf-8")  # writable as UTF-8
+    assert isinstance(good, Product)
 
 
 def test_content_hash_tracks_every_field_and_metadata_round_trips() -> None:

@@ -175,3 +175,25 @@ def test_unparseable_lines_are_rejects_and_the_ingest_goes_on(
     got = [json.loads(line) for line in rejects.read_text().splitlines()]
     assert [r["row"] for r in got] == [2, 3, 4]
     assert "RecursionError" in got[0]["reason"] and "bytes long" in got[2]["reason"]
+
+
+def test_rows_that_are_not_unicode_are_rejects_and_the_ingest_goes_on(
+    settings: RetrievalSettings, minilm: Any, small_rows: list, tmp_path: Path
+) -> None:
+    lines = [
+        json.dumps(small_rows[0]).encode(),
+        b'{"sku": "U-1", "title": "Mug \\ud800 black"}',  # a lone surrogate, as a JSON escape
+        b'{"sku": "U-2", "title": "Caf\xe9 cup"}',  # Latin-1 bytes in a UTF-8 file
+        json.dumps(small_rows[1]).encode(),
+    ]
+    path = tmp_path / "catalog.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    rejects = tmp_path / "rejects.jsonl"
+    with CatalogStore.open(settings, minilm, writer=True) as store:
+        summary = ingest_file(path, store, rejects_path=rejects)
+        assert (summary.rows, summary.added, summary.rejected) == (4, 2, 2)
+        assert sorted(store.iter_skus()) == ["A-1", "A-2"]
+    got = [json.loads(line) for line in rejects.read_text(encoding="utf-8").splitlines()]
+    assert [(r["row"], r["field"], r["sku"]) for r in got] == [(2, "title", "U-1"), (3, "title", "U-2")]
+    assert all("not valid Unicode" in r["reason"] for r in got)
+    assert got[0]["raw"]["title"] == "Mug \\ud800 black"

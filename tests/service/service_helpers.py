@@ -42,18 +42,29 @@ def free_port() -> int:
 
 class LiveServer:
     """uvicorn.Server in a daemon thread, configured as `caption-agent serve` runs it (uvicorn's own proxy-header
-    handling off); ``url`` is http(s)://127.0.0.1:PORT. ``ssl`` = (certfile, keyfile) serves TLS."""
+    handling off, the header deadline on); ``url`` is http(s)://127.0.0.1:PORT. ``ssl`` = (certfile, keyfile)
+    serves TLS."""
 
     def __init__(self, app: Any, ssl: tuple[Path, Path] | None = None) -> None:
         import uvicorn
+
+        from caption_agent.service.middleware import header_deadline_protocol
 
         self.port = free_port()
         self.url = f"{'https' if ssl else 'http'}://127.0.0.1:{self.port}"
         self.app = app
         tls = {"ssl_certfile": str(ssl[0]), "ssl_keyfile": str(ssl[1])} if ssl else {}
+        http = header_deadline_protocol(app.state.service.settings.header_timeout_s)
         self.server = uvicorn.Server(
             uvicorn.Config(
-                app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", proxy_headers=False, **tls
+                app,
+                host="127.0.0.1",
+                port=self.port,
+                log_level="warning",
+                lifespan="on",
+                proxy_headers=False,
+                http=http,
+                **tls,
             )
         )
         self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)
