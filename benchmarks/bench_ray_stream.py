@@ -86,12 +86,16 @@ def _burn(args: tuple[int, int]) -> int:
 
 
 def machine_ratio(items: int, rounds: int) -> float:
-    """The same work in 1 and in 2 plain processes (no Ray): what this machine gives two workers right now."""
+    """The same work in 1 and in 2 plain processes (no Ray): what this machine gives two workers right now.
+
+    Spawned, never forked: a pool forked from a driver that has (or had) Ray running inherits its threads and
+    sockets, and the process then never exited (two runs of ``scaling --items 3000`` hung after their timed runs)."""
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     rates = []
     for procs in (1, 2):
-        with ProcessPoolExecutor(procs) as pool:
+        with ProcessPoolExecutor(procs, mp_context=multiprocessing.get_context("spawn")) as pool:
             list(pool.map(_burn, [(1, rounds)] * procs))  # start-up out of the timing
             t0 = time.perf_counter()
             done = sum(pool.map(_burn, [(items // procs, rounds)] * procs))
@@ -102,6 +106,8 @@ def machine_ratio(items: int, rounds: int) -> float:
 def scaling(items: int, rounds: int) -> dict:
     import ray
 
+    # The machine's own ratio before Ray starts and again after it stopped (load on a shared box drifts).
+    machine = [machine_ratio(items // 2, rounds)]
     ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
     tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     manifest = tmp / "m.jsonl"
@@ -127,10 +133,12 @@ def scaling(items: int, rounds: int) -> dict:
         result["items_per_s_1_actor"], result["items_per_s_2_actors"] = rates[1], rates[2]
         result["ratio_2_vs_1"] = round(sum(rates[2]) / sum(rates[1]), 3)
         result["load_average_1m"] = os.getloadavg()[0]
-        result["machine_ratio_2_vs_1_processes_no_ray"] = machine_ratio(items // 2, rounds)
     finally:
         ray.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
+    machine.append(machine_ratio(items // 2, rounds))
+    result["machine_ratio_2_vs_1_processes_no_ray"] = machine
+    result["runner_share_of_machine_ratio"] = round(result["ratio_2_vs_1"] / (sum(machine) / 2), 3)
     return result
 
 
