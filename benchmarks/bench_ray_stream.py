@@ -103,7 +103,7 @@ def machine_ratio(items: int, rounds: int) -> float:
     return round(rates[1] / rates[0], 3)
 
 
-def scaling(items: int, rounds: int) -> dict:
+def scaling(items: int, rounds: int, batch_size: int = 4) -> dict:
     import ray
 
     # The machine's own ratio before Ray starts and again after it stopped (load on a shared box drifts).
@@ -114,7 +114,8 @@ def scaling(items: int, rounds: int) -> dict:
     # A brand hint per row makes every row its own computation (rows that differ only by id would share one).
     rows = ({"image": str(IMAGE), "id": f"r{i}", "brand": f"b{i}"} for i in range(items))
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    result: dict = {"bench": "ray_scaling", "items": items, "rounds": rounds, "intra_op_threads": 1}
+    result: dict = {"bench": "ray_scaling", "items": items, "rounds": rounds, "batch_size": batch_size}
+    result["intra_op_threads"] = 1
     rates: dict[int, list[float]] = {1: [], 2: []}
     try:
         for run, actors in enumerate((1, 2, 1, 2)):  # interleaved, so a change in machine load hits both sides
@@ -123,7 +124,7 @@ def scaling(items: int, rounds: int) -> dict:
                 tmp / f"out{run}.jsonl",
                 "BurnStep",
                 {"rounds": rounds, "threads": 1},
-                batch_size=4,
+                batch_size=batch_size,
                 ray_cpu_actors=actors,
                 ray_cpu_per_actor=1.0,
                 flush_every=256,
@@ -190,14 +191,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--items", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=80)
+    parser.add_argument("--batch-size", type=int, default=4, help="Rows per block and per actor call (scaling).")
     parser.add_argument("--inline", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.part == "all":
         for part in ("scaling", "rss"):
             cmd = [sys.executable, __file__, part, "--rows", str(args.rows), "--items", str(args.items)]
+            cmd += ["--batch-size", str(args.batch_size)]
             subprocess.run([*cmd, "--rounds", str(args.rounds)], check=True)
         return 0
-    out = scaling(args.items, args.rounds) if args.part == "scaling" else rss(args.rows)
+    out = scaling(args.items, args.rounds, args.batch_size) if args.part == "scaling" else rss(args.rows)
     sys.stdout.write(json.dumps(out) + "\n")
     sys.stdout.flush()
     return 0
