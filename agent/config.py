@@ -89,6 +89,11 @@ class LiteDrafterSettings(_Section):
         "batches of 1-4 are fastest, 16-32 lose 30-50% (cache-bound), 4 also holds up under CPU contention.",
     )
     ocr: bool = Field(False, description="Read text in the image (needs the [ocr] extra).")
+    runtime: Literal["onnx", "torch"] = Field(
+        "onnx",
+        description="onnx: onnxruntime, exported once from the bundled weights into the model cache (same "
+        "probabilities as torch within 1e-4; no torch import once built); torch: the state dict on torch.",
+    )
     hedge_threshold: float = Field(
         0.5, gt=0, le=1, description="Probability mass a WordNet category needs before a draft names it."
     )

@@ -21,6 +21,7 @@ import numpy as np
 from caption_agent._extras import require
 from caption_agent.errors import BackendError
 from caption_agent.model_cache import build_once, cache_dir, fingerprint
+from caption_agent.onnx_models import env_threads, new_session
 
 __all__ = ["EXPORT_VERSION", "OnnxEncoder", "UnsupportedEmbedderError", "export_onnx", "inspect_st_model"]
 
@@ -111,7 +112,7 @@ class OnnxEncoder:
     computation). Length-sorted batches pad little. Thread-safe: onnxruntime sessions allow concurrent run()."""
 
     def __init__(self, entry: Path, threads: int | None = None) -> None:
-        ort = require("onnxruntime", "lite", "The ONNX embedder")
+        require("onnxruntime", "lite", "The ONNX embedder")
         tokenizers = require("tokenizers", "lite", "The ONNX embedder")
         self.spec: dict[str, Any] = json.loads((entry / "spec.json").read_text(encoding="utf-8"))
         self.dim = int(self.spec["dim"])
@@ -119,17 +120,11 @@ class OnnxEncoder:
         tok.no_padding()  # padding is done here, per length-sorted batch
         tok.enable_truncation(max_length=int(self.spec["max_seq_length"]))
         self._tokenizer = tok
-        opts = ort.SessionOptions()
         # The thread budget torch would take (OMP_NUM_THREADS, else the usable cores) is spent on whole batches in
         # parallel, one thread each: MiniLM's matrices are small, and on 2 cores one batch per core ran ~1.6x
         # the texts/s of two threads sharing every batch (sessions allow concurrent run() calls).
-        self.workers = max(1, threads if threads is not None else _env_threads())
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        # Spinning workers burn the cores other stages (and processes) need; measured faster under load without.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session = ort.InferenceSession(str(entry / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+        self.workers = max(1, threads if threads is not None else env_threads())
+        self._session = new_session(entry / "model.onnx", 1)
         self._inputs = {i.name for i in self._session.get_inputs()}
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
@@ -254,11 +249,3 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
     data = json.loads(path.read_text(encoding="utf-8"))
     return data if isinstance(data, dict) else {}
-
-
-def _env_threads() -> int:
-    """OMP_NUM_THREADS when set (torch honours it too), else the cores this process may use."""
-    try:
-        return max(1, int(os.environ["OMP_NUM_THREADS"]))
-    except (KeyError, ValueError):
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

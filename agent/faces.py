@@ -3,7 +3,9 @@
 The weights come from the installed facenet-pytorch wheel (``facenet_pytorch/data/{p,r,o}net.pt``, MIT); the
 package itself is never imported (it imports torchvision, which does not load beside the CPU torch build here),
 so the three small networks are rebuilt below with the same layer names and their state dicts loaded into them.
-Only boxes and scores leave this module: no crops, landmarks or embeddings.
+By default they run on onnxruntime: exported once into the model cache (checked against torch there), so a
+detector built later imports no torch. The image pyramid and the crops are numpy (summed-area tables), the same
+for both runtimes. Only boxes and scores leave this module: no crops, landmarks or embeddings.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import threading
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from caption_agent.errors import MissingExtraError
 
@@ -20,6 +22,9 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
     from PIL.Image import Image
+
+Runtime = Literal["onnx", "torch"]
+_NETS = ("pnet", "rnet", "onet")
 
 __all__ = ["FIX", "Face", "FaceDetector", "detector", "weights_dir"]
 
@@ -189,24 +194,26 @@ def _integral(rgb: np.ndarray) -> np.ndarray:
 
 
 def _area_crops(
-    sums: np.ndarray, x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray, size: int
+    sums: np.ndarray, x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray, size: int | tuple[int, int]
 ) -> np.ndarray:
-    """Crops [y0:y1, x0:x1] resized to size x size by area averaging, all boxes at once: (N, size, size, 3).
+    """Crops [y0:y1, x0:x1] resized to ``size`` (side, or (rows, cols)) by area averaging, all boxes at once:
+    (N, rows, cols, 3).
 
     The same bins as torch's ``interpolate(mode="area")`` (adaptive average pooling), read from the
     summed-area table instead of one resize call per box (hundreds of boxes per image)."""
     import numpy as np
 
-    steps = np.arange(size + 1)
+    rows, cols = (size, size) if isinstance(size, int) else size
 
-    def edges(start: np.ndarray, stop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def edges(start: np.ndarray, stop: np.ndarray, out: int) -> tuple[np.ndarray, np.ndarray]:
+        steps = np.arange(out + 1)
         n = (stop - start)[:, None]
-        lo = start[:, None] + (steps[None, :-1] * n) // size
-        hi = start[:, None] + -((-(steps[None, 1:]) * n) // size)  # ceil division
+        lo = start[:, None] + (steps[None, :-1] * n) // out
+        hi = start[:, None] + -((-(steps[None, 1:]) * n) // out)  # ceil division
         return lo, hi
 
-    r0, r1 = edges(y0, y1)
-    c0, c1 = edges(x0, x1)
+    r0, r1 = edges(y0, y1, rows)
+    c0, c1 = edges(x0, x1, cols)
     total = (
         sums[r1[:, :, None], c1[:, None, :]]
         - sums[r0[:, :, None], c1[:, None, :]]
@@ -218,31 +225,82 @@ def _area_crops(
     return crops
 
 
-class FaceDetector:
-    """MTCNN on CPU. Thread-safe: the networks are read-only after loading and run under ``no_grad``."""
+def _normalise(pixels: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) pixel values -> the networks' NCHW input in [-1, 1]."""
+    import numpy as np
 
-    def __init__(self, weights: Path | None = None) -> None:
+    return np.ascontiguousarray(((pixels - 127.5) * 0.0078125).astype(np.float32).transpose(0, 3, 1, 2))
+
+
+def torch_networks(folder: Path) -> dict[str, Any]:
+    """P-, R- and O-net on torch with the wheel's state dicts, by name, in eval mode."""
+    import torch
+
+    nets = dict(zip(_NETS, _networks()))
+    for name, net in nets.items():
+        net.load_state_dict(torch.load(folder / f"{name}.pt", map_location="cpu", weights_only=True))
+        net.eval()
+    return nets
+
+
+def onnx_entry(folder: Path | None = None) -> Path:
+    """The model-cache entry holding pnet/rnet/onet.onnx, exported under torch once and checked against it."""
+    from caption_agent.onnx_models import export_once, export_torch
+
+    folder = folder or weights_dir()
+
+    def build(tmp: Path) -> None:
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        nets = torch_networks(folder)
+        spatial = {"input": {0: "n", 2: "h", 3: "w"}, "reg": {0: "n", 2: "h", 3: "w"}, "prob": {0: "n", 2: "h", 3: "w"}}
+        flat = {"input": {0: "n"}, "reg": {0: "n"}, "prob": {0: "n"}}
+        shapes = {"pnet": [(1, 3, 37, 52), (1, 3, 12, 15)], "rnet": [(5, 3, 24, 24), (1, 3, 24, 24)]}
+        shapes["onet"] = [(5, 3, 48, 48), (1, 3, 48, 48)]
+        for name in _NETS:
+            probes = [rng.uniform(-1, 1, shape).astype(np.float32) for shape in shapes[name]]
+            export_torch(nets[name], probes, tmp / f"{name}.onnx", ["reg", "prob"], spatial if name == "pnet" else flat)
+
+    return export_once("mtcnn", [folder / f"{name}.pt" for name in _NETS], build)
+
+
+class FaceDetector:
+    """MTCNN on CPU, its networks on onnxruntime (default) or torch. Thread-safe: the networks are read-only after
+    loading (onnxruntime sessions allow concurrent runs; torch runs under ``inference_mode``)."""
+
+    def __init__(self, weights: Path | None = None, runtime: Runtime = "onnx") -> None:
+        folder = weights or weights_dir()
+        self.runtime = runtime
+        if runtime == "onnx":
+            from caption_agent.onnx_models import session
+
+            entry = onnx_entry(folder)
+            self._sessions = {name: session(entry / f"{name}.onnx") for name in _NETS}
+        else:
+            self._torch = torch_networks(folder)
+
+    def _net(self, name: str, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(box regression, face/non-face probabilities) of network ``name`` for a float32 NCHW batch."""
+        if self.runtime == "onnx":
+            reg, prob = self._sessions[name].run(["reg", "prob"], {"input": batch})
+            return reg, prob
         import torch
 
-        folder = weights or weights_dir()
-        self.pnet, self.rnet, self.onet = _networks()
-        for net, name in ((self.pnet, "pnet"), (self.rnet, "rnet"), (self.onet, "onet")):
-            net.load_state_dict(torch.load(folder / f"{name}.pt", map_location="cpu", weights_only=True))
-            net.eval()
+        with torch.inference_mode():
+            reg_t, prob_t = self._torch[name](torch.from_numpy(batch))
+        return reg_t.numpy(), prob_t.numpy()
 
     def detect(self, image: Image, min_face_px: int = 20, score: float = 0.7) -> list[Face]:
         """Faces at least ``min_face_px`` wide in ``image`` (a PIL image, the working copy) whose final
         (O-net) score is at least ``score``, best first."""
         import numpy as np
-        import torch
 
         rgb = np.asarray(image.convert("RGB"))  # uint8: the summed-area table stays in integers
-        img = torch.from_numpy(rgb.astype(np.float32)).permute(2, 0, 1).unsqueeze(0)
-        with torch.inference_mode():
-            boxes = self._propose(img, max(12, int(min_face_px)))
-            sums = _integral(rgb)
-            boxes = self._refine(sums, boxes, self.rnet, 24, STAGE_THRESHOLDS[1], square=True)
-            boxes = self._refine(sums, boxes, self.onet, 48, score, square=False)
+        sums = _integral(rgb)
+        boxes = self._propose(sums, max(12, int(min_face_px)))
+        boxes = self._refine(sums, boxes, "rnet", 24, STAGE_THRESHOLDS[1], square=True)
+        boxes = self._refine(sums, boxes, "onet", 48, score, square=False)
         if len(boxes):
             boxes = boxes[nms(boxes[:, :4], boxes[:, 4], 0.7, by_min=True)]
         h, w = rgb.shape[:2]
@@ -251,19 +309,19 @@ class FaceDetector:
             for b in boxes
         ]
 
-    def _propose(self, img: torch.Tensor, min_face_px: int) -> np.ndarray:
+    def _propose(self, sums: np.ndarray, min_face_px: int) -> np.ndarray:
         """P-net over an image pyramid: 12 px windows at stride 2, scaled so a ``min_face_px`` face fills one."""
         import numpy as np
-        import torch.nn.functional as F
 
-        h, w = img.shape[2:]
+        h, w = sums.shape[0] - 1, sums.shape[1] - 1
         scale = 12.0 / min_face_px
         side = min(h, w) * scale
         found = []
+        zero, full_w, full_h = np.zeros(1, np.int64), np.array([w]), np.array([h])
         while side >= 12:
-            level = F.interpolate(img, size=(int(h * scale + 1), int(w * scale + 1)), mode="area")
-            reg, prob = self.pnet((level - 127.5) * 0.0078125)
-            prob_np, reg_np = prob[0, 1].numpy(), reg[0].numpy()
+            level = _area_crops(sums, zero, zero, full_w, full_h, (int(h * scale + 1), int(w * scale + 1)))
+            reg, prob = self._net("pnet", _normalise(level))
+            prob_np, reg_np = prob[0, 1], reg[0]
             ys, xs = np.nonzero(prob_np >= STAGE_THRESHOLDS[0])
             if len(ys):
                 cells = np.stack([xs, ys], axis=1).astype(np.float32)
@@ -292,11 +350,10 @@ class FaceDetector:
         return _square(refined)
 
     def _refine(
-        self, sums: np.ndarray, boxes: np.ndarray, net: Any, size: int, threshold: float, square: bool
+        self, sums: np.ndarray, boxes: np.ndarray, net: str, size: int, threshold: float, square: bool
     ) -> np.ndarray:
         """Score each box's crop (resized to ``size``) with ``net``; keep those above ``threshold``, regressed."""
         import numpy as np
-        import torch
 
         if len(boxes) == 0:
             return boxes
@@ -309,8 +366,8 @@ class FaceDetector:
         if len(boxes) == 0:
             return boxes
         crops = _area_crops(sums, x0 - 1, y0 - 1, x1, y1, size)
-        reg, prob = net((torch.from_numpy(crops).permute(0, 3, 1, 2) - 127.5) * 0.0078125)
-        score, reg_np = prob[:, 1].numpy(), reg.numpy()
+        reg_np, prob = self._net(net, _normalise(crops))
+        score = prob[:, 1]
         keep = score > threshold
         boxes = np.concatenate([boxes[keep, :4], score[keep, None]], axis=1)
         reg_np = reg_np[keep]

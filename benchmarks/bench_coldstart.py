@@ -80,7 +80,7 @@ def run(image: Path, repeats: int) -> dict[str, Any]:
         "cli_p50_s": round(cli_p50, 2),
         "import_torch_p50_s": round(torch_p50, 2),
         "cli_vs_import_torch": round(cli_p50 / torch_p50, 2),
-        "target_s": 10.0,
+        "target_s": 3.0,
         "breakdown": breakdown,
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "load_avg_1m_end": round(os.getloadavg()[0], 2),

@@ -86,12 +86,16 @@ def _burn(args: tuple[int, int]) -> int:
 
 
 def machine_ratio(items: int, rounds: int) -> float:
-    """The same work in 1 and in 2 plain processes (no Ray): what this machine gives two workers right now."""
+    """The same work in 1 and in 2 plain processes (no Ray): what this machine gives two workers right now.
+
+    Spawned, never forked: a pool forked from a driver that has (or had) Ray running inherits its threads and
+    sockets, and the process then never exited (two runs of ``scaling --items 3000`` hung after their timed runs)."""
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     rates = []
     for procs in (1, 2):
-        with ProcessPoolExecutor(procs) as pool:
+        with ProcessPoolExecutor(procs, mp_context=multiprocessing.get_context("spawn")) as pool:
             list(pool.map(_burn, [(1, rounds)] * procs))  # start-up out of the timing
             t0 = time.perf_counter()
             done = sum(pool.map(_burn, [(items // procs, rounds)] * procs))
@@ -99,16 +103,19 @@ def machine_ratio(items: int, rounds: int) -> float:
     return round(rates[1] / rates[0], 3)
 
 
-def scaling(items: int, rounds: int) -> dict:
+def scaling(items: int, rounds: int, batch_size: int = 4) -> dict:
     import ray
 
+    # The machine's own ratio before Ray starts and again after it stopped (load on a shared box drifts).
+    machine = [machine_ratio(items // 2, rounds)]
     ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
     tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     manifest = tmp / "m.jsonl"
     # A brand hint per row makes every row its own computation (rows that differ only by id would share one).
     rows = ({"image": str(IMAGE), "id": f"r{i}", "brand": f"b{i}"} for i in range(items))
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    result: dict = {"bench": "ray_scaling", "items": items, "rounds": rounds, "intra_op_threads": 1}
+    result: dict = {"bench": "ray_scaling", "items": items, "rounds": rounds, "batch_size": batch_size}
+    result["intra_op_threads"] = 1
     rates: dict[int, list[float]] = {1: [], 2: []}
     try:
         for run, actors in enumerate((1, 2, 1, 2)):  # interleaved, so a change in machine load hits both sides
@@ -117,7 +124,7 @@ def scaling(items: int, rounds: int) -> dict:
                 tmp / f"out{run}.jsonl",
                 "BurnStep",
                 {"rounds": rounds, "threads": 1},
-                batch_size=4,
+                batch_size=batch_size,
                 ray_cpu_actors=actors,
                 ray_cpu_per_actor=1.0,
                 flush_every=256,
@@ -127,10 +134,12 @@ def scaling(items: int, rounds: int) -> dict:
         result["items_per_s_1_actor"], result["items_per_s_2_actors"] = rates[1], rates[2]
         result["ratio_2_vs_1"] = round(sum(rates[2]) / sum(rates[1]), 3)
         result["load_average_1m"] = os.getloadavg()[0]
-        result["machine_ratio_2_vs_1_processes_no_ray"] = machine_ratio(items // 2, rounds)
     finally:
         ray.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
+    machine.append(machine_ratio(items // 2, rounds))
+    result["machine_ratio_2_vs_1_processes_no_ray"] = machine
+    result["runner_share_of_machine_ratio"] = round(result["ratio_2_vs_1"] / (sum(machine) / 2), 3)
     return result
 
 
@@ -182,14 +191,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--items", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=80)
+    parser.add_argument("--batch-size", type=int, default=4, help="Rows per block and per actor call (scaling).")
     parser.add_argument("--inline", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.part == "all":
         for part in ("scaling", "rss"):
             cmd = [sys.executable, __file__, part, "--rows", str(args.rows), "--items", str(args.items)]
+            cmd += ["--batch-size", str(args.batch_size)]
             subprocess.run([*cmd, "--rounds", str(args.rounds)], check=True)
         return 0
-    out = scaling(args.items, args.rounds) if args.part == "scaling" else rss(args.rows)
+    out = scaling(args.items, args.rounds, args.batch_size) if args.part == "scaling" else rss(args.rows)
     sys.stdout.write(json.dumps(out) + "\n")
     sys.stdout.flush()
     return 0

@@ -51,7 +51,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(port: int, queue_size: int, workdir: Path) -> subprocess.Popen:
+def start_server(port: int, queue_size: int, workdir: Path, refiner: str | None = "none") -> subprocess.Popen:
+    """``caption-agent serve`` on loopback; ``refiner`` None keeps the config's default refiner."""
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -69,11 +70,11 @@ def start_server(port: int, queue_size: int, workdir: Path) -> subprocess.Popen:
         "127.0.0.1",
         "--port",
         str(port),
-        "--refiner",
-        "none",
         "--log-level",
         "warning",
     ]
+    if refiner is not None:
+        cmd += ["--refiner", refiner]
     log = open(workdir / "server.log", "wb")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 
@@ -104,7 +105,7 @@ async def _one(client: Any, data: bytes, out: list[tuple[int, float]]) -> None:
     out.append((status, time.perf_counter() - t0))
 
 
-async def closed_loop(url: str, images: list[bytes], n: int) -> dict[str, Any]:
+async def closed_loop(url: str, images: list[bytes], n: int, concurrency: int = CONCURRENCY) -> dict[str, Any]:
     import httpx
 
     done: list[tuple[int, float]] = []
@@ -116,12 +117,12 @@ async def closed_loop(url: str, images: list[bytes], n: int) -> dict[str, Any]:
 
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
         t0 = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(CONCURRENCY)))
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         wall = time.perf_counter() - t0
     ok = [lat for status, lat in done if status == 200]
     return {
         "requests": n,
-        "concurrency": CONCURRENCY,
+        "concurrency": concurrency,
         "ok": len(ok),
         "wall_s": round(wall, 2),
         "rate_rps": round(len(ok) / wall, 2),
@@ -189,12 +190,6 @@ def run(quick: bool = True, queue_size: int = 16) -> dict[str, Any]:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-    batch_count = batch_sum = 0.0
-    for line in metrics.splitlines():
-        if line.startswith("caption_agent_batch_size_count"):
-            batch_count = float(line.split()[-1])
-        elif line.startswith("caption_agent_batch_size_sum"):
-            batch_sum = float(line.split()[-1])
     return {
         "benchmark": "serve",
         "quick": quick,
@@ -211,8 +206,19 @@ def run(quick: bool = True, queue_size: int = 16) -> dict[str, Any]:
         "startup_s": round(startup_s, 1),
         "closed_loop": closed,
         "open_loop": levels,
-        "mean_batch_size": round(batch_sum / batch_count, 2) if batch_count else None,
+        "mean_batch_size": mean_batch_size(metrics),
     }
+
+
+def mean_batch_size(metrics: str) -> float | None:
+    """Mean pipeline batch size from the server's Prometheus text."""
+    batch_count = batch_sum = 0.0
+    for line in metrics.splitlines():
+        if line.startswith("caption_agent_batch_size_count"):
+            batch_count = float(line.split()[-1])
+        elif line.startswith("caption_agent_batch_size_sum"):
+            batch_sum = float(line.split()[-1])
+    return round(batch_sum / batch_count, 2) if batch_count else None
 
 
 if __name__ == "__main__":

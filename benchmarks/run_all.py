@@ -122,6 +122,35 @@ def _coldstart_rows(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _default_path_rows(r: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    cold, batch, serve = r.get("cold", {}).get("this"), r.get("batch", {}).get("this"), r.get("serve", {}).get("this")
+    if cold:
+        torch_ = "torch" in cold["breakdown"].get("modules", []) if isinstance(cold["breakdown"], dict) else None
+        rows.append(
+            ("cold caption one.jpg p50 s", cold["cli_p50_s"], f"new process, cache built; torch imported: {torch_}")
+        )
+    if batch:
+        stages = ", ".join(f"{k} {v['per_s']}/s" for k, v in batch["stages"].items())
+        rows.append(
+            (
+                "batch of distinct photos vs sum of stages",
+                batch["pipeline_vs_limit"],
+                f"{batch['pipeline_images_per_s']} vs {batch['sum_of_stages_limit_per_s']} images/s "
+                f"({batch['items']} photos; {stages})",
+            )
+        )
+    if serve:
+        rows.append(
+            (
+                f"serve p50 ms, {serve['concurrency']} clients",
+                serve["p50_ms"],
+                f"p95 {serve['p95_ms']} ms, {serve['rate_rps']} captions/s, mean batch {serve['mean_batch_size']}",
+            )
+        )
+    return rows
+
+
 def _drafter_rows(r: dict[str, Any]) -> list[Row]:
     best = str(r["best_batch"])
     return [
@@ -129,7 +158,7 @@ def _drafter_rows(r: dict[str, Any]) -> list[Row]:
             "lite drafter vs raw forward pass",
             r["drafter_vs_raw"],
             f"{r['drafter_images_per_s'][best]} vs {r['raw_forward_images_per_s'][str(r['best_raw_batch'])]} images/s "
-            f"(best batch {best}, default {r['configured_default']}, {r['torch_threads']} threads)",
+            f"(best batch {best}, default {r['configured_default']}, {r['runtime']})",
         )
     ]
 
@@ -223,6 +252,7 @@ BENCHES: list[Bench] = [
     Bench("embed", lambda q, o: _script("bench_embed", ["--quick"] if q else []), _embed_rows),
     Bench("coldstart", lambda q, o: _script("bench_coldstart", ["--quick"] if q else []), _coldstart_rows),
     Bench("drafter", lambda q, o: _script("bench_drafter", ["--quick"] if q else []), _drafter_rows),
+    Bench("default_path", lambda q, o: _script("bench_default_path", ["--quick"] if q else []), _default_path_rows),
     Bench("stages", lambda q, o: _script("bench_stages", ["--quick"] if q else []), _stages_rows),
     Bench("image_memory", lambda q, o: _script("bench_image_memory", ["--quick"] if q else []), _image_memory_rows),
     Bench("hostile_jpeg", lambda q, o: _script("bench_hostile_images", ["--quick"] if q else []), _hostile_rows),

