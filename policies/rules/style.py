@@ -39,7 +39,7 @@ class StyleRule(Rule):
         preset = ctx.preset
         budget = preset.limits(ctx.locale)  # the preset's limits for this locale (budgets: per language/script)
         limit, min_chars, max_words = (
-            min(ctx.limit, budget.max_chars or ctx.limit),
+            min(ctx.max_chars or budget.max_chars or ctx.limit, budget.max_chars or ctx.limit),
             budget.min_chars or 0,
             budget.max_words,
         )
