@@ -7,6 +7,7 @@ import unicodedata
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
 _SPACES = re.compile(r"\s+")
+_ORDINARY_SPACES = re.compile(r"[ \t\r\n\f\v\u2028\u2029]+")  # not U+00A0 / U+202F: "1,5 l" stays unbroken
 
 
 def normalize(text: str) -> str:
@@ -14,9 +15,20 @@ def normalize(text: str) -> str:
     return _SPACES.sub(" ", unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH)).strip()
 
 
+def strip_invisible(text: str) -> str:
+    """Zero-width characters removed and runs of ordinary whitespace folded, nothing else: no-break spaces ("1,5 l",
+    "85 %") and full-width punctuation ("。", "：") are a locale's typography and stay in published text."""
+    return _ORDINARY_SPACES.sub(" ", text.translate(_ZERO_WIDTH)).strip()
+
+
+def has_invisible(text: str) -> bool:
+    """Whether ``text`` carries zero-width or other invisible characters."""
+    return text.translate(_ZERO_WIDTH) != text
+
+
 def fit_length(text: str, max_chars: int) -> str:
-    """Cut ``text`` to at most ``max_chars`` at a word boundary, ending cleanly."""
-    text = _SPACES.sub(" ", text).strip()
+    """Cut ``text`` to at most ``max_chars`` at a word boundary, ending cleanly (no-break spaces are kept)."""
+    text = _ORDINARY_SPACES.sub(" ", text).strip()
     if len(text) <= max_chars:
         return text
     cut = text[: max_chars + 1]

@@ -132,7 +132,7 @@ def parse_refined(raw: str, job: RefineJob) -> RefinedCaption:
             raise ModelOutputError(f"refiner output is not valid JSON: {text[:120]!r}")
         caption = _LABEL_PREFIX.sub("", text.splitlines()[0] if text else "")
     caption = caption.strip().strip('"').strip()
-    if len(caption) < max(job.preset.min_chars // 2, 3):
+    if len(caption) < max((job.preset.limits(job.locale).min_chars or 0) // 2, 2):
         raise ModelOutputError(f"refiner output is empty or too short: {caption!r}")
     if any(tag in caption.lower() for tag in ("<draft>", "<facts>", "json:", "</")):
         raise ModelOutputError(f"refiner output echoes the prompt: {caption[:120]!r}")

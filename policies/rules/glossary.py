@@ -84,6 +84,8 @@ class GlossaryRule(Rule):
         words: list[str] = []
         if register in ("formal", "informal"):
             words = self.config.register_words.get(language_code(ctx.locale), {}).get(register, [])
+        if getattr(ctx, "image_text", ""):
+            lines.append("Quote the text read from the image exactly as written; never translate it.")
         if words:
             lines.append(f"Address the reader {register}ly ({words[0]}).")
         elif register == "neutral":

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from caption_agent.policies.rules.base import Rule, RuleConfig, RuleResult
 from caption_agent.policies.rules.blocklist import term_pattern
-from caption_agent.text import fit_length, normalize, skeleton_map, tidy
+from caption_agent.text import fit_length, has_invisible, skeleton_map, strip_invisible, tidy
 
 
 class StyleConfig(RuleConfig):
@@ -44,8 +44,8 @@ class StyleRule(Rule):
             budget.max_words,
         )
         fixes: list[str] = []
-        fixed = normalize(text)
-        if fixed != " ".join(text.split()):
+        fixed = strip_invisible(text)  # not NFKC: a locale's no-break spaces and full-width punctuation stay
+        if has_invisible(text):
             fixes.append("removed invisible characters")
         openings = [*preset.banned_openings, *self.config.extra_banned_openings]
         cut = _strip_opening(fixed, openings)
