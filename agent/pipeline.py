@@ -387,6 +387,8 @@ class CaptionAgent:
             decision=outcome.action,
             decisions=item.decisions,
             provenance=item.provenance,
+            subject=item.draft.subject if item.draft is not None else None,
+            image_text=item.image_text,
         )
 
 

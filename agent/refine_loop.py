@@ -100,6 +100,10 @@ def sanitize(policy: Any, items: Sequence[Refinement]) -> None:
         facts, image_text, decisions = prepared
         item.job = replace(item.job, facts=list(facts), image_text=image_text)
         ctx.facts, ctx.image_text = list(facts), image_text
+        from caption_agent.policies.rules.glossary import refine_terms
+
+        glossary, constraints = refine_terms(policy, ctx)
+        item.job = replace(item.job, glossary=glossary, constraints=constraints)
         item.decisions += decisions
         if item.job.old_caption:  # a dataset row's caption: cleaned the same way, context only (never a fact)
             old = item.job.old_caption
@@ -175,6 +179,7 @@ def _run_link(link: Any, policy: Any, items: list[Refinement], attempts: int, la
                     through.append(item)
             else:
                 item.facts_used = list(out.facts_used)
+                item.provenance.fallbacks += [n for n in out.notes if n.startswith("locale:")]
                 verdict = _moderate(policy, item, out.caption, left, link.name, last)
                 if verdict == "retry":
                     retry.append(item)

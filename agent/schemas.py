@@ -220,3 +220,9 @@ class CaptionResult(BaseModel):
     )
     provenance: Provenance = Field(default_factory=Provenance)
     error: ErrorRecord | None = None
+    subject: DraftSubject | None = Field(
+        None, description="The drafted subject (structured): what localization names in another language."
+    )
+    image_text: str = Field(
+        "", description="Text read from the image (untrusted, cleaned by the policy): quoted, never translated."
+    )

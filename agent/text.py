@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from caption_agent.canonical import canonical
 
 _SPACES = re.compile(r"\s+")
+_ORDINARY_SPACES = re.compile(r"[ \t\r\n\f\v\u2028\u2029]+")  # not U+00A0 / U+202F: "1,5 l" stays unbroken
 
 
 def normalize(text: str) -> str:
@@ -16,8 +17,8 @@ def normalize(text: str) -> str:
 
 
 def fit_length(text: str, max_chars: int) -> str:
-    """Cut ``text`` to at most ``max_chars`` at a word boundary, ending cleanly."""
-    text = _SPACES.sub(" ", text).strip()
+    """Cut ``text`` to at most ``max_chars`` at a word boundary, ending cleanly (no-break spaces are kept)."""
+    text = _ORDINARY_SPACES.sub(" ", text).strip()
     if len(text) <= max_chars:
         return text
     cut = text[: max_chars + 1]

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from caption_agent.errors import ConfigError, PolicyError
 from caption_agent.policies.rules.blocklist import BlocklistConfig
 from caption_agent.policies.rules.confidence import ConfidenceConfig
+from caption_agent.policies.rules.glossary import GlossaryConfig
 from caption_agent.policies.rules.grounding import GroundingConfig
 from caption_agent.policies.rules.image_safety import ImageSafetyConfig
 from caption_agent.policies.rules.injection import InjectionConfig
@@ -37,7 +38,17 @@ _FIX = (
     "correct the keys listed above (docs/policies.md lists every key; `caption-agent policy show` prints the default)."
 )
 RuleName = Literal[
-    "image_safety", "injection", "markup", "pii", "blocklist", "people", "grounding", "style", "language", "confidence"
+    "image_safety",
+    "injection",
+    "markup",
+    "pii",
+    "blocklist",
+    "people",
+    "grounding",
+    "style",
+    "language",
+    "confidence",
+    "glossary",
 ]
 
 
@@ -58,6 +69,8 @@ class RulesConfig(BaseModel):
     style: StyleConfig
     language: LanguageConfig
     confidence: ConfidenceConfig
+    # Optional (default: on, no terms) so that policy files written before the rule existed stay valid.
+    glossary: GlossaryConfig = Field(default_factory=GlossaryConfig)
 
 
 class PresetOverride(BaseModel):

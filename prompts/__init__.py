@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -15,13 +15,27 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from caption_agent.errors import ConfigError, UnknownStyleError
 from caption_agent.yaml_files import load_yaml
 
-__all__ = ["StylePreset", "PromptBundle", "list_styles", "load_preset", "render_messages", "prompt_hash"]
+__all__ = ["Budget", "StylePreset", "PromptBundle", "list_styles", "load_preset", "render_messages", "prompt_hash"]
+
+# Scripts written without spaces between words: budgets count characters, never words.
+UNSPACED_SCRIPTS = frozenset({"Hani", "Hans", "Hant", "Jpan", "Kore", "Thai", "Laoo", "Khmr", "Mymr"})
+Register = Literal["formal", "informal", "neutral"]
+
+
+class Budget(BaseModel):
+    """Length limits for one language, script or locale; unset keys keep the preset's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_chars: int | None = Field(None, ge=2, le=5000, description="Hard length limit in characters.")
+    min_chars: int | None = Field(None, ge=0, le=5000, description="Shorter output is unusable.")
+    max_words: int | None = Field(None, ge=1, description="Word limit (never applied to unspaced scripts).")
 
 
 class StylePreset(BaseModel):
     """A style preset file (``presets/NAME.yaml``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     name: str = Field(description="Preset name; must match the file name.", pattern=r"^[a-z][a-z0-9_]{1,40}$")
     version: str = Field("1", description="Bump when the wording changes; recorded in provenance.")
@@ -34,6 +48,38 @@ class StylePreset(BaseModel):
     banned_phrases: list[str] = Field(default_factory=list, description="Case-insensitive forbidden phrases.")
     use_facts: bool = Field(True, description="Pass catalog facts to the refiner.")
     instructions: str = Field(description="Style instructions placed in the system prompt.")
+    budgets: dict[str, Budget] = Field(
+        default_factory=dict,
+        description="Length limits per locale ('de-CH'), language ('de') or script ('Jpan', 'Hans', 'Latn'), "
+        "first match in that order; German runs longer, short languages need lower minimums, and CJK scripts "
+        "count characters (no word limit).",
+    )
+    reader_register: dict[str, Register] = Field(
+        default_factory=dict,
+        alias="register",
+        description="Language ('de') -> how the reader is addressed: formal (Sie, vous, usted), informal (du, tu, "
+        "tú) or neutral (not addressed). Templates and LLM prompts follow it; the glossary rule checks it.",
+    )
+
+    def limits(self, locale: str) -> Budget:
+        """The resolved limits for ``locale`` (every key set except max_words where none applies)."""
+        from caption_agent.locales import writing_system
+
+        lang, script = writing_system(locale)
+        found = next((self.budgets[k] for k in (locale, lang, script) if k in self.budgets), Budget())
+        words = None if script in UNSPACED_SCRIPTS else (found.max_words or self.max_words)
+        return Budget(
+            max_chars=min(found.max_chars or self.max_chars, 5000),
+            min_chars=self.min_chars if found.min_chars is None else found.min_chars,
+            max_words=words,
+        )
+
+    def register_for(self, locale: str) -> Register:
+        """How the reader is addressed in ``locale`` (neutral unless the preset says)."""
+        from caption_agent.locales import language_code
+
+        table = self.reader_register
+        return table.get(language_code(locale), table.get("default", "neutral"))
 
 
 @dataclass(frozen=True)
@@ -123,6 +169,7 @@ def render_messages(
     image_text: str = "",
     feedback: Sequence[str] = (),
     old_caption: str = "",
+    constraints: Sequence[str] = (),
 ) -> PromptBundle:
     """Render the chat messages for one refinement.
 
@@ -130,7 +177,8 @@ def render_messages(
     Facts and image text must already be neutralised by the policy engine; here they are only delimited.
     """
     system_t, user_t, _ = _templates()
-    limit = min(max_chars or preset.max_chars, preset.max_chars)
+    budget = preset.limits(locale).max_chars or preset.max_chars
+    limit = min(max_chars or budget, budget)
     system = system_t.render(preset=preset)
     user = user_t.render(
         draft=_delimit_safe(draft),
@@ -141,6 +189,7 @@ def render_messages(
         image_text=_delimit_safe(image_text),
         old_caption=_delimit_safe(old_caption),
         feedback=list(feedback),
+        constraints=[_delimit_safe(c) for c in constraints],
     )
     return PromptBundle(
         messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],

@@ -9,9 +9,10 @@ from typing import Any, Callable, Mapping
 from pydantic import BaseModel, ConfigDict, Field
 
 from caption_agent.errors import InvalidLocaleError
-from caption_agent.locales import normalize_locale, writing_system
+from caption_agent.formats import format_quantity
+from caption_agent.locales import LocaleFallbacks, normalize_locale
 
-__all__ = ["I18N_PREFIX", "LocalizedText", "parse_i18n", "localized_fields"]
+__all__ = ["I18N_PREFIX", "LocalizedText", "parse_i18n", "localized", "localized_fields"]
 
 I18N_PREFIX = "i18n."  # fact field `i18n.de-DE.title` = the product's title as the catalog writes it in de-DE
 MAX_LOCALES = 32
@@ -66,36 +67,37 @@ def parse_i18n(value: Any, coerce_attributes: Callable[[Any], dict[str, str]]) -
     return out
 
 
-def _serves(tag: str, locale: str) -> bool:
-    try:
-        return writing_system(tag) == writing_system(locale)
-    except InvalidLocaleError:
-        return False
+def localized(
+    fields: Mapping[str, str], locale: str, table: LocaleFallbacks | None = None
+) -> tuple[dict[str, str] | None, str | None]:
+    """A product's fact fields (title, description, attributes.NAME) as written for ``locale`` and the catalog
+    locale whose text serves it (``table``: the fallbacks; by default any text in the same language and script).
 
-
-def _i18n_tag(fields: Mapping[str, str], locale: str) -> str | None:
-    """The catalog locale whose texts serve ``locale``: the same tag, else one in the same language and script
-    (a bare language tag first)."""
-    tags = sorted({k[len(I18N_PREFIX) :].split(".", 1)[0] for k in fields if k.startswith(I18N_PREFIX)})
-    if locale in tags:
-        return locale
-    same = [t for t in tags if _serves(t, locale)]
-    return min(same, key=lambda t: (t.count("-"), t)) if same else None
-
-
-def localized_fields(fields: Mapping[str, str], locale: str) -> dict[str, str] | None:
-    """A product's fact fields (title, description, attributes.NAME) as written in ``locale``'s language: its own
-    fields when the product is written in that language, else its i18n texts for the locale; None when the
-    catalog has no text for it. Brand, sku and category are passed through as they are."""
+    The product's own fields when its locale serves, else its i18n texts for the serving locale; (None, None)
+    when the catalog has no text for it. Brand, sku and category pass through as they are. Attributes the
+    localized text leaves out but whose value is a plain quantity ("1.5 l", "85 %") are carried over, written in
+    ``locale``'s conventions (CLDR), never converted."""
+    table = table or LocaleFallbacks()
     names = ("sku", "brand", "category")
     own = fields.get("locale", "en-US")
-    if _serves(own, locale):
-        keep = ("title", "description")
-        return {k: v for k, v in fields.items() if k in keep + names or k.startswith("attributes.")}
-    tag = _i18n_tag(fields, locale)
+    tags = {k[len(I18N_PREFIX) :].split(".", 1)[0] for k in fields if k.startswith(I18N_PREFIX)}
+    tag = table.chain(tags | {own}, locale)
     if tag is None:
-        return None
+        return None, None
+    if tag == own:
+        keep = ("title", "description")
+        return {k: v for k, v in fields.items() if k in keep + names or k.startswith("attributes.")}, tag
     prefix = f"{I18N_PREFIX}{tag}."
     out = {k[len(prefix) :]: v for k, v in fields.items() if k.startswith(prefix)}
     out.update({k: v for k, v in fields.items() if k in names})
-    return out
+    for key, value in fields.items():
+        if key.startswith("attributes.") and key not in out and (formatted := format_quantity(value, locale)):
+            out[key] = formatted
+    return out, tag
+
+
+def localized_fields(
+    fields: Mapping[str, str], locale: str, table: LocaleFallbacks | None = None
+) -> dict[str, str] | None:
+    """The fields of :func:`localized` alone."""
+    return localized(fields, locale, table)[0]

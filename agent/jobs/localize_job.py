@@ -24,7 +24,8 @@ from caption_agent.jobs.manifest import JobItem, digest, fingerprint
 from caption_agent.jobs.manifest_rows import ManifestError, read_rows
 from caption_agent.jobs.records import read_records
 from caption_agent.locales import normalize_locale, writing_system
-from caption_agent.schemas import CaptionResult, GroundingFact
+from caption_agent.refiners.subject import read_subject
+from caption_agent.schemas import CaptionResult, DraftSubject, GroundingFact
 
 log = logging.getLogger("caption_agent.jobs")
 _LOCALIZABLE = ("ok",)
@@ -62,6 +63,15 @@ class CaptionRow(BaseModel):
         "counted them; unknown (unset) holds captions for review under the people rule.",
     )
     facts: list[GroundingFact] = Field(default_factory=list, description="Facts: strings or GroundingFact objects.")
+    draft: str | None = Field(
+        None, max_length=2000, description="The ranked draft the caption was written from (a caption job's `draft`)."
+    )
+    subject: DraftSubject | None = Field(
+        None, description="The drafted subject (a caption job's `subject`): named in each target language."
+    )
+    image_text: str = Field(
+        "", max_length=2000, description="Text read from the image: quoted as written, never translated."
+    )
 
     @field_validator("facts", mode="before")
     @classmethod
@@ -96,6 +106,8 @@ class LocalizeItem(JobItem):
     id: str | None = None
     faces: int | None = None
     facts: list[dict[str, Any]] = field(default_factory=list)
+    subject: dict[str, Any] | None = None  # DraftSubject as JSON: what the source caption is about
+    image_text: str = ""
     error: dict[str, str] | None = None
 
 
@@ -142,14 +154,7 @@ def iter_localize_items(
                 continue
             source_key = str(data["key"])
             origin = f"record:{source_key}"
-            data = {
-                "text": data["text"],
-                "style": data.get("style"),
-                "locale": data.get("locale"),
-                "facts": data.get("facts") or [],
-                "faces": screened_faces(data),
-                **({"id": data["id"]} if data.get("id") else {}),
-            }
+            data = result_row(data)
         parsed: CaptionRow | None = None
         if not problem:
             try:
@@ -184,6 +189,35 @@ def iter_localize_items(
         yield from row_items(parsed, locales, style=style, row=row, source_key=source_key, origin=origin)
 
 
+def result_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A caption job's result record as a CaptionRow's data: the structured result, not only its text (the
+    subject, named in each language; the image's text, quoted as written; facts; the faces the screen counted)."""
+    return {
+        "text": record["text"],
+        "style": record.get("style"),
+        "locale": record.get("locale"),
+        "facts": record.get("facts") or [],
+        "faces": screened_faces(record),
+        "draft": record.get("draft"),
+        "subject": record.get("subject"),
+        "image_text": record.get("image_text") or "",
+        **({"id": record["id"]} if record.get("id") else {}),
+    }
+
+
+def localize_result(result: CaptionResult, locales: Sequence[str], stage: LocalizeStage) -> list[CaptionResult]:
+    """The library call: one CaptionResult (``CaptionAgent.caption``'s) in each of ``locales``, refined and
+    moderated by ``stage`` (``LocalizeStage(config, refiner=agent.refiner, policy=agent.policy)``)."""
+    if result.text is None:
+        raise ValueError(f"result {result.key or ''} has no text to localize (status {result.status}).")
+    row = CaptionRow.model_validate(result_row(result.model_dump(mode="json")))
+    items = list(row_items(row, [normalize_locale(loc) for loc in locales], style=result.style))
+    return [
+        CaptionResult.model_validate({k: v for k, v in r.items() if k in CaptionResult.model_fields})
+        for r in stage(items)
+    ]
+
+
 def screened_faces(record: dict[str, Any]) -> int | None:
     """The face count the image screen recorded in a caption result (None when it did not count)."""
     for decision in record.get("decisions") or []:
@@ -202,6 +236,8 @@ def row_items(
     facts = [f.model_dump(mode="json") for f in parsed.facts]
     # Every part of a fact counts: the grounding and people rules read its structured fields too.
     facts_hash = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
+    subject = source_subject(parsed)
+    subject_json = subject.model_dump(mode="json") if subject is not None else None
     text_hash = hashlib.sha256(parsed.text.encode("utf-8")).hexdigest()
     source_key = source_key or parsed.id or digest("source", text_hash, facts_hash)
     for locale in locales:
@@ -212,6 +248,8 @@ def row_items(
             "source_locale": parsed.locale,
             "facts": facts_hash,
             "faces": parsed.faces,
+            "subject": subject_json,
+            "image_text": parsed.image_text,
         }
         cache_key = digest("localize", text_hash, fingerprint(fields))
         key = digest("localize", cache_key, source_key, *([origin] if origin else []))
@@ -228,7 +266,22 @@ def row_items(
             id=parsed.id,
             faces=parsed.faces,
             facts=facts,
+            subject=subject_json,
+            image_text=parsed.image_text,
         )
+
+
+def source_subject(row: CaptionRow) -> DraftSubject | None:
+    """What the source caption is about: the caption job's structured subject, else the subject read from its
+    ranked draft (the drafter's fixed shapes), else None (the template then reads the caption text itself)."""
+    if row.subject is not None:
+        return row.subject
+    read = read_subject(row.draft) if row.draft else None
+    if read is None:
+        return None
+    if read.people:
+        return DraftSubject(name=read.people, people=1, context=[read.thing] if read.thing else [], mass=1.0)
+    return DraftSubject(name=read.thing, mass=1.0)
 
 
 def _same_language(item: LocalizeItem) -> bool:
@@ -284,12 +337,26 @@ class LocalizeStage:
             try:
                 preset = load_preset(item.style, self.config.prompts_dir)
                 facts = [GroundingFact.model_validate(f) for f in item.facts]
+                subject = DraftSubject.model_validate(item.subject) if item.subject else None
             except (CaptionAgentError, ValidationError) as exc:
                 records[idx] = error_record(item, type(exc).__name__, str(exc), "input")
                 continue
-            job = RefineJob(preset=preset, draft=item.text, locale=item.locale, facts=facts, max_chars=item.max_chars)
+            job = RefineJob(
+                preset=preset,
+                draft=item.text,
+                locale=item.locale,
+                facts=facts,
+                max_chars=item.max_chars,
+                subject=subject,
+                image_text=item.image_text,
+            )
             ctx = ModerationContext(
-                preset=preset, locale=item.locale, draft=item.text, max_chars=item.max_chars, faces=item.faces
+                preset=preset,
+                locale=item.locale,
+                draft=item.text,
+                max_chars=item.max_chars,
+                faces=item.faces,
+                image_text=item.image_text,
             )
             work.append((idx, item, Refinement(job=job, ctx=ctx, fallback_ok=_same_language(item))))
         refine_loop.run(self.refiner, self.policy, [r for _, _, r in work], self.config.policy.max_regenerations)

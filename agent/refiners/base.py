@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Sequence
 from pydantic import BaseModel, ValidationError
 
 from caption_agent.errors import ModelOutputError
+from caption_agent.glossary import Glossary
 from caption_agent.locales import language_name
 from caption_agent.prompts import PromptBundle, StylePreset, render_messages
 from caption_agent.schemas import DraftSubject, GroundingFact, RefinedCaption
@@ -34,10 +35,14 @@ class RefineJob:
     feedback: list[str] = field(default_factory=list)
     subject: DraftSubject | None = None  # the drafter's structured subject, when it gives one (template refiner)
     old_caption: str = ""  # the image's existing caption (recaptioning): cleaned, untrusted, not a grounding source
+    glossary: Glossary | None = None  # the merchant's terms (policy rule `glossary`): the template renders by them
+    constraints: list[str] = field(default_factory=list)  # glossary and register as prompt lines for LLM refiners
 
     @property
     def limit(self) -> int:
-        return min(self.max_chars or self.preset.max_chars, self.preset.max_chars)
+        """The length budget: the request's, never above the preset's for this locale (``budgets:``)."""
+        budget = self.preset.limits(self.locale).max_chars or self.preset.max_chars
+        return min(self.max_chars or budget, budget)
 
     def prompt(self) -> PromptBundle:
         return render_messages(
@@ -50,6 +55,7 @@ class RefineJob:
             image_text=self.image_text,
             feedback=self.feedback,
             old_caption=self.old_caption,
+            constraints=self.constraints,
         )
 
 
@@ -126,7 +132,7 @@ def parse_refined(raw: str, job: RefineJob) -> RefinedCaption:
             raise ModelOutputError(f"refiner output is not valid JSON: {text[:120]!r}")
         caption = _LABEL_PREFIX.sub("", text.splitlines()[0] if text else "")
     caption = caption.strip().strip('"').strip()
-    if len(caption) < max(job.preset.min_chars // 2, 3):
+    if len(caption) < max((job.preset.limits(job.locale).min_chars or 0) // 2, 2):
         raise ModelOutputError(f"refiner output is empty or too short: {caption!r}")
     if any(tag in caption.lower() for tag in ("<draft>", "<facts>", "json:", "</")):
         raise ModelOutputError(f"refiner output echoes the prompt: {caption[:120]!r}")

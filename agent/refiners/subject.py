@@ -50,6 +50,9 @@ class Lexicon(_Strict):
         description="English name -> language -> (noun, gender[, article when the usual one is wrong])."
     )
     attributes: dict[str, dict[str, str]] = Field(description="Catalog attribute name -> language -> label.")
+    sources: dict[str, str] = Field(
+        default_factory=dict, description="Language -> who wrote its entries, from what, under which licence."
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> Lexicon:
@@ -65,7 +68,7 @@ class Lexicon(_Strict):
         if entry is None:
             return None
         article = entry[2] if len(entry) > 2 else self.articles[lang][case][entry[1]]
-        return f"{article} {entry[0]}"
+        return f"{article} {entry[0]}".strip()  # languages without articles (pl, ja, zh) have empty ones
 
 
 @lru_cache(maxsize=8)

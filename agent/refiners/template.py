@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -23,18 +23,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from caption_agent.config import TemplateRefinerSettings
 from caption_agent.errors import ConfigError
-from caption_agent.locales import language_code
+from caption_agent.glossary import Glossary
+from caption_agent.locales import LocaleFallbacks, language_code, load_fallbacks
 from caption_agent.refiners.base import RefineJob, Refiner, parse_refined
 from caption_agent.refiners.chain import CannotComposeError
 from caption_agent.refiners.subject import Lexicon, load_lexicon, subject_from
-from caption_agent.retrieval.i18n import localized_fields
+from caption_agent.retrieval.i18n import localized
 from caption_agent.schemas import GroundingFact, RefinedCaption
 
 __all__ = ["TemplateRefiner", "ComposeTemplate", "CannotComposeError", "load_template"]
 
 _SLOT = re.compile(r"\{([a-z_]+(?:\.[^{}]+)?)\}")
 _LISTS = ("attributes", "description")  # slots filled with as many items as fit
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=\S)")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=\S)|(?<=[。！？])(?=\S)")  # CJK sentences end without a space
 _PLACEHOLDER = re.compile(r"\[[^\]]*\]")  # text the policy masked or cut ([email], [instruction removed])
 
 
@@ -65,6 +66,7 @@ class LanguageTemplate(_Strict):
     pieces: list[Piece] = Field(min_length=1)
     pair: str = Field("{name}: {value}", description="How one attribute is written in {attributes}.")
     separator: str = Field(", ", description="Between attributes.")
+    joiner: str = Field(" ", description="Between pieces (sentences): '' for Chinese and Japanese.")
 
 
 class ComposeTemplate(_Strict):
@@ -110,13 +112,21 @@ class _Slots:
     items: dict[str, list[tuple[str, str | None, str]]] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)
     separator: str = ", "  # between attributes
+    joiner: str = " "  # between sentences
+    notes: list[str] = field(default_factory=list)  # provenance: which catalog locale's text served
 
     def why(self, slots: Sequence[str]) -> str:
         return "; ".join(dict.fromkeys(self.missing.get(s.split(".")[0], f"nothing fills {{{s}}}") for s in slots))
 
 
 def _product_slots(
-    slots: _Slots, facts: list[GroundingFact], locale: str, lang: str, template: ComposeTemplate, lexicon: Lexicon
+    slots: _Slots,
+    facts: list[GroundingFact],
+    locale: str,
+    lang: str,
+    template: ComposeTemplate,
+    lexicon: Lexicon,
+    table: LocaleFallbacks,
 ) -> None:
     """Slots from the best-matching product's facts (the first fact's sku), in the locale's own catalog text."""
     if not facts:
@@ -126,11 +136,16 @@ def _product_slots(
     sku = facts[0].sku
     ids = {f.id for f in facts if f.sku == sku}
     fields = next((f.fields for f in facts if f.sku == sku and f.field == "title"), facts[0].fields)
-    local = localized_fields(fields, locale)
+    local, served = localized(fields, locale, table)
     if local is None:
         for name in ("title", "description", "attributes", "attr"):
-            slots.missing[name] = f"the catalog has no {locale} text for {sku}"
+            slots.missing[name] = (
+                f"the catalog has no {locale} text for {sku} (add i18n.{locale} with its title, description and "
+                f"attributes to the catalog row, or a fallback for {locale} to prompts/compose/locales.yaml)"
+            )
         local = {k: v for k, v in fields.items() if k == "brand"}
+    elif served != locale and language_code(served or locale) == language_code(locale):
+        slots.notes.append(f"locale: {locale} written from the catalog's {served} text for {sku} (fallback)")
 
     def fact_id(name: str) -> str | None:
         fid = f"{sku}:{name}"
@@ -178,7 +193,7 @@ def _fill(text: str, slots: _Slots, count: int) -> tuple[str, list[str]] | None:
         if name in _LISTS:
             chosen = slots.items[name][:count]
             used.extend(fid for _, fid, _ in chosen if fid)
-            sep = " " if name == "description" else slots.separator
+            sep = slots.joiner if name == "description" else slots.separator
             return sep.join(text for text, _, _ in chosen)
         value, fid = slots.values[name]
         used.extend([fid] if fid else [])
@@ -205,7 +220,7 @@ def compose(
 
     def joined(extra: dict[int, tuple[str, list[str]]]) -> str:
         parts = {**chosen, **extra}
-        return " ".join(parts[i][0] for i in sorted(parts))
+        return spec.joiner.join(parts[i][0] for i in sorted(parts))
 
     def fits(text: str) -> bool:
         return len(text) <= limit and (max_words is None or len(text.split()) <= max_words)
@@ -218,7 +233,7 @@ def compose(
             if lists and slots.items.get(lists[0]):
                 said = joined({})
                 fresh = [it for it in slots.items[lists[0]] if not _says(said, it[2])]
-                trial = _Slots(slots.values, {**slots.items, lists[0]: fresh}, slots.missing, slots.separator)
+                trial = replace(slots, items={**slots.items, lists[0]: fresh})
                 for n in range(len(fresh), 0, -1):  # as many items as fit
                     filled = _fill(text, trial, n)
                     if filled and fits(joined({i: filled})):
@@ -268,8 +283,18 @@ class TemplateRefiner(Refiner):
         if template is None:
             raise CannotComposeError(f"{where}: there is no compose template for style {job.preset.name!r}")
         if lang not in template.languages:
-            raise CannotComposeError(f"{where}: the {job.preset.name} compose template has no {lang!r} version")
-        slots = _Slots(separator=template.languages[lang].separator)
+            raise CannotComposeError(
+                f"{where}: the {job.preset.name} compose template has no {lang!r} version (add a `{lang}:` section "
+                f"to prompts/compose/{job.preset.name}.yaml, or to a copy in refiner.template.templates_dir)"
+            )
+        table = self._fallbacks()
+        if (variant := table.language_data_serves(job.locale)) is not None:
+            raise CannotComposeError(
+                f"{where}: the templates' and lexicon's {lang!r} entries are written for {variant} (add {job.locale} "
+                f"data, or `{job.locale}: [{variant}]` under fallbacks in prompts/compose/locales.yaml)"
+            )
+        spec = template.languages[lang]
+        slots = _Slots(separator=spec.separator, joiner=spec.joiner)
         subject = subject_from(job.subject, job.draft)
         if lang == "en":  # the drafters write English: the draft itself may be said in English captions
             slots.values["draft"] = (job.draft.strip().rstrip("."), None)
@@ -280,23 +305,32 @@ class TemplateRefiner(Refiner):
         elif subject is None:
             slots.missing["subject"] = f"the draft's subject could not be read from {job.draft[:80]!r}"
         else:
-            named, why = subject.render(self.lexicon, lang)
+            named, why = subject.render(_with_glossary(self.lexicon, job, lang), lang)
             if named:
                 slots.values["subject"] = (named, None)
             else:
                 slots.missing["subject"] = why
         facts = list(job.facts) if job.preset.use_facts else []
-        _product_slots(slots, facts, job.locale, lang, template, self.lexicon)
+        _product_slots(slots, facts, job.locale, lang, template, self.lexicon, table)
+        budget = job.preset.limits(job.locale)
         try:
-            text, used = compose(template, lang, slots, job.limit, job.preset.max_words)
+            text, used = compose(template, lang, slots, job.limit, budget.max_words)
         except CannotComposeError as exc:
             raise CannotComposeError(f"{where}: {exc.reason}") from None
-        if len(text) < job.preset.min_chars:
+        if len(text) < (budget.min_chars or 0):
             raise CannotComposeError(
-                f"{where}: the data gives {len(text)} characters, the style needs at least {job.preset.min_chars}"
+                f"{where}: the data gives {len(text)} characters, the style needs at least {budget.min_chars}"
                 + (f" ({slots.why(gaps)})" if (gaps := [n for n in ("title", "subject") if n in slots.missing]) else "")
             )
-        return parse_refined(json.dumps({"caption": text, "facts_used": used}, ensure_ascii=False), job)
+        out = parse_refined(json.dumps({"caption": text, "facts_used": used}, ensure_ascii=False), job)
+        return out.model_copy(update={"notes": slots.notes[:8]}) if slots.notes else out
+
+    def _fallbacks(self) -> LocaleFallbacks:
+        """The locale fallback table: a templates_dir's locales.yaml, else the bundled one."""
+        folder = self.settings.templates_dir
+        user = Path(folder) / "locales.yaml" if folder is not None else None
+        bundled = Path(str(resources.files("caption_agent.prompts") / "compose" / "locales.yaml"))
+        return load_fallbacks(user if user is not None and user.is_file() else bundled)
 
     def complete(self, messages: list[dict[str, str]], job: RefineJob) -> str:
         """The composed caption as the JSON answer a model would give (messages are not needed)."""
@@ -308,6 +342,20 @@ class TemplateRefiner(Refiner):
 
     async def arefine(self, job: RefineJob) -> RefinedCaption:
         return self.compose(job)
+
+
+def _with_glossary(lexicon: Lexicon, job: RefineJob, lang: str) -> Lexicon:
+    """The lexicon with the glossary's prescribed renderings for this job's brands (a Nordvik "mug" is a "Becher")."""
+    glossary: Glossary | None = job.glossary
+    if glossary is None or not glossary.terms:
+        return lexicon
+    brands = {str(f.fields["brand"]) for f in job.facts if f.fields.get("brand")}
+    nouns = dict(lexicon.nouns)
+    for entry in glossary.terms:
+        rendering = glossary.rendering(entry.term, job.locale, brands)
+        if rendering is not None:
+            nouns[entry.term.lower()] = {**nouns.get(entry.term.lower(), {}), lang: rendering}  # type: ignore[dict-item]
+    return lexicon.model_copy(update={"nouns": nouns})
 
 
 def template_data_digest(settings: TemplateRefinerSettings) -> str:

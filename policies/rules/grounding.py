@@ -24,7 +24,13 @@ _UNITS = (
     r"%|mm|cm|km|m|in|inch(?:es)?|ft|\"|ml|cl|dl|l|litres?|liters?|g|kg|mg|oz|lbs?|gb|tb|mb|mah|w|kw|v|mp|hz|"
     r"ghz|k|ct|karat|carat|pcs|pieces?|pack|x"
 )
-_NUMBER = re.compile(r"(?<![\w.,])(\d+(?:[.,]\d+)*)(?:\s?(" + _UNITS + r"))?(?![\w])", re.IGNORECASE)
+# A number, grouped by marks or by (no-break) spaces as locales write them ("2 200 W" in fr-FR); a CJK unit may
+# follow without a space ("1.5升").
+_NUMBER = re.compile(
+    r"(?<![\w.,])(\d{1,3}(?:[ \u00a0\u202f]\d{3})+(?:[.,]\d+)?|\d+(?:[.,]\d+)*)(?:\s?(" + _UNITS + r"))?"
+    r"(?![0-9A-Za-z\u00c0-\u024f])",
+    re.IGNORECASE,
+)
 _SIZE = re.compile(
     r"\b(?:size|gr(?:ö|oe|o)(?:ß|ss)e|taille|talla|taglia|tamanho|maat)\s*:?\s*"
     r"((?:[2-5]?X{0,3}[SML])|XXS|XS)\b|\b(XXS|XS|XL|XXL|XXXL|[2-5]XL)\b",
@@ -249,7 +255,7 @@ def _lookup(table: dict[str, int], folded: str) -> int:
 
 
 def _number_key(raw: str) -> str:
-    return raw
+    return re.sub(r"[ \u00a0\u202f]", "", raw)  # "2 200" is 2200
 
 
 def _number_values(raw: str) -> set[float]:

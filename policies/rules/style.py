@@ -38,6 +38,12 @@ class StyleRule(Rule):
 
     def check_output(self, text: str, ctx) -> RuleResult:
         preset = ctx.preset
+        budget = preset.limits(ctx.locale)  # the preset's limits for this locale (budgets: per language/script)
+        limit, min_chars, max_words = (
+            min(ctx.max_chars or budget.max_chars or ctx.limit, budget.max_chars or ctx.limit),
+            budget.min_chars or 0,
+            budget.max_words,
+        )
         fixes: list[str] = []
         # Only what nobody can see goes; no NFKC: the text is published as written (issue 25: normalising here
         # turned "＜script＞", which markup had judged, into "<script>").
@@ -56,9 +62,9 @@ class StyleRule(Rule):
                 a, b = index[m.start()], index[m.end() - 1] + 1
                 fixes.append(f"removed banned phrase {fixed[a:b]!r}")
                 fixed = tidy(fixed[:a] + fixed[b:])
-        if preset.max_words and len(fixed.split()) > preset.max_words:
-            fixes.append(f"{len(fixed.split())} words > {preset.max_words}")
-            fixed = fit_length(" ".join(fixed.split()[: preset.max_words]), len(fixed))
+        if max_words and len(fixed.split()) > max_words:
+            fixes.append(f"{len(fixed.split())} words > {max_words}")
+            fixed = fit_length(" ".join(fixed.split()[:max_words]), len(fixed))
         if preset.max_clip_tokens and self.config.clip_tokens:
             from caption_agent.clip_tokens import count_clip_tokens, fit_clip_tokens
 
@@ -66,13 +72,13 @@ class StyleRule(Rule):
             if n > preset.max_clip_tokens:
                 fixes.append(f"{n} CLIP tokens > {preset.max_clip_tokens}")
                 fixed = fit_clip_tokens(fixed, preset.max_clip_tokens)
-        if len(fixed) > ctx.limit:
-            fixes.append(f"{len(fixed)} characters > {ctx.limit}")
-            fixed = fit_length(fixed, ctx.limit)
+        if len(fixed) > limit:
+            fixes.append(f"{len(fixed)} characters > {limit}")
+            fixed = fit_length(fixed, limit)
         limits = {
-            "max_chars": ctx.limit,
-            "min_chars": preset.min_chars,
-            "max_words": preset.max_words,
+            "max_chars": limit,
+            "min_chars": min_chars,
+            "max_words": max_words,
             "max_clip_tokens": preset.max_clip_tokens,
             "chars": len(fixed),
         }
@@ -83,28 +89,25 @@ class StyleRule(Rule):
                 fixed,
                 "style: " + "; ".join(fixes),
                 ctx,
-                feedback=f"at most {ctx.limit} characters; do not start with "
-                f"{', '.join(repr(o) for o in openings[:3])}",
+                feedback=f"at most {limit} characters; do not start with {', '.join(repr(o) for o in openings[:3])}",
                 limits=limits,
             )
             decisions, fixed = result.decisions, result.text
-        if len(fixed) < preset.min_chars:
+        if len(fixed) < min_chars:
             short = self.violation(
                 fixed,
                 None,
-                f"{len(fixed)} characters < the preset's minimum {preset.min_chars}",
+                f"{len(fixed)} characters < the preset's minimum {min_chars} for {ctx.locale}",
                 ctx,
                 wanted=self.config.too_short_action,
-                feedback=f"write at least {preset.min_chars} characters",
+                feedback=f"write at least {min_chars} characters",
                 limits=limits,
             )
             return RuleResult(decisions + short.decisions, fixed, short.feedback)
         if decisions:
             return RuleResult(decisions, fixed, result.feedback)
         return self.allow(
-            text,
-            f"within style limits ({len(text)}/{ctx.limit} characters, no banned opening or phrase)",
-            limits=limits,
+            text, f"within style limits ({len(text)}/{limit} characters, no banned opening or phrase)", limits=limits
         )
 
 

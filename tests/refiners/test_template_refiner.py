@@ -80,18 +80,22 @@ def test_an_attribute_the_text_already_states_is_not_repeated(refiner):
     assert "size: M" in helmet  # a one-letter value is not "said" by every word with an m in it
 
 
-def test_a_locale_without_catalog_text_is_refused_with_the_reason(refiner, tmp_path):
-    # the sample catalog has en, de, fr and es text; the bundled templates have no Italian version either
-    with pytest.raises(CannotComposeError, match="template has no 'it' version") as info:
+def test_a_locale_without_data_is_refused_with_the_reason_and_the_fix(refiner, tmp_path):
+    # the sample catalog has en, de, fr and es text: Italian has templates but no catalog text
+    with pytest.raises(CannotComposeError, match="catalog has no it-IT text for MUG-001") as info:
         refiner.refine(_job("seo_product", "it-IT"))
-    assert "it-IT" in info.value.reason
+    assert "add i18n.it-IT" in info.value.reason
+    # the bundled templates have no Korean version
+    with pytest.raises(CannotComposeError, match="template has no 'ko' version") as info:
+        refiner.refine(_job("seo_product", "ko-KR"))
+    assert "add a `ko:` section to prompts/compose/seo_product.yaml" in info.value.reason
     (tmp_path / "seo_product.yaml").write_text(
-        "preset: seo_product\nlanguages:\n  it:\n    pieces:\n      - {text: ['{title}.'], required: true}\n",
+        "preset: seo_product\nlanguages:\n  ko:\n    pieces:\n      - {text: ['{title}.'], required: true}\n",
         encoding="utf-8",
     )
-    italian = REFINERS.build("template", {"templates_dir": str(tmp_path)})
-    with pytest.raises(CannotComposeError, match="catalog has no it-IT text for MUG-001"):
-        italian.refine(_job("seo_product", "it-IT"))
+    korean = REFINERS.build("template", {"templates_dir": str(tmp_path)})
+    with pytest.raises(CannotComposeError, match="catalog has no ko-KR text for MUG-001"):
+        korean.refine(_job("seo_product", "ko-KR"))
 
 
 def test_product_copy_needs_facts(refiner):
