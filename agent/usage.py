@@ -11,6 +11,7 @@ Nothing here imports a model library.
 from __future__ import annotations
 
 import difflib
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,8 +151,8 @@ class Tally:
         message = str(error.get("message", ""))
         reason, _, fix = message.partition(" Fix: ")
         kind = str(error.get("type", "Error"))
-        # Group by cause: the reason without the item's own name, so 500 missing files make one group.
-        key = (kind, reason.replace(item, "ITEM") if item else reason)
+        # Group by cause: the reason without the names it quotes, so 500 unreadable files make one group.
+        key = (kind, re.sub(r"'[^']*'", "'…'", reason))
         group = self.errors.setdefault(key, _Group(reason=reason, fix=fix.strip()))
         group.count += 1
         if len(group.items) < EXAMPLES:
@@ -170,6 +171,17 @@ class Tally:
         parts += [f"{n} {s}" for s, n in self.statuses.items() if s not in ("ok", "review", "blocked", "error")]
         return f"{self.total} item(s): " + ", ".join(parts)
 
+    def failure_lines(self) -> list[str]:
+        """Each group of failures (most frequent first): its type, count, first items, reason; then its fix."""
+        lines = []
+        for (kind, _), group in sorted(self.errors.items(), key=lambda kv: -kv[1].count):
+            more = f" and {group.count - len(group.items)} more" if group.count > len(group.items) else ""
+            names = ", ".join(repr(i) for i in group.items if i) or "items"
+            lines.append(f"  error ({kind}) x{group.count}: {names}{more}: {group.reason}")
+            if group.fix:
+                lines.append(f"    fix: {group.fix}")
+        return lines
+
     def print(self, *, fail_on_review: bool = False) -> int:
         """Write the summary to stderr; return the exit code (0 done, 1 some items failed, 3 some held for review
         with ``fail_on_review``)."""
@@ -177,12 +189,8 @@ class Tally:
         held = self.statuses.get("review", 0)
         colour = typer.colors.YELLOW if failed or (held and fail_on_review) else typer.colors.GREEN
         typer.secho(self.line(), err=True, fg=colour)
-        for (kind, _), group in sorted(self.errors.items(), key=lambda kv: -kv[1].count):
-            more = f" and {group.count - len(group.items)} more" if group.count > len(group.items) else ""
-            names = ", ".join(repr(i) for i in group.items if i) or "items"
-            typer.secho(f"  error ({kind}) x{group.count}: {names}{more}: {group.reason}", err=True, fg=colour)
-            if group.fix:
-                typer.secho(f"    fix: {group.fix}", err=True)
+        for line in self.failure_lines():
+            typer.secho(line, err=True, fg=None if line.startswith("    fix:") else colour)
         if held and self.held:
             top = ", ".join(f"{code} x{n}" for code, n in self.held.most_common(5))
             typer.echo(f"  held for review: {top}", err=True)

@@ -125,18 +125,8 @@ def _explain_errors(out: Any) -> None:
                 tally.add(str(item), "error", record.get("error"))
     except Exception:  # noqa: BLE001 - the summary is a courtesy; the records are the truth
         return
-    for line in _group_lines(tally):
+    for line in tally.failure_lines():
         typer.secho(line, err=True)
-
-
-def _group_lines(tally: Any) -> list[str]:
-    lines = []
-    for (kind, _), group in sorted(tally.errors.items(), key=lambda kv: -kv[1].count):
-        more = f" and {group.count - len(group.items)} more" if group.count > len(group.items) else ""
-        lines.append(f"  error ({kind}) x{group.count}: {', '.join(map(repr, group.items))}{more}: {group.reason}")
-        if group.fix:
-            lines.append(f"    fix: {group.fix}")
-    return lines
 
 
 def _logging(log_json: bool) -> None:

@@ -190,3 +190,18 @@ def test_serve_reports_a_port_in_use_before_loading_anything():
     line = refused(done)
     assert f"port {port} on 127.0.0.1 is already in use" in line and f"--port {port + 1}" in line
     assert "startup complete" not in done.stderr.lower() and time.monotonic() - t0 < 60
+
+
+@pytest.mark.slow
+def test_a_batch_explains_its_failed_items_on_stderr(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        (folder / name).write_text("not an image", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(app, ["batch", "caption", str(folder), "--out", str(out), "--no-progress"])
+    assert result.exit_code == 1, result.output
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["status"] for r in records] == ["error", "error"]  # the records stay as they are
+    assert "error (InvalidImageError) x2: " in result.stderr and "    fix: " in result.stderr
+    assert "a.jpg" in result.stderr and "--retry-errors" in result.stderr
