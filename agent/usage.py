@@ -15,13 +15,61 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Annotated, Any, Iterable, Mapping, Optional, Sequence
 
 import typer
 
 from caption_agent.errors import CaptionAgentError, InvalidLocaleError, UnknownStyleError
 
 INGEST_HINT = "caption-agent ingest examples/catalog.jsonl --catalog {path}"
+
+# The options that choose the stages, the same on `caption`, `batch` and `serve`.
+CatalogOpt = Annotated[Optional[Path], typer.Option("--catalog", help="Embedded Chroma folder made by `ingest`.")]
+RefinerOpt = Annotated[
+    Optional[str], typer.Option("--refiner", help="Refiner: template | local | vllm | none; default: template.")
+]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Refiner model (the served name for vllm).")]
+BaseUrlOpt = Annotated[
+    Optional[str], typer.Option("--base-url", help="Refiner vLLM server, e.g. http://127.0.0.1:18080/v1.")
+]
+VlmOpt = Annotated[
+    Optional[str], typer.Option("--vlm", help="Drafter VLM: a preset (`caption-agent models list`) or a hub id.")
+]
+VlmUrlOpt = Annotated[
+    Optional[str], typer.Option("--vlm-url", help="Drafter vLLM server serving --vlm, e.g. http://127.0.0.1:8000/v1.")
+]
+FailOnReviewOpt = Annotated[bool, typer.Option("--fail-on-review", help="Exit 3 when any item is held for review.")]
+
+
+def load_checked(
+    config: Path | None,
+    *,
+    catalog: Path | None = None,
+    refiner: str | None = None,
+    model: str | None = None,
+    base_url: str | None = None,
+    vlm: str | None = None,
+    vlm_url: str | None = None,
+    drafter: str | None = None,
+) -> Any:
+    """The agent config from a command's stage options, with every check that needs no model (the catalog folder,
+    the VLM name, each flag validated as the setting it stands for)."""
+    from caption_agent.config import load_for_cli
+
+    check_catalog(catalog)
+    check_vlm(vlm, vlm_url, drafter)
+    cfg = load_for_cli(
+        config,
+        refiner=refiner,
+        drafter=drafter,
+        catalog=catalog,
+        model=model,
+        base_url=base_url,
+        vlm=vlm,
+        vlm_url=vlm_url,
+    )
+    check_catalog(cfg.retrieval.catalog_dir)
+    return cfg
 
 
 class UsageError(CaptionAgentError):

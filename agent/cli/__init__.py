@@ -19,6 +19,7 @@ from caption_agent.errors import CaptionAgentError, describe
 from caption_agent.eval.cli import eval_captions
 from caption_agent.jobs.cli import batch_app
 from caption_agent.service.cli import serve
+from caption_agent.usage import BaseUrlOpt, CatalogOpt, FailOnReviewOpt, ModelOpt, RefinerOpt, VlmOpt, VlmUrlOpt
 
 _help.apply()
 app = typer.Typer(
@@ -68,39 +69,27 @@ def caption(
     sku: Annotated[Optional[str], typer.Option(help="Product sku (applies to every image).")] = None,
     brand: Annotated[Optional[str], typer.Option(help="Brand hint.")] = None,
     category: Annotated[Optional[str], typer.Option(help="Category hint.")] = None,
-    catalog: Annotated[Optional[Path], typer.Option(help="Embedded Chroma folder made by `ingest`.")] = None,
+    catalog: CatalogOpt = None,
     n: Annotated[
         Optional[int], typer.Option("--n", min=1, max=32, help="Candidate drafts per image; default: 5 (config).")
     ] = None,
-    refiner: Annotated[
-        Optional[str], typer.Option(help="Refiner: template | local | vllm | none; default: template (config).")
-    ] = None,
-    model: Annotated[Optional[str], typer.Option(help="Refiner model (the served name for vllm).")] = None,
-    base_url: Annotated[
-        Optional[str], typer.Option("--base-url", help="Refiner vLLM server, e.g. http://127.0.0.1:18080/v1.")
-    ] = None,
+    refiner: RefinerOpt = None,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
     drafter: Annotated[
         Optional[str], typer.Option(help="Drafter backend: lite | transformers | vllm; default: lite (config).")
     ] = None,
-    vlm: Annotated[
-        Optional[str], typer.Option(help="Drafter VLM: a preset (`caption-agent models list`) or a hub id.")
-    ] = None,
-    vlm_url: Annotated[
-        Optional[str],
-        typer.Option("--vlm-url", help="Drafter vLLM server serving --vlm, e.g. http://127.0.0.1:8000/v1."),
-    ] = None,
-    fail_on_review: Annotated[
-        bool, typer.Option("--fail-on-review", help="Exit 3 when any caption is held for review.")
-    ] = False,
+    vlm: VlmOpt = None,
+    vlm_url: VlmUrlOpt = None,
+    fail_on_review: FailOnReviewOpt = False,
     config: ConfigOpt = None,
 ) -> None:
     """Caption IMAGE files and print one JSON CaptionResult per line.
 
     Exit codes: 0 done, 1 some images failed (their records say why), 2 bad options (nothing ran), 3 some held
     for review (with --fail-on-review). A summary goes to stderr."""
-    from caption_agent.config import load_for_cli
     from caption_agent.schemas import CaptionRequest, ProductHint
-    from caption_agent.usage import Tally, check_catalog, check_files, check_locale, check_style, check_vlm
+    from caption_agent.usage import Tally, check_files, check_locale, check_style, load_checked
 
     try:  # everything that can be wrong with the command line, before any model loads
         check_files(
@@ -109,19 +98,16 @@ def caption(
             folder_hint="caption takes image files; for a folder run "
             "`caption-agent batch caption FOLDER --out results.jsonl`.",
         )
-        check_catalog(catalog)
-        check_vlm(vlm, vlm_url, drafter)
-        cfg = load_for_cli(
+        cfg = load_checked(
             config,
-            refiner=refiner,
-            drafter=drafter,
             catalog=catalog,
+            refiner=refiner,
             model=model,
             base_url=base_url,
             vlm=vlm,
             vlm_url=vlm_url,
+            drafter=drafter,
         )
-        check_catalog(cfg.retrieval.catalog_dir)
         style = check_style(style or cfg.default_style, cfg.prompts_dir)
         locale = check_locale(locale or cfg.default_locale)
         hint = ProductHint(sku=sku, brand=brand, category=category)

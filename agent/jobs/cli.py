@@ -15,7 +15,16 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from caption_agent.errors import CaptionAgentError, describe
-from caption_agent.usage import check_locale
+from caption_agent.usage import (
+    BaseUrlOpt,
+    CatalogOpt,
+    FailOnReviewOpt,
+    ModelOpt,
+    RefinerOpt,
+    VlmOpt,
+    VlmUrlOpt,
+    check_locale,
+)
 
 batch_app = typer.Typer(
     add_completion=False,
@@ -29,16 +38,6 @@ Config = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML con
 Style = Annotated[
     Optional[str], typer.Option("--style", "-s", help="Style for rows that name none; default: alt_text (config).")
 ]
-Refiner = Annotated[
-    Optional[str], typer.Option("--refiner", help="Refiner: template | local | vllm | none; default: template.")
-]
-BaseUrl = Annotated[
-    Optional[str], typer.Option("--base-url", help="Refiner vLLM server URL, e.g. http://127.0.0.1:8000/v1.")
-]
-Vlm = Annotated[Optional[str], typer.Option("--vlm", help="Drafter VLM: a preset (`models list`) or a hub id.")]
-VlmUrl = Annotated[Optional[str], typer.Option("--vlm-url", help="Drafter vLLM server serving --vlm.")]
-FailOnReview = Annotated[bool, typer.Option("--fail-on-review", help="Exit 3 when any item is held for review.")]
-Model = Annotated[Optional[str], typer.Option("--model", help="Refiner model (served name for vllm).")]
 BatchSize = Annotated[int, typer.Option("--batch-size", help="Items per pipeline batch.")]
 Workers = Annotated[int, typer.Option("--workers", help="Batches in flight at once (local runner).")]
 FlushEvery = Annotated[int, typer.Option("--flush-every", help="Records per write + fsync.")]
@@ -61,21 +60,10 @@ def _fail(exc: Exception) -> None:
 
 def _config(common: dict[str, Any], catalog: Path | None = None) -> Any:
     """The agent config from the common options, validated with every check that needs no model."""
-    from caption_agent.config import load_for_cli
-    from caption_agent.usage import check_catalog, check_style, check_vlm
+    from caption_agent.usage import check_style, load_checked
 
-    check_catalog(catalog)
-    check_vlm(common["vlm"], common["vlm_url"], None)
-    cfg = load_for_cli(
-        common["config"],
-        refiner=common["refiner"],
-        base_url=common["base_url"],
-        model=common["model"],
-        catalog=catalog,
-        vlm=common["vlm"],
-        vlm_url=common["vlm_url"],
-    )
-    check_catalog(cfg.retrieval.catalog_dir)
+    names = ("refiner", "model", "base_url", "vlm", "vlm_url")
+    cfg = load_checked(common["config"], catalog=catalog, **{k: common[k] for k in names})
     check_style(common["style"] or cfg.default_style, cfg.prompts_dir)
     return cfg
 
@@ -140,12 +128,12 @@ def _common_options(
     out: Out,
     format: Format = None,
     style: Style = None,
-    refiner: Refiner = None,
-    base_url: BaseUrl = None,
-    model: Model = None,
-    vlm: Vlm = None,
-    vlm_url: VlmUrl = None,
-    fail_on_review: FailOnReview = False,
+    refiner: RefinerOpt = None,
+    base_url: BaseUrlOpt = None,
+    model: ModelOpt = None,
+    vlm: VlmOpt = None,
+    vlm_url: VlmUrlOpt = None,
+    fail_on_review: FailOnReviewOpt = False,
     workers: Workers = 1,
     flush_every: FlushEvery = 32,
     retry_errors: RetryErrors = False,
@@ -218,7 +206,7 @@ def caption_cmd(
         ),
     ],
     locale: Annotated[Optional[str], typer.Option("--locale", "-l", help="Locale for rows that name none.")] = None,
-    catalog: Annotated[Optional[Path], typer.Option(help="Embedded Chroma folder made by `ingest`.")] = None,
+    catalog: CatalogOpt = None,
     batch_size: BatchSize = 16,
     storage_options: Annotated[
         Optional[str], typer.Option("--storage-options", help="fsspec options as JSON, e.g. an S3 endpoint_url.")

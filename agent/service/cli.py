@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from caption_agent.errors import CaptionAgentError
+from caption_agent.usage import BaseUrlOpt, CatalogOpt, ModelOpt, RefinerOpt, VlmOpt, VlmUrlOpt
 
 
 def serve(
@@ -19,18 +20,12 @@ def serve(
     service_config: Annotated[
         Optional[Path], typer.Option(help="Service TOML config file (keys, limits, queue).")
     ] = None,
-    catalog: Annotated[Optional[Path], typer.Option(help="Embedded Chroma folder made by `ingest`.")] = None,
-    refiner: Annotated[
-        Optional[str], typer.Option(help="Refiner: template | local | vllm | none; default: template (config).")
-    ] = None,
-    model: Annotated[Optional[str], typer.Option(help="Refiner model (the served name for vllm).")] = None,
-    base_url: Annotated[
-        Optional[str], typer.Option("--base-url", help="Refiner vLLM server, e.g. http://127.0.0.1:18080/v1.")
-    ] = None,
-    vlm: Annotated[
-        Optional[str], typer.Option(help="Drafter VLM: a preset (`caption-agent models list`) or a hub id.")
-    ] = None,
-    vlm_url: Annotated[Optional[str], typer.Option("--vlm-url", help="Drafter vLLM server serving --vlm.")] = None,
+    catalog: CatalogOpt = None,
+    refiner: RefinerOpt = None,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    vlm: VlmOpt = None,
+    vlm_url: VlmUrlOpt = None,
     review_queue: Annotated[Optional[Path], typer.Option(help="Review queue JSONL served at /review.")] = None,
     hash_key: Annotated[
         bool,
@@ -45,9 +40,8 @@ def serve(
         _print_hash()
         return
     from caption_agent._extras import require
-    from caption_agent.config import load_for_cli
     from caption_agent.service.settings import ServiceSettings
-    from caption_agent.usage import check_catalog, check_vlm
+    from caption_agent.usage import load_checked
 
     sock = None
     try:
@@ -56,12 +50,9 @@ def serve(
             k: v for k, v in {"host": host, "port": port, "review_queue": review_queue}.items() if v is not None
         }
         settings = ServiceSettings.load(service_config, **overrides)
-        check_catalog(catalog)
-        check_vlm(vlm, vlm_url, None)
-        cfg = load_for_cli(
-            config, refiner=refiner, catalog=catalog, model=model, base_url=base_url, vlm=vlm, vlm_url=vlm_url
+        cfg = load_checked(
+            config, catalog=catalog, refiner=refiner, model=model, base_url=base_url, vlm=vlm, vlm_url=vlm_url
         )
-        check_catalog(cfg.retrieval.catalog_dir)
         sock = bind(settings.host, settings.port)  # a port in use is reported now, before any model loads
         from caption_agent.service.app import create_app
 
