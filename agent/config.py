@@ -310,6 +310,11 @@ class RefinerSettings(_StageSettings):
         "retries: refiner names, then optionally 'draft' (the moderated ranked draft, always last). Without "
         "'draft' an item no link could write goes to review. A name equal to the primary is skipped.",
     )
+    on_unavailable: Literal["next", "error"] = Field(
+        "next",
+        description="When a link's server cannot be reached: next (the next link writes; provenance says why) | "
+        "error (the item fails, retryable).",
+    )
     local: LocalRefinerSettings = Field(default_factory=LocalRefinerSettings)
     vllm: VLLMRefinerSettings = Field(default_factory=VLLMRefinerSettings)
     template: TemplateRefinerSettings = Field(default_factory=TemplateRefinerSettings)
@@ -429,10 +434,13 @@ def load_for_cli(
     base_url: str | None = None,
     model: str | None = None,
     catalog: Path | None = None,
+    vlm: str | None = None,
+    vlm_url: str | None = None,
 ) -> AgentConfig:
     """The one validated path for command-line overrides: each flag becomes the nested key it stands for and is
     validated with the file and the environment, like any other setting. ``--model`` and ``--base-url`` belong
-    to the refiner that will run (``--refiner``, else the configured one)."""
+    to the refiner that will run (``--refiner``, else the configured one); ``--vlm`` and ``--vlm-url`` to the drafter
+    (a VLM served at ``vlm_url`` by vLLM, else run in process by transformers)."""
     over: dict[str, Any] = {}
     if refiner is not None:
         over.setdefault("refiner", {})["backend"] = refiner
@@ -452,6 +460,10 @@ def load_for_cli(
         section.update({k: v for k, v in (("model", model), ("base_url", base_url)) if v is not None})
     if drafter is not None:
         over["drafter"] = {"backend": drafter}
+    if vlm is not None or vlm_url is not None:
+        backend = "vllm" if vlm_url is not None else "transformers"
+        section = {k: v for k, v in (("model", vlm), ("base_url", vlm_url)) if v is not None}
+        over["drafter"] = {"backend": backend, backend: section}
     if catalog is not None:
         over["retrieval"] = {"catalog_dir": catalog}
     return AgentConfig.load(path, **over)

@@ -320,15 +320,18 @@ class CaptionAgent:
             return
         try:
             found = self.retriever.store.content_hashes(skus)
+            empty = not found and self.retriever.store.count() == 0  # an empty catalog is a setup mistake: say so
         except Exception as exc:  # noqa: BLE001 - the store is down: these items fail, the batch goes on
             for item in items:
                 if item.request.hint.sku:
                     item.fail(exc, "ground")
             return
+        where = getattr(self.retriever.store, "location", "")
+        why = f"; the catalog at {where} holds no products: ingest your product file into it first" if empty else ""
         for item in items:
             sku = item.request.hint.sku
             if sku and sku not in found:
-                item.fail(UnknownSkuError(f"sku {sku!r} is not in the catalog."), "input")
+                item.fail(UnknownSkuError(f"sku {sku!r} is not in the catalog{why}."), "input")
 
     def _refine_and_moderate(self, items: list[WorkItem]) -> None:
         """The shared refine -> moderate -> regenerate -> fallback loop (``refine_loop``) over the batch."""

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 from pydantic import ValidationError
 
+from caption_agent.cli import help as _help
 from caption_agent.cli.cache import cache_app
 from caption_agent.cli.catalog import ingest
 from caption_agent.cli.models import models_app
@@ -18,10 +19,13 @@ from caption_agent.errors import CaptionAgentError, describe
 from caption_agent.eval.cli import eval_captions
 from caption_agent.jobs.cli import batch_app
 from caption_agent.service.cli import serve
+from caption_agent.usage import BaseUrlOpt, CatalogOpt, FailOnReviewOpt, ModelOpt, RefinerOpt, VlmOpt, VlmUrlOpt
 
+_help.apply()
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain click help: wrapped at the terminal's width, never cut (agent/cli/help.py)
     help="Write publishable image captions: draft, rank, ground, refine, moderate.",
 )
 
@@ -33,55 +37,97 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(2)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"caption-agent {version('caption-agent')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Write publishable image captions: draft, rank, ground, refine, moderate."""
+
+
 @app.command()
 def caption(
-    images: Annotated[list[Path], typer.Argument(help="Image files to caption.")],
-    style: Annotated[Optional[str], typer.Option("--style", "-s", help="Style preset.")] = None,
-    locale: Annotated[Optional[str], typer.Option("--locale", "-l", help="BCP-47 output locale.")] = None,
+    images: Annotated[
+        list[Path], typer.Argument(metavar="IMAGE...", help="Image files to caption.", show_default=False)
+    ],
+    style: Annotated[
+        Optional[str],
+        typer.Option("--style", "-s", help="Style preset (`caption-agent styles`); default: alt_text (config)."),
+    ] = None,
+    locale: Annotated[
+        Optional[str], typer.Option("--locale", "-l", help="BCP-47 output locale; default: en-US (config).")
+    ] = None,
     sku: Annotated[Optional[str], typer.Option(help="Product sku (applies to every image).")] = None,
     brand: Annotated[Optional[str], typer.Option(help="Brand hint.")] = None,
     category: Annotated[Optional[str], typer.Option(help="Category hint.")] = None,
-    catalog: Annotated[Optional[Path], typer.Option(help="Embedded Chroma folder made by `ingest`.")] = None,
-    n: Annotated[Optional[int], typer.Option("--n", help="Candidate drafts per image.")] = None,
-    refiner: Annotated[Optional[str], typer.Option(help="Refiner: local | vllm | template | none.")] = None,
-    drafter: Annotated[Optional[str], typer.Option(help="Drafter backend: lite | transformers | vllm.")] = None,
+    catalog: CatalogOpt = None,
+    n: Annotated[
+        Optional[int], typer.Option("--n", min=1, max=32, help="Candidate drafts per image; default: 5 (config).")
+    ] = None,
+    refiner: RefinerOpt = None,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    drafter: Annotated[
+        Optional[str], typer.Option(help="Drafter backend: lite | transformers | vllm; default: lite (config).")
+    ] = None,
+    vlm: VlmOpt = None,
+    vlm_url: VlmUrlOpt = None,
+    fail_on_review: FailOnReviewOpt = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Caption IMAGES and print one JSON CaptionResult per line."""
-    from caption_agent.config import load_for_cli
-    from caption_agent.pipeline import CaptionAgent
-    from caption_agent.schemas import CaptionRequest, ProductHint
+    """Caption IMAGE files and print one JSON CaptionResult per line.
 
-    try:
-        cfg = load_for_cli(config, refiner=refiner, drafter=drafter, catalog=catalog)
-        agent = CaptionAgent(cfg)
+    Exit codes: 0 done, 1 some images failed (their records say why), 2 bad options (nothing ran), 3 some held
+    for review (with --fail-on-review). A summary goes to stderr."""
+    from caption_agent.schemas import CaptionRequest, ProductHint
+    from caption_agent.usage import Tally, check_files, check_locale, check_style, load_checked
+
+    try:  # everything that can be wrong with the command line, before any model loads
+        check_files(
+            images,
+            "image",
+            folder_hint="caption takes image files; for a folder run "
+            "`caption-agent batch caption FOLDER --out results.jsonl`.",
+        )
+        cfg = load_checked(
+            config,
+            catalog=catalog,
+            refiner=refiner,
+            model=model,
+            base_url=base_url,
+            vlm=vlm,
+            vlm_url=vlm_url,
+            drafter=drafter,
+        )
+        style = check_style(style or cfg.default_style, cfg.prompts_dir)
+        locale = check_locale(locale or cfg.default_locale)
         hint = ProductHint(sku=sku, brand=brand, category=category)
-        requests = [
-            CaptionRequest(
-                image=p,
-                style=style or cfg.default_style,
-                locale=locale or cfg.default_locale,
-                hint=hint,
-                n_candidates=n,
-            )
-            for p in images
-        ]
+        requests = [CaptionRequest(image=p, style=style, locale=locale, hint=hint, n_candidates=n) for p in images]
     except (CaptionAgentError, ValidationError) as exc:
         _fail(exc)
-    failed = 0
+    from caption_agent.pipeline import CaptionAgent
+
     try:
-        results = agent.caption_batch(requests)
+        results = CaptionAgent(cfg).caption_batch(requests)
     except CaptionAgentError as exc:  # a backend that cannot load (missing extra, bad model path)
         _fail(exc)
-    for result in results:
-        failed += result.status == "error"
+    tally = Tally()
+    for path, result in zip(images, results):
+        tally.add_result(result, str(path))
         sys.stdout.write(result.model_dump_json(exclude_none=True) + "\n")
         sys.stdout.flush()
-    if failed:
-        typer.secho(
-            f"{failed} of {len(requests)} images failed; see their error records.", err=True, fg=typer.colors.YELLOW
-        )
-        raise typer.Exit(1)
+    code = tally.print(fail_on_review=fail_on_review)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

@@ -48,9 +48,17 @@ def ingest(
 ) -> None:
     """Ingest a product catalog into the Chroma store (upsert by sku; unchanged rows are skipped)."""
     from caption_agent.config import AgentConfig
+    from caption_agent.retrieval.catalog import detect_format
     from caption_agent.retrieval.ingest import ingest_file
     from caption_agent.retrieval.store import CatalogStore
+    from caption_agent.usage import check_files
 
+    try:  # a missing or misnamed file creates nothing (no empty catalog folder to caption against later)
+        detect_format(file)
+        check_files([file], "catalog file")
+    except CaptionAgentError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
     default_rejects = rejects is None
     rejects_path = rejects if rejects is not None else file.with_name(file.name + ".rejects.jsonl")
     try:

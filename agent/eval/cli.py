@@ -50,7 +50,20 @@ def eval_captions(
     from caption_agent.config import AgentConfig
     from caption_agent.eval.report import compare as compare_runs
     from caption_agent.eval.report import evaluate, render_table
+    from caption_agent.usage import check_files, check_locale, check_style
 
+    try:  # bad options and missing files are refused before any scorer or model loads
+        if not results.is_dir():  # a Parquet results folder is fine
+            check_files([results], "results file")
+        check_files([references], "references file")
+        for flag, path in (("--catalog", catalog), ("--policy", policy)):
+            check_files([path] if path is not None else [], f"{flag} file")
+        if style is not None:
+            check_style(style)
+        locale = check_locale(locale)
+    except CaptionAgentError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
     try:
         clip = clip_model or AgentConfig.load(config).ranker.clip_model
         options: dict[str, Any] = {

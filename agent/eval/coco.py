@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import shutil
-from typing import Hashable, Mapping, Sequence, TypeVar
+from typing import Hashable, Iterator, Mapping, Sequence, TypeVar
 
 from caption_agent.errors import CaptionAgentError
 
@@ -69,8 +69,9 @@ def coco_scores_groups(
     out: dict[K, tuple[dict[str, float], dict[str, dict[str, float]]]] = {}
     with contextlib.redirect_stdout(io.StringIO()):  # the scorers print progress and BLEU internals
         tokenizer = PTBTokenizer()  # tokenizes line by line: one run for all groups gives the same tokens
-        gts_tok = tokenizer.tokenize(gts)
-        res_tok = tokenizer.tokenize(res)
+        with _without_tokenizer_chatter():
+            gts_tok = tokenizer.tokenize(gts)
+            res_tok = tokenizer.tokenize(res)
         meteor = Meteor()
         try:
             for group, cands in groups.items():
@@ -84,6 +85,29 @@ def coco_scores_groups(
         finally:
             _close_meteor(meteor)
     return out
+
+
+@contextlib.contextmanager
+def _without_tokenizer_chatter() -> Iterator[None]:
+    """PTBTokenizer's Java process writes "PTBTokenizer tokenized N tokens at ..." to the inherited stderr (file
+    descriptor 2): capture it there and pass on every other line (a Java error stays visible)."""
+    import os
+    import sys
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode("utf-8", "replace").splitlines(keepends=True):
+                if not line.startswith("PTBTokenizer tokenized"):
+                    sys.stderr.write(line)
 
 
 def _score(gts: dict, res: dict, scorers: list) -> tuple[dict[str, float], dict[str, dict[str, float]]]:

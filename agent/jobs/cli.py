@@ -1,6 +1,7 @@
 """`caption-agent batch caption|localize`: thin Typer wrappers over the job functions.
 
-Exit codes: 0 done, 1 done but some items are error records (rerun with --retry-errors), 2 the job could not run.
+Exit codes: 0 done, 1 done but some items are error records (rerun with --retry-errors), 2 the job could not run
+(bad options are refused before anything loads), 3 done but some items are held for review (--fail-on-review).
 """
 
 from __future__ import annotations
@@ -14,6 +15,16 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from caption_agent.errors import CaptionAgentError, describe
+from caption_agent.usage import (
+    BaseUrlOpt,
+    CatalogOpt,
+    FailOnReviewOpt,
+    ModelOpt,
+    RefinerOpt,
+    VlmOpt,
+    VlmUrlOpt,
+    check_locale,
+)
 
 batch_app = typer.Typer(
     add_completion=False,
@@ -24,10 +35,9 @@ batch_app = typer.Typer(
 Out = Annotated[Path, typer.Option("--out", "-o", help="Output .jsonl file, or Parquet folder (--format parquet).")]
 Format = Annotated[Optional[str], typer.Option("--format", help="jsonl | parquet (default: from the --out suffix).")]
 Config = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML config file.")]
-Style = Annotated[Optional[str], typer.Option("--style", "-s", help="Style for rows that name none.")]
-Refiner = Annotated[Optional[str], typer.Option("--refiner", help="Refiner: local | vllm | template | none.")]
-BaseUrl = Annotated[Optional[str], typer.Option("--base-url", help="vLLM server URL, e.g. http://127.0.0.1:8000/v1.")]
-Model = Annotated[Optional[str], typer.Option("--model", help="Refiner model (served name for vllm).")]
+Style = Annotated[
+    Optional[str], typer.Option("--style", "-s", help="Style for rows that name none; default: alt_text (config).")
+]
 BatchSize = Annotated[int, typer.Option("--batch-size", help="Items per pipeline batch.")]
 Workers = Annotated[int, typer.Option("--workers", help="Batches in flight at once (local runner).")]
 FlushEvery = Annotated[int, typer.Option("--flush-every", help="Records per write + fsync.")]
@@ -48,15 +58,25 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(2)
 
 
-def _config(
-    path: Path | None, refiner: str | None, base_url: str | None, model: str | None, catalog: Path | None = None
-) -> Any:
-    from caption_agent.config import load_for_cli
+def _config(common: dict[str, Any], catalog: Path | None = None) -> Any:
+    """The agent config from the common options, validated with every check that needs no model."""
+    from caption_agent.usage import check_style, load_checked
 
-    return load_for_cli(path, refiner=refiner, base_url=base_url, model=model, catalog=catalog)
+    names = ("refiner", "model", "base_url", "vlm", "vlm_url")
+    cfg = load_checked(common["config"], catalog=catalog, **{k: common[k] for k in names})
+    check_style(common["style"] or cfg.default_style, cfg.prompts_dir)
+    return cfg
 
 
-def _finish(summary: Any) -> None:
+def _check_inputs(inputs: list[str]) -> None:
+    """Local inputs must exist (URIs and brace patterns are checked by the job)."""
+    from caption_agent.usage import check_files
+
+    local = [Path(i) for i in inputs if "://" not in i and "{" not in i and not Path(i).is_dir()]
+    check_files(local, "input")
+
+
+def _finish(summary: Any, fail_on_review: bool) -> None:
     sys.stdout.write(summary.model_dump_json() + "\n")
     sys.stdout.flush()
     line = (
@@ -67,13 +87,34 @@ def _finish(summary: Any) -> None:
     )
     typer.secho(line, err=True, fg=typer.colors.YELLOW if summary.errors else typer.colors.GREEN)
     if summary.errors:
+        _explain_errors(summary.out)
         typer.secho(
-            f"{summary.errors} item(s) failed: {json.dumps(summary.error_types)}; rerun with "
-            f"--retry-errors to process only them.",
+            f"{summary.errors} item(s) failed: {json.dumps(summary.error_types)}; fix what the lines above say, "
+            f"then rerun with --retry-errors to process only them.",
             err=True,
             fg=typer.colors.YELLOW,
         )
         raise typer.Exit(1)
+    if fail_on_review and summary.review:
+        typer.secho(f"{summary.review} item(s) held for review (--fail-on-review).", err=True, fg=typer.colors.YELLOW)
+        raise typer.Exit(3)
+
+
+def _explain_errors(out: Any) -> None:
+    """Each failure (item, reason, fix), grouped by cause, from the error records of the output (streamed)."""
+    from caption_agent.jobs import read_records
+    from caption_agent.usage import Tally
+
+    tally = Tally()
+    try:
+        for record in read_records(out):
+            if record.get("status") == "error":
+                item = record.get("source") or record.get("source_key") or record.get("id") or record.get("key", "")
+                tally.add(str(item), "error", record.get("error"))
+    except Exception:  # noqa: BLE001 - the summary is a courtesy; the records are the truth
+        return
+    for line in tally.failure_lines():
+        typer.secho(line, err=True)
 
 
 def _logging(log_json: bool) -> None:
@@ -87,9 +128,12 @@ def _common_options(
     out: Out,
     format: Format = None,
     style: Style = None,
-    refiner: Refiner = None,
-    base_url: BaseUrl = None,
-    model: Model = None,
+    refiner: RefinerOpt = None,
+    base_url: BaseUrlOpt = None,
+    model: ModelOpt = None,
+    vlm: VlmOpt = None,
+    vlm_url: VlmUrlOpt = None,
+    fail_on_review: FailOnReviewOpt = False,
     workers: Workers = 1,
     flush_every: FlushEvery = 32,
     retry_errors: RetryErrors = False,
@@ -125,17 +169,17 @@ def _with_common_options(command: Callable[..., None]) -> Callable[..., None]:
 def _job_options(common: dict[str, Any], **fields: Any) -> dict[str, Any]:
     """JobOptions fields from the common CLI options (the config and logging flags are not job options)."""
     renamed = {"cache": "cache_dir", "address": "ray_address"}
-    skip = {"refiner", "base_url", "model", "config", "log_json"}
+    skip = {"refiner", "base_url", "model", "config", "log_json", "vlm", "vlm_url", "fail_on_review"}
     return {renamed.get(k, k): v for k, v in common.items() if k not in skip} | fields
 
 
-def _run(job: Callable[[], Any], log_json: bool) -> None:
-    _logging(log_json)
+def _run(job: Callable[[], Any], common: dict[str, Any]) -> None:
+    _logging(common["log_json"])
     try:
         summary = job()
     except (CaptionAgentError, ValueError) as exc:  # ValueError: pydantic, a bad option value
         _fail(exc)
-    _finish(summary)
+    _finish(summary, common["fail_on_review"])
 
 
 def _json_option(text: str | None, flag: str) -> dict[str, Any]:
@@ -162,7 +206,7 @@ def caption_cmd(
         ),
     ],
     locale: Annotated[Optional[str], typer.Option("--locale", "-l", help="Locale for rows that name none.")] = None,
-    catalog: Annotated[Optional[Path], typer.Option(help="Embedded Chroma folder made by `ingest`.")] = None,
+    catalog: CatalogOpt = None,
     batch_size: BatchSize = 16,
     storage_options: Annotated[
         Optional[str], typer.Option("--storage-options", help="fsspec options as JSON, e.g. an S3 endpoint_url.")
@@ -191,8 +235,15 @@ def caption_cmd(
     """Caption every image of INPUT into OUT; kill and re-run at will: each item is written exactly once."""
     from caption_agent.jobs.caption_job import CaptionJobOptions, run_caption_job
 
+    try:  # bad options and missing inputs are refused before anything loads
+        _check_inputs(manifest)
+        cfg = _config(common, catalog)
+        if locale is not None:
+            check_locale(locale)
+    except (CaptionAgentError, ValueError) as exc:
+        _fail(exc)
+
     def job() -> Any:
-        cfg = _config(common["config"], common["refiner"], common["base_url"], common["model"], catalog)
         options = CaptionJobOptions(
             **_job_options(
                 common,
@@ -212,7 +263,7 @@ def caption_cmd(
         )
         return run_caption_job(manifest, options, cfg)
 
-    _run(job, common["log_json"])
+    _run(job, common)
 
 
 @batch_app.command("localize")
@@ -234,12 +285,20 @@ def localize_cmd(
     """Localize every caption of IN into each of --locales; resumable like `batch caption`."""
     from caption_agent.jobs.localize_job import LocalizeJobOptions, run_localize_job
 
+    targets = [s.strip() for s in locales.split(",") if s.strip()]
+    try:  # bad options and missing inputs are refused before anything loads
+        if "://" not in str(inputs) and not inputs.is_dir():
+            _check_inputs([str(inputs)])
+        cfg = _config(common)
+        for target in targets:
+            check_locale(target)
+    except (CaptionAgentError, ValueError) as exc:
+        _fail(exc)
+
     def job() -> Any:
-        cfg = _config(common["config"], common["refiner"], common["base_url"], common["model"])
-        targets = [s.strip() for s in locales.split(",") if s.strip()]
         options = LocalizeJobOptions(
             **_job_options(common, locales=targets, include_review=include_review, batch_size=batch_size)
         )
         return run_localize_job(inputs, options, cfg)
 
-    _run(job, common["log_json"])
+    _run(job, common)

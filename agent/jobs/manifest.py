@@ -180,11 +180,24 @@ class CaptionItem(JobItem):
         return cls(**data)
 
 
+def _column_problem(error: Any) -> str:
+    """One validation error of a row, with a "did you mean" for a misspelt column (``locle`` -> ``locale``)."""
+    import difflib
+
+    where = ".".join(map(str, error["loc"])) or "row"
+    if error["type"] != "extra_forbidden":
+        return f"{where}: {error['msg']}"
+    names = [a for f in ManifestRow.model_fields.values() for a in getattr(f.validation_alias, "choices", [])]
+    names += list(ManifestRow.model_fields)
+    close = difflib.get_close_matches(str(error["loc"][0]), names, n=1, cutoff=0.6)
+    return f"unknown column {where!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+
+
 def _row_error(raw: _Raw, label: str, style: str, locale: str, problem: str) -> CaptionItem:
     error = {
         "type": "ManifestRowError",
         "stage": "manifest",
-        "message": f"{label} row {raw.row}: {problem}"
+        "message": f"{label} {f'line {raw.line}' if raw.line else f'row {raw.row + 1}'}: {problem}"
         + ("" if " Fix: " in problem else f". Fix: {ManifestError.fix}"),  # a folder entry says its own fix
     }
     key = digest("row", raw.origin, raw.text)
@@ -214,7 +227,7 @@ def _to_item(
         try:
             parsed = ManifestRow.model_validate(raw.data)
         except ValidationError as exc:
-            problem = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'row'}: {e['msg']}" for e in exc.errors())
+            problem = "; ".join(_column_problem(e) for e in exc.errors())
         except RecursionError:
             problem = "nested too deeply"
     if parsed is None:

@@ -41,6 +41,7 @@ class _Raw:
     blob: bytes | None = None  # image bytes that came with the row (a shard's sample)
     label: str = ""  # the input it belongs to, for error messages (the manifest's name, or a shard)
     base: str = ""  # the folder its relative image paths start from (several manifests: each its own)
+    line: int = 0  # 1-based line of the row in a JSONL/CSV file, for messages (0: not a text file)
 
     def __post_init__(self) -> None:
         self.origin = self.origin or f"row:{self.row}"
@@ -138,7 +139,7 @@ def _entry_problem(entry: str) -> str:
 def _jsonl_rows(path: Path) -> Iterator[_Raw]:
     with open(path, "rb") as fh:
         row = -1
-        for raw, length in bounded_lines(fh, MAX_LINE_BYTES):
+        for line_no, (raw, length) in enumerate(bounded_lines(fh, MAX_LINE_BYTES), 1):
             line = raw.decode("utf-8", errors="replace")
             if not line.strip():
                 continue
@@ -149,22 +150,23 @@ def _jsonl_rows(path: Path) -> Iterator[_Raw]:
                     None,
                     line[:1000] + f"...({length} bytes)",
                     f"line is {length} bytes long; at most {MAX_LINE_BYTES} are read",
+                    line=line_no,
                 )
                 continue
             try:
                 data = json.loads(line)
             except json.JSONDecodeError as exc:
-                yield _Raw(row, None, line, f"not valid JSON ({exc.msg} at column {exc.colno})")
+                yield _Raw(row, None, line, f"not valid JSON ({exc.msg} at column {exc.colno})", line=line_no)
                 continue
             except (ValueError, RecursionError) as exc:  # nested too deep for the parser, or similar
-                yield _Raw(row, None, line, f"cannot be parsed as JSON ({type(exc).__name__})")
+                yield _Raw(row, None, line, f"cannot be parsed as JSON ({type(exc).__name__})", line=line_no)
                 continue
             if isinstance(data, str):  # a bare path per line is accepted too
                 data = {"image": data}
             if not isinstance(data, dict):
-                yield _Raw(row, None, line, f"expected a JSON object, got {type(data).__name__}")
+                yield _Raw(row, None, line, f"expected a JSON object, got {type(data).__name__}", line=line_no)
                 continue
-            yield _Raw(row, data, line)
+            yield _Raw(row, data, line, line=line_no)
 
 
 def _csv_rows(path: Path) -> Iterator[_Raw]:
@@ -178,14 +180,17 @@ def _csv_rows(path: Path) -> Iterator[_Raw]:
             except StopIteration:
                 return
             except csv.Error as exc:  # e.g. a cell over the csv module's size limit: that row only
-                yield _Raw(row, None, f"line {reader.line_num}: {exc}", f"cannot be read as CSV ({exc})")
+                yield _Raw(
+                    row, None, f"line {reader.line_num}: {exc}", f"cannot be read as CSV ({exc})", line=reader.line_num
+                )
                 continue
             extra = data.pop(None, None)  # more cells than header columns
             text = json.dumps(data, sort_keys=True, ensure_ascii=False)
             if extra:
-                yield _Raw(row, None, text, f"has {len(extra)} more cell(s) than the header")
+                yield _Raw(row, None, text, f"has {len(extra)} more cell(s) than the header", line=reader.line_num)
                 continue
-            yield _Raw(row, {k.strip(): v for k, v in data.items() if k and v not in (None, "")}, text)
+            clean = {k.strip(): v for k, v in data.items() if k and v not in (None, "")}
+            yield _Raw(row, clean, text, line=reader.line_num)
 
 
 def _parquet_rows(path: Path) -> Iterator[_Raw]:

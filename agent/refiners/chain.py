@@ -6,10 +6,11 @@ before the next is tried). Every link is built from its own settings section (``
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
-from caption_agent.errors import ModelOutputError
+from caption_agent.errors import BackendUnavailableError, ModelOutputError
 from caption_agent.refiners.base import Refiner
 
 
@@ -19,6 +20,38 @@ class CannotComposeError(ModelOutputError):
     goes to review with this reason."""
 
     fix = "add the missing localized catalog fields or lexicon names, or have a person write this caption."
+
+
+class LinkUnavailableError(CannotComposeError):
+    """A link's server is down (``refiner.on_unavailable = "next"``): the next link writes these items, and
+    provenance says why the link was passed over."""
+
+
+class _PassOnWhenDown:
+    """A link whose server cannot be reached hands its items to the next link instead of failing them; everything
+    else is the link's own (attributes are forwarded)."""
+
+    def __init__(self, link: Refiner) -> None:
+        self.link = link
+        self._warned = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.link, name)
+
+    def refine_many(self, jobs: Sequence[Any]) -> list[Any]:
+        outputs = list(self.link.refine_many(jobs))
+        down = next((o for o in outputs if isinstance(o, BackendUnavailableError)), None)
+        if down is not None and not self._warned:  # once per chain: the CLI shows it with the whole fix
+            self._warned = True
+            logging.getLogger("caption_agent").warning(
+                "refiner %s is unavailable, the next link of the chain writes instead: %s", self.link.name, down
+            )
+        return [
+            LinkUnavailableError(f"{self.link.name} unavailable, passed to the next link: {o.reason}", fix="")
+            if isinstance(o, BackendUnavailableError)
+            else o
+            for o in outputs
+        ]
 
 
 @dataclass
@@ -68,4 +101,10 @@ def build_chain(settings: Any) -> RefinerChain:
         for link in links:
             link.close()
         raise
-    return RefinerChain(links=links, draft=settings.backend == "none" or "draft" in settings.fallbacks)
+    draft = settings.backend == "none" or "draft" in settings.fallbacks
+    if getattr(settings, "on_unavailable", "next") == "next":  # a link with a next one passes on when down
+        links = [
+            cast(Refiner, _PassOnWhenDown(link)) if i < len(links) - 1 or draft else link
+            for i, link in enumerate(links)
+        ]
+    return RefinerChain(links=links, draft=draft)

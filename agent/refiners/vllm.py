@@ -6,6 +6,9 @@
   then :class:`ModelOutputError` lets the pipeline fall back to the ranked draft.
 * Connection errors, timeouts, 429 and 5xx are retried by the OpenAI client with exponential backoff (0.5 s
   doubling, at most 8 s, jittered), ``settings.max_retries`` times; then the item gets a retryable error.
+* Before the first request (and again after the server was found down) a TCP connect probes the server;
+  a server that is down fails every job at once with :class:`RefinerUnavailableError` instead of after the
+  client's retries, and the refiner chain moves on to its next link (``refiner.on_unavailable``).
 * ``refine_many`` runs the jobs concurrently under a semaphore so the server's continuous batching stays busy.
   The system message depends only on the preset, so vLLM's prefix cache reuses it across requests.
 """
@@ -14,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import weakref
 from typing import Any, Sequence
@@ -30,9 +35,22 @@ from caption_agent.http_retry import normalize_url, run_coroutine, unavailable
 from caption_agent.refiners.base import RefineJob, Refiner, parse_refined
 from caption_agent.schemas import RefinedCaption
 
-START_HINT = "start it with: python scripts/vllm_server.py start"
+# The whole sequence that gives a working server on a fresh checkout (`make vllm-up` runs the same three steps).
+START_HINT = (
+    "start the development server: `make vllm-up` (or, from the repo root: `python scripts/vllm_server.py setup && "
+    ".venv/bin/python scripts/vllm_server.py convert && python scripts/vllm_server.py start`), then pass "
+    "`--refiner vllm --base-url http://127.0.0.1:18080/v1` or set refiner.vllm.base_url"
+)
+_PROBE_TIMEOUT_S = 3.0  # a listening server accepts at once; a stopped one refuses at once
+_DOWN_RECHECK_S = 5.0  # after a failed probe, later batches fail at once for this long instead of probing again
 _RETRY_TEMPERATURE = 0.7  # greedy decoding would repeat the same unusable answer on a retry
 _FACT_ID_MAX = 64
+
+
+class RefinerUnavailableError(BackendUnavailableError):
+    """The refiner's server cannot be reached: a reason to let the next link of the refiner chain write."""
+
+    retryable = True
 
 
 def refined_caption_schema(job: RefineJob) -> dict[str, Any]:
@@ -100,6 +118,8 @@ class VLLMRefiner(Refiner):
         self._sync_llm: Any = None
         self._async_llms: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
         self.stats = {"requests": 0, "in_flight": 0, "peak_in_flight": 0}
+        self._down_since: float | None = None  # monotonic time of the last failed probe / connection
+        self._probed = False
 
     # --- one request --------------------------------------------------------------------------------------------
     def complete(self, messages: list[dict[str, str]], job: RefineJob, *, temperature: float | None = None) -> str:
@@ -129,6 +149,7 @@ class VLLMRefiner(Refiner):
 
     # --- refine with bounded schema retries ------------------------------------------------------------------------
     def refine(self, job: RefineJob) -> RefinedCaption:
+        self.ensure_reachable()
         messages = job.prompt().messages
         notes: list[str] = []
         for attempt in range(self.output_retries + 1):
@@ -157,6 +178,10 @@ class VLLMRefiner(Refiner):
         """
         if not jobs:
             return []
+        try:
+            self.ensure_reachable()
+        except RefinerUnavailableError as exc:
+            return [exc] * len(jobs)
 
         async def run_and_close() -> list[RefinedCaption | Exception]:
             try:
@@ -179,6 +204,26 @@ class VLLMRefiner(Refiner):
                     return exc
 
         return list(await asyncio.gather(*(one(job) for job in jobs)))
+
+    def ensure_reachable(self) -> None:
+        """Probe the server once (a TCP connect, a few seconds at most) before the first request, and again once
+        it was found down; raise :class:`RefinerUnavailableError` at once while it is down."""
+        with self._lock:
+            down_since, probed = self._down_since, self._probed
+        if down_since is not None and time.monotonic() - down_since < _DOWN_RECHECK_S:
+            raise _down(self.base_url, "it did not answer a moment ago")
+        if probed and down_since is None:
+            return
+        parts = urllib.parse.urlsplit(self.base_url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:  # a TCP connect, no HTTP request: nothing reaches the server's API or its logs
+            socket.create_connection((parts.hostname or "", port), timeout=_PROBE_TIMEOUT_S).close()
+        except OSError as exc:
+            with self._lock:
+                self._probed, self._down_since = True, time.monotonic()
+            raise _down(self.base_url, f"nothing accepts connections on {parts.hostname}:{port} ({exc})") from exc
+        with self._lock:
+            self._probed, self._down_since = True, None
 
     def check_ready(self) -> float:
         """Send one tiny real completion; return its latency in seconds or raise BackendUnavailableError."""
@@ -283,6 +328,8 @@ class VLLMRefiner(Refiner):
         if isinstance(exc, openai.APITimeoutError):
             return _down(url, f"no answer within {self.settings.timeout_s:g} s, {retries} retries")
         if isinstance(exc, openai.APIConnectionError):
+            with self._lock:
+                self._down_since = time.monotonic()
             return _down(url, f"cannot connect ({retries} retries)")
         if isinstance(exc, openai.APIStatusError):
             status = exc.status_code
@@ -343,5 +390,6 @@ def _content(reply: Any) -> str:
     return str(content)
 
 
-def _down(url: str, why: str) -> BackendUnavailableError:
-    return unavailable(url, why, hint=f"{START_HINT} (or check refiner.vllm.base_url)")
+def _down(url: str, why: str) -> RefinerUnavailableError:
+    err = unavailable(url, why, hint=START_HINT)
+    return RefinerUnavailableError(err.reason, fix=err.fix)

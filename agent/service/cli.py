@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from caption_agent.errors import CaptionAgentError
+from caption_agent.usage import BaseUrlOpt, CatalogOpt, ModelOpt, RefinerOpt, VlmOpt, VlmUrlOpt
 
 
 def serve(
@@ -17,8 +20,12 @@ def serve(
     service_config: Annotated[
         Optional[Path], typer.Option(help="Service TOML config file (keys, limits, queue).")
     ] = None,
-    catalog: Annotated[Optional[Path], typer.Option(help="Embedded Chroma folder made by `ingest`.")] = None,
-    refiner: Annotated[Optional[str], typer.Option(help="Refiner: local | vllm | template | none.")] = None,
+    catalog: CatalogOpt = None,
+    refiner: RefinerOpt = None,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    vlm: VlmOpt = None,
+    vlm_url: VlmUrlOpt = None,
     review_queue: Annotated[Optional[Path], typer.Option(help="Review queue JSONL served at /review.")] = None,
     hash_key: Annotated[
         bool,
@@ -33,20 +40,26 @@ def serve(
         _print_hash()
         return
     from caption_agent._extras import require
-    from caption_agent.config import load_for_cli
     from caption_agent.service.settings import ServiceSettings
+    from caption_agent.usage import load_checked
 
+    sock = None
     try:
         uvicorn = require("uvicorn", "serve", "`caption-agent serve`")
         overrides = {
             k: v for k, v in {"host": host, "port": port, "review_queue": review_queue}.items() if v is not None
         }
         settings = ServiceSettings.load(service_config, **overrides)
-        cfg = load_for_cli(config, refiner=refiner, catalog=catalog)
+        cfg = load_checked(
+            config, catalog=catalog, refiner=refiner, model=model, base_url=base_url, vlm=vlm, vlm_url=vlm_url
+        )
+        sock = bind(settings.host, settings.port)  # a port in use is reported now, before any model loads
         from caption_agent.service.app import create_app
 
         app = create_app(cfg, settings)
     except CaptionAgentError as exc:
+        if sock is not None:
+            sock.close()
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
     if settings.host not in ("127.0.0.1", "::1", "localhost") and not settings.api_key_hashes:
@@ -66,15 +79,44 @@ def serve(
 
     # proxy_headers=False: X-Forwarded-* are believed only from `trusted_proxies`, by the app's HTTP guard.
     # http=: uvicorn's own protocol with a deadline on request headers (`header_timeout_s`), which uvicorn lacks.
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=log_level,
-        timeout_graceful_shutdown=10,
-        proxy_headers=False,
-        http=header_deadline_protocol(settings.header_timeout_s),
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=log_level,
+            timeout_graceful_shutdown=10,
+            proxy_headers=False,
+            http=header_deadline_protocol(settings.header_timeout_s),
+        )
     )
+    server.run(sockets=[sock])
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` for uvicorn, or ServeError naming the port and the fix."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ServeError(f"cannot listen on {host}:{port}: {exc}.", fix="pass a valid --host.") from None
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restarts need no wait
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ServeError(
+                f"port {port} on {host} is already in use (another `caption-agent serve`?).",
+                fix=f"stop the other server, or pass another port: --port {port + 1}.",
+            ) from None
+        raise ServeError(f"cannot listen on {host}:{port}: {exc}.", fix="pass another --host or --port.") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+class ServeError(CaptionAgentError):
+    """The service cannot listen where it was told to."""
 
 
 def _print_hash() -> None:

@@ -70,6 +70,17 @@ def localize_items(body: LocalizeBody, config: AgentConfig, settings: ServiceSet
     return list(row_items(body, locales, style=style))
 
 
+def catalog_facts(agent: Any, sku: str) -> list[Any]:
+    """The facts the agent's catalog holds for ``sku`` (runs in the model thread); UnknownSkuError if none."""
+    from caption_agent.errors import UnknownSkuError
+    from caption_agent.retrieval.retriever import product_facts
+
+    products = agent.retriever.store.get([sku])
+    if not products:
+        raise UnknownSkuError(f"sku {sku!r} is not in the service's catalog.")
+    return product_facts(products[0], 1.0)
+
+
 def run_localize(agent: Any, items: list[LocalizeItem], stop: threading.Event | None = None) -> list[dict[str, Any]]:
     """Refine and moderate every item with the agent's loaded refiner and policy (runs in the model thread),
     one locale at a time; once ``stop`` is set the remaining locales are not started."""

@@ -166,8 +166,10 @@ def add_api_routes(app: "FastAPI", state: Any) -> None:
     )
     async def localize(body: LocalizeBody, request: Request) -> Any:
         require_ready(state)
-        from caption_agent.service.localize import localize_for, localize_items
+        from caption_agent.service.localize import catalog_facts, localize_for, localize_items
 
+        if body.sku and not body.facts and state.agent.retriever is not None:  # the service's own catalog
+            body = body.model_copy(update={"facts": await state.in_model_thread(catalog_facts, state.agent, body.sku)})
         items = localize_items(body, state.agent.config, state.settings)
         if state.waiting_localize >= state.settings.queue_size:
             raise QueueFullError(

@@ -133,7 +133,7 @@ def test_per_preset_image_safety_override_reaches_the_screen(tmp_path, lite_draf
     [
         (["--refiner", "bogus"], "unknown refiner backend 'bogus'"),
         (["--drafter", "nope"], "unknown drafter backend 'nope'"),
-        (["--n", "0"], "n_candidates"),
+        (["--n", "0"], "Invalid value for '--n'"),
         (["--locale", "xx-QQ"], "xx-QQ"),
     ],
 )
