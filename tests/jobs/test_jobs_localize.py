@@ -122,6 +122,7 @@ def test_unreachable_server_gives_retryable_error_records_once_each(tmp_path, ca
     cfg = AgentConfig.load(
         refiner={
             "backend": "vllm",
+            "on_unavailable": "error",  # the default ("next") lets the next link write: test_jobs_localize_server_down
             "vllm": {
                 "base_url": f"http://127.0.0.1:{_free_port()}/v1",
                 "model": "nothing-listens",
@@ -135,7 +136,7 @@ def test_unreachable_server_gives_retryable_error_records_once_each(tmp_path, ca
     first = run_localize_job(captions, LocalizeJobOptions(**opts), cfg)
     assert first.written == 6 and first.errors == 6
     records = list(read_records(out))
-    assert {r["error"]["type"] for r in records} == {"BackendUnavailableError"}
+    assert {r["error"]["type"] for r in records} == {"RefinerUnavailableError"}
     assert {r["error"]["stage"] for r in records} == {"refine"} and all(
         "Fix:" in r["error"]["message"] for r in records
     )
@@ -207,3 +208,18 @@ def test_localize_against_the_real_vllm_server(tmp_path, captions):
     retry = run_localize_job(captions, LocalizeJobOptions(**opts, retry_errors=True), cfg)
     assert retry.retried_errors == summary.errors and retry.written == summary.errors
     assert set(Counter(r["key"] for r in read_records(out)).values()) == {1}
+
+
+def test_jobs_localize_server_down_moves_to_the_next_link(tmp_path, captions):
+    """refiner.on_unavailable = "next" (the default): a server that is down is passed over, the template writes,
+    and provenance says why."""
+    pytest.importorskip("langchain_openai")
+    url = f"http://127.0.0.1:{_free_port()}/v1"
+    cfg = AgentConfig.load(refiner={"backend": "vllm", "vllm": {"base_url": url, "model": "x", "max_retries": 0}})
+    out = tmp_path / "out.jsonl"
+    summary = run_localize_job(captions, LocalizeJobOptions(out=out, locales=["de-DE"], progress=False), cfg)
+    records = list(read_records(out))
+    assert summary.errors == 0 and len(records) == len(CAPTIONS)
+    for r in records:
+        assert r["provenance"]["refined_by"] != "vllm"
+        assert any("unavailable" in f or "unreachable" in f for f in r["provenance"]["fallbacks"]), r["provenance"]
