@@ -116,16 +116,20 @@ def test_a_full_disk_ends_the_job_with_one_error_and_a_rerun_finishes_it(tmp_pat
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(fd, data)
 
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name in ("chelsea.jpg", "coffee.jpg"):
+        shutil.copy(images_dir / name, folder / name)
     monkeypatch.setattr("caption_agent.jobs.log.os.write", full_after_first)
     with pytest.raises(OutputLogError, match="No space left on device") as err:
-        run_caption_job(images_dir, _opts(out, batch_size=1, flush_every=1), agent=fast_agent)
+        run_caption_job(folder, _opts(out, batch_size=1, flush_every=1), agent=fast_agent)
     assert "run the same command again" in str(err.value)
     kept = list(read_records(out))  # the log ends whole: the torn write was cut back off
     assert len(kept) == 1
     monkeypatch.setattr("caption_agent.jobs.log.os.write", real_write)
-    again = run_caption_job(images_dir, _opts(out), agent=fast_agent)
+    again = run_caption_job(folder, _opts(out), agent=fast_agent)
     total = len(list(read_records(out)))
-    assert again.already_done == 1 and total == again.total and again.repaired_bytes == 0
+    assert again.already_done == 1 and total == again.total == 2 and again.repaired_bytes == 0
 
 
 def test_output_log_writes_a_record_with_a_lone_surrogate_as_its_escape(tmp_path):
