@@ -139,3 +139,26 @@ def test_output_log_writes_a_record_with_a_lone_surrogate_as_its_escape(tmp_path
     (record,) = read_records(out)
     assert record["text"] == "bad \udc80 text"  # kept exactly, as the JSON escape \udc80
     assert b"\\udc80" in out.read_bytes()
+
+
+def test_a_shard_member_whose_name_is_not_utf8_fails_only_its_sample(tmp_path, images_dir):
+    import io
+    import tarfile
+
+    shard = tmp_path / "shard-000.tar"
+    photo = (images_dir / "chelsea.jpg").read_bytes()
+    with tarfile.open(shard, "w", encoding="utf-8", errors="surrogateescape") as tar:
+        for name in ("good.jpg", "caf\udce9.jpg"):  # the second: Latin-1 bytes in the member name
+            info = tarfile.TarInfo(name)
+            info.size = len(photo)
+            tar.addfile(info, io.BytesIO(photo))
+    items = list(iter_items([str(shard)], style="alt_text", locale="en-US"))
+    assert len(items) == 2 and len({i.key for i in items}) == 2
+    by_error = sorted(items, key=lambda i: i.error is not None)
+    assert by_error[0].error is None and "not valid Unicode" in by_error[1].error["message"]
+    from caption_agent.jobs.records import dumps
+    from caption_agent.jobs.stages import error_record
+
+    bad = by_error[1]
+    line = dumps(error_record(bad, bad.error["type"], bad.error["message"], bad.error["stage"]))
+    assert json.loads(line.decode("utf-8"))["source"] == bad.source  # written as valid UTF-8, nothing lost
