@@ -67,7 +67,9 @@ class ManifestRow(BaseModel):
 
 def digest(*parts: str) -> str:
     """A 128-bit hex key over ``parts`` (NUL-separated, so parts cannot run into each other)."""
-    return hashlib.sha256("\0".join((KEY_VERSION, *parts)).encode("utf-8")).hexdigest()[:32]
+    # surrogatepass: a name that is not valid UTF-8 (a shard member's, read with surrogate escapes) still has a
+    # key of its own; valid text encodes exactly as before.
+    return hashlib.sha256("\0".join((KEY_VERSION, *parts)).encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def fingerprint(fields: dict[str, Any]) -> str:

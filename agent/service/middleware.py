@@ -318,7 +318,8 @@ def header_deadline_protocol(seconds: float, http: str = "auto") -> type:
             self._head_timer = None
             cycle = self.cycle
             waiting = cycle is self._head_cycle and (cycle is None or cycle.response_complete)
-            if waiting and not self.transport.is_closing():
+            upgraded = self.transport.get_protocol() is not self  # a WebSocket took the connection over
+            if waiting and not upgraded and not self.transport.is_closing():
                 self.transport.close()
 
     HeaderDeadlineProtocol.__name__ = f"HeaderDeadline{base.__name__}"

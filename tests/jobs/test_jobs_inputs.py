@@ -116,16 +116,20 @@ def test_a_full_disk_ends_the_job_with_one_error_and_a_rerun_finishes_it(tmp_pat
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(fd, data)
 
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name in ("chelsea.jpg", "coffee.jpg"):
+        shutil.copy(images_dir / name, folder / name)
     monkeypatch.setattr("caption_agent.jobs.log.os.write", full_after_first)
     with pytest.raises(OutputLogError, match="No space left on device") as err:
-        run_caption_job(images_dir, _opts(out, batch_size=1, flush_every=1), agent=fast_agent)
+        run_caption_job(folder, _opts(out, batch_size=1, flush_every=1), agent=fast_agent)
     assert "run the same command again" in str(err.value)
     kept = list(read_records(out))  # the log ends whole: the torn write was cut back off
     assert len(kept) == 1
     monkeypatch.setattr("caption_agent.jobs.log.os.write", real_write)
-    again = run_caption_job(images_dir, _opts(out), agent=fast_agent)
+    again = run_caption_job(folder, _opts(out), agent=fast_agent)
     total = len(list(read_records(out)))
-    assert again.already_done == 1 and total == again.total and again.repaired_bytes == 0
+    assert again.already_done == 1 and total == again.total == 2 and again.repaired_bytes == 0
 
 
 def test_output_log_writes_a_record_with_a_lone_surrogate_as_its_escape(tmp_path):
@@ -135,3 +139,26 @@ def test_output_log_writes_a_record_with_a_lone_surrogate_as_its_escape(tmp_path
     (record,) = read_records(out)
     assert record["text"] == "bad \udc80 text"  # kept exactly, as the JSON escape \udc80
     assert b"\\udc80" in out.read_bytes()
+
+
+def test_a_shard_member_whose_name_is_not_utf8_fails_only_its_sample(tmp_path, images_dir):
+    import io
+    import tarfile
+
+    shard = tmp_path / "shard-000.tar"
+    photo = (images_dir / "chelsea.jpg").read_bytes()
+    with tarfile.open(shard, "w", encoding="utf-8", errors="surrogateescape") as tar:
+        for name in ("good.jpg", "caf\udce9.jpg"):  # the second: Latin-1 bytes in the member name
+            info = tarfile.TarInfo(name)
+            info.size = len(photo)
+            tar.addfile(info, io.BytesIO(photo))
+    items = list(iter_items([str(shard)], style="alt_text", locale="en-US"))
+    assert len(items) == 2 and len({i.key for i in items}) == 2
+    by_error = sorted(items, key=lambda i: i.error is not None)
+    assert by_error[0].error is None and "not valid Unicode" in by_error[1].error["message"]
+    from caption_agent.jobs.records import dumps
+    from caption_agent.jobs.stages import error_record
+
+    bad = by_error[1]
+    line = dumps(error_record(bad, bad.error["type"], bad.error["message"], bad.error["stage"]))
+    assert json.loads(line.decode("utf-8"))["source"] == bad.source  # written as valid UTF-8, nothing lost
