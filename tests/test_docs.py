@@ -71,7 +71,9 @@ def test_inline_commands_parse(where, command):
     if tokens[0] == "caption-agent":
         problems = check_docs.cli_problems(tokens[1:], complete=False)
     else:
-        problems = check_docs.script_problems(tokens if tokens[0].endswith(("python", "python3")) else ["python", *tokens])
+        problems = check_docs.script_problems(
+            tokens if tokens[0].endswith(("python", "python3")) else ["python", *tokens]
+        )
     assert not problems, f"{where}: {problems}"
 
 
