@@ -38,6 +38,7 @@ KINDS = ("run", "serve", "parse", "config", "output", "output:eval", "setup", "g
 _MARK = re.compile(r"<!--\s*doc:\s*([\w:]+)\s*-->")
 _GEN = re.compile(r"<!-- gen:([\w-]+) -->(.*?)<!-- /gen -->", re.S)
 _INLINE = re.compile(r"`(caption-agent [^`]+)`")
+_INLINE_SCRIPT = re.compile(r"`(?:[^`]*&& )?((?:\S*python3? )?(?:benchmarks|scripts)/\w+\.py(?: [^`(]*)?)`")
 
 
 @dataclass
@@ -95,7 +96,8 @@ def all_blocks() -> list[Block]:
 
 
 def inline_commands() -> list[tuple[str, str]]:
-    """(where, command) for every inline `caption-agent …` code span outside code blocks."""
+    """(where, command) for every inline `caption-agent …` or `[python] benchmarks|scripts/S.py …` code span outside
+    code blocks."""
     out = []
     for path in DOCS:
         fenced = False
@@ -105,6 +107,7 @@ def inline_commands() -> list[tuple[str, str]]:
             if fenced or line.startswith("    "):
                 continue
             out += [(f"{path.relative_to(ROOT)}:{number}", m.group(1)) for m in _INLINE.finditer(line)]
+            out += [(f"{path.relative_to(ROOT)}:{number}", m.group(1)) for m in _INLINE_SCRIPT.finditer(line)]
     return out
 
 
@@ -195,7 +198,10 @@ def script_problems(tokens: list[str]) -> list[str]:
     done = subprocess.run(
         [sys.executable, str(ROOT / script), *sub, "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT
     )
-    return [] if done.returncode == 0 else [f"`{' '.join(tokens)}`: {done.stderr.strip()[-300:]}"]
+    if done.returncode != 0:
+        return [f"`{' '.join(tokens)}`: {done.stderr.strip()[-300:]}"]
+    flags = [t.strip("[]").split("=")[0] for t in rest if t.strip("[]").startswith("--")]
+    return [f"`{script}` has no option {f}" for f in flags if f not in done.stdout]
 
 
 def command_problems(tokens: list[str]) -> list[str]:
@@ -292,6 +298,37 @@ def python_problems(block: Block) -> list[str]:
         except Exception as exc:  # noqa: BLE001
             problems.append(f"line {block.line + node.lineno - 1}: {type(exc).__name__}: {exc}")
     return problems
+
+
+# --- measured numbers and the files the docs cite --------------------------------------------------------------------
+_RATE = re.compile(r"\b\d[\d.,]*\s*(?:items|req|requests|captions|texts|img|images|records|products|sentences)/s\b")
+_SOURCE = re.compile(r"benchmarks/\w+\.py|/usr/bin/time|<!-- gen:")
+_PATH = re.compile(r"\b((?:benchmarks|scripts|examples|tests|agent|policies|prompts|retrieval)/[\w./-]*\w)")
+
+
+def uncited_rates() -> list[str]:
+    """Sections that quote a measured rate (``… items/s``) without naming what measured it (a benchmark script,
+    ``/usr/bin/time``) or generating it: a rate must be reproducible by the command beside it."""
+    out = []
+    for path in DOCS:
+        for section in re.split(r"\n(?=#+ )", path.read_text(encoding="utf-8")):
+            found = _RATE.search(section)
+            if found and not _SOURCE.search(section):
+                out.append(f"{path.relative_to(ROOT)} '{section.splitlines()[0][:60]}': {found.group(0)}")
+    return out
+
+
+def missing_paths() -> list[str]:
+    """Repository paths the docs name (benchmarks/…, scripts/…, examples/…) that do not exist."""
+    out = []
+    for path in DOCS:
+        for m in _PATH.finditer(path.read_text(encoding="utf-8")):
+            name = m.group(1).rstrip(".")
+            placeholder = any(ch in name for ch in "*{<") or re.search(r"/[A-Z][A-Z_]+(\.|$)", name)
+            if placeholder or (ROOT / name).exists():
+                continue
+            out.append(f"{path.relative_to(ROOT)}: {name}")
+    return sorted(set(out))
 
 
 # --- generated fragments ------------------------------------------------------------------------------------------

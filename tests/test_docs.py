@@ -67,7 +67,13 @@ def test_configs_validate(block):
 
 @pytest.mark.parametrize(("where", "command"), check_docs.inline_commands(), ids=lambda v: str(v)[:60])
 def test_inline_commands_parse(where, command):
-    problems = check_docs.cli_problems(check_docs.shell_lines(command)[0][1:], complete=False)
+    tokens = check_docs.shell_lines(command)[0]
+    if tokens[0] == "caption-agent":
+        problems = check_docs.cli_problems(tokens[1:], complete=False)
+    else:
+        problems = check_docs.script_problems(
+            tokens if tokens[0].endswith(("python", "python3")) else ["python", *tokens]
+        )
     assert not problems, f"{where}: {problems}"
 
 
@@ -80,6 +86,11 @@ def test_generated_fragments_are_current():
         if text != check_docs.GENERATORS[name]()
     ]
     assert not stale, f"run `python scripts/check_docs.py --write`: {stale}"
+
+
+def test_named_paths_exist_and_rates_name_their_benchmark():
+    assert check_docs.missing_paths() == []
+    assert check_docs.uncited_rates() == []
 
 
 @pytest.mark.parametrize("block", _of("output:eval"))
