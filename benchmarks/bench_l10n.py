@@ -191,12 +191,14 @@ def run_template(styles: list[str], policy: Any, langid: Any, expected: Any) -> 
     return out
 
 
-def run_vllm(url: str, model: str, locales: list[str], policy: Any, langid: Any, expected: Any) -> dict[str, Any]:
+def run_vllm(
+    url: str, model: str, locales: list[str], policy: Any, langid: Any, expected: Any, products: int
+) -> dict[str, Any]:
     from caption_agent import refine_loop
     from caption_agent.refiners import REFINERS
 
     refiner = REFINERS.build("vllm", {"base_url": url, "model": model})
-    items = _jobs(CATALOGS[1], ["seo_product"], only_locales=locales)
+    items = _jobs(CATALOGS[1], ["seo_product"], only_locales=locales)[: products * len(locales)]
     t0 = time.perf_counter()
     try:
         refine_loop.run(refiner, policy, items, max_regenerations=2)
@@ -229,18 +231,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vllm-url")
     parser.add_argument("--vllm-model", default="smollm2-135m-instruct")
     parser.add_argument("--vllm-locales", default="de-DE,fr-FR,it-IT,nl-NL,ja-JP")
+    parser.add_argument("--no-template", action="store_true", help="Only the vLLM part.")
+    parser.add_argument("--vllm-products", type=int, default=20, help="The first N products of catalog_l10n.")
     parser.add_argument("--out", type=Path, help="Write the numbers as JSON here.")
     args = parser.parse_args(argv)
     langid = _detector()
     expected = _expected()
     with tempfile.TemporaryDirectory() as tmp:
         policy = _policy(Path(tmp))
-        report: dict[str, Any] = {"template": run_template(args.styles.split(","), policy, langid, expected)}
+        report: dict[str, Any] = {}
+        if not args.no_template:
+            report["template"] = run_template(args.styles.split(","), policy, langid, expected)
         if args.vllm_url:
             from caption_agent.locales import normalize_locale
 
             locales = [normalize_locale(x) for x in args.vllm_locales.split(",")]
-            report["vllm"] = run_vllm(args.vllm_url, args.vllm_model, locales, policy, langid, expected)
+            report["vllm"] = run_vllm(
+                args.vllm_url, args.vllm_model, locales, policy, langid, expected, args.vllm_products
+            )
     if args.out:
         args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False))
     return 0

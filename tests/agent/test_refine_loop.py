@@ -192,7 +192,12 @@ def test_a_refiner_that_breaks_its_contract_fails_its_items_only(engine, images_
 
 def test_another_script_of_the_same_language_cannot_stand_in(fallback_policy):
     record, _ = _localize(
-        ["杯。"], fallback_policy, "zh-CN", source_locale="zh-TW", text="一個白色的咖啡杯放在碟子上。"
+        # rejected for its banned opening ("杯。" alone is a whole caption under the preset's CJK budget)
+        ["Image of 一个杯子。"],
+        fallback_policy,
+        "zh-CN",
+        source_locale="zh-TW",
+        text="一個白色的咖啡杯放在碟子上。",
     )
     assert record["status"] == "review" and record["text"] != "一個白色的咖啡杯放在碟子上。"
 
