@@ -196,7 +196,7 @@ class ReviewDesk:
     def claim(self, review_id: str, session: str, reviewer: str) -> None:
         """Open ``review_id`` for one reviewer session; refused while another session holds it."""
         now = time.time()
-        with self._db() as db, db:
+        with self._db() as db, _write(db):
             if db.execute("SELECT 1 FROM items WHERE review_id = ?", (review_id,)).fetchone() is None:
                 raise DeskNotFoundError(f"{review_id} is not in the review queue.")
             db.execute("DELETE FROM claims WHERE until <= ?", (now,))
@@ -236,13 +236,13 @@ class ReviewDesk:
                 fh.write(decision_line(stamped))
                 fh.flush()
                 os.fsync(fh.fileno())
-            with self._db() as db, db:  # catches up with the line just written
+            with self._db() as db, _write(db):  # catches up with the line just written
                 db.execute("DELETE FROM claims WHERE review_id = ?", (rid,))
         return stamped
 
     def note(self, review_id: str, action: str, reviewer: str, before: str, after: str) -> None:
         """Add a line to an item's history that is not a verdict (another attempt asked for)."""
-        with self._db() as db, db:
+        with self._db() as db, _write(db):
             db.execute(
                 "INSERT INTO history (review_id, action, reviewer, at, before, after, note) VALUES (?,?,?,?,?,?,?)",
                 (review_id, action, reviewer, _iso(dt.datetime.now(dt.UTC)), before, after, ""),
@@ -251,38 +251,62 @@ class ReviewDesk:
     # --- the index ---------------------------------------------------------------------------------------------
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.db_path, timeout=30)
         try:
-            try:
+            db = self._connect()
+            self._sync(db)
+        except sqlite3.OperationalError:  # busy past the timeout, disk full: not the index's fault
+            raise
+        except sqlite3.DatabaseError as exc:  # a damaged index file: the JSONL files are the record
+            from filelock import FileLock
+
+            log.warning("review desk index %s is unusable (%s); rebuilding it", self.db_path, exc)
+            with FileLock(str(self.db_path) + ".lock"):
+                for suffix in ("", "-wal", "-shm"):
+                    Path(str(self.db_path) + suffix).unlink(missing_ok=True)
+                db = self._connect()
                 self._sync(db)
-            except (sqlite3.DatabaseError, ValueError) as exc:  # the files are the record: rebuild
-                log.warning("review desk index %s is unusable (%s); rebuilding it", self.db_path, exc)
-                db.close()
-                self.db_path.unlink(missing_ok=True)
-                db = sqlite3.connect(self.db_path, timeout=30)
-                self._sync(db)
+        try:
             yield db
         finally:
             db.close()
 
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)  # transactions are explicit
+        # WAL: readers (pages, items) never wait for the writer that catches up or records a verdict.
+        db.execute("PRAGMA journal_mode=WAL")
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone() is None:
+            db.execute("BEGIN IMMEDIATE")  # one thread creates the tables; the others wait, then find them
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                db.execute(statement)
+            db.execute("COMMIT")
+        return db
+
     def _sync(self, db: sqlite3.Connection) -> None:
         """Index queue and decision lines written since the last call (whole lines only)."""
-        db.executescript(_SCHEMA)
-        meta = dict(db.execute("SELECT k, v FROM meta").fetchall())
-        sizes = {name: (p.stat().st_size if p.is_file() else 0) for name, p in self._files().items()}
-        if all(int(meta.get(name, 0)) == size for name, size in sizes.items()):
+        if self._covered(db) == self._sizes():
             return
-        with db:
-            db.execute("BEGIN IMMEDIATE")  # one writer catches up; the others wait and then find nothing new
-            meta = dict(db.execute("SELECT k, v FROM meta").fetchall())
-            for name, size in sizes.items():
-                covered = int(meta.get(name, 0))
-                if covered > size:  # a file rewritten by hand: start the index over
-                    raise ValueError(f"{name} file shrank under the index")
-            covered = self._read(db, "queue", int(meta.get("queue", 0)), _index_item)
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('queue', ?)", (str(covered),))
-            covered = self._read(db, "decisions", int(meta.get("decisions", 0)), _index_decision)
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('decisions', ?)", (str(covered),))
+        db.execute("BEGIN IMMEDIATE")  # one writer catches up; the others wait and then find nothing new
+        try:
+            covered, sizes = self._covered(db), self._sizes()
+            if any(covered[name] > sizes[name] for name in sizes):  # a file rewritten by hand: start over
+                log.warning("review desk: %s changed under its index; re-reading it", self.queue)
+                for table in ("items", "verdicts", "history", "meta"):
+                    db.execute(f"DELETE FROM {table}")
+                covered = dict.fromkeys(sizes, 0)
+            for name, index in (("queue", _index_item), ("decisions", _index_decision)):
+                end = self._read(db, name, covered[name], index)
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, str(end)))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _covered(self, db: sqlite3.Connection) -> dict[str, int]:
+        meta = dict(db.execute("SELECT k, v FROM meta").fetchall())
+        return {name: int(meta.get(name, 0)) for name in self._files()}
+
+    def _sizes(self) -> dict[str, int]:
+        return {name: (p.stat().st_size if p.is_file() else 0) for name, p in self._files().items()}
 
     def _files(self) -> dict[str, Path]:
         return {"queue": self.queue, "decisions": self.decisions}
@@ -357,6 +381,18 @@ def _index_decision(db: sqlite3.Connection, line: dict[str, Any], start: int, en
         "INSERT INTO history (review_id, action, reviewer, at, before, after, note) VALUES (?,?,?,?,?,?,?)",
         (rid, verdict, who, at, before, after, note),
     )
+
+
+@contextmanager
+def _write(db: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction, taken at once (BEGIN IMMEDIATE): a check and the write it allows stay together."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def _waiting(db: sqlite3.Connection) -> int:

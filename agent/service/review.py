@@ -290,10 +290,12 @@ def _retry(state: Any, queue: Path, item: dict[str, Any]) -> Any:
     chain = agent.refiner
     names = [link.name for link in chain.links]
     used = str((result.get("provenance") or {}).get("refined_by") or "")
-    rest = list(chain.links[names.index(used) + 1 :]) if used in names else []
+    # After the link that wrote it; a link this service does not run (the item came from another setup): all.
+    rest = list(chain.links[names.index(used) + 1 :]) if used in names else [] if used in ("", "draft") else chain.links
     if not rest:
         raise ConflictError(
-            f"no refiner after {used or 'the draft'} in the chain ({chain.name}) is left to try.",
+            f"no refiner after {used if used not in ('', 'draft') else 'the draft'} in the chain ({chain.name}) "
+            "is left to try.",
             fix="correct the caption yourself (edit) or reject the item.",
         )
     request = CaptionRequest(

@@ -8,7 +8,9 @@ const session = (self.crypto && crypto.randomUUID) ? crypto.randomUUID() : Strin
 const desk = {items: [], index: 0, offset: 0, total: 0, details: new Map(), mine: [], sent: new Set(), onConfirm: null};
 
 function el(tag, props, ...children) {
-  const node = Object.assign(document.createElement(tag), props || {});
+  const {dataset, ...rest} = props || {};
+  const node = Object.assign(document.createElement(tag), rest);
+  Object.assign(node.dataset, dataset || {});
   for (const child of children) if (child !== null && child !== undefined) node.append(child);
   return node;
 }
@@ -136,9 +138,18 @@ function photoUrl(id) { return '/review/images/' + encodeURIComponent(id); }
 
 function renderSummary(item) {
   $('item').dataset.reviewId = item.review_id;
+  delete $('item').dataset.full;  // the full view, when it comes, starts the edit box afresh
+  if ($('edit-text').dataset.touched !== item.review_id) $('edit-text').value = '';
   $('caption').textContent = item.text || '(none)';
   $('draft').textContent = '';
-  $('photo').src = photoUrl(item.review_id);
+  setPhoto(item.review_id);
+}
+
+function setPhoto(id) {
+  const photo = $('photo');
+  if (photo.getAttribute('src') === photoUrl(id)) return;
+  $('photo-note').textContent = '';
+  photo.src = photoUrl(id);
 }
 
 function render(view) {
@@ -147,7 +158,7 @@ function render(view) {
   box.dataset.reviewId = view.review_id; box.dataset.full = '1';
   box.classList.toggle('audit', view.audit);
   const photo = $('photo');
-  if (!photo.src.endsWith(photoUrl(view.review_id))) photo.src = photoUrl(view.review_id);
+  setPhoto(view.review_id);
   photo.alt = 'photo of ' + (view.key || view.review_id);
   drawBoxes(view.boxes);
   $('source').textContent = view.source || 'source not recorded';
@@ -166,7 +177,8 @@ function render(view) {
   $('facts').replaceChildren(...view.facts.map((fact) => el('li', {className: fact.used ? 'used' : ''},
     el('span', {textContent: fact.text}), el('span', {className: 'muted', textContent: ` — ${fact.source}`}))));
   if (fresh) {
-    $('edit-text').value = view.edit_start; $('note').value = '';
+    // What the reviewer already typed for this item (the view can arrive after the first keys) is kept.
+    if ($('edit-text').dataset.touched !== view.review_id) { $('edit-text').value = view.edit_start; $('note').value = ''; }
     $('edit-text').placeholder = view.edit_hint || '';
     $('edit-hint').textContent = view.edit_hint;
     $('status').textContent = ''; $('status').className = 'status';
@@ -231,12 +243,14 @@ function status(text, bad) { $('status').textContent = text; $('status').classNa
 function take() {  // the current item leaves the list at once (the next one shows); the verdict is sent behind it
   const item = current(), index = desk.index;
   desk.items.splice(index, 1); desk.sent.add(item.review_id);
+  delete $('edit-text').dataset.touched;
   renderList(); show(index);
   return {item, index};
 }
 
 function putBack(taken) {
   desk.sent.delete(taken.item.review_id); desk.details.delete(taken.item.review_id);
+  delete $('edit-text').dataset.touched;
   desk.items.splice(Math.min(taken.index, desk.items.length), 0, taken.item);
   renderList(); show(taken.index);
 }
@@ -251,6 +265,7 @@ async function quick(verdict) {
     await api('/review/decisions', {body});
     desk.mine.push(taken);
     toast(`${verdict === 'approve' ? 'approved' : 'rejected'}: ${item.text || item.review_id}`);
+    pollWaiting();
   } catch (error) {
     toast(`not recorded (${verdict}): ${error.message}`, true);
     if (error.status !== 409) putBack(taken);
@@ -277,6 +292,7 @@ async function saveEdit() {
   $('edit-text').blur();
   desk.mine.push(take());
   toast('edit saved');
+  pollWaiting();
 }
 
 async function undo() {
@@ -284,7 +300,7 @@ async function undo() {
   if (!last) { toast('nothing of yours to undo'); return; }
   try {
     await api('/review/decisions', {body: {review_id: last.item.review_id, verdict: 'undo', reviewer: reviewer()}});
-    putBack(last); toast('undone: the item waits again');
+    putBack(last); toast('undone: the item waits again'); pollWaiting();
   } catch (error) { toast('undo failed: ' + error.message, true); }
 }
 
@@ -369,9 +385,11 @@ document.addEventListener('click', (event) => {
   }
 });
 $('items').addEventListener('click', (event) => { const entry = event.target.closest('li.entry'); if (entry) show(Number(entry.dataset.index)); });
+$('edit-text').addEventListener('input', () => { $('edit-text').dataset.touched = $('item').dataset.reviewId; });
 $('filters').addEventListener('change', () => { desk.offset = 0; desk.details.clear(); loadPage(); });
 $('filters').addEventListener('submit', (event) => event.preventDefault());
-$('photo').addEventListener('error', () => { $('boxes-note').textContent = 'image unavailable'; $('overlay').replaceChildren(); });
+$('photo').addEventListener('error', () => { $('photo-note').textContent = 'image unavailable'; $('overlay').replaceChildren(); });
+$('photo').addEventListener('load', () => { $('photo-note').textContent = ''; });
 
 async function facets() {
   const values = await api('/review/api/facets');
