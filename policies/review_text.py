@@ -96,3 +96,8 @@ def in_language(text: str, lang: str) -> bool:
     if len(words(text)) < 5:  # too short to detect: trust it only for English, the drafters' language
         return lang == "en"
     return any(code == lang and p >= 0.2 for code, p in found) and prob < 0.8
+
+
+def warm_up() -> None:
+    """Load the language detector's profiles now (about a second), not at the first item a reviewer opens."""
+    in_language("A white cup on a wooden table, seen from above.", "en")

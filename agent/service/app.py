@@ -53,6 +53,10 @@ class ServiceState:
         """Load every stage once; with ``warmup`` also run the drafter on a generated image."""
         agent = self.agent
         _ = agent.drafter, agent.ranker, agent.policy, agent.retriever, agent.refiner
+        if self.review_queue is not None:  # the desk's first item view then needs no language profiles loaded
+            from caption_agent.policies.review_text import warm_up
+
+            warm_up()
         if self.settings.warmup:
             import io
 

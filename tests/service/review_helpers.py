@@ -4,6 +4,7 @@ desk's tests and benchmark): locales, styles, rules and face boxes vary so that 
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +15,20 @@ CAPTIONS = {
 }
 
 
-def held_result(n: int, images_dir: Path, rule: str | None = None, locale: str | None = None, **extra: Any) -> Any:
-    """The n-th held result: photo, locale and rule cycle; every 5th is held for PII, every 7th shows a face."""
+@lru_cache(maxsize=32)
+def _photo(path: Path) -> tuple[str, int, int]:
     from PIL import Image
 
+    with Image.open(path) as image:
+        return hashlib.sha256(path.read_bytes()).hexdigest(), image.size[0], image.size[1]
+
+
+def held_result(n: int, images_dir: Path, rule: str | None = None, locale: str | None = None, **extra: Any) -> Any:
+    """The n-th held result: photo, locale and rule cycle; every 5th is held for PII, every 7th shows a face."""
     from caption_agent.schemas import CaptionResult, ImageInfo, PolicyDecision, Provenance
 
     photo = images_dir / PHOTOS[n % len(PHOTOS)]
-    width, height = Image.open(photo).size
+    sha, width, height = _photo(photo)
     locale = locale or ("de-DE" if n % 3 == 2 else "en-US")
     rule = rule or ("pii" if n % 5 == 4 else "confidence")
     what = photo.stem.replace("_", " ")
@@ -31,12 +38,7 @@ def held_result(n: int, images_dir: Path, rule: str | None = None, locale: str |
         details = {"faces": 1, "face_boxes": [box]}
         decisions.insert(0, PolicyDecision(rule="image_safety", action="allow", reason="1 face", details=details))
     info = ImageInfo(
-        source=str(photo),
-        sha256=hashlib.sha256(photo.read_bytes()).hexdigest(),
-        width=width,
-        height=height,
-        format="JPEG",
-        faces=1 if n % 7 == 0 else None,
+        source=str(photo), sha256=sha, width=width, height=height, format="JPEG", faces=1 if n % 7 == 0 else None
     )
     refined_by = ("template", "draft")[n % 2]
     return CaptionResult(
