@@ -44,6 +44,8 @@ def plot_review(report: dict[str, Any], path: Path | str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from caption_agent.eval.plot import save_figure
+
     by = report["by"]
     groups: dict[str, list[dict[str, Any]]] = {}
     for row in report["rows"]:
@@ -62,9 +64,4 @@ def plot_review(report: dict[str, Any], path: Path | str) -> Path:
         ax.tick_params(axis="x", rotation=45)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"review outcomes per {report['period']}" + (f" and {by}" if by else ""))
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
