@@ -154,7 +154,7 @@ def add_review_routes(app: "FastAPI", state: Any) -> None:
         response_model=DecisionAck,
         tags=["review"],
         dependencies=[Depends(auth)],
-        responses=error_responses(401, 404, 409, 422, 503),
+        responses=error_responses(401, 403, 404, 409, 422, 503),
         summary="Record a verdict (approve | edit | reject | undo) for a queued item; edits are re-checked first.",
     )
     async def review_decide(decision: ReviewDecision, request: Request) -> DecisionAck:
@@ -183,7 +183,7 @@ def add_review_routes(app: "FastAPI", state: Any) -> None:
         "/review/api/items/{review_id}/retry",
         tags=["review"],
         dependencies=[Depends(auth)],
-        responses=error_responses(401, 404, 409, 503),
+        responses=error_responses(401, 403, 404, 409, 422, 503),
         summary="Another attempt: caption the item again with the refiners after the one that wrote it.",
     )
     async def review_retry(review_id: str, request: Request) -> dict[str, Any]:

@@ -58,8 +58,10 @@ def add_review_api(app: "FastAPI", state: Any, desk: Any, auth: Any) -> None:
     from caption_agent.policies.review_desk import DeskQuery
     from caption_agent.policies.review_stats import DIMENSIONS, quality
     from caption_agent.policies.verdicts import ReviewDecision
+    from caption_agent.service.schemas import error_responses
 
     deps = [Depends(auth)]
+    read, one = error_responses(401, 403, 422, 503), error_responses(401, 403, 404, 422, 503)
 
     def filters_of(
         status: Literal["pending", "decided", "audit", "all"] = "pending",
@@ -75,7 +77,8 @@ def add_review_api(app: "FastAPI", state: Any, desk: Any, auth: Any) -> None:
         return Filters(status=status, rule=rule, style=style, locale=locale, drafter=drafter, refiner=refiner,
                        older_than_h=older_than_h, newer_than_h=newer_than_h, sort=sort)  # fmt: skip
 
-    @app.get("/review/api/items", tags=["review"], dependencies=deps, summary="A page of the review queue.")
+    @app.get("/review/api/items", tags=["review"], dependencies=deps, responses=read,
+             summary="A page of the review queue.")  # fmt: skip
     async def list_items(
         request: Request,
         filters: Filters = Depends(filters_of),  # noqa: B008 - FastAPI's dependency declaration
@@ -88,18 +91,21 @@ def add_review_api(app: "FastAPI", state: Any, desk: Any, auth: Any) -> None:
         state.metrics.review_waiting.set(page["waiting"])
         return page
 
-    @app.get("/review/api/facets", tags=["review"], dependencies=deps, summary="Values each filter can take.")
+    @app.get("/review/api/facets", tags=["review"], dependencies=deps, responses=read,
+             summary="Values each filter can take.")  # fmt: skip
     async def facets() -> dict[str, list[str]]:
         result: dict[str, list[str]] = await asyncio.to_thread(desk().facets)
         return result
 
-    @app.get("/review/api/waiting", tags=["review"], dependencies=deps, summary="Items waiting for a verdict.")
+    @app.get("/review/api/waiting", tags=["review"], dependencies=deps, responses=read,
+             summary="Items waiting for a verdict.")  # fmt: skip
     async def waiting() -> dict[str, int]:
         count = await asyncio.to_thread(desk().waiting)
         state.metrics.review_waiting.set(count)
         return {"waiting": count}
 
-    @app.get("/review/api/items/{review_id}", tags=["review"], dependencies=deps, summary="One item at a glance.")
+    @app.get("/review/api/items/{review_id}", tags=["review"], dependencies=deps, responses=one,
+             summary="One item at a glance.")  # fmt: skip
     async def get_item(review_id: str) -> dict[str, Any]:
         from caption_agent.service.review_view import item_view
 
@@ -111,7 +117,8 @@ def add_review_api(app: "FastAPI", state: Any, desk: Any, auth: Any) -> None:
             view: dict[str, Any] = await asyncio.to_thread(load)
         return view
 
-    @app.get("/review/api/items/{review_id}/history", tags=["review"], dependencies=deps, summary="Verdict history.")
+    @app.get("/review/api/items/{review_id}/history", tags=["review"], dependencies=deps, responses=one,
+             summary="Verdict history.")  # fmt: skip
     async def history(review_id: str) -> list[dict[str, Any]]:
         with _mapped():
             rows: list[dict[str, Any]] = await asyncio.to_thread(desk().history, review_id)
@@ -121,6 +128,7 @@ def add_review_api(app: "FastAPI", state: Any, desk: Any, auth: Any) -> None:
         "/review/api/items/{review_id}/claim",
         tags=["review"],
         dependencies=deps,
+        responses=error_responses(401, 403, 404, 409, 422, 503),
         summary="Open an item for judging: no other reviewer is offered it while the claim is renewed.",
     )
     async def claim(review_id: str, request: Request) -> dict[str, str]:
@@ -143,12 +151,13 @@ def add_review_api(app: "FastAPI", state: Any, desk: Any, auth: Any) -> None:
             ids = [i["review_id"] for i in items if not i["verdict"]]
         return BulkPlan(verdict=body.verdict, count=len(ids), left_out=total - len(ids)), ids
 
-    @app.post("/review/api/bulk/preview", tags=["review"], dependencies=deps, response_model=BulkPlan,
+    @app.post("/review/api/bulk/preview", tags=["review"], dependencies=deps, response_model=BulkPlan, responses=read,
               summary="How many items a bulk verdict on these filters would cover.")  # fmt: skip
     async def bulk_preview(body: BulkBody, request: Request) -> BulkPlan:
         return (await bulk_plan(body, _session(request)))[0]
 
     @app.post("/review/api/bulk", tags=["review"], dependencies=deps, response_model=BulkPlan,
+              responses=error_responses(401, 403, 409, 422, 503),
               summary="Approve or reject every item the filters select (safety, PII and injection holds are "
               "never bulk-approved); `expected` must match the confirmed count.")  # fmt: skip
     async def bulk(body: BulkBody, request: Request) -> BulkPlan:
@@ -174,7 +183,7 @@ def add_review_api(app: "FastAPI", state: Any, desk: Any, auth: Any) -> None:
             state.metrics.review.labels(body.verdict).inc()
         return plan
 
-    @app.get("/review/api/stats", tags=["review"], dependencies=deps,
+    @app.get("/review/api/stats", tags=["review"], dependencies=deps, responses=read,
              summary="Quality numbers: acceptance, edit and rejection rate, edit distance.")  # fmt: skip
     async def stats(
         by: Optional[str] = Query(None, description="style | locale | drafter | refiner | audit"),

@@ -402,3 +402,5 @@ async function facets() {
 facets().catch(() => {});
 loadPage().catch((error) => toast(error.message, true));
 setInterval(pollWaiting, 5000);
+// Keep the claim on the item being judged (claims lapse after two minutes without renewal).
+setInterval(() => { const item = current(); if (item && !item.verdict && !$('item').hidden) claim(item.review_id); }, 60000);
