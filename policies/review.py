@@ -41,11 +41,14 @@ def needs_review(result: CaptionResult, threshold: float | None = None) -> bool:
     return threshold is not None and result.confidence is not None and result.confidence < threshold
 
 
-def queue_item(result: CaptionResult) -> dict[str, Any]:
-    """One queue line: the reasons first, then the whole result, then an empty decision."""
+def queue_item(result: CaptionResult, audit: bool = False) -> dict[str, Any]:
+    """One queue line: the reasons first, then the whole result, then an empty decision. ``audit``: an ok result
+    sampled for a person to check what the agent publishes on its own."""
     reasons = [f"{d.rule}: {d.action}: {d.reason}" for d in result.decisions if d.action != "allow"]
     if not reasons and result.confidence is not None:
         reasons.append(f"confidence {result.confidence:.2f}")
+    if audit:
+        reasons.insert(0, "audit: sampled from results published as ok")
     return {
         "review_id": review_id(result),
         "queued_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -57,6 +60,7 @@ def queue_item(result: CaptionResult) -> dict[str, Any]:
         "candidates": [c.text for c in result.candidates],
         "result": result.model_dump(mode="json", exclude_none=True),
         "decision": None,
+        **({"audit": True} if audit else {}),
     }
 
 
@@ -95,15 +99,16 @@ class ReviewQueue:
             for _, _, item in _scan(fh, self.path, 0):
                 yield item
 
-    def add(self, result: CaptionResult) -> str:
-        """Queue one result (once: a result already queued is not added again); returns its review id."""
-        return self._add(result)[0]
+    def add(self, result: CaptionResult, audit: bool = False) -> str:
+        """Queue one result (once: a result already queued is not added again); returns its review id.
+        ``audit``: an ok result sampled for an audit (see ``audit_sampled``)."""
+        return self._add(result, audit)[0]
 
-    def _add(self, result: CaptionResult) -> tuple[str, bool]:
+    def _add(self, result: CaptionResult, audit: bool = False) -> tuple[str, bool]:
         """(review id, True when queued now)."""
         from filelock import FileLock
 
-        item = queue_item(result)
+        item = queue_item(result, audit)
         rid = item["review_id"]
         line = (json.dumps(item, ensure_ascii=False) + "\n").encode("utf-8")
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -231,18 +236,41 @@ def _parse(raw: bytes, path: Path, where: str) -> dict[str, Any] | None:
 
 
 def read_results(path: Path | str) -> list[CaptionResult]:
+    """Results from a JSONL file: CaptionResult lines (`caption`, batch jobs), or review queue lines, whose
+    ``result`` is the queued result (so `review import` can be given the queue the service writes)."""
     out = []
     for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
-            out.append(CaptionResult.model_validate_json(line))
-        except ValidationError as exc:
+            data = json.loads(line)
+            if isinstance(data, dict) and "review_id" in data and isinstance(data.get("result"), dict):
+                data = data["result"]
+            out.append(CaptionResult.model_validate(data))
+        except (ValueError, ValidationError) as exc:
             raise PolicyError(
-                f"results file {str(path)!r} line {n} is not a CaptionResult: {exc}",
-                fix="pass the JSONL written by `caption-agent caption` or a batch job.",
+                f"results file {str(path)!r} line {n} is not a CaptionResult: {first_error(exc)}",
+                fix="pass the JSONL written by `caption-agent caption`, a batch job, or the review queue.",
             ) from None
     return out
+
+
+def first_error(exc: Exception) -> str:
+    """One line for a file error: the first problem of a validation error and how many there are."""
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "line"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        return f"{where}: {first.get('msg')}{more}"
+    return str(exc).splitlines()[0]
+
+
+def audit_sampled(result: CaptionResult, share: float) -> bool:
+    """True for the ``share`` (0..1) of ok results sampled into the review desk as audit items; decided by the
+    result's review id, so the same result is sampled the same way in every run and process."""
+    if result.status != "ok" or share <= 0:
+        return False
+    return int(review_id(result)[:8], 16) / 0xFFFFFFFF < share
 
 
 def export_reviews(results: Path | str, queue: Path | str, threshold: float | None = None) -> list[str]:

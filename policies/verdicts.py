@@ -17,11 +17,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from caption_agent.errors import CaptionAgentError, PolicyError
-from caption_agent.policies.review import ReviewQueue, read_results, review_id
+from caption_agent.policies.review import ReviewQueue, first_error, read_results, review_id
 from caption_agent.policies.rules.markup import find_markup
 from caption_agent.schemas import CaptionResult, PolicyDecision
 
-RECHECK_RULES = frozenset({"pii", "blocklist", "injection", "style", "markup"})
+# Every rule that checks the agent's own output, except the two that judge the model rather than the text:
+# confidence (the model's certainty) and grounding (claims against the model's draft: the reviewer looking at
+# the photo is the evidence the draft stood in for).
+RECHECK_RULES = frozenset({"pii", "blocklist", "injection", "style", "markup", "language", "people"})
 
 
 class ReviewDecision(BaseModel):
@@ -30,10 +33,13 @@ class ReviewDecision(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     review_id: str = Field(min_length=8, max_length=64)
-    verdict: Literal["approve", "edit", "reject"]
+    verdict: Literal["approve", "edit", "reject", "undo"] = Field(
+        description="'undo' withdraws the item's live verdict (it waits for review again)."
+    )
     text: str | None = Field(None, max_length=5000, description="The corrected caption (verdict 'edit').")
     reviewer: str = Field("", max_length=120)
     note: str = Field("", max_length=2000)
+    at: str | None = Field(None, max_length=40, description="When the verdict was given (ISO 8601, UTC).")
 
     @model_validator(mode="after")
     def _edit_has_text(self) -> ReviewDecision:
@@ -42,8 +48,13 @@ class ReviewDecision(BaseModel):
         return self
 
 
+def decision_line(decision: ReviewDecision) -> str:
+    return decision.model_dump_json(exclude_none=True) + "\n"
+
+
 def read_decisions(path: Path | str) -> dict[str, ReviewDecision]:
-    """Verdicts from a JSONL file: plain ReviewDecision lines, or queue lines whose ``decision`` is filled."""
+    """Live verdicts from a JSONL file: plain ReviewDecision lines, or queue lines whose ``decision`` is filled;
+    an 'undo' line withdraws the verdict before it."""
     out: dict[str, ReviewDecision] = {}
     for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -57,9 +68,12 @@ def read_decisions(path: Path | str) -> dict[str, ReviewDecision]:
             decision = ReviewDecision.model_validate(data)
         except (json.JSONDecodeError, ValidationError) as exc:
             raise PolicyError(
-                f"decisions file {str(path)!r} line {n} is invalid: {exc}",
-                fix="each line needs review_id, verdict (approve|edit|reject), and text for 'edit'.",
+                f"decisions file {str(path)!r} line {n} is invalid: {first_error(exc)}",
+                fix="each line needs review_id, verdict (approve|edit|reject|undo), and text for 'edit'.",
             ) from None
+        if decision.verdict == "undo":
+            out.pop(decision.review_id, None)
+            continue
         if decision.review_id in out:
             raise PolicyError(
                 f"decisions file {str(path)!r} line {n}: a second verdict for {decision.review_id}.",
@@ -82,7 +96,7 @@ def append_decision(path: Path | str, decision: ReviewDecision) -> None:
                 fix="keep one verdict per review_id; edit the decisions file to change it.",
             )
         with path.open("a", encoding="utf-8") as fh:
-            fh.write(decision.model_dump_json(exclude_none=True) + "\n")
+            fh.write(decision_line(decision))
             fh.flush()
             os.fsync(fh.fileno())
 
@@ -102,6 +116,8 @@ EDIT_FIXES = {
     "injection": "remove the instruction-like text; a caption describes the image, it gives no orders",
     "style": "follow the style preset (length, banned openings and phrases)",
     "markup": "write plain text: remove the HTML tags, HTML entities (&amp; -> &) and markdown links",
+    "language": "write the caption in the item's language (its locale); a translation of the draft is fine",
+    "people": 'describe people neutrally ("a person"), without gender, age or identity the photo cannot show',
 }
 
 
@@ -131,16 +147,32 @@ class EditCheck:
         return "; ".join(EDIT_FIXES.get(rule, f"change the caption so that rule {rule!r} passes") for rule in rules)
 
 
+def recheck_rules(result: CaptionResult) -> frozenset[str]:
+    """The rules an edit of ``result`` is re-checked by: RECHECK_RULES, less `people` when no face count is known
+    (that rule would hold every edit then; the reviewer judging the photo is the check it stands in for)."""
+    faces = result.image.faces if result.image else None
+    return RECHECK_RULES if faces is not None else RECHECK_RULES - {"people"}
+
+
 def check_edit(result: CaptionResult, text: str, engine: Any) -> EditCheck:
     """Re-check a reviewer's ``text`` for queued ``result`` with ``engine`` (a PolicyEngine) before it counts.
 
-    Runs RECHECK_RULES (PII, blocklist, injection, style, markup) in the result's style, locale, draft and facts,
-    as the last pass (no regeneration left); markup is refused (the policy's ``markup.on_edit``), not stripped.
-    Used by `review import` and by the service's /review page."""
+    Runs RECHECK_RULES (PII, blocklist, injection, style, markup, language, people) in the result's style,
+    locale, draft and facts, as the last pass (no regeneration left); markup is refused (the policy's
+    ``markup.on_edit``), not stripped. Used by `review import` and by the service's /review page."""
     text = text.strip()
-    outcome = engine.review(text, _context(result, engine), only=RECHECK_RULES)
+    outcome = engine.review(text, _context(result, engine), only=recheck_rules(result))
     decisions = [d.model_copy(update={"details": {**d.details, "pass": "human_edit"}}) for d in outcome.decisions]
     return EditCheck(text=outcome.text, action=outcome.action, decisions=decisions)
+
+
+def suggest_fix(result: CaptionResult, check: EditCheck, engine: Any) -> str | None:
+    """The fixed text of a refused edit (PII masked, trimmed, opening cut) if it passes every re-checked rule
+    itself; None when no rule could fix the edit or the fix still fails."""
+    if not check.publishable or check.text == "" or not check.failing:
+        return None
+    again = check_edit(result, check.text, engine)
+    return check.text if not again.failing else None
 
 
 @dataclass
@@ -258,6 +290,7 @@ def _context(result: CaptionResult, engine: Any) -> Any:
         locale=result.locale,
         draft=result.draft or "",
         facts=list(result.facts),
+        faces=result.image.faces if result.image else None,
         attempts_left=0,
         is_fallback=True,
         human_edit=True,

@@ -14,7 +14,7 @@ from caption_agent.cli import help as _help
 from caption_agent.cli.cache import cache_app
 from caption_agent.cli.catalog import ingest
 from caption_agent.cli.models import models_app
-from caption_agent.cli.policy import eval_policies, policy_app, review_app
+from caption_agent.cli.policy import eval_policies, eval_review, policy_app, review_app
 from caption_agent.errors import CaptionAgentError, describe
 from caption_agent.eval.cli import eval_captions
 from caption_agent.jobs.cli import batch_app
@@ -156,6 +156,7 @@ app.add_typer(review_app, name="review")
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate captions and policies.")
 eval_app.command("policies")(eval_policies)
 eval_app.command("captions")(eval_captions)
+eval_app.command("review")(eval_review)
 app.add_typer(eval_app, name="eval")
 app.command("eval-policies", hidden=True)(eval_policies)  # older spelling
 app.add_typer(batch_app, name="batch")

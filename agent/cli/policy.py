@@ -1,4 +1,4 @@
-"""Typer commands: `policy check|show`, `review export|list|import` and `eval policies`."""
+"""Typer commands: `policy check|show`, `review export|list|import` and `eval policies|review`."""
 
 from __future__ import annotations
 
@@ -112,7 +112,14 @@ def review_list(
 @review_app.command("import")
 def review_import(
     decisions: Annotated[Path, typer.Argument(help="Reviewer verdicts JSONL (or the queue with decisions filled).")],
-    results: Annotated[Path, typer.Option("--results", help="Results JSONL the queue was made from.")],
+    results: Annotated[
+        Path,
+        typer.Option(
+            "--results",
+            help="Results JSONL the queue was made from, or the review queue itself (the service's verdicts "
+            "apply to the queued results).",
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the updated results JSONL.")],
     policy: PolicyOpt = None,
     recheck: Annotated[
@@ -122,7 +129,9 @@ def review_import(
         ),
     ] = True,
 ) -> None:
-    """Apply reviewers' verdicts (approve / edit / reject) to RESULTS and write OUT."""
+    """Apply reviewers' verdicts (approve / edit / reject) to RESULTS and write OUT.
+
+    For the service's desk: `review import QUEUE.decisions.jsonl --results QUEUE --out reviewed.jsonl`."""
     from caption_agent.policies.engine import PolicyEngine
     from caption_agent.policies.verdicts import import_decisions
 
@@ -168,3 +177,40 @@ def eval_policies(
     if bad:
         typer.secho(f"rates outside the limits for: {', '.join(bad)}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
+
+
+def eval_review(
+    queue: Annotated[Path, typer.Argument(help="Review queue JSONL (the service's `review_queue`).")],
+    decisions: Annotated[
+        Optional[Path], typer.Option(help="Verdicts JSONL (default: QUEUE.decisions.jsonl, as the service writes).")
+    ] = None,
+    by: Annotated[Optional[str], typer.Option(help="Group by style | locale | drafter | refiner | audit.")] = None,
+    period: Annotated[str, typer.Option(help="day | week | all.")] = "day",
+    plot: Annotated[Optional[Path], typer.Option(help="Write a PNG of the rates over time here.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the JSON report here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of the table.")] = False,
+) -> None:
+    """Acceptance (approved as is), edit rate, rejection rate and edit distance of reviewed captions, per
+    style, locale, drafter or refiner, over time."""
+    from caption_agent.eval.review import plot_review, review_report
+    from caption_agent.policies.review_stats import DIMENSIONS, render_table
+
+    if by is not None and by not in DIMENSIONS:
+        _fail(ValueError(f"--by {by!r}: choose one of {', '.join(DIMENSIONS)}"))
+    if period not in ("day", "week", "all"):
+        _fail(ValueError(f"--period {period!r}: choose day, week or all"))
+    try:
+        report = review_report(queue, decisions, by, period)  # type: ignore[arg-type]
+        if plot is not None:
+            plot_review(report, plot)
+    except CaptionAgentError as exc:
+        _fail(exc)
+    text = json.dumps(report, indent=2, ensure_ascii=False)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n", encoding="utf-8")
+    if as_json:
+        typer.echo(text)
+        return
+    typer.echo(f"{report['queue']}: {report['waiting']} waiting")
+    typer.echo(render_table(report["rows"], by) if report["rows"] else "no verdicts yet")

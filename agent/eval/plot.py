@@ -68,9 +68,16 @@ def plot_report(report: dict[str, Any], path: Path | str) -> Path:
     ax2.set_xticks(range(len(presets)), [name for name, _ in presets], rotation=30)
     ax2.set_ylabel("characters")
     ax2.set_title("Caption length per preset (red: max_chars, dashed: min_chars)", fontsize=10)
+    return save_figure(fig, path, dpi=90)
+
+
+def save_figure(fig: Any, path: Path | str, dpi: int) -> Path:
+    """Lay ``fig`` out, write it as PNG to ``path`` (folders made) and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path

@@ -53,6 +53,10 @@ class ServiceState:
         """Load every stage once; with ``warmup`` also run the drafter on a generated image."""
         agent = self.agent
         _ = agent.drafter, agent.ranker, agent.policy, agent.retriever, agent.refiner
+        if self.review_queue is not None:  # the desk's first item view then needs no language profiles loaded
+            from caption_agent.policies.review_text import warm_up
+
+            warm_up()
         if self.settings.warmup:
             import io
 
@@ -68,16 +72,9 @@ class ServiceState:
 
     def run_batch(self, requests: list[Any]) -> list[Any]:
         results: list[Any] = self.agent.caption_batch(requests)
-        if self.review_queue is not None:
-            from caption_agent.policies.review import needs_review
+        from caption_agent.service.review import keep_for_review
 
-            folder = self.settings.images_path(self.review_queue)
-            for request, result in zip(requests, results):
-                if needs_review(result) and isinstance(request.image, bytes) and result.image is not None:
-                    folder.mkdir(parents=True, exist_ok=True)
-                    target = folder / result.image.sha256
-                    if not target.exists():
-                        target.write_bytes(request.image)
+        keep_for_review(self, requests, results)
         return results
 
     async def in_model_thread(self, fn: Any, *args: Any) -> Any:
@@ -118,6 +115,7 @@ def create_app(config: AgentConfig | None = None, settings: ServiceSettings | No
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from caption_agent.service.batching import MicroBatcher
+    from caption_agent.service.docs import add_docs_page
     from caption_agent.service.middleware import (
         SECURITY_HEADERS,
         BodyGuardMiddleware,
@@ -221,6 +219,7 @@ def create_app(config: AgentConfig | None = None, settings: ServiceSettings | No
     add_api_routes(app, state)
     add_review_routes(app, state)
     add_docs_routes(app)
+    add_docs_page(app)
     install_openapi(app)
     # Added innermost first: metrics see every answer; the guard refuses foreign hosts/origins before any body is read.
     app.add_middleware(BodyGuardMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)

@@ -21,13 +21,19 @@ if TYPE_CHECKING:  # fastapi loads only when an app is built
 
 _THUMB_PX = 640
 # The pages' script and styles are files: the Content-Security-Policy admits no inline script or style.
-_STATIC = {"review.js": "text/javascript; charset=utf-8", "review.css": "text/css; charset=utf-8"}
+_STATIC = {
+    "review.js": "text/javascript; charset=utf-8",
+    "review.css": "text/css; charset=utf-8",
+    "docs.js": "text/javascript; charset=utf-8",
+}
 
 
 class DecisionAck(BaseModel):
     review_id: str
     verdict: str
+    reviewer: str = Field("", description="The name recorded with the verdict.")
     decisions_file: str = Field(description="The JSONL file `caption-agent review import` reads.")
+    import_command: str = Field(description="The command that applies the verdicts to the caption records.")
 
 
 @lru_cache(maxsize=1)
@@ -54,40 +60,18 @@ def render(name: str, **context: Any) -> str:
     return str(_env().get_template(name).render(**context))
 
 
-def view_item(item: dict[str, Any]) -> dict[str, Any]:
-    """What the page shows of one queue line."""
-    result = item.get("result") or {}
-    used = set(result.get("facts_used") or [])
-    screen = next(
-        (d.get("details") or {} for d in result.get("decisions") or [] if d.get("rule") == "image_safety"), None
-    )
-    return {
-        "review_id": item["review_id"],
-        "key": item.get("key") or "",
-        "source": item.get("image") or "",
-        "text": item.get("text") or "",
-        "draft": item.get("draft") or "",
-        "style": result.get("style", ""),
-        "locale": result.get("locale", ""),
-        "confidence": result.get("confidence"),
-        "reasons": item.get("reasons") or [],
-        "facts": [
-            {"id": f.get("id", ""), "text": f.get("text", ""), "used": f.get("id") in used}
-            for f in result.get("facts") or []
-        ],
-        "decisions": [d for d in result.get("decisions") or [] if d.get("action") != "allow"],
-        # Face count and boxes from screening (None: not screened, or the face detector was missing).
-        "screened": screen is not None,
-        "faces": (screen or {}).get("faces"),
-        "face_boxes": (screen or {}).get("face_boxes") or [],
-    }
+def import_command(queue: Path, decisions: Path) -> str:
+    out = queue.with_name(queue.stem + ".reviewed.jsonl")
+    return f"caption-agent review import {decisions} --results {queue} --out {out}"
 
 
 def add_review_routes(app: "FastAPI", state: Any) -> None:
     from fastapi import Depends, Form, Request
     from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-    from caption_agent.policies.verdicts import ReviewDecision, append_decision, pending_items
+    from caption_agent.policies.review_desk import ReviewDesk
+    from caption_agent.policies.verdicts import ReviewDecision
+    from caption_agent.service.review_api import _mapped, _session, add_review_api, reviewer_name
     from caption_agent.service.schemas import error_responses
     from caption_agent.service.security import COOKIE
 
@@ -99,6 +83,9 @@ def add_review_routes(app: "FastAPI", state: Any) -> None:
             )
         return state.review_queue, state.settings.decisions_path(state.review_queue)
 
+    def desk() -> ReviewDesk:
+        return ReviewDesk(*paths())
+
     def auth(request: Request) -> None:
         state.keys.check(request.headers, request.cookies)
 
@@ -108,7 +95,7 @@ def add_review_routes(app: "FastAPI", state: Any) -> None:
         "/review",
         response_class=HTMLResponse,
         tags=["review"],
-        summary="The review page.",
+        summary="The review desk (items load from /review/api).",
         responses={401: login_form, **error_responses(503)},
     )
     async def review_page(request: Request) -> Any:
@@ -117,9 +104,15 @@ def add_review_routes(app: "FastAPI", state: Any) -> None:
         except Exception:  # noqa: BLE001 - any auth failure shows the key form
             return HTMLResponse(render("login.html", failed=bool(request.cookies.get(COOKIE))), status_code=401)
         queue, decisions = paths()
-        items = await asyncio.to_thread(pending_items, queue, decisions)
+        named = reviewer_name(state, request, "")
         return HTMLResponse(
-            render("review.html", items=[view_item(i) for i in items], queue=str(queue), decisions=str(decisions))
+            render(
+                "review.html",
+                queue=str(queue),
+                decisions=str(decisions),
+                reviewer=named,
+                import_command=import_command(queue, decisions),
+            )  # fmt: skip
         )
 
     @app.post(
@@ -161,36 +154,54 @@ def add_review_routes(app: "FastAPI", state: Any) -> None:
         response_model=DecisionAck,
         tags=["review"],
         dependencies=[Depends(auth)],
-        responses=error_responses(401, 404, 409, 422, 503),
-        summary="Record a verdict (approve | edit | reject) for a queued item; edits are safety-checked first.",
+        responses=error_responses(401, 403, 404, 409, 422, 503),
+        summary="Record a verdict (approve | edit | reject | undo) for a queued item; edits are re-checked first.",
     )
-    async def review_decide(decision: ReviewDecision) -> DecisionAck:
+    async def review_decide(decision: ReviewDecision, request: Request) -> DecisionAck:
         queue, decisions = paths()
+        d = desk()
+        with _mapped():
+            item = await asyncio.to_thread(d.item, decision.review_id)
+        if decision.verdict == "approve" and not item.get("text"):
+            raise EditRefusedError(
+                f"{decision.review_id} has no caption to approve.",
+                fix="write the caption and save it as an edit, ask for another attempt, or reject the item.",
+                rules=[],
+                suggestion=None,
+            )
         if decision.verdict == "edit":
-            item = await asyncio.to_thread(_waiting_item, queue, decisions, decision.review_id)
             # The policy engine is model work: it runs in the service's single model thread.
             await state.in_model_thread(_check_edit, state.agent, item, decision.text or "")
+        named = decision.model_copy(update={"reviewer": reviewer_name(state, request, decision.reviewer)})
+        with _mapped():
+            await asyncio.to_thread(d.decide, named, _session(request))
+        state.metrics.observe_verdict(named, item)
+        return DecisionAck(review_id=decision.review_id, verdict=decision.verdict, reviewer=named.reviewer,
+                           decisions_file=str(decisions), import_command=import_command(queue, decisions))  # fmt: skip
 
-        def write() -> None:
-            _waiting_item(queue, decisions, decision.review_id)
-            append_decision(decisions, decision)
+    @app.post(
+        "/review/api/items/{review_id}/retry",
+        tags=["review"],
+        dependencies=[Depends(auth)],
+        responses=error_responses(401, 403, 404, 409, 422, 503),
+        summary="Another attempt: caption the item again with the refiners after the one that wrote it.",
+    )
+    async def review_retry(review_id: str, request: Request) -> dict[str, Any]:
+        queue, _ = paths()
+        with _mapped():
+            item = await asyncio.to_thread(desk().item, review_id)
+        result = await state.in_model_thread(_retry, state, queue, item)
+        who = reviewer_name(state, request, request.headers.get("x-reviewer", ""))
+        await asyncio.to_thread(desk().note, review_id, "retry", who, item.get("text") or "", result.text or "")
+        return {
+            "review_id": review_id,
+            "status": result.status,
+            "text": result.text or "",
+            "refined_by": result.provenance.refined_by,
+            "reasons": [r.model_dump() for r in result.reasons],
+        }
 
-        await asyncio.to_thread(write)
-        state.metrics.review.labels(decision.verdict).inc()
-        return DecisionAck(review_id=decision.review_id, verdict=decision.verdict, decisions_file=str(decisions))
-
-
-def _waiting_item(queue: Path, decisions: Path, review_id: str) -> dict[str, Any]:
-    """The queue item ``review_id`` if it still waits for a verdict; 409 if it has one, 404 if unknown."""
-    from caption_agent.policies.review import ReviewQueue
-    from caption_agent.policies.verdicts import pending_items
-
-    item = next((i for i in pending_items(queue, decisions) if i.get("review_id") == review_id), None)
-    if item is not None:
-        return item
-    if review_id in ReviewQueue(queue):
-        raise ConflictError(f"{review_id} already has a verdict.")
-    raise NotFoundError(f"{review_id} is not in the review queue.")
+    add_review_api(app, state, desk, auth)
 
 
 def _check_edit(agent: Any, item: dict[str, Any], text: str) -> None:
@@ -199,7 +210,7 @@ def _check_edit(agent: Any, item: dict[str, Any], text: str) -> None:
     from pydantic import ValidationError
 
     from caption_agent.errors import PolicyError
-    from caption_agent.policies.verdicts import check_edit
+    from caption_agent.policies.verdicts import check_edit, suggest_fix
     from caption_agent.schemas import CaptionResult
 
     try:
@@ -216,40 +227,103 @@ def _check_edit(agent: Any, item: dict[str, Any], text: str) -> None:
             f"the edit was not saved: {check.message()}.",
             fix=check.fix() + ", then save the edit again.",
             rules=[{"rule": d.rule, "action": d.action, "reason": d.reason} for d in check.failing],
-            suggestion=check.text if check.publishable else None,
+            suggestion=suggest_fix(result, check, agent.policy),
         )
 
 
 def _thumbnail(state: Any, queue: Path, review_id: str) -> bytes:
-    """Find the item's image (uploaded bytes kept by sha256, else its file path), check its hash, re-encode."""
+    """The item's image, re-encoded as a JPEG thumbnail."""
+    from caption_agent.policies.review_desk import DeskNotFoundError, ReviewDesk
+
+    try:
+        item = ReviewDesk(queue, state.settings.decisions_path(queue)).item(review_id)
+    except DeskNotFoundError:
+        raise NotFoundError(f"no image for review item {review_id!r}.") from None
+    image = _image(state, queue, item)
+    image.thumbnail((_THUMB_PX, _THUMB_PX))
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
+def _image_bytes(state: Any, queue: Path, item: dict[str, Any]) -> bytes:
+    """The item's image bytes (uploaded bytes kept by sha256, else its file path), if its sha256 still matches."""
     import hashlib
 
-    from caption_agent.errors import CaptionAgentError
-    from caption_agent.images import load_image
-    from caption_agent.policies.review import ReviewQueue
-
-    item = next((i for i in ReviewQueue(queue).items() if i.get("review_id") == review_id), None)
-    info = ((item or {}).get("result") or {}).get("image") or {}
+    info = (item.get("result") or {}).get("image") or {}
     sha = str(info.get("sha256") or "")
-    if item is None or len(sha) != 64 or not sha.isalnum():
-        raise NotFoundError(f"no image for review item {review_id!r}.")
+    if len(sha) != 64 or not sha.isalnum():
+        raise NotFoundError(f"no image for review item {item.get('review_id')!r}.")
     candidates = [state.settings.images_path(queue) / sha]
     if info.get("source") and info["source"] != "<bytes>":
         candidates.append(Path(info["source"]))
     for path in candidates:
         if path.is_file():
             data = path.read_bytes()
-            if hashlib.sha256(data).hexdigest() != sha:
-                continue  # the file changed since it was captioned: not the image the reviewer must judge
-            try:
-                image, _ = load_image(data, state.agent.config.images)
-            except CaptionAgentError:
-                continue
-            image.thumbnail((_THUMB_PX, _THUMB_PX))
-            buf = io.BytesIO()
-            image.save(buf, "JPEG", quality=85)
-            return buf.getvalue()
+            if hashlib.sha256(data).hexdigest() == sha:  # else the file changed: not the image to judge
+                return data
     raise NotFoundError(
-        f"the image of review item {review_id!r} is no longer available.",
+        f"the image of review item {item.get('review_id')!r} is no longer available.",
         fix="the original file moved or changed; judge the item from its draft and facts.",
     )
+
+
+def _image(state: Any, queue: Path, item: dict[str, Any]) -> Any:
+    from caption_agent.errors import CaptionAgentError
+    from caption_agent.images import load_image
+
+    data = _image_bytes(state, queue, item)
+    try:
+        image, _ = load_image(data, state.agent.config.images)
+    except CaptionAgentError:
+        raise NotFoundError(f"the image of review item {item.get('review_id')!r} no longer decodes.") from None
+    return image
+
+
+def _retry(state: Any, queue: Path, item: dict[str, Any]) -> Any:
+    """Caption the item again with the links of the refiner chain after the one that wrote it (model thread)."""
+    from caption_agent.refiners.chain import RefinerChain
+    from caption_agent.schemas import CaptionRequest
+
+    result = item.get("result") or {}
+    agent = state.agent
+    chain = agent.refiner
+    names = [link.name for link in chain.links]
+    used = str((result.get("provenance") or {}).get("refined_by") or "")
+    # After the link that wrote it; a link this service does not run (the item came from another setup): all.
+    rest = list(chain.links[names.index(used) + 1 :]) if used in names else [] if used in ("", "draft") else chain.links
+    if not rest:
+        raise ConflictError(
+            f"no refiner after {used if used not in ('', 'draft') else 'the draft'} in the chain ({chain.name}) "
+            "is left to try.",
+            fix="correct the caption yourself (edit) or reject the item.",
+        )
+    request = CaptionRequest(
+        image=_image_bytes(state, queue, item), style=result.get("style") or "alt_text",
+        locale=result.get("locale") or "en-US", key=result.get("key"),
+    )  # fmt: skip
+    agent.__dict__["refiner"] = RefinerChain(links=rest, draft=chain.draft)  # the model thread is single
+    try:
+        return agent.caption_batch([request])[0]
+    finally:
+        agent.__dict__["refiner"] = chain
+
+
+def keep_for_review(state: Any, requests: list[Any], results: list[Any]) -> None:
+    """After a batch: keep the uploaded images of results the desk will show (held, or sampled for an audit),
+    and queue the audit sample of ok results (``audit_share``)."""
+    from caption_agent.policies.review import ReviewQueue, audit_sampled, needs_review
+
+    queue = state.review_queue
+    if queue is None:
+        return
+    folder = state.settings.images_path(queue)
+    for request, result in zip(requests, results):
+        audit = audit_sampled(result, state.settings.audit_share)
+        if audit:
+            ReviewQueue(queue).add(result, audit=True)
+        if (audit or needs_review(result)) and isinstance(request.image, bytes) and result.image is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            target = folder / result.image.sha256
+            if not target.exists():
+                target.write_bytes(request.image)

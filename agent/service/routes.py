@@ -312,19 +312,16 @@ def install_openapi(app: Any) -> None:
 
 
 def add_docs_routes(app: "FastAPI") -> None:
-    """/docs (Swagger UI) and /redoc, as FastAPI builds them, with a Content-Security-Policy that admits their CDN
-    and, by hash, the one inline script Swagger UI needs (the service's own policy allows no inline script)."""
+    """/redoc, as FastAPI builds it, with a Content-Security-Policy that admits its CDN and, by hash, its inline
+    script (the service's own policy allows no inline script). /docs is served offline (service/docs.py)."""
     import hashlib
     import re
 
-    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.openapi.docs import get_redoc_html
     from fastapi.responses import HTMLResponse
 
     spec = app.openapi_url or "/openapi.json"
-    pages = {
-        "/docs": get_swagger_ui_html(openapi_url=spec, title=f"{app.title} - Swagger UI"),
-        "/redoc": get_redoc_html(openapi_url=spec, title=f"{app.title} - ReDoc"),
-    }
+    pages = {"/redoc": get_redoc_html(openapi_url=spec, title=f"{app.title} - ReDoc")}
     for path, page in pages.items():
         html = bytes(page.body).decode("utf-8")
         inline = re.findall(r"<script>(.*?)</script>", html, flags=re.S)

@@ -105,6 +105,14 @@ class ServiceSettings(TomlSettings):
         description="Folder keeping uploaded images of results sent to "
         "review, by sha256; '<queue>.images/' when unset.",
     )
+    reviewers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Reviewer name per API key, by the key's hash ('sha256:<hex>' -> name): the name the review "
+        "desk records with each verdict given with that key.",
+    )
+    audit_share: float = Field(
+        0.05, ge=0, le=1, description="Share of results published as ok that the review desk also shows (audit)."
+    )
     warmup: bool = Field(True, description="Caption one generated image at start-up so the first request is warm.")
 
     @field_validator("api_key_hashes")

@@ -154,3 +154,55 @@ def test_eval_policies_prints_rates_and_enforces_limits(tmp_path):
     assert out.exit_code == 1
     report = json.loads(out.stdout)
     assert report["rates"]["grounding"]["false_positives"] == 1
+
+
+def test_import_takes_the_queue_as_results_and_bad_files_get_one_line(tmp_path):
+    """What the service writes (queue + decisions) is what `review import` reads; a file that is neither
+    results nor queue gets one clear line, not a validation dump."""
+    queue, decisions, out = tmp_path / "queue.jsonl", tmp_path / "queue.jsonl.decisions.jsonl", tmp_path / "out.jsonl"
+    q = ReviewQueue(queue)
+    rows = [result("b2", "review"), result("c3", "review")]
+    for row in rows:
+        q.add(row)
+    decisions.write_text(
+        json.dumps({"review_id": review_id(rows[0]), "verdict": "approve", "reviewer": "rita"}) + "\n"
+        + json.dumps({"review_id": review_id(rows[1]), "verdict": "edit", "text": "A blue cup."}) + "\n"
+        + json.dumps({"review_id": review_id(rows[1]), "verdict": "undo"}) + "\n"
+        + json.dumps({"review_id": review_id(rows[1]), "verdict": "reject"}) + "\n",
+        encoding="utf-8",
+    )  # fmt: skip
+    done = runner.invoke(app, ["review", "import", str(decisions), "--results", str(queue), "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    assert "1 approved, 0 edited, 1 rejected" in done.output
+    assert [json.loads(line)["status"] for line in out.read_text().splitlines()] == ["ok", "blocked"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"hello": "world"}\n', encoding="utf-8")
+    failed = runner.invoke(app, ["review", "import", str(decisions), "--results", str(bad), "--out", str(out)])
+    assert failed.exit_code == 2
+    message = failed.output.strip()
+    assert "line 1 is not a CaptionResult: status: Field required (and 2 more)" in message, message
+    assert len([line for line in message.splitlines() if line.strip()]) <= 2, message
+
+
+def test_eval_review_reports_rates_and_plots(tmp_path):
+    queue, decisions = tmp_path / "queue.jsonl", tmp_path / "queue.jsonl.decisions.jsonl"
+    rows = [result(f"k{n}", "review") for n in range(4)]
+    for row in rows:
+        ReviewQueue(queue).add(row)
+    verdicts = [("approve", None), ("approve", None), ("edit", "A white espresso cup on a saucer."), ("reject", None)]
+    decisions.write_text(
+        "".join(
+            json.dumps({"review_id": review_id(r), "verdict": v, **({"text": t} if t else {})}) + "\n"
+            for r, (v, t) in zip(rows, verdicts)
+        ),
+        encoding="utf-8",
+    )
+    plot = tmp_path / "review.png"
+    done = runner.invoke(app, ["eval", "review", str(queue), "--by", "style", "--plot", str(plot), "--json"])
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.output)
+    assert report["overall"]["acceptance"] == 0.5 and report["overall"]["edit_rate"] == 0.25
+    assert report["rows"][0]["style"] == "alt_text" and report["waiting"] == 0
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    table = runner.invoke(app, ["eval", "review", str(queue), "--period", "all"])
+    assert "50%" in table.output and "25%" in table.output

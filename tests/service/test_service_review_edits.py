@@ -81,7 +81,9 @@ def test_edits_are_checked_before_they_are_recorded(tmp_path, catalog_dir, lite_
             "/review/decisions", json={"review_id": rid, "verdict": "edit", "text": clean, "reviewer": "rita"}
         )
         assert reply.status_code == 200, reply.text
-        assert reply.json() == {"review_id": rid, "verdict": "edit", "decisions_file": str(decisions)}
+        ack = reply.json()
+        assert (ack["review_id"], ack["verdict"], ack["reviewer"]) == (rid, "edit", "rita")
+        assert ack["decisions_file"] == str(decisions) and ack["import_command"].endswith(".reviewed.jsonl")
         recorded = read_decisions(decisions)
         assert list(recorded) == [rid] and recorded[rid].text == clean and recorded[rid].reviewer == "rita"
         again = client.post("/review/decisions", json={"review_id": rid, "verdict": "edit", "text": clean})
