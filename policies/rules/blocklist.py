@@ -87,7 +87,12 @@ class BlocklistRule(Rule):
             for m in pattern.finditer(sk):
                 if any(a <= m.start() and m.end() <= b for a, b in shielded):
                     continue
-                hits.append((index[m.start()], index[m.end() - 1] + 1, topic, term))
+                start, end = index[m.start()], index[m.end() - 1] + 1
+                # Digits read as letters disguise a word only beside a letter or a symbol: "a55" and "@$$" are words,
+                # "45,5" (a seat height) is a number.
+                if not any(ch.isalpha() or ch in "@$!|€°" for ch in text[start:end]):
+                    continue
+                hits.append((start, end, topic, term))
         hits.sort(key=lambda h: (h[0], -(h[1] - h[0])))
         out: list[tuple[int, int, str, str]] = []
         for hit in hits:

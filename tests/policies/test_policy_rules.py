@@ -120,3 +120,14 @@ def test_blocklist_spans_map_back_to_the_original_text(engine):
     text = "Nice ｓｈ\u200bｉｔ mug"
     ((start, end, topic, term),) = rule.find(text)
     assert text[start:end] == "ｓｈ\u200bｉｔ" and term == "shit"
+
+
+def test_blocklist_reads_digits_as_letters_only_beside_a_letter_or_symbol():
+    """'45,5' (a seat height) and '455' are numbers, not a disguised 'ass'; 'a55', '@$$' and '5H1T' are words."""
+    from caption_agent.policies.rules.blocklist import BlocklistConfig, BlocklistRule
+
+    rule = BlocklistRule(BlocklistConfig(terms=["ass", "shit"]))
+    for number in ["Seat height 45,5 cm.", "Seat height 45.5 cm.", "a 455 mm rail", "Size 5-5."]:
+        assert rule.find(number) == [], number
+    for word in ["a55", "@$$", "as5", "Model 5H1T", "sh1t"]:
+        assert rule.find(word), word
