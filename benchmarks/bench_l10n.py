@@ -145,6 +145,7 @@ def evaluate(items: list[Any], langid: Any, expected: dict[tuple[str, str], dict
         if status != "ok" or not item.text:
             row[status] += 1
             why = item.gap.reason if item.gap else "; ".join(d.reason for d in item.decisions if d.action != "allow")
+            why = why or (f"{type(item.error).__name__}: {item.error}" if item.error is not None else "")
             if len(samples[f"{locale} held"]) < 3:
                 samples[f"{locale} held"].append(f"{sku}/{style}: {why[:160]}")
             continue
@@ -153,6 +154,8 @@ def evaluate(items: list[Any], langid: Any, expected: dict[tuple[str, str], dict
         for name, passed in checks.items():
             row[name] += passed
         row["usable"] += all(checks.values())
+        if len(samples[f"{locale} published"]) < 2:
+            samples[f"{locale} published"].append(f"{sku}/{style}: {item.text!r}")
         if not all(checks.values()) and len(samples[f"{locale} unusable"]) < 3:
             samples[f"{locale} unusable"].append(f"{sku}/{style}: {item.text!r} {checks}")
     return {"per_locale": {k: dict(v) for k, v in sorted(table.items())}, "samples": dict(samples)}
