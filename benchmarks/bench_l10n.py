@@ -137,6 +137,7 @@ def check(text: str, locale: str, expected: dict[str, Any] | None, langid: Any) 
 def evaluate(items: list[Any], langid: Any, expected: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
     table: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     samples: dict[str, list[str]] = defaultdict(list)
+    held_by: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for item in items:
         sku, locale, style = item.bench
         row = table[locale]
@@ -144,7 +145,11 @@ def evaluate(items: list[Any], langid: Any, expected: dict[tuple[str, str], dict
         status = {"block": "blocked", "review": "review"}.get(item.outcome.action, "ok") if item.outcome else "error"
         if status != "ok" or not item.text:
             row[status] += 1
+            rules = sorted({d.rule for d in item.decisions if d.action not in ("allow", "redact")})
+            cause = "template: " + item.gap.reason.split(": ")[-1][:40] if item.gap and not rules else "+".join(rules)
+            held_by[locale][cause or type(item.error).__name__] += 1
             why = item.gap.reason if item.gap else "; ".join(d.reason for d in item.decisions if d.action != "allow")
+            why = why or (f"{type(item.error).__name__}: {item.error}" if item.error is not None else "")
             if len(samples[f"{locale} held"]) < 3:
                 samples[f"{locale} held"].append(f"{sku}/{style}: {why[:160]}")
             continue
@@ -153,9 +158,15 @@ def evaluate(items: list[Any], langid: Any, expected: dict[tuple[str, str], dict
         for name, passed in checks.items():
             row[name] += passed
         row["usable"] += all(checks.values())
+        if len(samples[f"{locale} published"]) < 2:
+            samples[f"{locale} published"].append(f"{sku}/{style}: {item.text!r}")
         if not all(checks.values()) and len(samples[f"{locale} unusable"]) < 3:
             samples[f"{locale} unusable"].append(f"{sku}/{style}: {item.text!r} {checks}")
-    return {"per_locale": {k: dict(v) for k, v in sorted(table.items())}, "samples": dict(samples)}
+    return {
+        "per_locale": {k: dict(v) for k, v in sorted(table.items())},
+        "held_by": {k: dict(v) for k, v in sorted(held_by.items())},
+        "samples": dict(samples),
+    }
 
 
 def print_table(title: str, result: dict[str, Any]) -> None:
@@ -169,6 +180,8 @@ def print_table(title: str, result: dict[str, Any]) -> None:
             f"{locale:<12}{n:>5}{cells[0]:>5}{cells[1]:>6}{cells[2]:>7}{cells[3]:>5}{usable:>8}"
             f"{100 * usable / n:>9.1f}%"
         )
+    for locale, causes in result["held_by"].items():
+        print(f"  held {locale}: " + ", ".join(f"{k} {v}" for k, v in sorted(causes.items(), key=lambda kv: -kv[1])))
     for key, lines in result["samples"].items():
         for line in lines:
             print(f"  [{key}] {line}")
