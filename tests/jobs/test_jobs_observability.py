@@ -112,8 +112,9 @@ def test_cli_reports_a_summary_and_exit_codes(tmp_path):
         "--metrics-port",
         str(_free_port()),
     ]
-    failed = runner.invoke(app, args, env={"CAPTION_AGENT_REFINER__VLLM__MAX_RETRIES": "0"})
+    env = {"CAPTION_AGENT_REFINER__VLLM__MAX_RETRIES": "0", "CAPTION_AGENT_REFINER__ON_UNAVAILABLE": "error"}
+    failed = runner.invoke(app, args, env=env)  # on_unavailable=error: a down server fails its items
     assert failed.exit_code == 1, failed.output
     summary = json.loads(next(line for line in failed.stdout.splitlines() if line.startswith("{")))
-    assert summary["written"] == 2 and summary["error_types"] == {"BackendUnavailableError": 2}
+    assert summary["written"] == 2 and summary["error_types"] == {"RefinerUnavailableError": 2}
     assert summary["metrics_port"] and "--retry-errors" in failed.output

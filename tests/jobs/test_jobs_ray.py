@@ -53,6 +53,7 @@ def test_ray_localize_job_streams_records_to_the_same_log(tmp_path, local_ray):
     cfg = AgentConfig.load(
         refiner={
             "backend": "vllm",
+            "on_unavailable": "error",  # a down server fails its items (retryable) instead of passing them on
             "vllm": {"base_url": f"http://127.0.0.1:{port}/v1", "model": "m", "max_retries": 0, "timeout_s": 5},
         }
     )
@@ -70,7 +71,7 @@ def test_ray_localize_job_streams_records_to_the_same_log(tmp_path, local_ray):
     assert summary.already_done == 12 and summary.written == 8
     records = list(read_records(tmp_path / "out.jsonl"))
     assert len(records) == 20 and set(Counter(r["key"] for r in records).values()) == {1}
-    assert {r["error"]["type"] for r in records} == {"BackendUnavailableError"}
+    assert {r["error"]["type"] for r in records} == {"RefinerUnavailableError"}
 
 
 def test_ray_caption_job_matches_the_local_runner(tmp_path, images_dir, local_ray):

@@ -153,7 +153,8 @@ def test_private_host_refused_without_allow_private(catalog_dir, lite_drafter, e
 @pytest.mark.slow
 def test_localize_refines_into_each_locale(catalog_dir, lite_drafter, embedder, local_refiner):
     agent = make_agent(catalog_dir, lite_drafter, embedder, refiner=local_refiner)
-    with live_service(agent) as server:
+    # The in-process SmolLM2 may take several attempts per locale on a loaded 2-core box: the deadline is not the test.
+    with live_service(agent, request_timeout_s=280) as server:
         body = {
             "text": "A white ceramic mug on a wooden table.",
             "locales": ["de-DE", "fr"],
