@@ -7,14 +7,39 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from caption_agent.errors import ConfigError, UnknownStyleError
 
-__all__ = ["StylePreset", "PromptBundle", "list_styles", "load_preset", "render_messages", "prompt_hash"]
+__all__ = [
+    "CaptionRequires",
+    "StylePreset",
+    "PromptBundle",
+    "list_styles",
+    "load_preset",
+    "render_messages",
+    "prompt_hash",
+]
+
+
+class CaptionRequires(BaseModel):
+    """What a caption of this style must carry before it may be published (``ok``); checked by the policy's
+    ``informative`` rule. A caption that lacks it is held for review with the reason."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subject: bool = Field(
+        False, description="A named subject (an object, a person or a scene), never colours or tones alone."
+    )
+    product_name: Literal["never", "with_sku", "always"] = Field(
+        "never",
+        description="The product's name (the catalog title of the requested sku): 'with_sku' when the request "
+        "names a sku, 'always' (no sku: held, there is no product to name), 'never'.",
+    )
+    sentence: bool = Field(False, description="Whole sentences: nothing cut off mid-sentence.")
 
 
 class StylePreset(BaseModel):
@@ -33,6 +58,9 @@ class StylePreset(BaseModel):
     banned_phrases: list[str] = Field(default_factory=list, description="Case-insensitive forbidden phrases.")
     use_facts: bool = Field(True, description="Pass catalog facts to the refiner.")
     instructions: str = Field(description="Style instructions placed in the system prompt.")
+    requires: CaptionRequires = Field(
+        default_factory=CaptionRequires, description="What a publishable caption of this style must carry."
+    )
 
 
 @dataclass(frozen=True)

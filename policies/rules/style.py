@@ -55,7 +55,7 @@ class StyleRule(Rule):
                 fixed = tidy(fixed[:a] + fixed[b:])
         if preset.max_words and len(fixed.split()) > preset.max_words:
             fixes.append(f"{len(fixed.split())} words > {preset.max_words}")
-            fixed = fit_length(" ".join(fixed.split()[: preset.max_words]), len(fixed))
+            fixed = _whole(fit_length(" ".join(fixed.split()[: preset.max_words]), len(fixed)), preset.min_chars)
         if preset.max_clip_tokens and self.config.clip_tokens:
             from caption_agent.clip_tokens import count_clip_tokens, fit_clip_tokens
 
@@ -65,7 +65,7 @@ class StyleRule(Rule):
                 fixed = fit_clip_tokens(fixed, preset.max_clip_tokens)
         if len(fixed) > ctx.limit:
             fixes.append(f"{len(fixed)} characters > {ctx.limit}")
-            fixed = fit_length(fixed, ctx.limit)
+            fixed = _whole(fit_length(fixed, ctx.limit), preset.min_chars)
         limits = {
             "max_chars": ctx.limit,
             "min_chars": preset.min_chars,
@@ -114,3 +114,15 @@ def _strip_opening(text: str, openings: list[str]) -> str:
             rest = text[index[m.end() - 1] + 1 :].lstrip(" :,-–—")
             return rest[:1].upper() + rest[1:]
     return text
+
+
+_CLAUSE_END = re.compile(r"[.!?;,](?=\s)")
+
+
+def _whole(cut: str, min_chars: int) -> str:
+    """A trimmed caption ends at its last whole sentence or clause when that keeps at least ``min_chars``:
+    "…next to a window, with soft light falling across its." becomes "…next to a window." (no cut-off)."""
+    ends = [m.start() for m in _CLAUSE_END.finditer(cut.rstrip(".!?"))]
+    if not ends or ends[-1] + 1 < max(min_chars, 1):
+        return cut
+    return cut[: ends[-1]].rstrip(" ,;") + "."
