@@ -105,8 +105,9 @@ class PolicyEngine:
                 cleaned, indices = seen[text]
                 for i in indices:
                     d = decisions[i]
+                    places = [*d.details.get("sources", [d.details.get("source", "")]), source]
                     decisions[i] = d.model_copy(
-                        update={"details": {**d.details, "sources": [*d.details.get("sources", []), source]}}
+                        update={"details": {**d.details, "sources": list(dict.fromkeys(places))}}
                     )
                 return cleaned
             start = len(decisions)

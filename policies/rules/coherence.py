@@ -19,6 +19,7 @@ from pydantic import Field
 
 from caption_agent.policies.rules import vocabulary as vocab
 from caption_agent.policies.rules.base import Rule, RuleConfig, RuleResult
+from caption_agent.refiners.template import fragment
 from caption_agent.text import repetition_loop
 
 _PLACEHOLDER = re.compile(
@@ -30,7 +31,6 @@ _CHAIN = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+){3,}")
 _CUT = re.compile(r"(?:[,;:(\-–—]|\.\.\.|…)\s*$")
 _HASHTAGS = re.compile(r"(?:\s+#[\w-]+)+$")
 _SENTENCES = re.compile(r"(?<=[.!?])\s+")
-_MASK = re.compile(r"\[[a-z ]+\]")
 
 
 class CoherenceConfig(RuleConfig):
@@ -117,9 +117,6 @@ class CoherenceRule(Rule):
         if tokens and tokens[-1] in frozenset(vocab.data().get("dangling_ends", {}).get(lang, [])):
             return "text.cut_off", f"the caption ends on {tokens[-1]!r}: the sentence is cut off"
         for sentence in _SENTENCES.split(body):
-            words = vocab.words(_MASK.sub(" ", sentence))
-            if sentence.rstrip().endswith("?") and len(words) <= 2:
+            if fragment(sentence):
                 return "text.dangling", f"{sentence.strip()!r} is left without the sentence it belonged to"
-            if not words:
-                return "text.dangling", f"{sentence.strip()!r} is left empty by a removal"
         return None

@@ -1,10 +1,11 @@
 """Faithful: whatever refiner wrote it, the caption keeps the draft's subject and states no object that the draft
 and the facts do not support.
 
-* Subject kept: English captions must name the draft's subject or a WordNet synonym or hypernym of it ("a cat" may
-  become "an animal", never "a dog"); captions in other languages must carry the lexicon's name for it. A draft
-  whose subject cannot be read (a VLM's free text, colours only) is compared by its objects instead.
-* Nothing added (English): every specific object the caption names must be named by the draft, a fact or the
+* Subject kept: English captions must name the draft's subject or a WordNet synonym, hypernym or (supported)
+  hyponym of it ("a cat" may become "an animal", or "a tabby cat" when a fact says so; never "a dog"); captions in
+  other languages must carry the lexicon's name for it (or the draft's own words, when the draft is in that
+  language). A draft whose subject cannot be read (a VLM's free text) is compared by its objects instead.
+* Nothing added (English): every basic-level object the caption names must be named by the draft, a fact or the
   image text, or be a hypernym of one of them.
 
 The ranked draft itself always passes. Nothing can be fixed in place: such a caption is held (in a chain, the next
@@ -48,7 +49,7 @@ class FaithfulRule(Rule):
             wanted = vocab.stated_synsets([subject[0]]) if subject else set()
             wanted = wanted or {s for v in draft_names.values() for s in v if vocab.is_specific(s)}
             said = vocab.english_names(text)
-            if wanted and not any(vocab.supports(v, wanted) for v in said.values()):
+            if wanted and not any(vocab.related(v, wanted) for v in said.values()):
                 return self._held(
                     text, ctx, "subject.changed", "the caption does not keep the draft's subject", subject=subject
                 )

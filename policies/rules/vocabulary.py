@@ -123,7 +123,10 @@ def _singular(word: str) -> list[str]:
 
 
 _MASKS = re.compile(r"\[[^\]]{1,40}\]")  # what the policy masked or cut ([email], [instruction removed])
-_PEOPLE = frozenset("man men woman women boy boys girl girls child children kid kids adult adults".split())
+_PEOPLE = frozenset(
+    "man men woman women boy boys girl girls child children kid kids adult adults astronaut astronauts officer "
+    "officers soldier soldiers sailor sailors pilot pilots worker workers player players athlete athletes".split()
+)
 
 
 def english_names(text: str) -> dict[str, frozenset[str]]:
@@ -152,6 +155,13 @@ def is_listed(wnid: str) -> bool:
     """True for the curated basic-level names (COCO / Open Images) and people: the objects a caption may be held
     for adding (rarer WordNet lemmas such as "light", "pick" or "mail" are too ambiguous to hold a caption for)."""
     return wnid in hierarchy().phrases or wnid == PERSON
+
+
+def related(claimed: frozenset[str], subject: set[str]) -> bool:
+    """True when one synset of ``claimed`` is one of ``subject``, a hypernym or a hyponym of one ("tabby cat" and
+    "animal" both keep "cat"; whether a hyponym is supported is the unsupported-object check's question)."""
+    tree = hierarchy()
+    return any(c in tree.ancestors(s) or s in tree.ancestors(c) for s in subject for c in claimed)
 
 
 def supports(claimed: frozenset[str], stated: set[str]) -> bool:

@@ -133,3 +133,34 @@ def test_a_preset_requires_block_is_validated(tmp_path):
         list_styles(tmp_path)
     styles = list_styles()
     assert styles["alt_text"].requires.subject and styles["seo_product"].requires.product_name == "with_sku"
+
+
+def test_one_text_in_many_places_is_cleaned_and_recorded_once(engine, make_ctx):
+    fields = {"title": "Nordic Mug", "description": "A white mug. Questions? Email help@nordic.example."}
+    facts = [
+        GroundingFact(id=f"M1:{k}", sku="M1", field=k, text=v, score=0.9, fields=fields) for k, v in fields.items()
+    ]
+    _, _, decisions = engine.prepare_inputs(facts, "", make_ctx(preset="seo_product"))
+    pii = [d for d in decisions if d.rule == "pii"]
+    assert len(pii) == 1, pii  # one email, one decision, every place it was found listed
+    assert set(pii[0].details["sources"]) == {"fact M1:description", "fact M1 field description"}
+
+
+def test_a_sentence_emptied_by_a_removal_is_left_out_by_the_template_and_held_elsewhere(engine, make_ctx):
+    from caption_agent.prompts import load_preset
+    from caption_agent.refiners.base import RefineJob
+    from caption_agent.refiners.template import TemplateRefiner
+
+    fields = {
+        "title": "Nordic Mug",
+        "description": "A white stoneware mug for tea and coffee. Questions? [email].",
+        "attributes.color": "white",
+    }
+    facts = [
+        GroundingFact(id=f"M1:{k}", sku="M1", field=k, text=v, score=0.9, fields=fields) for k, v in fields.items()
+    ]
+    job = RefineJob(preset=load_preset("seo_product"), draft="A cup.", facts=facts)
+    text = TemplateRefiner().refine(job).caption
+    assert "Questions" not in text and text.startswith("Nordic Mug. A white stoneware mug")
+    held = engine.review("Nordic Mug. Questions? Color: white.", make_ctx(preset="seo_product", attempts_left=0))
+    assert _codes(held).get("coherence") == "text.dangling"
