@@ -224,7 +224,11 @@ class DrafterSettings(_StageSettings):
     _stage = "drafter"
     backend: str = Field("lite", description="Drafter registry name: lite | transformers | vllm.")
     n_candidates: int = Field(5, ge=1, le=32, description="Drafts per image.")
-    fallback_to_lite: bool = Field(True, description="Use the lite drafter when the configured VLM fails to load.")
+    fallback_to_lite: bool = Field(
+        False,
+        description="Use the lite drafter when the configured VLM fails to load (recorded; its drafts are judged like "
+        "any other). Off by default: a configured VLM that cannot load is an error, never a silent lite draft.",
+    )
     lite: LiteDrafterSettings = Field(default_factory=LiteDrafterSettings)
     transformers: TransformersDrafterSettings = Field(default_factory=TransformersDrafterSettings)
     vllm: VLLMDrafterSettings = Field(default_factory=VLLMDrafterSettings)

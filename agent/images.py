@@ -124,12 +124,20 @@ def check_jpeg_cost(label: str, data: bytes, limits: ImageLimits) -> None:
     """Refuse a JPEG whose decoding would cost far more than its size suggests, from its markers alone.
 
     Counts the scans (SOS markers) and the APPn/COM metadata bytes; stops at the first EOI (an MPO's later
-    images are not decoded). A stream that is not a well-formed marker sequence is left to the decoder."""
+    images are not decoded). Bytes between segments are skipped to the next marker, as Pillow and libjpeg skip
+    them (a junk byte must not end the count while the decoder reads on); a truncated stream is left to the
+    decoder."""
     if not data.startswith(b"\xff\xd8"):
         return
     scans = metadata = segments = 0
     pos, end = 2, len(data)
-    while pos + 1 < end and data[pos] == 0xFF:
+    while pos + 1 < end:
+        if data[pos] != 0xFF:
+            found = _NEXT_MARKER.search(data, pos)
+            if found is None:
+                return
+            pos = found.start()
+            continue
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1

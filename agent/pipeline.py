@@ -356,6 +356,7 @@ class CaptionAgent:
                 max_chars=item.request.max_chars,
                 faces=item.faces,
                 confidence=item.confidence,
+                sku=item.request.hint.sku,
             )
             # The drafters write English: a draft stands in only for a caption in English, never labelled de-DE.
             english = language_code(item.locale) == "en"
@@ -374,6 +375,8 @@ class CaptionAgent:
     def _finish(self, item: WorkItem, outcome: ModerationOutcome, text: str | None) -> None:
         if outcome.decisions and outcome.decisions is not item.decisions:
             item.decisions += [d for d in outcome.decisions if d not in item.decisions]
+        from caption_agent.policies.reasons import hold_reasons
+
         status = {"block": "blocked", "review": "review"}.get(outcome.action, "ok")
         item.result = CaptionResult(
             key=item.request.key,
@@ -389,6 +392,7 @@ class CaptionAgent:
             facts_used=item.facts_used,
             decision=outcome.action,
             decisions=item.decisions,
+            reasons=hold_reasons(item.decisions, outcome.action),
             provenance=item.provenance,
             subject=item.draft.subject if item.draft is not None else None,
             image_text=item.image_text,

@@ -50,19 +50,26 @@ class Refinement:
     # statement of the data it lacked; used when no later link publishes and the draft cannot stand in.
     rejected: tuple[ModerationOutcome, str, str] | None = None
     gap: CannotComposeError | None = None
+    models: dict[str, str] = field(default_factory=dict)  # link name -> model id, of the links that ran
 
     @property
     def settled(self) -> bool:
         return self.outcome is not None or self.error is not None
+
+    def record(self, decisions: Sequence[PolicyDecision]) -> None:
+        """Add decisions, each once: a rule that says the same on every attempt is recorded one time."""
+        self.decisions += [d for d in decisions if d not in self.decisions]
 
     def fail(self, exc: BaseException, stage: str) -> None:
         self.error, self.error_stage = exc, stage
 
     def finish(self, outcome: ModerationOutcome, text: str | None, by: str = "") -> None:
         """Settle on ``outcome``; ``by`` is the link that wrote ``text`` (provenance ``refined_by``)."""
-        self.decisions += [d for d in outcome.decisions if d not in self.decisions]
+        self.record(outcome.decisions)
         self.outcome, self.text = outcome, (text if outcome.action != "block" else None)
         self.provenance.refined_by = by if self.text is not None else ""
+        if self.text is not None and by in self.models:  # the link that wrote the text, not the last one tried
+            self.provenance.refiner, self.provenance.refiner_model = by, self.models[by]
 
 
 def guard_policy(item: Any, stage: str, call: Callable[[], Any], review: Callable[[ModerationOutcome], None]) -> Any:
@@ -104,14 +111,14 @@ def sanitize(policy: Any, items: Sequence[Refinement]) -> None:
 
         glossary, constraints = refine_terms(policy, ctx)
         item.job = replace(item.job, glossary=glossary, constraints=constraints)
-        item.decisions += decisions
+        item.record(decisions)
         if item.job.old_caption:  # a dataset row's caption: cleaned the same way, context only (never a fact)
             old = item.job.old_caption
             cleaned = _guard(item, "sanitize", lambda: policy.clean_text(old, "existing caption", ctx))
             if cleaned is None:
                 continue
             item.job = replace(item.job, old_caption=cleaned[0])
-            item.decisions += cleaned[1]
+            item.record(cleaned[1])
 
 
 def run(refiner: Any, policy: Any, items: Sequence[Refinement], max_regenerations: int) -> None:
@@ -160,6 +167,7 @@ def _run_link(link: Any, policy: Any, items: list[Refinement], attempts: int, la
         for item, out in zip(pending, outputs):
             left = attempts - attempt - 1
             item.provenance.refiner, item.provenance.refiner_model = link.name, link.model_id
+            item.models[link.name] = link.model_id
             item.provenance.refine_attempts += 1
             if isinstance(out, BackendError) and not isinstance(out, ModelOutputError):
                 item.fail(out, "refine")  # the server is down after its retries: retryable, never a silent fallback
@@ -198,12 +206,12 @@ def _moderate(policy: Any, item: Refinement, text: str, attempts_left: int, by: 
     if outcome is None:
         return "done"
     if outcome.action == "regenerate" and attempts_left > 0:
-        item.decisions += outcome.decisions
+        item.record(outcome.decisions)
         item.job = replace(item.job, feedback=list(outcome.feedback))
         return "retry"
     if not last and outcome.action in ("fallback", "regenerate", "review"):
         # The next link writes before the draft; the engine's own draft pass is not used.
-        item.decisions += [d for d in outcome.decisions if d.details.get("pass") != "draft" and d not in item.decisions]
+        item.record([d for d in outcome.decisions if d.details.get("pass") != "draft"])
         item.provenance.fallbacks.append(f"policy: {outcome.action} on the {by} answer; the next refiner writes")
         item.rejected = (outcome, text, by)
         return "next"
@@ -220,7 +228,7 @@ def _moderate(policy: Any, item: Refinement, text: str, attempts_left: int, by: 
         if outcome.action == "fallback":  # the engine already moderated the draft into outcome.text
             item.finish(outcome, outcome.text, "draft")
         else:
-            item.decisions += outcome.decisions
+            item.record(outcome.decisions)
             _fall_back(policy, item, None)
         return "done"
     item.finish(outcome, outcome.text, by)

@@ -210,6 +210,7 @@ def run(
         make_photos(folder, max(items, requests + 2 * clients))
         if "cold" in parts:
             report["cold"] = cold(pythons, ROOT / "examples" / "images" / "coffee.jpg", repeats)
+            print(json.dumps({"cold": report["cold"]}), file=sys.stderr, flush=True)
         for part, extra in (
             ("batch", ["--items", str(items)]),
             ("serve", ["--clients", str(clients), "--requests", str(requests)]),
@@ -218,6 +219,9 @@ def run(
                 report[part] = {}
                 for label, py in pythons.items():
                     report[part][label] = _child(py, part, [*extra, "--photos", str(folder)])
+                    report[part][label]["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
+                    # Each part as it finishes, on stderr: a long run on a busy machine keeps what it measured.
+                    print(json.dumps({part: {label: report[part][label]}}), file=sys.stderr, flush=True)
     report["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return report
 

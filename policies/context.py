@@ -25,6 +25,8 @@ class ModerationContext:
     max_chars: int | None = None
     # Faces the image safety rule counted; None: not known (no screening, detector missing or failed).
     faces: int | None = None
+    # The sku the request names (None: none): a style that requires the product's name checks its title.
+    sku: str | None = None
     attempts_left: int = 0
     is_fallback: bool = False
     confidence: float | None = None

@@ -100,8 +100,24 @@ class PolicyEngine:
             if r.name in _INPUT_RULES and not r.config.enabled
         ]
 
+        seen: dict[str, tuple[str | None, list[int]]] = {}  # text -> (cleaned, its decisions' indices)
+
         def clean(text: str, source: str) -> str | None:
-            return self._clean_remembered(rules, text, source, ctx, decisions)
+            # One text found in several places (a fact's text and its fields, the same description under every
+            # fact of a product) is cleaned once and its decisions recorded once, listing every place.
+            if text in seen:
+                cleaned, indices = seen[text]
+                for i in indices:
+                    d = decisions[i]
+                    places = [*d.details.get("sources", [d.details.get("source", "")]), source]
+                    decisions[i] = d.model_copy(
+                        update={"details": {**d.details, "sources": list(dict.fromkeys(places))}}
+                    )
+                return cleaned
+            start = len(decisions)
+            cleaned = self._clean_remembered(rules, text, source, ctx, decisions)
+            seen[text] = (cleaned, list(range(start, len(decisions))))
+            return cleaned
 
         out_facts: list[GroundingFact] = []
         for fact in facts:

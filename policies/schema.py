@@ -22,10 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from caption_agent.errors import ConfigError, PolicyError
 from caption_agent.policies.rules.blocklist import BlocklistConfig
+from caption_agent.policies.rules.coherence import CoherenceConfig
 from caption_agent.policies.rules.confidence import ConfidenceConfig
+from caption_agent.policies.rules.faithful import FaithfulConfig
 from caption_agent.policies.rules.glossary import GlossaryConfig
 from caption_agent.policies.rules.grounding import GroundingConfig
 from caption_agent.policies.rules.image_safety import ImageSafetyConfig
+from caption_agent.policies.rules.informative import InformativeConfig
 from caption_agent.policies.rules.injection import InjectionConfig
 from caption_agent.policies.rules.language import LanguageConfig
 from caption_agent.policies.rules.markup import MarkupConfig
@@ -46,6 +49,9 @@ RuleName = Literal[
     "people",
     "grounding",
     "style",
+    "coherence",
+    "informative",
+    "faithful",
     "language",
     "confidence",
     "glossary",
@@ -67,6 +73,10 @@ class RulesConfig(BaseModel):
     people: PeopleConfig
     grounding: GroundingConfig
     style: StyleConfig
+    # The trust rules (issue #24): optional (default: on) so that policy files written before them stay valid.
+    coherence: CoherenceConfig = Field(default_factory=CoherenceConfig)
+    informative: InformativeConfig = Field(default_factory=InformativeConfig)
+    faithful: FaithfulConfig = Field(default_factory=FaithfulConfig)
     language: LanguageConfig
     confidence: ConfidenceConfig
     # Optional (default: on, no terms) so that policy files written before the rule existed stay valid.

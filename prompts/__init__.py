@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from caption_agent.errors import ConfigError, UnknownStyleError
 from caption_agent.yaml_files import load_yaml
 
-__all__ = ["Budget", "StylePreset", "PromptBundle", "list_styles", "load_preset", "render_messages", "prompt_hash"]
+__all__ = ["Budget", "CaptionRequires", "StylePreset", "PromptBundle", "list_styles", "load_preset", "render_messages", "prompt_hash"]
 
 # Scripts written without spaces between words: budgets count characters, never words.
 UNSPACED_SCRIPTS = frozenset({"Hani", "Hans", "Hant", "Jpan", "Kore", "Thai", "Laoo", "Khmr", "Mymr"})
@@ -30,6 +30,23 @@ class Budget(BaseModel):
     max_chars: int | None = Field(None, ge=2, le=5000, description="Hard length limit in characters.")
     min_chars: int | None = Field(None, ge=0, le=5000, description="Shorter output is unusable.")
     max_words: int | None = Field(None, ge=1, description="Word limit (never applied to unspaced scripts).")
+
+
+class CaptionRequires(BaseModel):
+    """What a caption of this style must carry before it may be published (``ok``); checked by the policy's
+    ``informative`` rule. A caption that lacks it is held for review with the reason."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subject: bool = Field(
+        False, description="A named subject (an object, a person or a scene), never colours or tones alone."
+    )
+    product_name: Literal["never", "with_sku", "always"] = Field(
+        "never",
+        description="The product's name (the catalog title of the requested sku): 'with_sku' when the request "
+        "names a sku, 'always' (no sku: held, there is no product to name), 'never'.",
+    )
+    sentence: bool = Field(False, description="Whole sentences: nothing cut off mid-sentence.")
 
 
 class StylePreset(BaseModel):
@@ -59,6 +76,10 @@ class StylePreset(BaseModel):
         alias="register",
         description="Language ('de') -> how the reader is addressed: formal (Sie, vous, usted), informal (du, tu, "
         "tú) or neutral (not addressed). Templates and LLM prompts follow it; the glossary rule checks it.",
+    )
+
+    requires: CaptionRequires = Field(
+        default_factory=CaptionRequires, description="What a publishable caption of this style must carry."
     )
 
     def limits(self, locale: str) -> Budget:

@@ -1,4 +1,5 @@
-"""Choose a drafter per config or per request, and fall back to ``lite`` only when the config allows it.
+"""Choose a drafter per config or per request, and fall back to ``lite`` only when the config allows it
+(``drafter.fallback_to_lite``, off by default: a configured VLM that cannot load is an error).
 
 A fallback is never silent: it returns a note that the pipeline writes into every affected result's
 ``provenance.fallbacks``.
@@ -42,7 +43,8 @@ def build_drafter(settings: DrafterSettings, lite: Callable[[], Drafter] | None 
         if settings.backend == "lite" or not settings.fallback_to_lite:
             if hasattr(exc, "add_note"):
                 exc.add_note(
-                    "drafter.fallback_to_lite is false, so the lite drafter was not used instead."
+                    "drafter.fallback_to_lite is false (the default), so the lite drafter was not used instead; set "
+                    "it to true to caption with lite drafts, which are then held unless they name the subject."
                     if settings.backend != "lite"
                     else "the lite drafter has no fallback."
                 )

@@ -25,8 +25,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from caption_agent.errors import PolicyError
+from caption_agent.errors import ConfigError, PolicyError
 from caption_agent.schemas import ACTION_SEVERITY, Action, GroundingFact, PolicyDecision
+from caption_agent.yaml_files import load_yaml
 
 STAGE_RULES = {
     "image": ("image_safety",),
@@ -158,9 +159,11 @@ def load_corpus(path: Path | str) -> list[Case]:
             rows = (
                 [json.loads(line) for line in text.splitlines() if line.strip()]
                 if file.suffix == ".jsonl"
-                else yaml.safe_load(text) or []
+                else load_yaml(text, f"corpus file {str(file)!r}")[0] or []
             )
             cases += [Case.model_validate(row) for row in rows]
+        except ConfigError as exc:
+            raise PolicyError(exc.reason, fix=exc.fix) from None
         except (ValueError, yaml.YAMLError, ValidationError) as exc:
             raise PolicyError(
                 f"corpus file {str(file)!r} is invalid: {exc}",

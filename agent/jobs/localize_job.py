@@ -369,6 +369,7 @@ class LocalizeStage:
 
     def _record(self, item: LocalizeItem, done: Any) -> dict[str, Any]:
         from caption_agent import __version__
+        from caption_agent.policies.reasons import hold_reasons
         from caption_agent.prompts import prompt_hash
 
         preset, outcome = done.job.preset, done.outcome
@@ -393,6 +394,7 @@ class LocalizeStage:
             facts_used=done.facts_used,
             decision=outcome.action,
             decisions=done.decisions,
+            reasons=hold_reasons(done.decisions, outcome.action),
             provenance=done.provenance,
         )
         return item.annotate(result.model_dump(mode="json", exclude_none=True))

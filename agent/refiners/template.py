@@ -160,7 +160,9 @@ def _product_slots(
             slots.values[name] = (value, fact_id(name))
         else:
             slots.missing.setdefault(name, f"{sku} has no usable {name} in {locale}")
-    sentences = [s for s in _SENTENCE.split(local.get("description", "")) if s and not _PLACEHOLDER.search(s)]
+    sentences = [
+        s for s in _SENTENCE.split(local.get("description", "")) if s and not _PLACEHOLDER.search(s) and not fragment(s)
+    ]
     if sentences and fact_id("description"):
         slots.items["description"] = [(s.strip(), fact_id("description"), s.strip()) for s in sentences]
     else:
@@ -182,6 +184,14 @@ def _product_slots(
     else:
         slots.missing.setdefault("attributes", f"{sku} has no attributes to state in {locale}")
     slots.missing.setdefault("attr", f"{sku} lacks that attribute in {locale}")
+
+
+def fragment(sentence: str) -> bool:
+    """True for what is left of a sentence once a removal emptied it ("Questions?", "Contact:"): a question or a
+    label of at most two words, or nothing but masks. Such text is never stated on its own."""
+    text = _PLACEHOLDER.sub(" ", sentence).strip()
+    words = re.findall(r"[^\W\d_]+", text)
+    return not words or (len(words) <= 2 and text.endswith(("?", ":")))
 
 
 def _fill(text: str, slots: _Slots, count: int) -> tuple[str, list[str]] | None:

@@ -205,8 +205,18 @@ def create_app(config: AgentConfig | None = None, settings: ServiceSettings | No
             405: "check the HTTP method; the endpoints are listed at /docs.",
         }
         request.state.error_type = f"HTTP{exc.status_code}"
+        message, fix = str(exc.detail), fixes.get(exc.status_code, "")
+        if exc.status_code == 400 and message == "There was an error parsing the body":  # fastapi's words
+            cause = exc.__cause__
+            if isinstance(cause, UnicodeDecodeError):
+                bad = cause.object[cause.start : cause.start + 1]
+                message = f"the request body is not valid UTF-8 (byte {cause.start} is {bad!r})."
+                fix = "send the body as JSON text encoded in UTF-8 (escape other characters as \\uXXXX)."
+            else:
+                message = f"the request body could not be read ({type(cause).__name__ if cause else 'unknown error'})."
+                fix = "send JSON text encoded in UTF-8 with Content-Type: application/json; the schema is at /docs."
         return JSONResponse(
-            error_body(exc.status_code, f"HTTP{exc.status_code}", str(exc.detail), fixes.get(exc.status_code, "")),
+            error_body(exc.status_code, f"HTTP{exc.status_code}", message, fix),
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )

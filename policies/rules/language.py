@@ -98,10 +98,24 @@ class LanguageRule(Rule):
                     feedback=f"write the caption in the language of {ctx.locale}",
                     expected=want,
                 )
+            # English needs no such check: the drafters write it, and garbled English is the coherence rule's.
+            unknown = _unknown_words(text, want, ctx) if want != "en" else []
+            if unknown:
+                return self.violation(
+                    text,
+                    None,
+                    f"too short to detect the language ({len(sample)} chars), and {', '.join(map(repr, unknown[:5]))}"
+                    f" is not a {want} word of the lexicon, the templates or the catalog",
+                    ctx,
+                    feedback=f"write the caption in the language of {ctx.locale}",
+                    expected=want,
+                    unknown=unknown[:10],
+                    code="language.unverified",
+                )
             return self.allow(
                 text,
                 f"too short to detect the language reliably ({len(sample)} chars, "
-                f"{len(sample.split())} words); not checked",
+                f"{len(sample.split())} words); every word is a known {want} word",
                 expected=want,
             )
         found = detect(sample)
@@ -119,6 +133,7 @@ class LanguageRule(Rule):
                 f"caption is in {top} (p={p_top:.2f}), locale {ctx.locale} wants {want}",
                 ctx,
                 feedback=f"write the caption in the language of {ctx.locale}",
+                code="language.wrong",
                 **details,
             )
         if self.config.uncertain_action == "review":
@@ -131,3 +146,13 @@ class LanguageRule(Rule):
                 **details,
             )
         return self.allow(text, f"language uncertain (best {top}, p={p_top:.2f}); allowed by policy", **details)
+
+
+def _unknown_words(text: str, lang: str, ctx) -> list[str]:
+    """Content words of a short caption that no source of ``lang`` words gives: the lexicon, the compose templates,
+    the catalog's fields, the vocabulary file (policies/vocabulary.yaml)."""
+    from caption_agent.policies.rules import vocabulary as vocab
+
+    known = vocab.function_words(lang) | vocab.lexicon_words(lang) | vocab.catalog_words(ctx)
+    known |= vocab.vague_words(lang) | vocab.scene_words(lang) | vocab.template_words(ctx.preset.name, lang)
+    return list(dict.fromkeys(w for w in vocab.words(text) if w not in known))

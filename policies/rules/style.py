@@ -64,7 +64,7 @@ class StyleRule(Rule):
                 fixed = tidy(fixed[:a] + fixed[b:])
         if max_words and len(fixed.split()) > max_words:
             fixes.append(f"{len(fixed.split())} words > {max_words}")
-            fixed = fit_length(" ".join(fixed.split()[:max_words]), len(fixed))
+            fixed = _whole(fit_length(" ".join(fixed.split()[:max_words]), len(fixed)), min_chars)
         if preset.max_clip_tokens and self.config.clip_tokens:
             from caption_agent.clip_tokens import count_clip_tokens, fit_clip_tokens
 
@@ -74,7 +74,7 @@ class StyleRule(Rule):
                 fixed = fit_clip_tokens(fixed, preset.max_clip_tokens)
         if len(fixed) > limit:
             fixes.append(f"{len(fixed)} characters > {limit}")
-            fixed = fit_length(fixed, limit)
+            fixed = _whole(fit_length(fixed, limit), min_chars)
         limits = {
             "max_chars": limit,
             "min_chars": min_chars,
@@ -120,3 +120,15 @@ def _strip_opening(text: str, openings: list[str]) -> str:
             rest = text[index[m.end() - 1] + 1 :].lstrip(" :,-–—")
             return rest[:1].upper() + rest[1:]
     return text
+
+
+_CLAUSE_END = re.compile(r"[.!?;,](?=\s)")
+
+
+def _whole(cut: str, min_chars: int) -> str:
+    """A trimmed caption ends at its last whole sentence or clause when that keeps at least ``min_chars``:
+    "…next to a window, with soft light falling across its." becomes "…next to a window." (no cut-off)."""
+    ends = [m.start() for m in _CLAUSE_END.finditer(cut.rstrip(".!?"))]
+    if not ends or ends[-1] + 1 < max(min_chars, 1):
+        return cut
+    return cut[: ends[-1]].rstrip(" ,;") + "."

@@ -42,6 +42,15 @@ def test_repeated_scans_are_refused_from_the_markers_before_decoding():
     assert "images.max_jpeg_scans" in message and "over 100 scans" in message and "Fix:" in message
 
 
+def test_junk_bytes_between_segments_do_not_end_the_count():
+    """Pillow and libjpeg skip bytes between segments; the marker walk must too, or one junk byte after APP0
+    hides every scan behind it while the decoder still decodes them all."""
+    data = repeated_scan_jpeg(side=64, repeats=400)
+    after_app0 = 4 + int.from_bytes(data[4:6], "big")
+    with pytest.raises(ImageCostError, match="images.max_jpeg_scans"):
+        load_image(data[:after_app0] + b"\x00junk" + data[after_app0:])
+
+
 def test_a_raised_scan_limit_lets_the_same_file_decode():
     data = repeated_scan_jpeg(side=64, repeats=150)
     image, info = load_image(data, ImageLimits(max_jpeg_scans=1000))

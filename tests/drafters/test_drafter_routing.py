@@ -27,7 +27,7 @@ def test_configured_vlm_loads_without_note(tiny_blip):
 
 def test_missing_weights_fall_back_to_lite_with_a_note(tmp_path):
     drafter, note = build_drafter(
-        DrafterSettings(backend="transformers", transformers={"model": str(tmp_path / "gone")})
+        DrafterSettings(backend="transformers", transformers={"model": str(tmp_path / "gone")}, fallback_to_lite=True)
     )
     assert drafter.name == "lite"
     assert note.startswith("drafter: transformers (") and str(tmp_path / "gone") in note and "lite" in note
@@ -48,10 +48,11 @@ def test_server_down_falls_back_or_raises():
     settings = DrafterSettings(
         backend="vllm", vllm={"base_url": url, "model": "some-vlm", "max_retries": 0, "timeout_s": 5}
     )
-    drafter, note = build_drafter(settings)
+    with pytest.raises(BackendUnavailableError, match="unreachable") as info:  # the default: never a silent lite
+        build_drafter(settings)
+    assert any("fallback_to_lite is false (the default)" in n for n in getattr(info.value, "__notes__", []))
+    drafter, note = build_drafter(settings.model_copy(update={"fallback_to_lite": True}))  # the user opted in
     assert drafter.name == "lite" and "unreachable" in note and url in note
-    with pytest.raises(BackendUnavailableError, match="unreachable"):
-        build_drafter(settings.model_copy(update={"fallback_to_lite": False}))
 
 
 def test_unknown_backend_is_a_config_error_not_a_fallback():
@@ -115,6 +116,7 @@ def test_pipeline_records_the_fallback_in_every_item(tmp_path, lite_drafter, ima
                 "max_retries": 0,
                 "timeout_s": 5,
             },
+            "fallback_to_lite": True,
         },
         refiner={"backend": "none"},
     )
@@ -134,8 +136,7 @@ def test_pipeline_without_fallback_fails_items_with_the_reason(tmp_path, images_
         drafter={
             "backend": "transformers",
             "transformers": {"model": str(tmp_path / "gone")},
-            "fallback_to_lite": False,
-        },
+        },  # fallback_to_lite is off by default: the item fails with the load error
         refiner={"backend": "none"},
     )
     agent = CaptionAgent(config)

@@ -71,3 +71,13 @@ def test_what_the_rules_publish_passes_the_rules_again(engine):
         again = run_case(engine, case)
         fired = again.fired & {"markup", "pii", "blocklist", "injection", "people", "style"}
         assert not fired and again.text == result.text, (result.case.id, result.text, again.text, fired)
+
+
+def test_a_corpus_file_with_an_alias_bomb_is_refused_before_it_expands(tmp_path):
+    from caption_agent.errors import PolicyError
+
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]" for i in range(8)]
+    (tmp_path / "bomb.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(PolicyError, match="aliases"):
+        load_corpus(tmp_path)

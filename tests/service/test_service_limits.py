@@ -86,6 +86,16 @@ def test_a_lone_surrogate_in_a_fact_is_a_422_not_a_500(service):
     assert "facts.0.text" in reply.json()["error"]["message"]
 
 
+def test_a_body_that_is_not_utf8_is_a_400_saying_so(service):
+    raw = b'{"text": "A mug \xff\xfe.", "locales": ["de-DE"], "facts": []}'
+    reply = httpx.post(
+        f"{service.url}/v1/localize", content=raw, headers={"content-type": "application/json"}, timeout=60
+    )
+    assert reply.status_code == 400, reply.text
+    error = reply.json()["error"]
+    assert "UTF-8" in error["message"] and "UTF-8" in error["fix"], error
+
+
 def test_work_stops_when_the_caller_is_gone(catalog_dir, lite_drafter, embedder):
     """8 locales at 0.5 s each: 4 s of work. The caller leaves after about 1 s (a 504, then a hang-up); without
     the stop all 8 would run, with it at most the ones started by then."""

@@ -1,0 +1,278 @@
+"""Words the trust rules read captions with: WordNet names (English), the lexicon's names (other languages),
+the catalog's own text and a few function words per language (``policies/vocabulary.yaml``).
+
+English object names come from the WordNet 3.0 table the lite drafter hedges with
+(``drafters/data/wordnet_imagenet.tsv``): every lemma of every synset above the ImageNet classes, so a caption's
+"cat" and "animal" are both found, with the synsets they may mean. Names in other languages come only from the
+hand-written lexicon (``prompts/compose/lexicon.yaml``), never from a translation.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from caption_agent.drafters.hedging import PERSON, hierarchy
+from caption_agent.locales import language_code
+from caption_agent.refiners.subject import load_lexicon, read_subject
+from caption_agent.retrieval.i18n import localized_fields
+from caption_agent.text import fold
+
+WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?")
+# Categories above this many ImageNet classes are too general to name a subject ("artifact", "whole", "object"),
+# unless the basic-level vocabulary lists them ("an animal").
+_GENERAL = 300
+
+
+@lru_cache(maxsize=1)
+def data() -> dict[str, Any]:
+    """``policies/vocabulary.yaml``: function words, scene words and vague words per language."""
+    path = Path(str(resources.files("caption_agent.policies") / "vocabulary.yaml"))
+    # BaseLoader: every word stays a string (YAML 1.1 would read "no", "on" and "off" as booleans).
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.BaseLoader) or {}  # noqa: S506 - plain strings
+
+
+def words(text: str) -> list[str]:
+    """The words of ``text``, folded (lower case, accents kept apart by ``fold``)."""
+    return [fold(w) for w in WORD.findall(text or "")]
+
+
+def function_words(lang: str) -> frozenset[str]:
+    return frozenset(fold(w) for w in data().get("function_words", {}).get(lang, []))
+
+
+def vague_words(lang: str) -> frozenset[str]:
+    """Words that describe a picture without naming anything in it ("scene", "tones", colour names)."""
+    return frozenset(fold(w) for w in data().get("vague_words", {}).get(lang, []))
+
+
+def object_words(lang: str) -> frozenset[str]:
+    return frozenset(fold(w) for w in data().get("object_words", {}).get(lang, []))
+
+
+def scene_words(lang: str) -> frozenset[str]:
+    return frozenset(fold(w) for w in data().get("scene_words", {}).get(lang, []))
+
+
+@lru_cache(maxsize=1)
+def _lemmas() -> tuple[dict[str, frozenset[str]], int]:
+    """English lemma (folded, words joined by one space) -> the synsets it may name; and the longest lemma's words."""
+    tree = hierarchy()
+    out: dict[str, set[str]] = {}
+    for wnid in tree.parents:
+        for lemma in _all_lemmas(wnid):
+            key = " ".join(words(lemma))
+            if key:
+                out.setdefault(key, set()).add(wnid)
+    for wnid, phrase in tree.phrases.items():
+        key = " ".join(w for w in words(phrase) if w not in ("a", "an"))
+        out.setdefault(key, set()).add(wnid)
+    longest = max(len(k.split()) for k in out)
+    return {k: frozenset(v) for k, v in out.items()}, longest
+
+
+@lru_cache(maxsize=1)
+def _table_lemmas() -> dict[str, tuple[str, ...]]:
+    table = (resources.files("caption_agent") / "drafters" / "data" / "wordnet_imagenet.tsv").read_text(
+        encoding="utf-8"
+    )
+    out = {}
+    for line in table.splitlines():
+        if line and not line.startswith("#"):
+            wnid, _, lemmas, _ = line.split("\t")
+            out[wnid] = tuple(lemmas.split(","))
+    return out
+
+
+def _all_lemmas(wnid: str) -> tuple[str, ...]:
+    return _table_lemmas().get(wnid, ())
+
+
+@lru_cache(maxsize=1)
+def _below() -> dict[str, int]:
+    """Number of ImageNet classes under each synset."""
+    tree = hierarchy()
+    count: dict[str, int] = {}
+    for leaf in tree.classes:
+        for node in tree.ancestors(leaf):
+            count[node] = count.get(node, 0) + 1
+    return count
+
+
+def is_specific(wnid: str) -> bool:
+    """True when ``wnid`` names something a reader can picture (not "artifact", "whole", "object")."""
+    return wnid in hierarchy().phrases or wnid == PERSON or _below().get(wnid, 0) <= _GENERAL
+
+
+def _singular(word: str) -> list[str]:
+    forms = [word]
+    if word.endswith("ies"):
+        forms.append(word[:-3] + "y")
+    if word.endswith("es"):
+        forms.append(word[:-2])
+    if word.endswith("s"):
+        forms.append(word[:-1])
+    if word in ("people", "men", "women", "children"):
+        forms.append({"people": "person", "men": "man", "women": "woman", "children": "child"}[word])
+    return forms
+
+
+_MASKS = re.compile(r"\[[^\]]{1,40}\]")  # what the policy masked or cut ([email], [instruction removed])
+_PEOPLE = frozenset(
+    "man men woman women boy boys girl girls child children kid kids adult adults astronaut astronauts officer "
+    "officers soldier soldiers sailor sailors pilot pilots worker workers player players athlete athletes".split()
+)
+
+
+def english_names(text: str) -> dict[str, frozenset[str]]:
+    """Object names an English ``text`` states (longest match first, plurals too): phrase -> synsets. Words for
+    people ("woman", "children") name a person; the policy's masks ("[phone]") name nothing."""
+    index, longest = _lemmas()
+    tokens = words(_MASKS.sub(" ", text))
+    found: dict[str, frozenset[str]] = {}
+    i = 0
+    while i < len(tokens):
+        for n in range(min(longest, len(tokens) - i), 0, -1):
+            head, last = tokens[i : i + n - 1], tokens[i + n - 1]
+            hit = next((" ".join([*head, f]) for f in _singular(last) if " ".join([*head, f]) in index), None)
+            if hit is not None:
+                found[hit] = index[hit]
+                i += n
+                break
+        else:
+            if tokens[i] in _PEOPLE:
+                found[tokens[i]] = frozenset({PERSON})
+            i += 1
+    return found
+
+
+def is_listed(wnid: str) -> bool:
+    """True for the curated basic-level names (COCO / Open Images) and people: the objects a caption may be held
+    for adding (rarer WordNet lemmas such as "light", "pick" or "mail" are too ambiguous to hold a caption for)."""
+    return wnid in hierarchy().phrases or wnid == PERSON
+
+
+def related(claimed: frozenset[str], subject: set[str]) -> bool:
+    """True when one synset of ``claimed`` is one of ``subject``, a hypernym or a hyponym of one ("tabby cat" and
+    "animal" both keep "cat"; whether a hyponym is supported is the unsupported-object check's question)."""
+    tree = hierarchy()
+    return any(c in tree.ancestors(s) or s in tree.ancestors(c) for s in subject for c in claimed)
+
+
+def supports(claimed: frozenset[str], stated: set[str]) -> bool:
+    """True when one synset of ``claimed`` is one of ``stated`` or more general than one (a hypernym)."""
+    tree = hierarchy()
+    return any(c in tree.ancestors(s) for s in stated for c in claimed)
+
+
+def stated_synsets(texts: list[str]) -> set[str]:
+    """Every synset the English ``texts`` name."""
+    out: set[str] = set()
+    for text in texts:
+        for synsets in english_names(text).values():
+            out |= synsets
+    return out
+
+
+def lexicon_names(lang: str) -> list[str]:
+    """Names the lexicon gives in ``lang``: nouns and people phrases (folded)."""
+    lexicon = load_lexicon()
+    names = [entry[0] for langs in lexicon.nouns.values() for code, entry in langs.items() if code == lang]
+    for forms in lexicon.people.values():
+        if lang in forms:
+            names += [forms[lang].nom, forms[lang].with_]
+    return [" ".join(words(n)) for n in names]
+
+
+def lexicon_words(lang: str) -> frozenset[str]:
+    """Every word the lexicon writes in ``lang``: names, articles, connectors, attribute labels."""
+    lexicon = load_lexicon()
+    out = [w for n in lexicon_names(lang) for w in n.split()]
+    out += [a for case in lexicon.articles.get(lang, {}).values() for a in case.values()]
+    out += [by_lang[lang] for by_lang in lexicon.connectors.values() if lang in by_lang]
+    out += [w for labels in lexicon.attributes.values() if lang in labels for w in words(labels[lang])]
+    return frozenset(fold(w) for w in out)
+
+
+def subject_names(draft: str, lang: str) -> tuple[str, list[str]] | None:
+    """The draft's subject: (its own words, folded; its names in ``lang`` from the lexicon), or None when the draft
+    names none or is free text (a source caption, a VLM's sentence) rather than one name.
+
+    English names are matched through WordNet by ``english_names`` instead, so the lexicon part is [] for "en"."""
+    subject = read_subject(draft)
+    if subject is None or not (subject.thing or subject.people) or len(subject.thing.split()) > 3:
+        return None  # no subject, or free text (a source caption, a VLM's sentence) rather than one name
+    if subject.thing and not subject.people and set(words(subject.thing)) <= vague_words("en") | function_words("en"):
+        return None  # "a mostly red scene": colours, not a subject
+    own = " ".join(words(subject.thing if not subject.people else subject.english()))
+    if lang == "en":
+        return own, []
+    lexicon = load_lexicon()
+    out = []
+    if subject.thing:
+        # The name, else its head noun ("red leather handbag" -> "leather handbag" -> "handbag").
+        thing = subject.thing.lower().split()
+        entry = next(
+            (e for n in range(len(thing)) if (e := lexicon.nouns.get(" ".join(thing[n:]), {}).get(lang))), None
+        )
+        if entry is not None:
+            out.append(" ".join(words(entry[0])))
+    if subject.people:
+        forms = lexicon.people.get(subject.people, {}).get(lang)
+        if forms is not None:
+            out += [" ".join(words(forms.nom)), " ".join(words(forms.with_))]
+    return own, out
+
+
+def product_titles(ctx: Any, sku: str) -> list[str]:
+    """The titles the catalog gives ``sku`` (its own, and in the context's locale), folded; [] when none."""
+    titles = []
+    for fact in ctx.facts:
+        if fact.sku != sku:
+            continue
+        fields = dict(fact.fields)
+        if fields.get("title"):
+            titles.append(fields["title"])
+        local = localized_fields(fields, ctx.locale)
+        if local and local.get("title"):
+            titles.append(local["title"])
+    return list(dict.fromkeys(" ".join(words(t)) for t in titles if words(t)))
+
+
+def catalog_words(ctx: Any) -> frozenset[str]:
+    """Every word of the facts' texts and fields (catalog words a caption may repeat)."""
+    out: set[str] = set()
+    for fact in ctx.facts:
+        out |= set(words(fact.text))
+        for value in fact.fields.values():
+            out |= set(words(str(value)))
+    return frozenset(out)
+
+
+def contains(text_words: list[str], phrase: str) -> bool:
+    """True when the folded ``phrase`` occurs in ``text_words`` as whole words."""
+    target = phrase.split()
+    n = len(target)
+    return n > 0 and any(text_words[i : i + n] == target for i in range(len(text_words) - n + 1))
+
+
+@lru_cache(maxsize=64)
+def template_words(preset: str, lang: str) -> frozenset[str]:
+    """The fixed words of the bundled compose template of ``preset`` in ``lang`` (slots left out)."""
+    from caption_agent.refiners.template import load_template
+
+    template = load_template(preset)
+    if template is None or lang not in template.languages:
+        return frozenset()
+    spec = template.languages[lang]
+    texts = [t for piece in spec.pieces for t in piece.text] + [spec.pair, spec.separator]
+    return frozenset(w for t in texts for w in words(re.sub(r"\{[^{}]*\}", " ", t)))
+
+
+def lang_of(ctx: Any) -> str:
+    return language_code(ctx.locale)
