@@ -15,7 +15,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from caption_agent.errors import ConfigError, UnknownStyleError
 from caption_agent.yaml_files import load_yaml
 
-__all__ = ["Budget", "CaptionRequires", "StylePreset", "PromptBundle", "list_styles", "load_preset", "render_messages", "prompt_hash"]
+__all__ = [
+    "Budget",
+    "CaptionRequires",
+    "StylePreset",
+    "PromptBundle",
+    "list_styles",
+    "load_preset",
+    "render_messages",
+    "prompt_hash",
+]
 
 # Scripts written without spaces between words: budgets count characters, never words.
 UNSPACED_SCRIPTS = frozenset({"Hani", "Hans", "Hant", "Jpan", "Kore", "Thai", "Laoo", "Khmr", "Mymr"})
