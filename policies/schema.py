@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from caption_agent.errors import PolicyError
 from caption_agent.policies.rules.blocklist import BlocklistConfig
+from caption_agent.policies.rules.catalog import CatalogConfig
 from caption_agent.policies.rules.confidence import ConfidenceConfig
 from caption_agent.policies.rules.grounding import GroundingConfig
 from caption_agent.policies.rules.image_safety import ImageSafetyConfig
@@ -36,7 +37,17 @@ _FIX = (
     "correct the keys listed above (docs/policies.md lists every key; `caption-agent policy show` prints the default)."
 )
 RuleName = Literal[
-    "image_safety", "injection", "markup", "pii", "blocklist", "people", "grounding", "style", "language", "confidence"
+    "image_safety",
+    "injection",
+    "markup",
+    "pii",
+    "blocklist",
+    "people",
+    "grounding",
+    "style",
+    "language",
+    "confidence",
+    "catalog",
 ]
 
 
@@ -57,6 +68,8 @@ class RulesConfig(BaseModel):
     style: StyleConfig
     language: LanguageConfig
     confidence: ConfidenceConfig
+    # Issue 24 point 4: optional (default: on) so that policy files written before it stay valid.
+    catalog: CatalogConfig = Field(default_factory=CatalogConfig)
 
 
 class PresetOverride(BaseModel):

@@ -163,5 +163,6 @@ RULES: Registry[Rule] = Registry(
         "style": "caption_agent.policies.rules.style:StyleRule",
         "language": "caption_agent.policies.rules.language:LanguageRule",
         "confidence": "caption_agent.policies.rules.confidence:ConfidenceRule",
+        "catalog": "caption_agent.policies.rules.catalog:CatalogRule",
     },
 )
