@@ -3,6 +3,11 @@ NudeNet's FACE_FEMALE/FACE_MALE classes. Recall counts labelled faces at least 4
 detections that match no labelled face; time is ms per image (median of repeats, after one warm-up).
 
     .venv/bin/python -P benchmarks/bench_faces.py [--threads N] [--repeats 3] [--out results.json]
+
+``--people`` measures what the image screen states instead (issue 24 point 3): on person-free real photos (the
+trust set's, benchmarks/trustset/faces.json's and tests/faces' person-free images, one count per photo) the share
+that get a person, and the recall of labelled faces of 40 px or more, each with a 95 % Wilson interval, for MTCNN
+alone and MTCNN with the second check (caption_agent.faces_check).
 """
 
 from __future__ import annotations
@@ -26,7 +31,10 @@ Box = list[float]
 
 
 def load_image(source: str, doc: dict[str, Any]) -> Image.Image:
-    """A labelled image: a repo path, ``package:<pkg>/<path>`` inside an installed package, or an LFW grid."""
+    """A labelled image: a repo path, ``package:<pkg>/<path>`` inside an installed package, an LFW grid,
+    ``deb:<package>/<path>`` inside a Debian package or ``trust:<id>`` (both via benchmarks/trustset/prepare.py)."""
+    if source.startswith(("deb:", "trust:")):
+        return _trust_image(source)
     if source.startswith("package:"):
         package, _, rel = source[len("package:") :].partition("/")
         spec = find_spec(package)
@@ -137,7 +145,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--nudenet-score", type=float, default=0.35)
     parser.add_argument("--only", choices=["mtcnn", "nudenet"], default=None)
     parser.add_argument("--out", type=Path, default=None, help="Write the results as JSON here.")
+    parser.add_argument("--people", action="store_true", help="Person-free photos and recall, with the check.")
     args = parser.parse_args(argv)
+    if args.people:
+        out = {"results": [measure_people(False), measure_people(True)]}
+        print(json.dumps(out, indent=2))
+        if args.out:
+            args.out.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+        return out
     if args.threads:
         import torch
 
@@ -163,6 +178,88 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.out:
         args.out.write_text(text + "\n", encoding="utf-8")
     return result
+
+
+# --- what the screen states: person-free photos and labelled faces (issue 24 point 3) ---------------------------
+TRUST = ROOT / "benchmarks" / "trustset"
+
+
+def _prepare_module() -> Any:
+    sys.path.insert(0, str(TRUST))
+    import prepare
+
+    return prepare
+
+
+def _trust_image(source: str) -> Image.Image:
+    prepare = _prepare_module()
+    kind, _, rest = source.partition(":")
+    if kind == "trust":
+        photo = next(p for p in prepare.load_manifest() if p["id"] == rest)
+        return Image.open(prepare.prepare([photo])[rest]).convert("RGB")
+    package, _, rel = rest.partition("/")
+    return Image.open(prepare.unpack(package, prepare.DEFAULT_CACHE) / rel).convert("RGB")
+
+
+def people_sets() -> tuple[list[tuple[str, Image.Image]], list[dict[str, Any]]]:
+    """(person-free photos as (name, image), labelled face images as {name, image, boxes, source})."""
+    prepare = _prepare_module()
+    photos = prepare.load_manifest()
+    paths = prepare.prepare(photos)
+    free = [(p["id"], Image.open(paths[p["id"]]).convert("RGB")) for p in photos if p["people"] == 0]
+    extra = json.loads((TRUST / "faces.json").read_text(encoding="utf-8"))
+    free += [(e["source"], load_image(e["source"], {})) for e in extra["person_free"]]
+    labelled = load_set()
+    free += [(i["name"], i["image"]) for i in labelled if not i["boxes"]]
+    faces = [i for i in labelled if i["boxes"]]
+    faces += [dict(e, name=e["source"], image=load_image(e["source"], {})) for e in extra["faces"]]
+    return free, faces
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
+    """95 % Wilson score interval of k successes in n trials."""
+    if n == 0:
+        return [0.0, 1.0]
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
+
+
+def screen_faces(image: Image.Image, checked: bool) -> list[Box]:
+    """Face boxes the image screen would state: MTCNN at the screen's defaults, then the second check."""
+    from caption_agent import faces_check
+    from caption_agent.faces import detector
+    from caption_agent.policies.rules.image_safety import detect
+
+    det = detector()
+    boxes = [f.as_list() for f in det.detect(image, min_face_px=30, score=0.7)]
+    if checked:
+        boxes = [v.box for v in faces_check.confirm(image, boxes, det, detect(image)) if v.kept]
+    return [b[:4] for b in boxes]
+
+
+def measure_people(checked: bool) -> dict[str, Any]:
+    free, faces = people_sets()
+    fired = [name for name, image in free if screen_faces(image, checked)]
+    big = hit = false = 0
+    for item in faces:
+        n, h, f = score_image(screen_faces(item["image"], checked), item["boxes"])
+        big, hit, false = big + n, hit + h, false + f
+    return {
+        "detector": "mtcnn + second check" if checked else "mtcnn alone",
+        "person_free_photos": len(free),
+        "person_free_with_a_person": len(fired),
+        "false_person_rate": round(len(fired) / len(free), 4),
+        "false_person_rate_ci95": wilson(len(fired), len(free)),
+        "fired_on": fired,
+        "face_images": len(faces),
+        "faces_40px": big,
+        "found": hit,
+        "recall": round(hit / big, 4) if big else None,
+        "recall_ci95": wilson(hit, big),
+        "unmatched_detections_on_face_images": false,
+    }
 
 
 if __name__ == "__main__":

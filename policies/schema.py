@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from caption_agent.errors import ConfigError, PolicyError
 from caption_agent.policies.rules.blocklist import BlocklistConfig
+from caption_agent.policies.rules.catalog import CatalogConfig
 from caption_agent.policies.rules.coherence import CoherenceConfig
 from caption_agent.policies.rules.confidence import ConfidenceConfig
 from caption_agent.policies.rules.faithful import FaithfulConfig
@@ -55,6 +56,7 @@ RuleName = Literal[
     "language",
     "confidence",
     "glossary",
+    "catalog",
 ]
 
 
@@ -81,6 +83,8 @@ class RulesConfig(BaseModel):
     confidence: ConfidenceConfig
     # Optional (default: on, no terms) so that policy files written before the rule existed stay valid.
     glossary: GlossaryConfig = Field(default_factory=GlossaryConfig)
+    # Issue 24 point 4: optional (default: on) so that policy files written before it stay valid.
+    catalog: CatalogConfig = Field(default_factory=CatalogConfig)
 
 
 class PresetOverride(BaseModel):

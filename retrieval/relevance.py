@@ -10,7 +10,9 @@ check because a fact supports it. So a product found by similarity must clear tw
 2. its similarity score clears ``min_score``, calibrated on a labelled set of image-product pairs
    (``benchmarks/bench_relevance.py``).
 
-A sku the caller names is trusted and never gated. What the gate drops is said in one diagnostic line.
+A sku the caller names is never gated, but it is checked: ``contradiction`` says when the photo's named category
+and the product's category share no basic-level category (a cat photo for a tripod's sku), and the catalog rule
+holds such a result with a reason naming both. What the gate drops is said in one diagnostic line.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from functools import lru_cache
 from importlib import resources
 from typing import Iterable, Sequence
 
-from caption_agent.drafters.hedging import synsets_in_text
+from caption_agent.drafters.hedging import PERSON, Hierarchy, hierarchy, synsets_in_text
 from caption_agent.schemas import DraftSubject, GroundingFact
 
-__all__ = ["RelevanceGate", "Verdict", "category_synsets", "load_category_table"]
+__all__ = ["RelevanceGate", "Verdict", "category_synsets", "contradiction", "load_category_table"]
 
 
 def load_category_table(text: str) -> dict[tuple[str, ...], frozenset[str]]:
@@ -42,6 +44,10 @@ def _bundled() -> dict[tuple[str, ...], frozenset[str]]:
     return load_category_table(text)
 
 
+def _words(category: str | None) -> str:
+    return " ".join(_path(category or ""))
+
+
 def _path(category: str) -> tuple[str, ...]:
     return tuple(step.strip().lower() for step in category.split(">") if step.strip())
 
@@ -57,6 +63,45 @@ def category_synsets(category: str | None, table: CategoryTable | None = None) -
         if path[:end] in table:
             return table[path[:end]]
     return frozenset()
+
+
+def _most_specific(synsets: Iterable[str], tree: Hierarchy) -> str | None:
+    """The named (basic-level) synset with the most ancestors: what a draft's subject is."""
+    named = [w for w in synsets if w in tree.phrases]
+    return max(named, key=lambda w: (len(tree.ancestors(w)), w)) if named else None
+
+
+def contradiction(
+    photo_synsets: Iterable[str],
+    category: str | None,
+    table: CategoryTable | None = None,
+    tree: Hierarchy | None = None,
+) -> str | None:
+    """Why a photo whose draft names ``photo_synsets`` (with their ancestors) cannot show a product of
+    ``category``, or None when it can or when either side is unknown.
+
+    A contradiction is confident: the photo's named category and the product's share no basic-level category
+    at all (cat and tripod meet only at "whole"/"object"), and the photo is not of people (people hold and wear
+    products). A photo whose draft names a broader category of the product ("a vehicle" for a motorcycle's sku)
+    or a narrower one, or a category whose path names the photo's category ("Pets > Cats > Beds" for a cat), is
+    no contradiction."""
+    tree = tree or hierarchy()
+    photo = frozenset(photo_synsets)
+    if not photo or PERSON in photo:
+        return None
+    mapped = [w for w in category_synsets(category, table) if w in tree.parents or w in tree.phrases]
+    if not mapped:
+        return None
+    # The path's own words count too: a cat bed ("Pets > Cats > Beds") is for the cat the photo shows.
+    product = frozenset().union(*(tree.ancestors(w) for w in mapped), synsets_in_text(_words(category), tree))
+    photo_closure = frozenset().union(*(tree.ancestors(w) for w in photo))
+    if any(w in tree.phrases for w in photo_closure & product):
+        return None
+    shown = _most_specific(photo, tree)
+    said = _most_specific(product, tree) or mapped[0]
+    shows = tree.phrases.get(shown, "") if shown else ", ".join(sorted(tree.lemmas.get(w, w) for w in photo)[:3])
+    is_a = tree.phrases.get(said) or tree.lemmas.get(said, said)
+    return f"the photo shows {shows}; the product is {is_a} ({category})"
 
 
 @dataclass(frozen=True)

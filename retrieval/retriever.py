@@ -19,7 +19,15 @@ from caption_agent.retrieval.relevance import RelevanceGate
 from caption_agent.retrieval.store import CatalogStore, Match
 from caption_agent.schemas import DraftSubject, GroundingFact, ProductHint
 
-__all__ = ["Retriever", "CatalogRetriever", "RelevanceGate", "build_where", "query_text", "product_facts"]
+__all__ = [
+    "Retriever",
+    "CatalogRetriever",
+    "RelevanceGate",
+    "build_where",
+    "query_text",
+    "product_facts",
+    "similar_facts",
+]
 
 
 def build_where(hint: ProductHint | None, locale: str | None = None) -> dict[str, Any] | None:
@@ -81,6 +89,27 @@ def product_facts(product: Product, score: float) -> list[GroundingFact]:
             id=f"{product.sku}:{field}", sku=product.sku, field=field, text=text, score=round(score, 4), fields=fields
         )
         for field, text in pairs
+    ]
+
+
+def similar_facts(product: Product, score: float) -> list[GroundingFact]:
+    """What a product found by similarity alone may tell a caption: its category, never its name.
+
+    Similarity is no evidence that the photo shows *this* product: its title, brand, description and attributes
+    stay out of the facts (and out of ``fields``), so no refiner can name it or state its colour or size. Its
+    category may still inform category words, and the relevance gate judges it."""
+    if not product.category:
+        return []
+    fields = {"sku": product.sku, "category": product.category}
+    return [
+        GroundingFact(
+            id=f"{product.sku}:category",
+            sku=product.sku,
+            field="category",
+            text=f"category: {product.category}",
+            score=round(score, 4),
+            fields=fields,
+        )
     ]
 
 
@@ -160,11 +189,16 @@ class Retriever:
         k: int | None = None,
         subjects: Sequence[DraftSubject | None] | None = None,
     ) -> list[list[GroundingFact]]:
-        """``facts`` for many (draft, hint) pairs, batched like ``search_many``. With ``subjects`` (one per
+        """``facts`` for many (draft, hint) pairs, batched like ``search_many``. A sku's product gives all its facts;
+        a product found by similarity gives only its category (``similar_facts``). With ``subjects`` (one per
         query) and a gate, products found by similarity pass the relevance gate (``gated`` says why not)."""
         found = [
-            [fact for match in matches for fact in product_facts(match.product, match.score)]
-            for matches in self.search_many(queries, locale, k)
+            [
+                fact
+                for match in matches
+                for fact in (product_facts if hint and hint.sku else similar_facts)(match.product, match.score)
+            ]
+            for matches, (_, hint) in zip(self.search_many(queries, locale, k), queries)
         ]
         if subjects is None or self.gate is None:
             return found

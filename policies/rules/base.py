@@ -167,5 +167,6 @@ RULES: Registry[Rule] = Registry(
         "language": "caption_agent.policies.rules.language:LanguageRule",
         "confidence": "caption_agent.policies.rules.confidence:ConfidenceRule",
         "glossary": "caption_agent.policies.rules.glossary:GlossaryRule",
+        "catalog": "caption_agent.policies.rules.catalog:CatalogRule",
     },
 )

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from caption_agent import faces as face_detection
+from caption_agent import faces_check
 from caption_agent.errors import MissingExtraError
 from caption_agent.policies.rules.base import Rule, RuleConfig, RuleResult
 from caption_agent.schemas import PolicyDecision
@@ -204,4 +205,6 @@ class ImageSafetyRule(Rule):
             model = face_detection.detector()
         except MissingExtraError:
             return None
-        return [f.as_list() for f in model.detect(image, min_face_px=cfg.face_min_px, score=cfg.face_score)]
+        candidates = [f.as_list() for f in model.detect(image, min_face_px=cfg.face_min_px, score=cfg.face_score)]
+        # A person is stated only for a face that survives a second look (caption_agent.faces_check).
+        return [v.box for v in faces_check.confirm(image, candidates, model, found) if v.kept]

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from caption_agent.drafters.hedging import PERSON, hierarchy
-from caption_agent.retrieval.relevance import RelevanceGate, category_synsets, load_category_table
-from caption_agent.retrieval.retriever import Retriever
+from caption_agent.drafters.hedging import PERSON, hierarchy, synsets_in_text
+from caption_agent.retrieval.product import Product
+from caption_agent.retrieval.relevance import RelevanceGate, category_synsets, contradiction, load_category_table
+from caption_agent.retrieval.retriever import Retriever, product_facts, similar_facts
 from caption_agent.schemas import DraftSubject, GroundingFact, ProductHint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,6 +128,10 @@ def test_pipeline_grounds_the_tripod_photo_on_tripods_only(gated_agent):
     assert "tripod" in (result.draft or "").lower()
     assert result.facts and {f.sku for f in result.facts} == {"TRIPOD-PRO-55"}
     assert not any("moped" in f.text.lower() for f in result.facts)
+    # Found by similarity: its category informs, its name never appears (no title, brand or description).
+    assert {f.field for f in result.facts} == {"category"}
+    assert not any({"title", "brand", "description"} & set(f.fields) for f in result.facts)
+    assert "steadyline" not in (result.text or "").lower()
 
 
 @pytest.mark.slow
@@ -135,4 +140,73 @@ def test_pipeline_records_why_a_photo_got_no_facts(gated_agent, images_dir):
     assert cat.facts == []
     assert any("relevance gate" in note and "captioned without facts" in note for note in cat.provenance.fallbacks)
     named = gated_agent.caption(images_dir / "chelsea.jpg", style="seo_product", sku="TRIPOD-PRO-55")
-    assert named.facts and {f.sku for f in named.facts} == {"TRIPOD-PRO-55"}  # the caller's sku is trusted
+    assert named.facts and {f.sku for f in named.facts} == {"TRIPOD-PRO-55"}  # the caller's sku is not gated ...
+    # ... but a cat photo for a tripod's sku is a confident contradiction: held, with a reason naming both.
+    assert named.status == "review"
+    held = [d for d in named.decisions if d.rule == "catalog" and d.action == "review"]
+    assert held and "a cat" in held[0].reason and "a tripod" in held[0].reason
+    assert held[0].details["code"] == "catalog.contradiction" and held[0].details["fix"]
+
+
+def test_a_similar_product_gives_its_category_and_never_its_name():
+    mug = Product(
+        sku="MUG-9",
+        title="Harbor Latte Mug",
+        brand="Harbor",
+        category="Kitchen > Coffee > Cups",
+        description="A latte mug.",
+        attributes={"color": "navy"},
+    )
+    (only,) = similar_facts(mug, 0.4)
+    assert (only.id, only.field, only.fields) == (
+        "MUG-9:category",
+        "category",
+        {"sku": "MUG-9", "category": "Kitchen > Coffee > Cups"},
+    )
+    assert "Harbor" not in only.text
+    assert similar_facts(mug.model_copy(update={"category": None}), 0.4) == []
+    assert {f.field for f in product_facts(mug, 1.0)} >= {"title", "brand", "description"}  # a sku's product: all
+
+
+def test_a_confident_contradiction_names_both_sides():
+    why = contradiction(synsets_in_text("A cat in brown and grey tones."), "Electronics > Cameras > Tripods")
+    assert why == "the photo shows a cat; the product is a tripod (Electronics > Cameras > Tripods)"
+    assert "a cup" in (contradiction(synsets_in_text("A cup in white tones."), "Kitchen > Tea > Teapots") or "")
+
+
+@pytest.mark.parametrize(
+    ("draft", "category"),
+    [
+        ("A cup of coffee on a saucer.", "Kitchen > Coffee > Cups"),  # the same category
+        ("A vehicle in grey tones.", "Automotive > Motorcycle > Helmets"),  # the path names the vehicle
+        ("A cat in brown.", "Pets > Cats > Beds"),  # a cat bed is for the cat
+        ("A camera in black.", "Electronics > Cameras > Tripods"),  # a camera accessory
+        ("A person with a cup.", "Electronics > Cameras > Tripods"),  # people hold products: not judged
+        ("A mostly navy scene.", "Electronics > Cameras > Tripods"),  # colours only: nothing to contradict
+        ("A cat in brown.", "Garden > Unmapped"),  # a category the table does not map: unknown
+    ],
+)
+def test_no_contradiction_when_the_photo_can_show_the_product(draft, category):
+    assert contradiction(synsets_in_text(draft), category) is None
+
+
+def test_catalog_rule_holds_a_contradicted_sku_and_lets_the_rest_pass():
+    from caption_agent.policies import ModerationContext
+    from caption_agent.policies.rules.catalog import CatalogConfig, CatalogRule
+    from caption_agent.prompts import load_preset
+
+    tripod = Product(sku="TRIPOD-PRO-55", title="Steadyline Tripod", category="Electronics > Cameras > Tripods")
+    rule = CatalogRule(CatalogConfig())
+
+    def check(draft, facts, faces=0):
+        ctx = ModerationContext(
+            preset=load_preset("seo_product"), locale="en-US", draft=draft, facts=facts, faces=faces
+        )
+        return rule.check_output("Steadyline Tripod: a steady aluminium tripod.", ctx).decisions[0]
+
+    held = check("A cat in brown and grey tones.", product_facts(tripod, 1.0))
+    assert held.action == "review" and held.details["code"] == "catalog.contradiction"
+    assert "TRIPOD-PRO-55" in held.reason and "a cat" in held.reason and "a tripod" in held.reason
+    assert check("A cat in brown and grey tones.", product_facts(tripod, 1.0), faces=1).action == "allow"
+    assert check("A cat in brown and grey tones.", similar_facts(tripod, 0.3)).action == "allow"  # no sku named
+    assert check("A tripod in black.", product_facts(tripod, 1.0)).action == "allow"

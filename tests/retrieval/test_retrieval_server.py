@@ -30,9 +30,9 @@ def test_ingest_and_retrieve_through_the_server(
             assert ingest_file(write_jsonl(small_rows), other).updated == 1
     reader = CatalogStore.open(settings)  # pinned embedder, read-only
     assert reader.embedder is minilm and reader.count() == 4 and not reader.is_writer
-    facts = Retriever(reader, top_k=1).facts("a black espresso cup", ProductHint(brand="Hollowell"))
-    assert {f.sku for f in facts} == {"A-1"}
-    assert next(f.text for f in facts if f.field == "description") == "A small espresso cup with a saucer."
+    (match,) = Retriever(reader, top_k=1).search("a black espresso cup", ProductHint(brand="Hollowell"))
+    assert match.product.sku == "A-1"
+    assert match.product.description == "A small espresso cup with a saucer."
     removed = ingest_file(
         write_jsonl(small_rows[:1], "one.jsonl"), CatalogStore.open(settings, writer=True), full_snapshot=True
     )
