@@ -88,6 +88,9 @@ class LanguageRule(Rule):
             sample = sample.replace(brand, " ")
         sample = re.sub(r"\b[A-Z0-9][A-Z0-9-]+\b|\d+|\[\w+\]", " ", sample)
         sample = " ".join(sample.split())
+        script = _cjk_script_says(sample, want)
+        if script:
+            return self.allow(text, f"written in {script}, the {want} script", expected=want)
         if len(sample) < self.config.min_chars or len(sample.split()) < self.config.min_words:
             if want != "en" and self._echoes_english(sample, ctx.draft):
                 return self.violation(
@@ -156,3 +159,25 @@ def _unknown_words(text: str, lang: str, ctx) -> list[str]:
     known = vocab.function_words(lang) | vocab.lexicon_words(lang) | vocab.catalog_words(ctx)
     known |= vocab.vague_words(lang) | vocab.scene_words(lang) | vocab.template_words(ctx.preset.name, lang)
     return list(dict.fromkeys(w for w in vocab.words(text) if w not in known))
+
+
+def _cjk_script_says(sample: str, want: str) -> str:
+    """For zh, ja and ko the script decides where words cannot be counted (no spaces): Han without kana or Hangul is
+    Chinese, any kana with Han/kana the rest is Japanese, Hangul is Korean. '' when the script does not decide
+    (another language, mixed or mostly Latin text)."""
+    letters = [ch for ch in sample if ch.isalpha()]
+    if len(letters) < 2:
+        return ""
+    han = sum("\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf" for ch in letters)
+    kana = sum("\u3040" <= ch <= "\u30ff" for ch in letters)
+    hangul = sum("\uac00" <= ch <= "\ud7af" or "\u1100" <= ch <= "\u11ff" for ch in letters)
+    share = (han + kana + hangul) / len(letters)
+    if share < 0.6:
+        return ""
+    if want == "zh" and han and not kana and not hangul:
+        return "Han (no kana, no Hangul)"
+    if want == "ja" and kana and not hangul:
+        return "kana and kanji"
+    if want == "ko" and hangul and not kana:
+        return "Hangul"
+    return ""

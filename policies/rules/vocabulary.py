@@ -257,6 +257,8 @@ def catalog_words(ctx: Any) -> frozenset[str]:
 def contains(text_words: list[str], phrase: str) -> bool:
     """True when the folded ``phrase`` occurs in ``text_words`` as whole words."""
     target = phrase.split()
+    if any("\u3040" <= ch <= "\u9fff" for ch in phrase):  # kana/Han: written without spaces, words can't be split
+        return bool(target) and "".join(target) in "".join(text_words)
     n = len(target)
     return n > 0 and any(text_words[i : i + n] == target for i in range(len(text_words) - n + 1))
 

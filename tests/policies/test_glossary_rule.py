@@ -36,8 +36,13 @@ def test_glossary_violations_regenerate_then_hold(engine, make_ctx):
     nordvik = [fact("Nordvik Stoneware Mug", sku="NV-MUG-01", brand="Nordvik")]
     ctx = make_ctx(preset="seo_product", locale="de-DE", facts=nordvik, draft="A mug.")
     out = engine.review("Nordvik Steinzeug-Kaffeetasse mit breitem Henkel, spülmaschinenfest.", ctx)
-    assert out.action == "regenerate" and "Kaffeetasse" in _glossary(out).reason
-    assert any("Becher" in f for f in out.feedback)  # the refiner is told the prescribed word
+    # The glossary asks for another attempt; `faithful` holds it anyway (the lexicon's name for a mug is "Becher"),
+    # so the chain's next link writes it.
+    assert _glossary(out).action == "regenerate" and "Kaffeetasse" in _glossary(out).reason
+    assert out.action == "review"
+    out = engine.review("NORDVIK Steinzeug-Becher mit breitem Henkel, spülmaschinenfest.", ctx)
+    assert out.action == "regenerate" and "'Nordvik' written as 'NORDVIK'" in _glossary(out).reason
+    assert any("Nordvik" in f for f in out.feedback)  # the refiner is told the kept spelling
     ctx = make_ctx(preset="seo_product", locale="de-DE", facts=nordvik, draft="A mug.", attempts_left=0)
     out = engine.review("NORDVIK Steinzeug-Becher mit breitem Henkel, spülmaschinenfest.", ctx)
     assert out.action == "review" and "'Nordvik' written as 'NORDVIK'" in _glossary(out).reason
