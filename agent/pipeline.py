@@ -396,6 +396,7 @@ class CaptionAgent:
             provenance=item.provenance,
             subject=item.draft.subject if item.draft is not None else None,
             image_text=item.image_text,
+            hint=item.hint,
         )
 
 

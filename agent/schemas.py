@@ -66,6 +66,11 @@ class ImageInfo(BaseModel):
     working_width: int | None = Field(None, description="Width of the bounded working copy the stages used.")
     working_height: int | None = Field(None, description="Height of the bounded working copy the stages used.")
     faces: int | None = Field(None, description="People (faces) the image screen counted; None when none looked.")
+    text_boxes: list[list[float]] | None = Field(
+        None,
+        description="Where text was read in the working copy: [[x0, y0, x1, y1, score]] in its pixels, at most "
+        "32 (the largest lines; the text itself is in the result's image_text); None when no text reader ran.",
+    )
 
 
 class Candidate(BaseModel):
@@ -225,4 +230,9 @@ class CaptionResult(BaseModel):
     )
     image_text: str = Field(
         "", description="Text read from the image (untrusted, cleaned by the policy): quoted, never translated."
+    )
+    hint: ProductHint | None = Field(
+        None,
+        description="The request's product hint (sku, brand, category), kept so that another attempt from the "
+        "review desk grounds on the same product; None when the request gave none.",
     )

@@ -16,6 +16,7 @@ from caption_agent.schemas import (
     ErrorRecord,
     GroundingFact,
     PolicyDecision,
+    ProductHint,
     Provenance,
 )
 
@@ -57,6 +58,11 @@ class WorkItem:
         return self.result
 
     @property
+    def hint(self) -> ProductHint | None:
+        """The request's product hint as a result keeps it (None when the request gave none)."""
+        return None if self.request.hint.is_empty() else self.request.hint
+
+    @property
     def live(self) -> bool:
         return self.result is None
 
@@ -73,6 +79,7 @@ class WorkItem:
             image=self.draft.image if self.draft else None,
             error=ErrorRecord(stage=stage, **record),
             provenance=self.provenance,
+            hint=self.hint,
         )
 
 

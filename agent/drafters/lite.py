@@ -166,9 +166,9 @@ class LiteDrafter(Drafter):
         self.model_id = MODEL_ID
         self._ocr = None
         if self.settings.ocr:
-            from caption_agent.ocr import read_text  # lazy: needs the [ocr] extra
+            from caption_agent.ocr import read_text_lines  # lazy: needs the [ocr] extra
 
-            self._ocr = read_text
+            self._ocr = read_text_lines
 
     def _preprocess(self, image: Image.Image) -> np.ndarray:
         # The ImageNet eval recipe (short side to 256, centre crop 224) done as one resize of the centre box, so
@@ -201,7 +201,12 @@ class LiteDrafter(Drafter):
         threshold, context = self.settings.hedge_threshold, self.settings.context_threshold
         for image, info, probs in zip(images, infos, self.probabilities(images)):
             colors = [name for name, _ in dominant_colors(image)]
-            image_text = self._ocr(image) if self._ocr else ""
+            lines = self._ocr(image) if self._ocr else []
+            image_text = " ".join(line.text for line in lines)
+            if self._ocr:  # where the text is, in the working copy's pixels (the face boxes' coordinates)
+                from caption_agent.ocr import text_boxes
+
+                info = info.model_copy(update={"text_boxes": text_boxes(lines)})
             hedged = hedge(probs, threshold, self.settings.hedge_breadth, tree=tree)
             # Image text is untrusted: it is kept apart for the policy engine, not mixed into the drafts.
             drafts.append(

@@ -199,6 +199,9 @@ def add_review_routes(app: "FastAPI", state: Any) -> None:
             "text": result.text or "",
             "refined_by": result.provenance.refined_by,
             "reasons": [r.model_dump() for r in result.reasons],
+            "hint": result.hint.model_dump(exclude_none=True) if result.hint else {},
+            "facts": [f.id for f in result.facts],
+            "facts_used": result.facts_used,
         }
 
     add_review_api(app, state, desk, auth)
@@ -282,8 +285,10 @@ def _image(state: Any, queue: Path, item: dict[str, Any]) -> Any:
 
 def _retry(state: Any, queue: Path, item: dict[str, Any]) -> Any:
     """Caption the item again with the links of the refiner chain after the one that wrote it (model thread)."""
+    from pydantic import ValidationError
+
     from caption_agent.refiners.chain import RefinerChain
-    from caption_agent.schemas import CaptionRequest
+    from caption_agent.schemas import CaptionRequest, ProductHint
 
     result = item.get("result") or {}
     agent = state.agent
@@ -298,9 +303,17 @@ def _retry(state: Any, queue: Path, item: dict[str, Any]) -> Any:
             "is left to try.",
             fix="correct the caption yourself (edit) or reject the item.",
         )
+    try:  # the product hint the first attempt had (results keep it), so this one grounds on the same product
+        hint = ProductHint.model_validate(result.get("hint") or {})
+    except ValidationError as exc:
+        raise ConflictError(
+            f"the product hint kept with review item {item.get('review_id')!r} is not valid "
+            f"({exc.error_count()} error(s)), so another attempt would not ground on the same product.",
+            fix="correct the caption yourself (edit) or reject the item.",
+        ) from None
     request = CaptionRequest(
         image=_image_bytes(state, queue, item), style=result.get("style") or "alt_text",
-        locale=result.get("locale") or "en-US", key=result.get("key"),
+        locale=result.get("locale") or "en-US", key=result.get("key"), hint=hint,
     )  # fmt: skip
     agent.__dict__["refiner"] = RefinerChain(links=rest, draft=chain.draft)  # the model thread is single
     try:

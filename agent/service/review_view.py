@@ -1,5 +1,5 @@
 """What the review desk shows of one queue item: reasons in a reviewer's words (the rule's detail apart), the
-photo's face boxes in its own coordinates, caption and draft for the word diff, facts with their sources, where
+photo's face and text boxes in its own coordinates, caption and draft for the word diff, facts with their sources, where
 the image came from, and the text an edit starts from."""
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ def item_view(item: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, 
             for f in result.get("facts") or []
         ],
         "boxes": boxes(result),
+        "image_text": str(result.get("image_text") or ""),
         "decisions": [
             {"rule": d.get("rule", ""), "action": d.get("action", ""), "reason": d.get("reason", "")}
             for d in result.get("decisions") or []
@@ -61,8 +62,9 @@ def item_view(item: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, 
 
 
 def boxes(result: dict[str, Any]) -> dict[str, Any]:
-    """Face (and, when recorded, text) boxes with the width and height of the image they were found on, so the
-    page can draw them over a thumbnail of any size. ``screened`` False: no face detector looked."""
+    """Face and text boxes with the width and height of the image they were found on (the working copy), so the
+    page can draw them over a thumbnail of any size. ``screened`` False: no face detector looked; ``text_read``
+    False: no text reader ran."""
     info = result.get("image") or {}
     screen = next(
         (d.get("details") or {} for d in result.get("decisions") or [] if d.get("rule") == "image_safety"), None
@@ -70,25 +72,24 @@ def boxes(result: dict[str, Any]) -> dict[str, Any]:
     # The rules look at the bounded working copy; older records name only the original size.
     width = info.get("working_width") or info.get("width") or 0
     height = info.get("working_height") or info.get("height") or 0
-    faces = [
-        {"box": [float(v) for v in b[:4]], "score": float(b[4]) if len(b) > 4 else None}
-        for b in (screen or {}).get("face_boxes") or []
-        if isinstance(b, (list, tuple)) and len(b) >= 4
-    ]
-    texts = [
-        {"box": [float(v) for v in b.get("box", [])[:4]], "text": str(b.get("text", ""))}
-        for d in result.get("decisions") or []
-        for b in (d.get("details") or {}).get("text_boxes") or []
-        if isinstance(b, dict) and len(b.get("box", [])) >= 4
-    ]
     return {
         "width": width,
         "height": height,
         "screened": screen is not None,
         "faces_counted": (screen or {}).get("faces") is not None,
-        "faces": faces,
-        "texts": texts,
+        "faces": _scored_boxes((screen or {}).get("face_boxes")),
+        "text_read": info.get("text_boxes") is not None,
+        "texts": _scored_boxes(info.get("text_boxes")),
     }
+
+
+def _scored_boxes(found: Any) -> list[dict[str, Any]]:
+    """``[[x0, y0, x1, y1, score?]]`` as the page draws them; anything else is left out."""
+    return [
+        {"box": [float(v) for v in b[:4]], "score": float(b[4]) if len(b) > 4 else None}
+        for b in found or []
+        if isinstance(b, (list, tuple)) and len(b) >= 4
+    ]
 
 
 def source_label(item: dict[str, Any]) -> str:

@@ -34,6 +34,9 @@ def test_bad_inputs_become_error_records_and_the_rest_succeed(tmp_path, mixed_ma
         assert by_id[name]["status"] in ("ok", "review"), by_id[name]
         assert by_id[name]["draft"] and by_id[name]["image"]["sha256"]
     assert any(f["sku"] == "MUG-001" for f in by_id["good-2"]["facts"])  # the known sku grounded the caption
+    # Results keep the product hint they were asked with (another attempt grounds on it again), errors too.
+    assert by_id["good-2"]["hint"] == {"sku": "MUG-001"} and by_id["unknown-sku"]["hint"] == {"sku": "NO-SUCH-SKU"}
+    assert "hint" not in by_id["good-1"]
     assert by_id["good-3"]["style"] == "seo_product"
     assert summary.errors == 8 and summary.error_types["InvalidImageError"] == 4
     assert summary.ok + summary.review + summary.blocked == 3

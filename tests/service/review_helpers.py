@@ -1,5 +1,5 @@
 """Held review items over the repository's real photos, queued the way the pipeline queues them (for the review
-desk's tests and benchmark): locales, styles, rules and face boxes vary so that filters have something to do."""
+desk's tests and benchmark): locales, styles, rules, face and text boxes vary so that filters have something to do."""
 
 from __future__ import annotations
 
@@ -37,9 +37,12 @@ def held_result(n: int, images_dir: Path, rule: str | None = None, locale: str |
         box = [round(v, 2) for v in (width * 0.3, height * 0.2, width * 0.6, height * 0.6)] + [0.98]
         details = {"faces": 1, "face_boxes": [box]}
         decisions.insert(0, PolicyDecision(rule="image_safety", action="allow", reason="1 face", details=details))
+    # Every 7th also has a line of text read in it (OCR), in the same pixels as the face.
+    text_box = [round(v, 2) for v in (width * 0.1, height * 0.75, width * 0.5, height * 0.85)] + [0.93]
     info = ImageInfo(
-        source=str(photo), sha256=sha, width=width, height=height, format="JPEG", faces=1 if n % 7 == 0 else None
-    )
+        source=str(photo), sha256=sha, width=width, height=height, format="JPEG", faces=1 if n % 7 == 0 else None,
+        text_boxes=[text_box] if n % 7 == 0 else None,
+    )  # fmt: skip
     refined_by = ("template", "draft")[n % 2]
     return CaptionResult(
         key=f"item-{n:05d}",

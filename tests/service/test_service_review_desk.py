@@ -169,7 +169,8 @@ def test_docs_work_offline(desk_server):
 
 def test_another_attempt_uses_the_next_refiner(tmp_path, catalog_dir, lite_drafter, embedder, images_dir):
     from caption_agent import AgentConfig, CaptionAgent
-    from caption_agent.policies.review import ReviewQueue
+    from caption_agent.policies.review import ReviewQueue, queue_item
+    from caption_agent.schemas import ProductHint
 
     queue = tmp_path / "review.jsonl"
     config = AgentConfig.load(retrieval={"catalog_dir": catalog_dir}, refiner={"backend": "template"},
@@ -177,14 +178,26 @@ def test_another_attempt_uses_the_next_refiner(tmp_path, catalog_dir, lite_draft
     agent = CaptionAgent(config, drafter=lite_drafter, embedder=embedder)
     with live_service(agent, review_queue=queue) as server, client(server) as c:
         q = ReviewQueue(queue)
-        by_vllm = q.add(
-            held_result(1, images_dir, provenance={"drafter": "lite", "refiner": "vllm", "refined_by": "vllm"})
-        )
+        vllm = {"drafter": "lite", "refiner": "vllm", "refined_by": "vllm"}
+        by_vllm = q.add(held_result(1, images_dir, provenance=vllm))
         by_template = q.add(held_result(3, images_dir))  # refined_by "draft": every link was tried
+        # The coffee photo, first captioned for one product: another attempt grounds on that product again.
+        for_mug = q.add(held_result(7, images_dir, hint=ProductHint(sku="MUG-002"), provenance=vllm))
         again = c.post(f"/review/api/items/{by_vllm}/retry")
         assert again.status_code == 200, again.text
         assert again.json()["refined_by"] in ("template", "draft") and again.json()["status"] in ("ok", "review")
+        assert again.json()["hint"] == {}  # (its facts: MUG-001 and MUG-002, found by similarity)
+        mug = c.post(f"/review/api/items/{for_mug}/retry").json()
+        assert mug["hint"] == {"sku": "MUG-002"} and mug["facts"], mug  # the result keeps the hint it was given
+        assert all(f.startswith("MUG-002:") for f in mug["facts"]), mug["facts"]  # the sku is retrieval's filter
         assert [h["action"] for h in c.get(f"/review/api/items/{by_vllm}/history").json()] == ["retry"]
+        # A queue line edited by hand with a hint no request could carry: refused with what to do, not a 500.
+        odd = queue_item(held_result(13, images_dir, provenance=vllm))
+        odd["result"]["hint"] = {"sku": "x" * 200}
+        with queue.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(odd) + "\n")
+        refused = c.post(f"/review/api/items/{odd['review_id']}/retry")
+        assert refused.status_code == 409 and "product hint" in refused.json()["error"]["message"], refused.text
         none_left = c.post(f"/review/api/items/{by_template}/retry")
         assert none_left.status_code == 409 and "no refiner after the draft" in none_left.json()["error"]["message"]
 

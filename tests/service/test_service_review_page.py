@@ -53,7 +53,7 @@ def test_a_reviewer_clears_fifty_items_from_the_keyboard(tmp_path, catalog_dir, 
             assert reply.status_code == 200 and reply.json()["status"] == "review", reply.text
         ids = [i["review_id"] for i in ReviewQueue(queue).items()] + queue_held(queue, images_dir, 47)
         assert len(ids) == 50 and ids[0] == special
-        face_item = ids[3]  # held_result(0): one face box recorded by screening
+        face_item = ids[3]  # held_result(0): one face box recorded by screening, one text box by the text reader
 
         with sync_api.sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
@@ -99,7 +99,8 @@ def test_a_reviewer_clears_fifty_items_from_the_keyboard(tmp_path, catalog_dir, 
             page.keyboard.press("s")  # skip coffee for now
             expect(item).to_have_attribute("data-review-id", face_item)
             expect(page.locator("#overlay rect.face")).to_have_count(1)
-            expect(page.locator("#boxes-note")).to_have_text("1 face outlined")
+            expect(page.locator("#overlay rect.textbox")).to_have_count(1)  # the line of text read in the photo
+            expect(page.locator("#boxes-note")).to_have_text("1 face outlined · 1 text line outlined")
             assert page.eval_on_selector("#photo", "img => img.naturalWidth") > 0
             page.screenshot(path=str(ARTIFACT.with_name("review-face.png")))
             page.keyboard.press("k")  # back to coffee

@@ -161,6 +161,7 @@ function render(view) {
   setPhoto(view.review_id);
   photo.alt = 'photo of ' + (view.key || view.review_id);
   drawBoxes(view.boxes);
+  $('image-text').textContent = view.image_text ? 'text read in the photo: “' + view.image_text + '”' : '';
   $('source').textContent = view.source || 'source not recorded';
   const confidence = view.confidence === null || view.confidence === undefined ? '' : ` · confidence ${view.confidence.toFixed(2)}`;
   $('meta').textContent = `${view.style} · ${view.language || view.locale} (${view.locale})${confidence} · drafter ${view.drafter || '?'}` +
@@ -218,15 +219,16 @@ const SVG = 'http://www.w3.org/2000/svg';
 function drawBoxes(boxes) {
   const svg = $('overlay');
   svg.replaceChildren();
-  const faces = boxes.faces.length;
-  $('boxes-note').textContent = !boxes.screened ? 'faces: not screened' : !boxes.faces_counted
-    ? 'faces: not counted (face detector unavailable)' : `${faces} face${faces === 1 ? '' : 's'} outlined` +
-    (boxes.texts.length ? ` · ${boxes.texts.length} text region(s) outlined` : '');
+  const faces = boxes.faces.length, texts = boxes.texts.length;
+  $('boxes-note').textContent = (!boxes.screened ? 'faces: not screened' : !boxes.faces_counted
+    ? 'faces: not counted (face detector unavailable)' : `${faces} face${faces === 1 ? '' : 's'} outlined`) +
+    (texts ? ` · ${texts} text line${texts === 1 ? '' : 's'} outlined` : boxes.text_read ? ' · no text read' : '');
   if (!boxes.width || !boxes.height) return;
   svg.setAttribute('viewBox', `0 0 ${boxes.width} ${boxes.height}`);
   svg.setAttribute('preserveAspectRatio', 'none');
-  const shapes = [...boxes.faces.map((f) => ['face', f.box, f.score === null ? 'face' : `face ${f.score.toFixed(2)}`]),
-                  ...boxes.texts.map((t) => ['textbox', t.box, 'text: ' + t.text])];
+  const label = (kind, found) => found.score === null ? kind : `${kind} ${found.score.toFixed(2)}`;
+  const shapes = [...boxes.faces.map((f) => ['face', f.box, label('face', f)]),
+                  ...boxes.texts.map((t) => ['textbox', t.box, label('text', t)])];
   for (const [kind, [x0, y0, x1, y1], label] of shapes) {
     const rect = document.createElementNS(SVG, 'rect');
     for (const [k, v] of Object.entries({x: x0, y: y0, width: x1 - x0, height: y1 - y0, class: kind, 'vector-effect': 'non-scaling-stroke'})) rect.setAttribute(k, v);
