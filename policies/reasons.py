@@ -26,6 +26,12 @@ def _table() -> dict[str, Any]:
     return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
 
 
+def rule_words() -> dict[str, dict[str, str]]:
+    """Rule -> {message, fix} (the table's ``rules``): what the review desk says for records without ``reasons``."""
+    rules = _table().get("rules", {})
+    return {str(k): {"message": str(v.get("message", "")), "fix": str(v.get("fix", ""))} for k, v in rules.items()}
+
+
 def reason_for(decision: PolicyDecision) -> HoldReason:
     """The reviewer-facing reason for one decision."""
     table = _table()

@@ -4,8 +4,6 @@ how far an edit moved from the caption it replaced."""
 from __future__ import annotations
 
 import re
-from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
@@ -27,19 +25,16 @@ def edit_distance(before: str, after: str) -> tuple[int, int]:
     return prev[-1], len(a)
 
 
-@lru_cache(maxsize=1)
 def reason_words() -> dict[str, dict[str, str]]:
-    """Rule -> {message, fix}: the data file ``review_reasons.yaml`` shipped with the policies."""
-    import yaml
+    """Rule -> {message, fix}: the `rules` of the hold-reason table ``policies/reasons.yaml`` (policies.reasons)."""
+    from caption_agent.policies.reasons import rule_words
 
-    text = resources.files("caption_agent.policies").joinpath("review_reasons.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(text) or {}
-    return {str(rule): {"message": str(v["message"]), "fix": str(v.get("fix", ""))} for rule, v in data.items()}
+    return rule_words()
 
 
 def reviewer_reasons(item: dict[str, Any]) -> list[dict[str, str]]:
     """The item's reasons as {code, message, fix, detail, rule}, each once: the result's own ``reasons`` when it
-    carries them; else derived from its decisions through ``review_reasons.yaml``, the rule's wording as detail."""
+    carries them; else derived from its decisions through ``reasons.yaml``, the rule's wording as detail."""
     result = item.get("result") or {}
     own = result.get("reasons") or []
     if own:

@@ -10,7 +10,7 @@ import pytest
 from caption_agent.policies.review import ReviewQueue, audit_sampled, review_id
 from caption_agent.policies.review_desk import DeskConflictError, DeskNotFoundError, DeskQuery, ReviewDesk
 from caption_agent.policies.review_stats import quality
-from caption_agent.policies.review_text import best_edit_text, edit_distance, reviewer_reasons
+from caption_agent.policies.review_text import best_edit_text, edit_distance, reason_words, reviewer_reasons
 from caption_agent.policies.verdicts import ReviewDecision, read_decisions
 from caption_agent.schemas import CaptionResult, HoldReason, ImageInfo, PolicyDecision, Provenance
 
@@ -146,7 +146,7 @@ def test_reasons_in_a_reviewers_words_each_once():
     old.decisions.append(PolicyDecision(rule="language", action="review", reason="second pass"))
     reasons = reviewer_reasons({"review_id": "y", "result": old.model_dump(mode="json"), "audit": True})
     assert [r["code"] for r in reasons] == ["audit", "language"]  # one per rule, the audit note first
-    assert reasons[1]["message"] == "The caption is not written in the requested language."
+    assert reasons[1]["message"] == reason_words()["language"]["message"] != ""  # policies/reasons.yaml
     assert "language says hold" in reasons[1]["detail"] and "second pass" in reasons[1]["detail"]
 
 

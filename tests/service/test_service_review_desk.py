@@ -12,6 +12,8 @@ import pytest
 from review_helpers import held_result, queue_held
 from service_helpers import live_service, make_agent, review_policy
 
+from caption_agent.policies.review_text import reason_words
+
 pytest.importorskip("fastapi")
 pytestmark = pytest.mark.slow
 
@@ -57,7 +59,7 @@ def test_pages_filters_and_the_item_at_a_glance(desk_server):
         view = c.get(f"/review/api/items/{ids[0]}").json()  # item 0: a face, en-US, held for confidence
         assert view["source"].startswith("chelsea.jpg · in ") and "<bytes>" not in view["source"]
         assert view["boxes"]["faces"][0]["score"] == 0.98 and view["boxes"]["width"] == 451
-        assert [r["message"] for r in view["reasons"]] == ["The agent is not sure its caption matches the photo."]
+        assert [r["message"] for r in view["reasons"]] == [reason_words()["confidence"]["message"]]
         assert "confidence: held for a person" in view["reasons"][0]["detail"]
         assert view["edit_start"] == view["text"] and view["language"].startswith("English")
         german = c.get(f"/review/api/items/{ids[2]}").json()

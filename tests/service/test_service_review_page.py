@@ -14,6 +14,8 @@ import pytest
 from review_helpers import held_result, queue_held
 from service_helpers import CHROMIUM, CHROMIUM_ARGS, live_service, make_agent, review_policy
 
+from caption_agent.policies.review_text import reason_words
+
 pytest.importorskip("fastapi")
 pytestmark = pytest.mark.slow
 
@@ -77,9 +79,7 @@ def test_a_reviewer_clears_fifty_items_from_the_keyboard(tmp_path, catalog_dir, 
             # A de-DE item with an English caption: the edit box starts empty, with a hint.
             expect(page.locator("#edit-hint")).to_contain_text("German")
             assert page.input_value("#edit-text") == ""
-            expect(page.locator(".reason .message").first).to_have_text(
-                "The agent is not sure its caption matches the photo."
-            )
+            expect(page.locator(".reason .message").first).to_have_text(reason_words()["confidence"]["message"])
             page.keyboard.press("e")
             page.keyboard.type(english)
             page.keyboard.press("Control+Enter")
