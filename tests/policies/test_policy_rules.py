@@ -100,6 +100,34 @@ def test_people_rule_takes_no_title_case_product_name_for_a_person(engine, make_
     assert fired(named).get("people") and "Maria Lopez" not in named.text
 
 
+def test_people_rule_takes_no_pair_the_catalog_writes_in_lower_case_for_a_name(engine, make_ctx):
+    """German capitalises nouns: "Flat White" in the de-DE description is "flat white" in the English one, a drink
+    and no person (issue #28: sample product MUG-002 was held in every locale)."""
+    from caption_agent.schemas import GroundingFact
+
+    fields = {
+        "description": "A wide porcelain cup for cappuccino and flat white.",
+        "i18n.de-DE.description": "Eine weite Porzellantasse für Cappuccino und Flat White.",
+    }
+    facts = [
+        GroundingFact(id=f"MUG-002:{k}", sku="MUG-002", field=k, text=v, score=0.8, fields=fields)
+        for k, v in fields.items()
+    ]
+    ctx = make_ctx(draft="A cup.", preset="seo_product", facts=facts, faces=1)
+    kept = engine.review("A wide porcelain cup for cappuccino and flat white.", ctx)
+    assert "people" not in fired(kept) and "flat white" in kept.text
+    # A pair written only capitalised stays a name.
+    fields["i18n.de-DE.description"] = "Eine weite Porzellantasse, entworfen von Anna Berg."
+    facts = [
+        GroundingFact(id=f"MUG-002:{k}", sku="MUG-002", field=k, text=v, score=0.8, fields=fields)
+        for k, v in fields.items()
+    ]
+    named = engine.review(
+        "Anna Berg holds a wide porcelain cup.", make_ctx(draft="A cup.", preset="seo_product", facts=facts, faces=1)
+    )
+    assert fired(named).get("people") and "Anna Berg" not in named.text
+
+
 def test_people_rule_regenerates_other_languages(engine, make_ctx):
     out = engine.review(
         "Eine junge Frau hält einen Helm in der Hand.",
