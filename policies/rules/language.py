@@ -110,7 +110,8 @@ class LanguageRule(Rule):
                     expected=want,
                 )
             # English needs no such check: the drafters write it, and garbled English is the coherence rule's.
-            unknown = _unknown_words(text, want, ctx) if want != "en" else []
+            # Only the catalog's words for this locale count: the English title alone is no ja-JP caption.
+            unknown = _unknown_words(text, want, ctx, own_locale_only=True) if want != "en" else []
             if unknown:
                 return self.violation(
                     text,

@@ -256,12 +256,13 @@ def catalog_words(ctx: Any) -> frozenset[str]:
 
 def locale_catalog_words(ctx: Any) -> frozenset[str]:
     """The words of the facts' fields written for the context's locale (its own i18n fields, or the catalog row's
-    fields when the row is in that language): the catalog words that are words of the requested language."""
+    fields when the row is in that language) and of the brand: the catalog words a caption in that language may
+    use."""
     lang = language_code(ctx.locale)
     out: set[str] = set()
     for fact in ctx.facts:
         fields = dict(fact.fields)
-        local = localized_fields(fields, ctx.locale) or {}
+        local = {**{k: v for k, v in fields.items() if k == "brand"}, **(localized_fields(fields, ctx.locale) or {})}
         if fields.get("locale") and language_code(str(fields["locale"])) == lang:
             local = {**{k: v for k, v in fields.items() if not k.startswith("i18n.")}, **local}
         for value in local.values():

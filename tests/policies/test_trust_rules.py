@@ -252,3 +252,18 @@ def test_short_text_check_knows_the_formatters_unit_names(engine, make_ctx):
     caption = f"马克杯。容量：{format_quantity('0.35 l', 'zh-CN')}。"
     out = engine.review(caption, make_ctx(draft="A mug.", locale="zh-CN", preset="alt_text", attempts_left=0))
     assert _codes(out).get("language") != "language.unverified", out.decisions
+
+
+def test_the_english_title_alone_is_no_caption_in_another_language(engine, make_ctx):
+    """SmolLM2 answered a ja-JP request with the English title; its words are catalog words, but not the ja-JP
+    fields' (issue #28 vLLM run)."""
+    fields = {
+        "title": "Nordvik Stoneware Mug",
+        "brand": "Nordvik",
+        "locale": "en-US",
+        "i18n.ja-JP.title": "Nordvik 炻器マグカップ",
+    }
+    facts = [GroundingFact(id="NV:title", sku="NV", field="title", text=fields["title"], score=0.9, fields=fields)]
+    ctx = make_ctx(draft="A mug.", locale="ja-JP", preset="alt_text", facts=facts, attempts_left=0)
+    assert _codes(engine.review("Nordvik Stoneware Mug", ctx)).get("language") == "language.unverified"
+    assert "language" not in fired(engine.review("マグカップ。Nordvik 炻器マグカップ。", ctx))
