@@ -24,9 +24,11 @@ from caption_agent.text import repetition_loop
 
 _PLACEHOLDER = re.compile(
     r"<\s*[a-z][a-z_ ]{2,30}>|\{\{?\s*[a-z_. ]{1,30}\}?\}|\[\s*(?:the |your )?(?:caption|alt text|text|subject|product|"
-    r"name|brand|description|title|image|placeholder|insert[^\]]*)\s*\]|\bTODO\b|lorem ipsum",
+    r"name|brand|description|title|image|placeholder|insert[^\]]*)\s*\]|lorem ipsum",
     re.IGNORECASE,
 )
+# The marker in upper case only: "todo" is a word of Spanish and Portuguese ("todo el día", "o ano todo").
+_TODO = re.compile(r"\bTODO\b")
 _CHAIN = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+){3,}")
 _CUT = re.compile(r"(?:[,;:(\-–—]|\.\.\.|…)\s*$")
 _HASHTAGS = re.compile(r"(?:\s+#[\w-]+)+$")
@@ -77,7 +79,7 @@ class CoherenceRule(Rule):
         return self.allow(text, "reads as prose")
 
     def _degenerate(self, text: str, ctx, lang: str) -> tuple[str, str] | None:
-        if m := _PLACEHOLDER.search(text):
+        if m := _PLACEHOLDER.search(text) or _TODO.search(text):
             return "text.placeholder", f"the caption contains a placeholder ({m.group(0)!r})"
         if m := _CHAIN.search(text):
             return "text.degenerate", f"the caption contains a hyphen chain ({m.group(0)[:60]!r})"

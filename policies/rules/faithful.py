@@ -4,7 +4,9 @@ and the facts do not support.
 * Subject kept: English captions must name the draft's subject or a WordNet synonym, hypernym or (supported)
   hyponym of it ("a cat" may become "an animal", or "a tabby cat" when a fact says so; never "a dog"); captions in
   other languages must carry the lexicon's name for it (or the draft's own words, when the draft is in that
-  language). A draft whose subject cannot be read (a VLM's free text) is compared by its objects instead.
+  language); in Japanese and Chinese the name may stand anywhere in the text, and in compounding languages
+  (de, nl, sv, da, nb) as the head of a compound ("Espressotasse" names a Tasse).
+  A draft whose subject cannot be read (a VLM's free text) is compared by its objects instead.
 * Nothing added (English): every basic-level object the caption names must be named by the draft, a fact or the
   image text, or be a hypernym of one of them.
 
@@ -68,7 +70,7 @@ class FaithfulRule(Rule):
         if found is None:
             return self.allow(text, "the draft names no single subject to keep")
         own, names = found
-        if vocab.contains(tokens, own):
+        if vocab.names(tokens, own, lang):
             return self.allow(text, "keeps the draft's own words (the draft is in the caption's language)")
         if not names:
             return self._held(
@@ -77,7 +79,7 @@ class FaithfulRule(Rule):
                 "subject.unverified",
                 f"the lexicon has no {lang} name for the draft's subject ({own!r}), so the caption cannot be checked",
             )
-        if not any(vocab.contains(tokens, n) for n in names):
+        if not any(vocab.names(tokens, n, lang) for n in names):
             return self._held(
                 text, ctx, "subject.changed", f"the caption does not name the draft's subject ({names[0]!r})"
             )

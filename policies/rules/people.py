@@ -145,6 +145,7 @@ _NOT_NAME_WORDS = {
     # Sentence-initial function words of the localized catalog text (German capitalises every noun, so
     # "Ein Integral-Motorradhelm" is a capitalised pair but no name).
     *"ein eine einen einem einer der die das den dem des mit aus fur für und oder im am zum zur von bei auf".split(),
+    *"zwei drei vier fünf sechs sieben acht zehn zwölf".split(),  # "Vier Untertassen" opens a sentence
     *"le la les un une du et avec pour en el los las una unos unas del con para".split(),
 }
 
@@ -197,8 +198,17 @@ class PeopleRule(Rule):
             + [ctx.image_text]
         )
         found = {m.title() for t in texts for m in _PROPER_BIGRAM.findall(t)}
+        # A pair the catalog also writes with a lower-case word is a common noun, not a person ("Flat White" in a
+        # German description, where every noun is capitalised, is "flat white" in the English one; "French press").
+        lower = {
+            n
+            for n in found
+            for t in texts
+            for m in re.finditer(r"\b" + re.escape(n) + r"\b", t, re.IGNORECASE)
+            if any(w[:1].islower() for w in m.group().split())
+        }
         return sorted(
-            (n for n in found if fold(n) not in brands and not (set(fold(n).split()) & _NOT_NAME_WORDS)),
+            (n for n in found - lower if fold(n) not in brands and not (set(fold(n).split()) & _NOT_NAME_WORDS)),
             key=len,
             reverse=True,
         )

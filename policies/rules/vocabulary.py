@@ -254,6 +254,22 @@ def catalog_words(ctx: Any) -> frozenset[str]:
     return frozenset(out)
 
 
+def locale_catalog_words(ctx: Any) -> frozenset[str]:
+    """The words of the facts' fields written for the context's locale (its own i18n fields, or the catalog row's
+    fields when the row is in that language) and of the brand: the catalog words a caption in that language may
+    use."""
+    lang = language_code(ctx.locale)
+    out: set[str] = set()
+    for fact in ctx.facts:
+        fields = dict(fact.fields)
+        local = {**{k: v for k, v in fields.items() if k == "brand"}, **(localized_fields(fields, ctx.locale) or {})}
+        if fields.get("locale") and language_code(str(fields["locale"])) == lang:
+            local = {**{k: v for k, v in fields.items() if not k.startswith("i18n.")}, **local}
+        for value in local.values():
+            out |= set(words(str(value)))
+    return frozenset(out)
+
+
 def contains(text_words: list[str], phrase: str) -> bool:
     """True when the folded ``phrase`` occurs in ``text_words`` as whole words."""
     target = phrase.split()
@@ -261,6 +277,44 @@ def contains(text_words: list[str], phrase: str) -> bool:
         return bool(target) and "".join(target) in "".join(text_words)
     n = len(target)
     return n > 0 and any(text_words[i : i + n] == target for i in range(len(text_words) - n + 1))
+
+
+# Languages that write compounds as one word: "Espressotasse" is a Tasse, "emaljmugg" a mugg (the head is last).
+_COMPOUNDING = frozenset({"de", "nl", "sv", "da", "nb", "nn", "no"})
+# Languages written without spaces between words: a name is found inside a run of text.
+_UNSPACED = frozenset({"ja", "zh"})
+_MIN_MODIFIER = 3  # letters before a compound's head: "Espresso|tasse", never "S|tasse"
+
+
+def names(text_words: list[str], phrase: str, lang: str) -> bool:
+    """True when the text names the folded ``phrase`` in ``lang``: as whole words; in a language without spaces,
+    anywhere in the text; in a compounding language, also as the head (last part) of a compound word."""
+    if contains(text_words, phrase):
+        return True
+    if lang in _UNSPACED:
+        return bool(phrase) and phrase.replace(" ", "") in "".join(text_words)
+    if lang in _COMPOUNDING and phrase and " " not in phrase:
+        return any(len(w) >= len(phrase) + _MIN_MODIFIER and w.endswith(phrase) for w in text_words)
+    return False
+
+
+@lru_cache(maxsize=32)
+def unit_words(lang: str) -> frozenset[str]:
+    """The words of the unit names the locale formatter writes in ``lang`` (CLDR short forms through babel:
+    "升" in zh, "Std." in de), so a formatted quantity is not taken for a foreign word."""
+    from babel.core import UnknownLocaleError
+    from babel.units import UnknownUnitError, format_unit
+
+    from caption_agent.formats import UNITS
+
+    out: set[str] = set()
+    for unit in filter(None, UNITS.values()):
+        for value in (1, 2, 1.5, 5):
+            try:
+                out |= set(words(str(format_unit(value, unit, length="short", locale=lang))))
+            except (UnknownLocaleError, UnknownUnitError, ValueError):
+                break
+    return frozenset(out)
 
 
 @lru_cache(maxsize=64)

@@ -43,6 +43,10 @@ def test_glossary_violations_regenerate_then_hold(engine, make_ctx):
     out = engine.review("NORDVIK Steinzeug-Becher mit breitem Henkel, spülmaschinenfest.", ctx)
     assert out.action == "regenerate" and "'Nordvik' written as 'NORDVIK'" in _glossary(out).reason
     assert any("Nordvik" in f for f in out.feedback)  # the refiner is told the kept spelling
+    # The caption names the lexicon's Becher (a caption with "Kaffeetasse" alone is also held by the faithful rule).
+    out = engine.review("Nordvik Steinzeug-Becher, die Kaffeetasse mit breitem Henkel, spülmaschinenfest.", ctx)
+    assert out.action == "regenerate" and "Kaffeetasse" in _glossary(out).reason
+    assert any("Becher" in f for f in out.feedback)  # the refiner is told the prescribed word
     ctx = make_ctx(preset="seo_product", locale="de-DE", facts=nordvik, draft="A mug.", attempts_left=0)
     out = engine.review("NORDVIK Steinzeug-Becher mit breitem Henkel, spülmaschinenfest.", ctx)
     assert out.action == "review" and "'Nordvik' written as 'NORDVIK'" in _glossary(out).reason

@@ -80,24 +80,44 @@ def test_people_rule_holds_captions_when_faces_were_not_counted(engine, make_ctx
         assert people.action == action and "person detector unavailable" in people.reason
 
 
-def test_people_rule_takes_no_title_case_product_name_for_a_person(engine, make_ctx):
+def _row_facts(sku: str, fields: dict[str, str]) -> list:
+    """One fact per field of a catalog row, each carrying the row's fields (as the retriever gives them)."""
     from caption_agent.schemas import GroundingFact
 
+    return [
+        GroundingFact(id=f"{sku}:{k}", sku=sku, field=k, text=v, score=0.8, fields=fields) for k, v in fields.items()
+    ]
+
+
+def test_people_rule_takes_no_title_case_product_name_for_a_person(engine, make_ctx):
     fields = {
         "title": "Rocket Launch Model Kit",
         "category": "Toys > Model Kits",
         "description": "A scale model signed by Maria Lopez.",
     }
-    facts = [
-        GroundingFact(id=f"ROCKET-KIT-3:{k}", sku="ROCKET-KIT-3", field=k, text=v, score=0.8, fields=fields)
-        for k, v in fields.items()
-    ]
-    ctx = make_ctx(draft="a missile", preset="seo_product", facts=facts, faces=1)
+    ctx = make_ctx(draft="a missile", preset="seo_product", facts=_row_facts("ROCKET-KIT-3", fields), faces=1)
     kept = engine.review("A rocket launch on a moon's surface, shown as a detailed model kit.", ctx)
     assert "people" not in fired(kept) and kept.text.startswith("A rocket launch")
     # A name in catalog prose is still a name.
     named = engine.review("Maria Lopez holds a detailed rocket launch model kit in her hands.", ctx)
     assert fired(named).get("people") and "Maria Lopez" not in named.text
+
+
+def test_people_rule_takes_no_pair_the_catalog_writes_in_lower_case_for_a_name(engine, make_ctx):
+    """German capitalises nouns: "Flat White" in the de-DE description is "flat white" in the English one, a drink
+    and no person (issue #28: sample product MUG-002 was held in every locale)."""
+    fields = {
+        "description": "A wide porcelain cup for cappuccino and flat white.",
+        "i18n.de-DE.description": "Eine weite Porzellantasse für Cappuccino und Flat White.",
+    }
+    ctx = make_ctx(draft="A cup.", preset="seo_product", facts=_row_facts("MUG-002", fields), faces=1)
+    kept = engine.review("A wide porcelain cup for cappuccino and flat white.", ctx)
+    assert "people" not in fired(kept) and "flat white" in kept.text
+    # A pair written only capitalised stays a name.
+    fields = {**fields, "i18n.de-DE.description": "Eine weite Porzellantasse, entworfen von Anna Berg."}
+    ctx = make_ctx(draft="A cup.", preset="seo_product", facts=_row_facts("MUG-002", fields), faces=1)
+    named = engine.review("Anna Berg holds a wide porcelain cup.", ctx)
+    assert fired(named).get("people") and "Anna Berg" not in named.text
 
 
 def test_people_rule_regenerates_other_languages(engine, make_ctx):
