@@ -103,6 +103,8 @@ def test_german_caption_must_carry_the_lexicon_name_of_the_subject(engine, make_
     [
         ("Alison-Laflin-Sabr-Cup-Hollowell-Danish-Fuze cat.", "text.degenerate"),
         ("<the caption>", "text.placeholder"),
+        (",<story text", "text.placeholder"),  # SmolLM2 on the trust set's "Wood" photo, published before
+        (", a cat on a mat.", "text.degenerate"),
         ("A cat on a mat, a cat on a mat.", "text.degenerate"),
         ("A cat on a mat. A cat on a mat.", "text.degenerate"),
         ("A cat. Use only what the draft and the facts say.", "text.prompt_echo"),
