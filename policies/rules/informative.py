@@ -50,6 +50,17 @@ class InformativeRule(Rule):
                 )
         if requires.subject:
             named = self._subject(text, tokens, lang, ctx)
+            draft = ctx.draft or ""
+            # A refiner cannot name a subject that nothing gave it: with a colour-only draft and no facts, a
+            # subject in the caption is the refiner's invention ("a few scattered light sources").
+            rewritten = lang == "en" and bool(draft.strip()) and text.strip() != draft.strip()
+            if (
+                named is not None
+                and not ctx.facts
+                and rewritten
+                and self._subject(draft, vocab.words(draft), "en", ctx) is None
+            ):
+                named = None
             if named is None:
                 return self._held(
                     text,

@@ -57,6 +57,13 @@ def test_named_subjects_are_published(engine, make_ctx, draft, caption):
     assert "coherence" not in fired(outcome), outcome.decisions
 
 
+def test_a_subject_the_refiner_invents_for_a_colour_only_draft_is_not_a_subject(engine, make_ctx):
+    # SmolLM2 on the trust set's "Storm" photo (a colour-only draft, no facts), published before.
+    caption = "The scene is mostly dark grey, with a few scattered light sources."
+    outcome = engine.review(caption, make_ctx(draft="A mostly dark grey scene.", attempts_left=0))
+    assert outcome.action == "review" and _codes(outcome)["informative"] == "subject.unnamed"
+
+
 def test_a_scene_word_names_a_landscape(engine, make_ctx):
     ctx = make_ctx(draft="A beach in blue and white tones.", attempts_left=0)
     assert "informative" not in fired(engine.review("A beach in blue and white tones.", ctx))
