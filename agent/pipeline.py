@@ -356,6 +356,7 @@ class CaptionAgent:
                 max_chars=item.request.max_chars,
                 faces=item.faces,
                 confidence=item.confidence,
+                subject=item.drafted.subject,
                 sku=item.request.hint.sku,
             )
             # The drafters write English: a draft stands in only for a caption in English, never labelled de-DE.

@@ -92,6 +92,13 @@ class DraftSubject(BaseModel):
     )
     synset: str | None = Field(None, description="WordNet 3.0 noun id of the name ('n02121620'); None if unnamed.")
     mass: float = Field(0.0, ge=0.0, le=1.0, description="Classifier probability under that synset (1 for people).")
+    required: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="The mass the hedge needed to name it (0 for people or when unnamed): mass - required is how "
+        "sure the drafter was (the confidence rule's subject_margin).",
+    )
     people: int = Field(0, ge=0, description="People seen (the screen's face count); the draft is about them if > 0.")
     context: list[str] = Field(default_factory=list, description="Objects or garments named beside the people.")
     synsets: list[str] = Field(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from caption_agent.prompts import StylePreset
-from caption_agent.schemas import GroundingFact, PolicyDecision
+from caption_agent.schemas import DraftSubject, GroundingFact, PolicyDecision
 
 
 @dataclass
@@ -30,6 +30,8 @@ class ModerationContext:
     attempts_left: int = 0
     is_fallback: bool = False
     confidence: float | None = None
+    # The drafter's structured subject (the lite tagger's hedge; None from a VLM): how sure it was of the name.
+    subject: DraftSubject | None = None
     # True when ``review`` checks a reviewer's edit (verdicts.check_edit): rules that would rewrite the text
     # refuse it instead where the policy says so (markup: on_edit).
     human_edit: bool = False

@@ -86,6 +86,11 @@ class Hierarchy:
     def is_garment(self, wnid: str) -> bool:
         return _CLOTHING in self.ancestors(wnid)
 
+    def required(self, wnid: str, threshold: float, breadth: float) -> float:
+        """The mass ``hedge`` needs under ``wnid`` to name it: ``threshold + breadth * log(k) / log(K)``."""
+        k = len(self.leaves[wnid]) if wnid in self.leaves else 1
+        return float(threshold + breadth * np.log(k) / np.log(max(len(self.classes), 2)))
+
     def masses(self, probs: np.ndarray) -> dict[str, float]:
         """Probability mass under every named category (a leaf reached by two paths counts once)."""
         return {wnid: float(probs[idx].sum()) for wnid, idx in self.leaves.items()}
@@ -114,12 +119,11 @@ def hedge(
     """
     tree = tree or hierarchy()
     mass = tree.masses(probs)
-    log_k = np.log(max(len(tree.classes), 2))
     named = sorted(
         (Named(w, tree.phrases[w], m, tree.is_garment(w)) for w, m in mass.items() if m >= floor),
         key=lambda n: (-n.mass, len(tree.leaves[n.synset])),
     )
-    held = [n for n in named if n.mass >= threshold + breadth * np.log(len(tree.leaves[n.synset])) / log_k]
+    held = [n for n in named if n.mass >= tree.required(n.synset, threshold, breadth)]
     # Most specific = fewest classes below it; nested categories hold at least their children's mass.
     subject = min(held, key=lambda n: (len(tree.leaves[n.synset]), -n.mass)) if held else None
     if subject is None:

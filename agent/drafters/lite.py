@@ -128,7 +128,9 @@ def phrase_hedged(
     return phr.best(n)
 
 
-def subject_of(hedged: Hedge, faces: int | None, context_threshold: float, tree: Hierarchy) -> DraftSubject:
+def subject_of(
+    hedged: Hedge, faces: int | None, context_threshold: float, tree: Hierarchy, required: float = 0.0
+) -> DraftSubject:
     """The structured subject later stages read: the name, its synset and every synset the gate may accept."""
     if faces:
         context = [x for x in ([hedged.subject] if hedged.subject else []) + hedged.alternatives]
@@ -145,7 +147,13 @@ def subject_of(hedged: Hedge, faces: int | None, context_threshold: float, tree:
     if hedged.subject is None:
         return DraftSubject()
     s = hedged.subject
-    return DraftSubject(name=s.phrase, synset=s.synset, mass=round(s.mass, 4), synsets=tree.lineage(s.synset))
+    return DraftSubject(
+        name=s.phrase,
+        synset=s.synset,
+        mass=round(s.mass, 4),
+        required=round(required, 4),
+        synsets=tree.lineage(s.synset),
+    )
 
 
 class LiteDrafter(Drafter):
@@ -208,6 +216,8 @@ class LiteDrafter(Drafter):
 
                 info = info.model_copy(update={"text_boxes": text_boxes(lines)})
             hedged = hedge(probs, threshold, self.settings.hedge_breadth, tree=tree)
+            breadth = self.settings.hedge_breadth
+            needed = tree.required(hedged.subject.synset, threshold, breadth) if hedged.subject else 0.0
             # Image text is untrusted: it is kept apart for the policy engine, not mixed into the drafts.
             drafts.append(
                 Draft(
@@ -217,7 +227,7 @@ class LiteDrafter(Drafter):
                     colors=colors,
                     image_text=image_text,
                     model_id=self.model_id,
-                    subject=subject_of(hedged, info.faces, context, tree),
+                    subject=subject_of(hedged, info.faces, context, tree, needed),
                 )
             )
         return drafts

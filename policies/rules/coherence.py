@@ -23,13 +23,15 @@ from caption_agent.refiners.template import fragment
 from caption_agent.text import repetition_loop
 
 _PLACEHOLDER = re.compile(
-    r"<\s*[a-z][a-z_ ]{2,30}>|\{\{?\s*[a-z_. ]{1,30}\}?\}|\[\s*(?:the |your )?(?:caption|alt text|text|subject|product|"
+    r"<\s*[a-z][a-z_ ]{2,30}(?:>|$)|\{\{?\s*[a-z_. ]{1,30}\}?\}|"
+    r"\[\s*(?:the |your )?(?:caption|alt text|text|subject|product|"
     r"name|brand|description|title|image|placeholder|insert[^\]]*)\s*\]|lorem ipsum",
     re.IGNORECASE,
 )
 # The marker in upper case only: "todo" is a word of Spanish and Portuguese ("todo el día", "o ano todo").
 _TODO = re.compile(r"\bTODO\b")
 _CHAIN = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+){3,}")
+_LEADING = re.compile(r"^\s*[,;:.!?)\]}]")  # a sentence starts with a word, a number or a quote, not this
 _CUT = re.compile(r"(?:[,;:(\-–—]|\.\.\.|…)\s*$")
 _HASHTAGS = re.compile(r"(?:\s+#[\w-]+)+$")
 _SENTENCES = re.compile(r"(?<=[.!?])\s+")
@@ -81,6 +83,8 @@ class CoherenceRule(Rule):
     def _degenerate(self, text: str, ctx, lang: str) -> tuple[str, str] | None:
         if m := _PLACEHOLDER.search(text) or _TODO.search(text):
             return "text.placeholder", f"the caption contains a placeholder ({m.group(0)!r})"
+        if _LEADING.search(text):
+            return "text.degenerate", f"the caption starts with {text.strip()[:1]!r}, not a word"
         if m := _CHAIN.search(text):
             return "text.degenerate", f"the caption contains a hyphen chain ({m.group(0)[:60]!r})"
         if (unit := repetition_loop(text)) is not None:

@@ -50,6 +50,17 @@ class InformativeRule(Rule):
                 )
         if requires.subject:
             named = self._subject(text, tokens, lang, ctx)
+            draft = ctx.draft or ""
+            # A refiner cannot name a subject that nothing gave it: with a colour-only draft and no facts, a
+            # subject in the caption is the refiner's invention ("a few scattered light sources").
+            rewritten = lang == "en" and bool(draft.strip()) and text.strip() != draft.strip()
+            if (
+                named is not None
+                and not ctx.facts
+                and rewritten
+                and self._subject(draft, vocab.words(draft), "en", ctx) is None
+            ):
+                named = None
             if named is None:
                 return self._held(
                     text,
@@ -75,7 +86,7 @@ class InformativeRule(Rule):
         if lang == "en":
             vague = vocab.vague_words("en")
             for phrase, synsets in vocab.english_names(text).items():
-                if phrase not in vague and any(vocab.is_specific(s) for s in synsets):
+                if (phrase not in vague or _noun_phrase(tokens, phrase)) and any(vocab.is_specific(s) for s in synsets):
                     return phrase
             return None
         named = next((n for n in vocab.lexicon_names(lang) if vocab.contains(tokens, n)), None)
@@ -90,3 +101,13 @@ class InformativeRule(Rule):
 
     def _held(self, text: str, ctx, code: str, reason: str, feedback: str | None = None, **details) -> RuleResult:
         return self.violation(text, None, reason, ctx, feedback=feedback, code=code, **details)
+
+
+def _noun_phrase(tokens: list[str], word: str) -> bool:
+    """True when a colour word is a noun here: after an article, before a function word or the end ("An orange in
+    dark grey tones."), not an adjective ("a mostly orange scene", "an orange cup")."""
+    plain = vocab.function_words("en")
+    return any(
+        w == word and i > 0 and tokens[i - 1] in ("a", "an", "the") and (i + 1 == len(tokens) or tokens[i + 1] in plain)
+        for i, w in enumerate(tokens)
+    )

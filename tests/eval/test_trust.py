@@ -1,10 +1,12 @@
 """`ok` is a caption a person would publish (issue 24), on a CI-sized subset of the trust set.
 
-Ten photos of the trust set's tune split (benchmarks/trustset/photos.json; 512 px copies in tests/eval/trust/, the
-whole set is measured by benchmarks/bench_trust.py) captioned on the offline defaults (lite drafter, template
+Eleven photos of the trust set's tune split (benchmarks/trustset/photos.json; 512 px copies in tests/eval/trust/,
+graf1 at the benchmark's 768 px, where the misread shows; the whole set is measured by benchmarks/bench_trust.py)
+captioned on the offline defaults (lite drafter, template
 refiner) against the sample catalog, with the real image screen (NudeNet, MTCNN and its second check): nothing
 published may be wrong (a subject the photo does not show, a person on a person-free photo, a catalog product
-named), and no person-free photo may get a person.
+named), and no person-free photo may get a person. One of them (graf1, graffiti) is a photo the lite drafter
+misreads ("a helmet", named only just): it must be held as subject.unsure.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def photos() -> list[dict]:
 
 
 def test_the_subset_is_from_the_tune_split_and_small(photos):
-    assert len(photos) == 10 and all(p["split"] == "tune" for p in photos)
+    assert len(photos) == 11 and all(p["split"] == "tune" for p in photos)
     assert all((IMAGES / f"{p['id']}.jpg").stat().st_size < 100_000 for p in photos)
 
 
@@ -68,5 +70,7 @@ def test_nothing_published_is_wrong_and_no_person_is_invented(photos, catalog_di
     }
     assert screened and all(screened[p["id"]] == 0 for p in photos if p["people"] == 0), screened
     assert all(r.status in ("ok", "review") for r in results)
+    graffiti = next(r for p, r in zip(photos, results) if p["id"] == "graf1")
+    assert graffiti.status == "review" and "subject.unsure" in [h.code for h in graffiti.reasons], graffiti
     # Products found by similarity are never named, whatever the status.
     assert not any(n.lower() in (r.text or "").lower() for r in results for n in names)
