@@ -57,8 +57,8 @@ def test_without_a_structured_subject_the_ranked_draft_names_it(stage, tmp_path)
     path = tmp_path / "results.jsonl"
     path.write_text(json.dumps(_result().model_dump(mode="json")) + "\n")
     items = list(iter_localize_items(path, ["de-DE"], style="alt_text"))
-    assert items[0].subject == {"name": "espresso", "synset": None, "mass": 1.0, "people": 0, "context": [],
-                                "synsets": []}  # fmt: skip
+    assert items[0].subject == {"name": "espresso", "synset": None, "mass": 1.0, "required": 0.0, "people": 0,
+                                "context": [], "synsets": []}  # fmt: skip
     (record,) = stage(items)
     assert record["status"] == "ok" and record["text"] == "Ein Espresso. Hollowell Espressotasse."
 
