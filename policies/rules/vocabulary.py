@@ -281,18 +281,14 @@ def contains(text_words: list[str], phrase: str) -> bool:
 
 # Languages that write compounds as one word: "Espressotasse" is a Tasse, "emaljmugg" a mugg (the head is last).
 _COMPOUNDING = frozenset({"de", "nl", "sv", "da", "nb", "nn", "no"})
-# Languages written without spaces between words: a name is found inside a run of text.
-_UNSPACED = frozenset({"ja", "zh"})
 _MIN_MODIFIER = 3  # letters before a compound's head: "Espresso|tasse", never "S|tasse"
 
 
 def names(text_words: list[str], phrase: str, lang: str) -> bool:
     """True when the text names the folded ``phrase`` in ``lang``: as whole words; in a language without spaces,
     anywhere in the text; in a compounding language, also as the head (last part) of a compound word."""
-    if contains(text_words, phrase):
+    if contains(text_words, phrase):  # kana/Han phrases are found anywhere in the text (``contains``)
         return True
-    if lang in _UNSPACED:
-        return bool(phrase) and phrase.replace(" ", "") in "".join(text_words)
     if lang in _COMPOUNDING and phrase and " " not in phrase:
         return any(len(w) >= len(phrase) + _MIN_MODIFIER and w.endswith(phrase) for w in text_words)
     return False
