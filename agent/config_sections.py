@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Section(BaseModel):
@@ -64,6 +64,23 @@ class ServerSettings(Section):
     timeout_s: float = Field(60.0, gt=0, le=3600, description="Per-request timeout, in seconds (at most an hour).")
     max_retries: int = Field(3, ge=0, le=10, description="Retries on connection errors, 429 and 5xx.")
     max_concurrency: int = Field(16, ge=1, le=512, description="Requests in flight at once.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        """Refused when read, not at the first request: ``notaurl`` would otherwise be probed as host None."""
+        import urllib.parse
+
+        if url is None:
+            return None
+        try:
+            parts = urllib.parse.urlsplit(url.strip())
+            parts.port  # noqa: B018 - raises ValueError on a port that is not a number in 0-65535
+        except ValueError as exc:
+            raise ValueError(f"{url!r} is not a valid URL ({exc}); pass e.g. http://127.0.0.1:8000/v1") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{url!r} is not an http(s) URL with a host; pass e.g. http://127.0.0.1:8000/v1")
+        return url
 
 
 class LiteDrafterSettings(Section):

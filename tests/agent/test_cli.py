@@ -63,6 +63,8 @@ def refused(done: subprocess.CompletedProcess) -> str:
         (["caption", COFFEE, "--vlm", "florence2-base"], "did you mean 'florence-2-base'?"),
         (["caption", COFFEE, "--base-url", "http://127.0.0.1:1/v1"], "add --refiner vllm"),
         (["caption", COFFEE, "--vlm", "florence-2-base", "--drafter", "lite"], "contradicts --vlm"),
+        (["caption", COFFEE, "--refiner", "vllm", "--base-url", "notaurl"], "refiner.vllm.base_url: 'notaurl' is not"),
+        (["caption", COFFEE, "--vlm-url", "http://127.0.0.1:99999/v1"], "drafter.vllm.base_url"),
         (["eval", "captions", "nope.jsonl", "examples/eval/references.json"], "results file 'nope.jsonl'"),
     ],
 )
