@@ -22,6 +22,9 @@ from caption_agent.config_sections import (
     ImageLimits,
     LiteDrafterSettings,
     LocalRefinerSettings,
+    PolicySettings,
+    RankerSettings,
+    RetrievalSettings,
     Section,
     ServerSettings,
     TemplateRefinerSettings,
@@ -143,41 +146,6 @@ class DrafterSettings(_StageSettings):
     vllm: VLLMDrafterSettings = Field(default_factory=VLLMDrafterSettings)
 
 
-class RankerSettings(Section):
-    clip_model: str | None = Field(None, description="CLIP model id or path; enables CLIP-S ranking.")
-    drafter_weight: float = Field(0.5, ge=0, le=1, description="Weight of the drafter's own score in confidence.")
-
-
-class RetrievalSettings(Section):
-    catalog_dir: Path | None = Field(None, description="Embedded Chroma folder; no grounding when unset.")
-    chroma_url: str | None = Field(
-        None, description="http://host:port of a `chroma run` server (instead of the folder)."
-    )
-    collection: str = Field("products", min_length=3, max_length=512, description="Chroma collection name.")
-    embedder: str | None = Field(
-        None, description="sentence-transformers id or path; bundled all-MiniLM-L6-v2 if unset."
-    )
-    embedder_runtime: Literal["auto", "onnx", "onnx-int8", "torch"] = Field(
-        "auto",
-        description="auto: onnxruntime on CPU when the model allows (same vectors as torch), else torch; "
-        "onnx-int8: faster, vectors drift (a collection built with it accepts only it).",
-    )
-    top_k: int = Field(2, ge=1, le=50, description="Products whose facts (5-8 each) are passed to the refiner.")
-    min_score: float = Field(0.2, ge=0, le=1, description="Minimum relevance of a fact.")
-    relevance_gate: bool = Field(
-        True,
-        description="Use a product found by similarity alone only if its category maps to the draft's hedged "
-        "WordNet category (or an ancestor) and its score clears gate_min_score; a sku the caller gives is trusted.",
-    )
-    gate_min_score: float = Field(
-        0.21,
-        ge=0,
-        le=1,
-        description="Similarity a product must reach to pass the relevance gate; calibrated with "
-        "benchmarks/bench_relevance.py (middle of the best-F0.5 plateau 0.00-0.41 on the tune photos).",
-    )
-
-
 class RefinerSettings(_StageSettings):
     """Stage 2: the refiner chain (the primary backend, then its fallbacks in order) and each backend's own
     settings."""
@@ -220,12 +188,6 @@ class RefinerSettings(_StageSettings):
         if self.backend == "none":  # no refiner at all: the moderated draft, as before chains existed
             return []
         return [self.backend] + [n for n in self.fallbacks if n not in ("draft", self.backend)]
-
-
-class PolicySettings(Section):
-    file: Path | None = Field(None, description="Policy YAML; the bundled default when unset.")
-    max_regenerations: int = Field(1, ge=0, le=5, description="Refiner retries with feedback.")
-    review_queue: Path | None = Field(None, description="JSONL file collecting results sent to review.")
 
 
 MAX_CONFIG_BYTES = 1024 * 1024  # a TOML config is a few KB; a larger file is the wrong file

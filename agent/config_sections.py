@@ -1,12 +1,12 @@
-"""Settings of each backend (drafters, refiners, servers) and the image limits: the sections ``AgentConfig``
-(agent/config.py) is made of. Strict (``extra="forbid"``): users write them."""
+"""Settings of each stage and backend (drafters, refiners, rankers, retrieval, policy, servers) and the image
+limits: the sections ``AgentConfig`` (agent/config.py) is made of. Strict (``extra="forbid"``): users write them."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Section(BaseModel):
@@ -176,3 +176,94 @@ class TemplateRefinerSettings(Section):
     lexicon: Path | None = Field(
         None, description="Hand-written lexicon YAML replacing the bundled prompts/compose/lexicon.yaml."
     )
+
+
+class _Registered(Section):
+    """A stage whose backend is chosen by name from a registry; backends registered by other packages read their
+    own keys from ``options``."""
+
+    options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Settings of backends registered by other packages, by backend name (validated by the backend).",
+    )
+
+
+class RankerSettings(_Registered):
+    """Stage 1b: how the drafts are ordered and the best one's confidence computed."""
+
+    backend: str | None = Field(
+        None,
+        description="Ranker registry name: consensus | clip, or one registered by another package; unset: clip "
+        "when clip_model is set, else consensus.",
+    )
+    clip_model: str | None = Field(None, description="CLIP model id or path; enables CLIP-S ranking.")
+    drafter_weight: float = Field(0.5, ge=0, le=1, description="Weight of the drafter's own score in confidence.")
+
+    @model_validator(mode="after")
+    def _clip_needs_model(self) -> Self:
+        if self.backend == "clip" and not self.clip_model:
+            raise ValueError("ranker.backend 'clip' needs ranker.clip_model (a CLIP hub id or folder); set it")
+        if self.backend == "consensus" and self.clip_model:
+            raise ValueError(
+                "ranker.clip_model is set but ranker.backend is 'consensus', which does not use it; unset one of them"
+            )
+        return self
+
+    def selected(self) -> str:
+        """The ranker backend in use: ``backend``, else clip when a CLIP model is set, else consensus."""
+        return self.backend or ("clip" if self.clip_model else "consensus")
+
+
+class RetrievalSettings(_Registered):
+    """Stage 1c: the product catalog (retriever backend), its embedder and the relevance gate."""
+
+    backend: str = Field(
+        "chroma",
+        description="Retriever registry name: chroma (embedded folder or server), or one registered by another "
+        "package.",
+    )
+    catalog_dir: Path | None = Field(None, description="Embedded Chroma folder; no grounding when unset.")
+    chroma_url: str | None = Field(
+        None, description="http://host:port of a `chroma run` server (instead of the folder)."
+    )
+    collection: str = Field("products", min_length=3, max_length=512, description="Chroma collection name.")
+    embedder_backend: str = Field(
+        "sentence-transformers",
+        description="Embedder registry name: sentence-transformers (run on the embedder_runtime), or one "
+        "registered by another package.",
+    )
+    embedder: str | None = Field(
+        None, description="sentence-transformers id or path; bundled all-MiniLM-L6-v2 if unset."
+    )
+    embedder_runtime: Literal["auto", "onnx", "onnx-int8", "torch"] = Field(
+        "auto",
+        description="auto: onnxruntime on CPU when the model allows (same vectors as torch), else torch; "
+        "onnx-int8: faster, vectors drift (a collection built with it accepts only it).",
+    )
+    top_k: int = Field(2, ge=1, le=50, description="Products whose facts (5-8 each) are passed to the refiner.")
+    min_score: float = Field(0.2, ge=0, le=1, description="Minimum relevance of a fact.")
+    relevance_gate: bool = Field(
+        True,
+        description="Use a product found by similarity alone only if its category maps to the draft's hedged "
+        "WordNet category (or an ancestor) and its score clears gate_min_score; a sku the caller gives is trusted.",
+    )
+    gate_min_score: float = Field(
+        0.21,
+        ge=0,
+        le=1,
+        description="Similarity a product must reach to pass the relevance gate; calibrated with "
+        "benchmarks/bench_relevance.py (middle of the best-F0.5 plateau 0.00-0.41 on the tune photos).",
+    )
+
+
+class PolicySettings(_Registered):
+    """Stage 3: the policy engine that moderates images, inputs and captions."""
+
+    backend: str = Field(
+        "rules",
+        description="Policy engine registry name: rules (the rules of a YAML policy file), or one registered by "
+        "another package.",
+    )
+    file: Path | None = Field(None, description="Policy YAML; the bundled default when unset.")
+    max_regenerations: int = Field(1, ge=0, le=5, description="Refiner retries with feedback.")
+    review_queue: Path | None = Field(None, description="JSONL file collecting results sent to review.")

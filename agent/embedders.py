@@ -8,12 +8,15 @@ import os
 import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import ClassVar, Literal, Sequence
+from typing import Any, Callable, ClassVar, Literal, Sequence
 
 import numpy as np
+from pydantic import BaseModel
 
 from caption_agent._extras import require
+from caption_agent.config_sections import RetrievalSettings
 from caption_agent.errors import BackendError, MissingExtraError
+from caption_agent.registry import Registry
 
 BUNDLED_MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 # An int8 model gives other vectors than its fp32 original, so it is a different embedder to a collection's pin.
@@ -25,15 +28,31 @@ log = logging.getLogger(__name__)
 
 
 class Embedder(ABC):
-    """Maps texts to L2-normalised float32 vectors. ``model_id`` and ``dim`` are pinned per collection."""
+    """Maps texts to L2-normalised float32 vectors. ``model_id`` and ``dim`` are pinned per collection.
+
+    A backend registered in ``EMBEDDERS`` is built by ``from_settings`` from the ``[retrieval]`` section."""
 
     name: ClassVar[str] = "base"
-    model_id: str
+    model_id: str = ""
     dim: int
+
+    settings_model: ClassVar[type[BaseModel] | None] = None  # a registered backend's own ``retrieval.options`` entry
+
+    def __init__(self, settings: Any = None) -> None:  # noqa: B027 - the constructor from_settings calls
+        """Build a registered backend from its own settings (``retrieval.options.<name>``); load the model here."""
+
+    @classmethod
+    def from_settings(cls, settings: RetrievalSettings) -> Embedder:
+        """Build from ``[retrieval]``: ``cls(options)``, with this backend's ``retrieval.options.<name>`` entry
+        validated by ``settings_model``. Built-in backends override this."""
+        return cls(EMBEDDERS.options(cls.name, settings.options.get(cls.name, {})))
 
     @abstractmethod
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Return an array of shape (len(texts), dim), rows L2-normalised."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release models or connections."""
 
 
 def bundled_minilm_path() -> Path:
@@ -58,6 +77,12 @@ class SentenceTransformerEmbedder(Embedder):
         get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         self.dim = int(get_dim())
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: RetrievalSettings) -> Embedder:
+        """The shared embedder of ``retrieval.embedder`` on ``retrieval.embedder_runtime``: onnxruntime or torch
+        (``auto`` picks), so the class of the result is this one or ``OnnxEmbedder``."""
+        return get_embedder(settings.embedder, runtime=settings.embedder_runtime)
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         if not texts:
@@ -122,7 +147,7 @@ def split_model_id(model: str | None, runtime: str = "auto") -> tuple[str | None
     return model, runtime
 
 
-def build_embedder(model: str | None = None, device: str | None = None, runtime: str = "auto") -> Embedder:
+def new_embedder(model: str | None = None, device: str | None = None, runtime: str = "auto") -> Embedder:
     """A new embedder. ``auto``: onnxruntime on CPU when installed and the model is supported (falls back to
     sentence-transformers otherwise, with a log line); ``onnx`` / ``onnx-int8`` refuse what they cannot run."""
     model, runtime = split_model_id(model, runtime)
@@ -152,5 +177,33 @@ def get_embedder(model: str | None = None, device: str | None = None, runtime: s
     with _CACHE_LOCK:
         key = (model, device, runtime)
         if key not in _CACHE:
-            _CACHE[key] = build_embedder(model, device, runtime)
+            _CACHE[key] = new_embedder(model, device, runtime)
         return _CACHE[key]
+
+
+EMBEDDERS: Registry[Embedder] = Registry(
+    "embedder", {"sentence-transformers": "caption_agent.embedders:SentenceTransformerEmbedder"}
+)
+
+
+# The embedder, or a function that loads it: a stage that turns out not to need one (the CLIP ranker, no catalog)
+# never loads it.
+EmbedderSource = Embedder | Callable[[], Embedder]
+
+
+def load_embedder(embedder: EmbedderSource) -> Embedder:
+    """The embedder itself, loading it when given the function that does."""
+    if isinstance(embedder, Embedder) or not callable(embedder):
+        return embedder
+    return embedder()
+
+
+def build_embedder(settings: RetrievalSettings) -> Embedder:
+    """The embedder ``settings`` select (``retrieval.embedder_backend``); the built-in one is shared per model and
+    runtime, so ranking and retrieval load the weights once."""
+    return EMBEDDERS.create(settings.embedder_backend, settings)
+
+
+def check_embedder(settings: RetrievalSettings) -> None:
+    """ConfigError now for an embedder backend no one registered (imports nothing)."""
+    EMBEDDERS.check(settings.embedder_backend)

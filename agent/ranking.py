@@ -9,18 +9,35 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Sequence, cast
 
 import numpy as np
+from pydantic import BaseModel
 
+from caption_agent.config_sections import RankerSettings
+from caption_agent.embedders import Embedder, EmbedderSource, load_embedder
+from caption_agent.registry import Registry
 from caption_agent.schemas import Candidate
 
 
 class Ranker(ABC):
-    """Orders candidates best first, setting ``rank_score``; returns (ranked, confidence of the best)."""
+    """Orders candidates best first, setting ``rank_score``; returns (ranked, confidence of the best).
+
+    A backend registered in ``RANKERS`` is built by ``from_settings`` from the ``[ranker]`` section; its ``name``
+    is its registry name."""
 
     name: ClassVar[str] = "base"
     model_id: str = ""
+    gives_clip_s: ClassVar[bool] = False  # has ``clip_s(texts, image)``: raw CLIP-S, comparable across captions
+    settings_model: ClassVar[type[BaseModel] | None] = None  # a registered backend's ``ranker.options`` entry
+
+    @classmethod
+    def from_settings(cls, settings: RankerSettings, embedder: EmbedderSource) -> Ranker:
+        """Build from ``[ranker]``. Default (a registered backend): ``cls(options, embedder=embedder,
+        drafter_weight=settings.drafter_weight)`` with ``ranker.options.<name>`` validated by ``settings_model``;
+        ``embedder`` (or the function that loads it) is loaded for this call."""
+        options = RANKERS.options(cls.name, settings.options.get(cls.name, {}))
+        return cast(Any, cls)(options, embedder=load_embedder(embedder), drafter_weight=settings.drafter_weight)
 
     @abstractmethod
     def scores(self, candidates: Sequence[Candidate], image: Any = None) -> np.ndarray:
@@ -45,6 +62,17 @@ class Ranker(ABC):
         ranked.sort(key=lambda c: -(c.rank_score or 0.0))
         return ranked, float(ranked[0].rank_score or 0.0)
 
+    def clip_s(self, texts: Sequence[str], image: Any) -> np.ndarray:
+        """Raw CLIP-S of each text against the image, for rankers with ``gives_clip_s``."""
+        raise NotImplementedError(f"the {self.name} ranker gives no CLIP-S; use a CLIP ranker (ranker.clip_model).")
+
+    def check_ready(self) -> object:
+        """Readiness probe (a server-backed ranker checks its server); raises when not ready."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release models or connections."""
+
 
 def drafter_prob(candidate: Candidate) -> float:
     """The drafter's belief in [0, 1]: its score, or exp(mean token logprob) when only a logprob is given."""
@@ -58,10 +86,14 @@ class ConsensusRanker(Ranker):
 
     name = "consensus"
 
-    def __init__(self, embedder: Any, drafter_weight: float = 0.5) -> None:
+    def __init__(self, embedder: Embedder, drafter_weight: float = 0.5) -> None:
         super().__init__(drafter_weight)
         self.embedder = embedder
-        self.model_id = getattr(embedder, "model_id", "")
+        self.model_id = embedder.model_id
+
+    @classmethod
+    def from_settings(cls, settings: RankerSettings, embedder: EmbedderSource) -> Ranker:
+        return cls(load_embedder(embedder), drafter_weight=settings.drafter_weight)
 
     def scores(self, candidates: Sequence[Candidate], image: Any = None) -> np.ndarray:
         if len(candidates) == 1:
@@ -70,3 +102,20 @@ class ConsensusRanker(Ranker):
         sims = vecs @ vecs.T
         np.fill_diagonal(sims, 0.0)
         return sims.sum(axis=1) / (len(candidates) - 1)
+
+
+RANKERS: Registry[Ranker] = Registry(
+    "ranker", {"consensus": "caption_agent.ranking:ConsensusRanker", "clip": "caption_agent.ranking_clip:ClipRanker"}
+)
+
+
+def build_ranker(settings: RankerSettings, embedder: EmbedderSource) -> Ranker:
+    """The ranker ``settings`` select: ``ranker.backend``, else CLIP-S when ``ranker.clip_model`` is set, else
+    consensus over ``embedder``'s sentence embeddings. ``embedder`` may be a function that loads it: the CLIP
+    ranker never calls it."""
+    return RANKERS.create(settings.selected(), settings, embedder=embedder)
+
+
+def check_ranker(settings: RankerSettings) -> None:
+    """ConfigError now for a ranker backend no one registered (imports nothing)."""
+    RANKERS.check(settings.selected())

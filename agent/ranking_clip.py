@@ -13,7 +13,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from caption_agent._extras import require
-from caption_agent.errors import BackendUnavailableError, CaptionAgentError, UnsupportedModelError
+from caption_agent.config_sections import RankerSettings
+from caption_agent.embedders import EmbedderSource
+from caption_agent.errors import BackendUnavailableError, CaptionAgentError, ConfigError, UnsupportedModelError
 from caption_agent.ranking import Ranker
 from caption_agent.schemas import Candidate
 
@@ -24,6 +26,7 @@ class ClipRanker(Ranker):
     """Scores drafts by CLIP-S against the image. Any dual encoder with get_image/text_features works."""
 
     name = "clip"
+    gives_clip_s = True
 
     def __init__(self, model: str, drafter_weight: float = 0.5, device: str | None = None) -> None:
         super().__init__(drafter_weight)
@@ -55,6 +58,13 @@ class ClipRanker(Ranker):
         )
         self.model_id = f"{model} (CLIP-S, w={CLIP_S_WEIGHT:g})"
         self._lock = threading.Lock()  # torch modules are not re-entrant across threads
+
+    @classmethod
+    def from_settings(cls, settings: RankerSettings, embedder: EmbedderSource) -> Ranker:
+        """CLIP-S with ``ranker.clip_model`` (the config refuses backend 'clip' without one); no embedder."""
+        if not settings.clip_model:
+            raise ConfigError("the clip ranker needs ranker.clip_model.", fix="set it to a CLIP hub id or folder.")
+        return cls(settings.clip_model, drafter_weight=settings.drafter_weight)
 
     def clip_s(self, texts: Sequence[str], image: Any) -> np.ndarray:
         """CLIP-S of each text against one PIL image."""

@@ -9,15 +9,27 @@ from typing import TYPE_CHECKING
 
 from caption_agent._lazy import lazy_exports
 
-__all__ = ["ModerationContext", "PolicyEngine", "ReviewQueue", "load_policy"]
+__all__ = [
+    "POLICY_ENGINES",
+    "ModerationContext",
+    "PolicyBackend",
+    "PolicyEngine",
+    "ReviewQueue",
+    "build_policy",
+    "load_policy",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from caption_agent.policies.backend import POLICY_ENGINES, PolicyBackend, build_policy
     from caption_agent.policies.context import ModerationContext
     from caption_agent.policies.engine import PolicyEngine
     from caption_agent.policies.review import ReviewQueue
     from caption_agent.policies.schema import load_policy
 
 _LAZY = {
+    "POLICY_ENGINES": "caption_agent.policies.backend",
+    "PolicyBackend": "caption_agent.policies.backend",
+    "build_policy": "caption_agent.policies.backend",
     "ModerationContext": "caption_agent.policies.context",
     "PolicyEngine": "caption_agent.policies.engine",
     "ReviewQueue": "caption_agent.policies.review",

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from caption_agent.canonical import ByteLRU
+from caption_agent.config_sections import PolicySettings
+from caption_agent.policies.backend import PolicyBackend
 from caption_agent.policies.context import ModerationContext
 from caption_agent.policies.rules.base import RULES, Rule, RuleResult, strongest
 from caption_agent.policies.schema import LoadedPolicy, RulesConfig, load_policy
@@ -31,8 +33,10 @@ log = logging.getLogger(__name__)
 _INPUT_RULES = ("pii", "injection", "blocklist")  # PII first: an injected URL is masked, then the clause cut
 
 
-class PolicyEngine:
+class PolicyEngine(PolicyBackend):
     """Applies one policy file. Thread-safe; models (NudeNet, langdetect profiles) load once, lazily."""
+
+    name = "rules"
 
     def __init__(self, loaded: LoadedPolicy) -> None:
         self._loaded = loaded
@@ -54,6 +58,10 @@ class PolicyEngine:
 
         Raises agent.errors.PolicyError naming every wrong key."""
         return cls(load_policy(path))
+
+    @classmethod
+    def from_settings(cls, settings: PolicySettings) -> PolicyEngine:
+        return cls.load(settings.file)
 
     @property
     def policy(self) -> LoadedPolicy:

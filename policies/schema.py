@@ -15,76 +15,47 @@ import hashlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, Sequence, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from caption_agent.errors import ConfigError, PolicyError
-from caption_agent.policies.rules.blocklist import BlocklistConfig
-from caption_agent.policies.rules.catalog import CatalogConfig
-from caption_agent.policies.rules.coherence import CoherenceConfig
-from caption_agent.policies.rules.confidence import ConfidenceConfig
-from caption_agent.policies.rules.faithful import FaithfulConfig
-from caption_agent.policies.rules.glossary import GlossaryConfig
-from caption_agent.policies.rules.grounding import GroundingConfig
-from caption_agent.policies.rules.image_safety import ImageSafetyConfig
-from caption_agent.policies.rules.informative import InformativeConfig
-from caption_agent.policies.rules.injection import InjectionConfig
-from caption_agent.policies.rules.language import LanguageConfig
-from caption_agent.policies.rules.markup import MarkupConfig
-from caption_agent.policies.rules.people import PeopleConfig
-from caption_agent.policies.rules.pii import PiiConfig
-from caption_agent.policies.rules.style import StyleConfig
+from caption_agent.policies.rules.base import Rule, RuleConfig, rule_classes
 from caption_agent.yaml_files import load_yaml
 
 _FIX = (
     "correct the keys listed above (docs/policies.md lists every key; `caption-agent policy show` prints the default)."
 )
-RuleName = Literal[
-    "image_safety",
-    "injection",
-    "markup",
-    "pii",
-    "blocklist",
-    "people",
-    "grounding",
-    "style",
-    "coherence",
-    "informative",
-    "faithful",
-    "language",
-    "confidence",
-    "glossary",
-    "catalog",
-]
 
 
-class RulesConfig(BaseModel):
-    """One entry per rule; order here is the order rules run in on a caption."""
+def rules_model(rules: Sequence[type[Rule]]) -> type[BaseModel]:
+    """The ``rules:`` mapping of a policy file, built from the rules' declarations: one field per rule, in the
+    order they run, typed by its settings model; a rule that is not ``required`` defaults to its model's
+    defaults (so policy files written before it existed stay valid)."""
+    fields: dict[str, Any] = {
+        rule.name: (rule.config_model, ... if rule.required else Field(default_factory=rule.config_model))
+        for rule in rules
+    }
+    return create_model(
+        "RulesConfig",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__="One entry per rule; order here is the order rules run in on a caption.",
+        **fields,
+    )
 
-    model_config = ConfigDict(extra="forbid")
 
-    image_safety: ImageSafetyConfig
-    injection: InjectionConfig
-    # Optional (default: on) so that policy files written before the rule existed stay valid. Before pii, so
-    # that a tag cannot split an address ("jane@<b></b>shop.com") past the PII check.
-    markup: MarkupConfig = Field(default_factory=MarkupConfig)
-    pii: PiiConfig
-    blocklist: BlocklistConfig
-    people: PeopleConfig
-    grounding: GroundingConfig
-    style: StyleConfig
-    # The trust rules (issue #24): optional (default: on) so that policy files written before them stay valid.
-    coherence: CoherenceConfig = Field(default_factory=CoherenceConfig)
-    informative: InformativeConfig = Field(default_factory=InformativeConfig)
-    faithful: FaithfulConfig = Field(default_factory=FaithfulConfig)
-    language: LanguageConfig
-    confidence: ConfidenceConfig
-    # Optional (default: on, no terms) so that policy files written before the rule existed stay valid.
-    glossary: GlossaryConfig = Field(default_factory=GlossaryConfig)
-    # Issue 24 point 4: optional (default: on) so that policy files written before it stay valid.
-    catalog: CatalogConfig = Field(default_factory=CatalogConfig)
+_RULES = rule_classes()
+
+if TYPE_CHECKING:  # the names and fields come from the rule modules; statically, a rule's settings by name
+    RuleName = str
+
+    class RulesConfig(BaseModel):
+        def __getattr__(self, name: str) -> RuleConfig: ...
+
+else:
+    RuleName = Literal[tuple(rule.name for rule in _RULES)]
+    RulesConfig = rules_model(_RULES)
 
 
 class PresetOverride(BaseModel):

@@ -9,9 +9,21 @@ from typing import TYPE_CHECKING
 
 from caption_agent._lazy import lazy_exports
 
-__all__ = ["CatalogRetriever", "CatalogStore", "IngestSummary", "Product", "Retriever", "ingest_file", "read_catalog"]
+__all__ = [
+    "RETRIEVERS",
+    "CatalogRetriever",
+    "CatalogStore",
+    "FactRetriever",
+    "IngestSummary",
+    "Product",
+    "Retriever",
+    "build_retriever",
+    "ingest_file",
+    "read_catalog",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from caption_agent.retrieval.base import RETRIEVERS, FactRetriever, build_retriever
     from caption_agent.retrieval.catalog import read_catalog
     from caption_agent.retrieval.ingest import IngestSummary, ingest_file
     from caption_agent.retrieval.product import Product
@@ -19,6 +31,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from caption_agent.retrieval.store import CatalogStore
 
 _LAZY = {
+    "RETRIEVERS": "caption_agent.retrieval.base",
+    "FactRetriever": "caption_agent.retrieval.base",
+    "build_retriever": "caption_agent.retrieval.base",
     "CatalogRetriever": "caption_agent.retrieval.retriever",
     "CatalogStore": "caption_agent.retrieval.store",
     "IngestSummary": "caption_agent.retrieval.ingest",

@@ -14,6 +14,9 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
+from caption_agent.config_sections import RetrievalSettings
+from caption_agent.embedders import EmbedderSource, load_embedder
+from caption_agent.retrieval.base import FactRetriever
 from caption_agent.retrieval.product import Product
 from caption_agent.retrieval.relevance import RelevanceGate
 from caption_agent.retrieval.store import CatalogStore, Match
@@ -113,13 +116,15 @@ def similar_facts(product: Product, score: float) -> list[GroundingFact]:
     ]
 
 
-class Retriever:
-    """Finds the catalog products behind a draft caption and returns their facts.
+class Retriever(FactRetriever):
+    """Finds the catalog products behind a draft caption in the Chroma catalog (``chroma``) and returns their facts.
 
     ``top_k`` counts products (each yields several facts); ``min_score`` is the minimum cosine similarity
     between the query and a product's text, ignored when the hint names a sku. ``gate`` (a RelevanceGate)
     judges products found by similarity alone against the draft's subject; a named sku is never gated.
     """
+
+    name = "chroma"
 
     def __init__(
         self, store: CatalogStore, top_k: int = 4, min_score: float = 0.2, gate: RelevanceGate | None = None
@@ -132,6 +137,30 @@ class Retriever:
         self.top_k = top_k
         self.min_score = min_score
         self.gate = gate
+
+    @classmethod
+    def from_settings(cls, settings: RetrievalSettings, embedder: EmbedderSource) -> Retriever | None:
+        """The catalog at ``retrieval.catalog_dir`` (embedded) or ``retrieval.chroma_url`` (server), with the
+        relevance gate when ``retrieval.relevance_gate``; None (no grounding) when neither is set."""
+        if settings.catalog_dir is None and settings.chroma_url is None:
+            return None
+        store = CatalogStore.open(settings, load_embedder(embedder))
+        gate = RelevanceGate(settings.gate_min_score) if settings.relevance_gate else None
+        return cls(store, top_k=settings.top_k, min_score=settings.min_score, gate=gate)
+
+    @property
+    def location(self) -> str:
+        return self.store.location
+
+    def known_skus(self, skus: Sequence[str]) -> set[str]:
+        return set(self.store.content_hashes(skus))
+
+    def count(self) -> int:
+        return self.store.count()
+
+    def close(self) -> None:
+        """Close the store (its writer lock, if any); the embedder is shared and stays loaded."""
+        self.store.close()
 
     def search(
         self,
@@ -176,12 +205,6 @@ class Retriever:
                 out[i] = [m for m in matches if m.score >= floor]
         return out
 
-    def facts(
-        self, query: str, hint: ProductHint | None = None, locale: str | None = None, k: int | None = None
-    ) -> list[GroundingFact]:
-        """Facts of the top ``k`` products for ``query`` under ``hint``; ids are '<sku>:<field>'."""
-        return self.facts_many([(query, hint)], locale, k)[0]
-
     def facts_many(
         self,
         queries: Sequence[tuple[str, ProductHint | None]],
@@ -204,15 +227,6 @@ class Retriever:
             return found
         pairs = zip(found, subjects, queries)
         return [self.gated(facts, subject, query, hint)[0] for facts, subject, (query, hint) in pairs]
-
-    def gated(
-        self, facts: list[GroundingFact], subject: DraftSubject | None, draft: str, hint: ProductHint | None = None
-    ) -> tuple[list[GroundingFact], str | None]:
-        """``facts`` less the products the relevance gate rejects, and why (None when nothing was dropped).
-        Facts of a sku the caller named, or any facts when this retriever has no gate, pass untouched."""
-        if self.gate is None or (hint is not None and hint.sku):
-            return facts, None
-        return self.gate.filter(facts, subject, draft)
 
     def as_langchain(
         self,

@@ -35,5 +35,10 @@ class Drafter(ABC):
         """Return one Draft with up to ``n`` candidates per image, in input order. ``style`` is the requests' style
         preset: a VLM drafter asks its model with that style's task prompt (``presets.task_prompt``)."""
 
+    def check_ready(self) -> object:
+        """Readiness probe (the service's /readyz): a server-backed drafter checks its server; raises when the
+        backend cannot answer. Default: ready once built."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release models or connections."""

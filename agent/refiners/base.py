@@ -64,11 +64,18 @@ class Refiner(ABC):
 
     name: ClassVar[str] = "base"
     model_id: str = ""
+    # The same job always gives the same text (templates): the refine loop gives it one attempt, no regeneration.
+    deterministic: ClassVar[bool] = False
 
     settings_model: ClassVar[type[BaseModel] | None] = None  # a registered backend's own settings section
 
     def __init__(self, settings: Any) -> None:  # noqa: B027 - the constructor the registry's callers use
         """Build the backend from its own settings section (``refiner.<name>``); load the model here."""
+
+    def check_ready(self) -> object:
+        """Readiness probe (the service's /readyz): a server-backed refiner runs a real request; raises when the
+        backend cannot answer. Default: ready once built."""
+        return None
 
     @abstractmethod
     def complete(self, messages: list[dict[str, str]], job: RefineJob) -> str:

@@ -1,5 +1,10 @@
 """The Rule base class, the per-rule config base and the rule registry.
 
+A rule is one module in this package: a ``Rule`` subclass that declares its ``name``, its settings model
+(``config_model``), where it runs among the others (``order``) and whether policy files must list it
+(``required``). ``RULES`` finds the modules on first use and the policy schema (``policies/schema.py``) derives
+its rule names and settings from them, so adding a rule is adding its module (docs/policies.md, "Adding a rule").
+
 A rule checks one thing at up to three points: the image (before any text), the untrusted inputs (before the
 prompt) and the refined caption (after refinement). Each check returns a ``RuleResult``: the rule's decision(s),
 the possibly fixed text and feedback for a regenerate. The engine turns exceptions into fail-closed decisions.
@@ -7,6 +12,8 @@ the possibly fixed text and feedback for a regenerate. The engine turns exceptio
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -84,10 +91,16 @@ def strongest(actions: Any) -> Action:
 
 
 class Rule:
-    """Base of every rule. Subclasses set ``name``/``config_model`` and override the checks they support."""
+    """Base of every rule. Subclasses declare ``name``, ``config_model``, ``order`` and ``stages`` (and
+    ``required``) and override the checks they support."""
 
-    name: ClassVar[str] = "base"
-    config_model: ClassVar[type[RuleConfig]] = RuleConfig
+    name: ClassVar[str] = "base"  # the rule's key under ``rules:`` in a policy file, and in every decision
+    config_model: ClassVar[type[RuleConfig]] = RuleConfig  # its settings; their defaults apply when a file omits it
+    # Where it runs on a caption (lower first; the built-in rules use 10, 20, ... 150, so a new one fits between).
+    order: ClassVar[int] = 1000
+    # A policy file must list it (unless it ``extends: default``), so a file written without it is refused instead
+    # of running it on defaults. New rules leave this False: files written before the rule existed stay valid.
+    required: ClassVar[bool] = False
     stages: ClassVar[frozenset[str]] = frozenset()  # subset of {"image", "inputs", "output"}
 
     def __init__(self, config: RuleConfig) -> None:
@@ -150,23 +163,28 @@ class Rule:
         return RuleResult([decision], keep, [feedback] if feedback and action == "regenerate" else [])
 
 
-RULES: Registry[Rule] = Registry(
-    "policy rule",
-    {
-        "image_safety": "caption_agent.policies.rules.image_safety:ImageSafetyRule",
-        "injection": "caption_agent.policies.rules.injection:InjectionRule",
-        "markup": "caption_agent.policies.rules.markup:MarkupRule",
-        "pii": "caption_agent.policies.rules.pii:PiiRule",
-        "blocklist": "caption_agent.policies.rules.blocklist:BlocklistRule",
-        "people": "caption_agent.policies.rules.people:PeopleRule",
-        "grounding": "caption_agent.policies.rules.grounding:GroundingRule",
-        "style": "caption_agent.policies.rules.style:StyleRule",
-        "coherence": "caption_agent.policies.rules.coherence:CoherenceRule",
-        "informative": "caption_agent.policies.rules.informative:InformativeRule",
-        "faithful": "caption_agent.policies.rules.faithful:FaithfulRule",
-        "language": "caption_agent.policies.rules.language:LanguageRule",
-        "confidence": "caption_agent.policies.rules.confidence:ConfidenceRule",
-        "glossary": "caption_agent.policies.rules.glossary:GlossaryRule",
-        "catalog": "caption_agent.policies.rules.catalog:CatalogRule",
-    },
-)
+def _declared_rules() -> dict[str, str | type[Rule]]:
+    """Every Rule subclass defined in a module of this package, by name (imports each module once)."""
+    from caption_agent.policies import rules as package
+
+    found: dict[str, str | type[Rule]] = {}
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        for obj in vars(module).values():
+            # A rule is a class defined here that names itself (a subclass that keeps its parent's name is not).
+            own = isinstance(obj, type) and obj.__module__ == module.__name__ and "name" in vars(obj)
+            if own and issubclass(obj, Rule) and obj is not Rule:
+                if obj.name in found:
+                    raise TypeError(f"two policy rules are named {obj.name!r}: {found[obj.name]} and {obj}")
+                found[obj.name] = obj
+    return found
+
+
+# Rules register themselves by being a module here; ``RULES.register(name, "pkg.module:Class")`` adds one from
+# another package (before the policy schema is imported: the schema's rule names are read once).
+RULES: Registry[Rule] = Registry("policy rule", {}, discover=_declared_rules)
+
+
+def rule_classes() -> list[type[Rule]]:
+    """Every rule, in the order they run on a caption (``order``, then name)."""
+    return sorted((RULES.get(name) for name in RULES.names()), key=lambda rule: (rule.order, rule.name))

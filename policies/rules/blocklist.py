@@ -64,6 +64,8 @@ def term_pattern(term: str) -> str:
 class BlocklistRule(Rule):
     name = "blocklist"
     config_model = BlocklistConfig
+    order = 50
+    required = True
     stages = frozenset({"inputs", "output"})
     config: BlocklistConfig
 

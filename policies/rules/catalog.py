@@ -38,6 +38,7 @@ class CatalogConfig(RuleConfig):
 class CatalogRule(Rule):
     name = "catalog"
     config_model = CatalogConfig
+    order = 150
     stages = frozenset({"output"})
     config: CatalogConfig
 

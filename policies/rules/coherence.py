@@ -65,6 +65,7 @@ def _prompt_ngrams(n: int) -> frozenset[tuple[str, ...]]:
 class CoherenceRule(Rule):
     name = "coherence"
     config_model = CoherenceConfig
+    order = 90
     stages = frozenset({"output"})
     config: CoherenceConfig
 

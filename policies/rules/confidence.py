@@ -30,6 +30,8 @@ class ConfidenceConfig(RuleConfig):
 class ConfidenceRule(Rule):
     name = "confidence"
     config_model = ConfidenceConfig
+    order = 130
+    required = True
     stages = frozenset({"output"})
     config: ConfidenceConfig
 

@@ -35,6 +35,7 @@ class FaithfulConfig(RuleConfig):
 class FaithfulRule(Rule):
     name = "faithful"
     config_model = FaithfulConfig
+    order = 110
     stages = frozenset({"output"})
     config: FaithfulConfig
 

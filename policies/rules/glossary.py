@@ -42,6 +42,7 @@ class GlossaryConfig(RuleConfig):
 class GlossaryRule(Rule):
     name = "glossary"
     config_model = GlossaryConfig
+    order = 140
     stages = frozenset({"output"})
     config: GlossaryConfig
 

@@ -87,6 +87,8 @@ class Claim:
 class GroundingRule(Rule):
     name = "grounding"
     config_model = GroundingConfig
+    order = 70
+    required = True
     stages = frozenset({"output"})
     config: GroundingConfig
 

@@ -125,6 +125,8 @@ def detect(image: Any) -> list[dict[str, Any]]:
 class ImageSafetyRule(Rule):
     name = "image_safety"
     config_model = ImageSafetyConfig
+    order = 10
+    required = True
     stages = frozenset({"image"})
     config: ImageSafetyConfig
 

@@ -26,6 +26,7 @@ class InformativeConfig(RuleConfig):
 class InformativeRule(Rule):
     name = "informative"
     config_model = InformativeConfig
+    order = 100
     stages = frozenset({"output"})
     config: InformativeConfig
 

@@ -303,6 +303,8 @@ class InjectionConfig(RuleConfig):
 class InjectionRule(Rule):
     name = "injection"
     config_model = InjectionConfig
+    order = 20
+    required = True
     stages = frozenset({"inputs", "output"})
     config: InjectionConfig
 

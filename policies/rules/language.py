@@ -80,6 +80,8 @@ def detect(text: str) -> list[tuple[str, float]]:
 class LanguageRule(Rule):
     name = "language"
     config_model = LanguageConfig
+    order = 120
+    required = True
     stages = frozenset({"output"})
     config: LanguageConfig
 

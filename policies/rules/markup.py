@@ -128,6 +128,7 @@ class MarkupConfig(RuleConfig):
 class MarkupRule(Rule):
     name = "markup"
     config_model = MarkupConfig
+    order = 30  # before pii: a tag cannot split an address ("jane@<b></b>shop.com") past the PII check
     stages = frozenset({"output"})
     config: MarkupConfig
 

@@ -182,6 +182,8 @@ class PeopleConfig(RuleConfig):
 class PeopleRule(Rule):
     name = "people"
     config_model = PeopleConfig
+    order = 60
+    required = True
     stages = frozenset({"output"})
     config: PeopleConfig
 

@@ -182,6 +182,8 @@ def mask_spans(text: str, spans: list[Span], mask: str) -> str:
 class PiiRule(Rule):
     name = "pii"
     config_model = PiiConfig
+    order = 40
+    required = True
     stages = frozenset({"inputs", "output"})
     config: PiiConfig
 

@@ -33,6 +33,8 @@ class StyleConfig(RuleConfig):
 class StyleRule(Rule):
     name = "style"
     config_model = StyleConfig
+    order = 80
+    required = True
     stages = frozenset({"output"})
     config: StyleConfig
 

@@ -69,9 +69,11 @@ def test_a_ranking_crash_fails_that_item_only(agent_none, lite_drafter, images_d
 
 
 def test_a_grounding_crash_fails_that_item_only(agent_none, images_dir):
+    from caption_agent.retrieval import FactRetriever
+
     real = agent_none.retriever
 
-    class Broken:
+    class Broken(FactRetriever):  # the declared retriever contract, with a store that fails
         store = real.store
 
         def facts_many(self, pairs):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from caption_agent.config import RetrievalSettings
-from caption_agent.embedders import INT8_SUFFIX, OnnxEmbedder, SentenceTransformerEmbedder, build_embedder
+from caption_agent.embedders import INT8_SUFFIX, OnnxEmbedder, SentenceTransformerEmbedder, new_embedder
 from caption_agent.embedders_onnx import UnsupportedEmbedderError, inspect_st_model
 from caption_agent.errors import EmbedderMismatchError
 from caption_agent.model_cache import build_once
@@ -133,7 +133,7 @@ def test_other_architectures_are_refused_clearly(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedEmbedderError, match="modules.json"):
         inspect_st_model(tmp_path)
     with pytest.raises(UnsupportedEmbedderError):
-        build_embedder(str(cls), runtime="onnx")
+        new_embedder(str(cls), runtime="onnx")
     ok = _st_folder(tmp_path / "mean", {"pooling_mode_mean_tokens": True})
     assert inspect_st_model(ok)["dim"] == 8
 
