@@ -25,13 +25,13 @@ from caption_agent.config_sections import (
     PolicySettings,
     RankerSettings,
     RetrievalSettings,
-    Section,
     ServerSettings,
     TemplateRefinerSettings,
     TransformersDrafterSettings,
     VLLMDrafterSettings,
     VLLMRefinerSettings,
     VLMDecodingSettings,
+    _Registered,
 )
 from caption_agent.errors import ConfigError
 
@@ -107,14 +107,10 @@ def _refuse_moved(section: str, data: Any) -> Any:
     return data
 
 
-class _StageSettings(Section):
+class _StageSettings(_Registered):
     """A stage with a backend registry: each built-in backend has its own section (a field named after it)."""
 
     _stage: ClassVar[str]
-    options: dict[str, dict[str, Any]] = Field(
-        default_factory=dict,
-        description="Settings of backends registered by other packages, by backend name (validated by the backend).",
-    )
 
     @model_validator(mode="before")
     @classmethod

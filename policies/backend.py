@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
     from caption_agent.policies.context import ModerationContext
+    from caption_agent.policies.rules.base import Rule
 
 __all__ = ["POLICY_ENGINES", "PolicyBackend", "build_policy", "check_policy"]
 
@@ -58,6 +59,11 @@ class PolicyBackend(ABC):
     @abstractmethod
     def review(self, text: str, ctx: ModerationContext, only: Any = None) -> ModerationOutcome:
         """The caption after refinement; ``only`` limits the run to the named rules."""
+
+    def rules(self, preset: str) -> list[Rule]:
+        """The rules in force for a style preset, in the order they run (the refiners read the glossary rule's
+        terms there); none for an engine without rules."""
+        return []
 
     def check_ready(self) -> object:
         """Readiness probe; raises when the engine cannot judge."""

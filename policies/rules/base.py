@@ -116,6 +116,10 @@ class Rule:
     def check_output(self, text: str, ctx: ModerationContext) -> RuleResult:
         raise NotImplementedError
 
+    def placeholders(self) -> tuple[str, ...]:
+        """The marks this rule writes where it cut text out (the engine ignores them when it remembers cuts)."""
+        return ()
+
     # -- helpers ----------------------------------------------------------------------------------------
     def resolve(self, wanted: Action, ctx: ModerationContext | None, fixed: bool = True) -> tuple[Action, str]:
         """Turn the configured action into one that is possible now, saying why when it changed."""

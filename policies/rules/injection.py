@@ -308,6 +308,9 @@ class InjectionRule(Rule):
     stages = frozenset({"inputs", "output"})
     config: InjectionConfig
 
+    def placeholders(self) -> tuple[str, ...]:
+        return (self.config.placeholder,)
+
     def check_input(self, text: str, source: str, ctx) -> RuleResult:
         spans = find_instructions(text)
         if not spans:
