@@ -45,6 +45,10 @@ class Registry(Generic[T]):
         """Add a backend: ``registry.register("mine", "my_pkg.drafter:MyDrafter")`` (or the class itself)."""
         self._table()[name] = target
 
+    def unregister(self, name: str) -> None:
+        """Remove a backend added with ``register`` (a test, or a plugin being unloaded)."""
+        self._table().pop(name, None)
+
     def check(self, name: str, *also: str) -> None:
         """Raise ConfigError for a name that is neither registered nor in ``also`` (imports nothing)."""
         if name not in self._table() and name not in also:

@@ -73,7 +73,7 @@ def registered():
     RETRIEVERS.register("list", ListRetriever)
     yield
     for registry, name in ((RANKERS, "shortest"), (RETRIEVERS, "list")):
-        registry._entries.pop(name)  # leave the process's registries as they were
+        registry.unregister(name)  # leave the process's registries as they were
 
 
 @pytest.mark.parametrize(
@@ -138,7 +138,7 @@ def test_a_registered_retriever_is_selected_from_config(registered):
     assert retriever.known_skus(["X"]) == {"X"} and retriever.count() is None
 
 
-def test_the_built_in_policy_engine_is_the_rules_of_the_policy_file(tmp_path):
+def test_the_built_in_policy_engine_is_the_rules_of_the_policy_file():
     built = build_policy(PolicySettings())
     assert isinstance(built, PolicyEngine) and built.hash == PolicyEngine.load().hash
     with pytest.raises(ConfigError, match="unknown policy engine backend 'strict'"):
