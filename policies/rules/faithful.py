@@ -5,7 +5,9 @@ and the facts do not support.
   hyponym of it ("a cat" may become "an animal", or "a tabby cat" when a fact says so; never "a dog"); captions in
   other languages must carry the lexicon's name for it (or the draft's own words, when the draft is in that
   language); in Japanese and Chinese the name may stand anywhere in the text, and in compounding languages
-  (de, nl, sv, da, nb) as the head of a compound ("Espressotasse" names a Tasse).
+  (de, nl, sv, da, nb) as the head of a compound ("Espressotasse" names a Tasse). Plurals count ("gants"), and so
+  do the lexicon's synonyms of the name ("Wasserkocher" for a kettle, "daypack" for a backpack) and the names of
+  the lexicon entries WordNet puts above it ("Lampe" for a table lamp), as in English.
   A draft whose subject cannot be read (a VLM's free text) is compared by its objects instead.
 * Nothing added (English): every basic-level object the caption names must be named by the draft, a fact or the
   image text, or be a hypernym of one of them.
@@ -52,7 +54,12 @@ class FaithfulRule(Rule):
             wanted = vocab.stated_synsets([subject[0]]) if subject else set()
             wanted = wanted or {s for v in draft_names.values() for s in v if vocab.is_specific(s)}
             said = vocab.english_names(text)
-            if wanted and not any(vocab.related(v, wanted) for v in said.values()):
+            synonyms = vocab.lexicon_synonyms(subject[0], "en") if subject else []
+            if (
+                wanted
+                and not any(vocab.related(v, wanted) for v in said.values())
+                and not any(vocab.names(tokens, s, "en") for s in synonyms)
+            ):
                 return self._held(
                     text, ctx, "subject.changed", "the caption does not keep the draft's subject", subject=subject
                 )

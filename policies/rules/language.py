@@ -10,6 +10,7 @@ from pydantic import Field
 
 from caption_agent.locales import language_code
 from caption_agent.policies.rules.base import Rule, RuleConfig, RuleResult
+from caption_agent.retrieval.i18n import localized_fields
 from caption_agent.text import normalize
 
 # langdetect's codes that differ from BCP-47 primary tags, and tags that name one language.
@@ -45,6 +46,13 @@ class LanguageConfig(RuleConfig):
         0.2, ge=0, le=1, description="The requested language passes if it is at least this likely."
     )
     uncertain_action: Literal["allow", "review"] = Field("allow", description="When neither holds.")
+    known_words_max: int = Field(
+        12,
+        ge=0,
+        description="A caption of at most this many words (names left out) whose every word is a known word of "
+        "the requested locale (its lexicon, templates and own catalog fields) passes whatever the detector reads: "
+        "detectors misread short product text ('Eine Vase. Eine hohe, mundgeblasene Vase aus Glas.' as Estonian).",
+    )
     english_share: float = Field(
         0.8,
         gt=0,
@@ -96,6 +104,9 @@ class LanguageRule(Rule):
         want = _SAME.get(language_code(ctx.locale), language_code(ctx.locale))
         # Names, codes and numbers carry no language and mislead detection on short captions.
         brands = {str(v) for f in ctx.facts for k, v in f.fields.items() if k in ("brand", "title", "name")}
+        for fact in ctx.facts:  # the product's own name in this locale is a name too ("Affiche portrait ...")
+            local = localized_fields(dict(fact.fields), ctx.locale) or {}
+            brands |= {str(v) for k, v in local.items() if k in ("title", "name") and v}
         sample = normalize(text)
         for brand in sorted(brands, key=len, reverse=True):
             sample = sample.replace(brand, " ")
@@ -143,13 +154,14 @@ class LanguageRule(Rule):
         if probs.get(want, 0.0) >= self.config.accept_probability:
             return self.allow(text, f"language {want} detected (p={probs.get(want, 0.0):.2f})", **details)
         top, p_top = max(probs.items(), key=lambda kv: kv[1], default=("?", 0.0))
-        if top in _CLOSE.get(want, ()) and not _unknown_words(text, want, ctx, own_locale_only=True):
-            # langdetect reads short Swedish as Norwegian and confuses es/pt/it: a close language is accepted only
-            # when every word is a known word of the requested language.
+        short = len(sample.split()) <= self.config.known_words_max
+        if (top in _CLOSE.get(want, ()) or short) and not _unknown_words(text, want, ctx, own_locale_only=True):
+            # langdetect reads short Swedish as Norwegian, confuses es/pt/it and misreads short product text: a close
+            # language, or any language on a short caption, is accepted only when every word is a known word of the
+            # requested language (its lexicon, templates, vocabulary and the catalog's fields for this locale).
+            why = f"a language close to {want}" if top in _CLOSE.get(want, ()) else "on a short caption"
             return self.allow(
-                text,
-                f"detected {top} (p={p_top:.2f}), a language close to {want}; every word is a known {want} word",
-                **details,
+                text, f"detected {top} (p={p_top:.2f}), {why}; every word is a known {want} word", **details
             )
         if p_top >= self.config.mismatch_probability:
             return self.violation(

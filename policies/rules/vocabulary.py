@@ -31,7 +31,7 @@ _GENERAL = 300
 
 @lru_cache(maxsize=1)
 def data() -> dict[str, Any]:
-    """``policies/vocabulary.yaml``: function words, scene words and vague words per language."""
+    """``policies/vocabulary.yaml``: function, scene and vague words, plural endings and synonyms per language."""
     path = Path(str(resources.files("caption_agent.policies") / "vocabulary.yaml"))
     # BaseLoader: every word stays a string (YAML 1.1 would read "no", "on" and "off" as booleans).
     return yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.BaseLoader) or {}  # noqa: S506 - plain strings
@@ -215,18 +215,46 @@ def subject_names(draft: str, lang: str) -> tuple[str, list[str]] | None:
     lexicon = load_lexicon()
     out = []
     if subject.thing:
-        # The name, else its head noun ("red leather handbag" -> "leather handbag" -> "handbag").
+        # The name, else its head noun ("red leather handbag" -> "leather handbag" -> "handbag"); its synonyms and
+        # the names of the lexicon's broader entries ("Lampe" keeps "Tischlampe", as "a lamp" keeps "a table lamp").
         thing = subject.thing.lower().split()
-        entry = next(
-            (e for n in range(len(thing)) if (e := lexicon.nouns.get(" ".join(thing[n:]), {}).get(lang))), None
-        )
-        if entry is not None:
-            out.append(" ".join(words(entry[0])))
+        key = next((k for n in range(len(thing)) if lang in lexicon.nouns.get(k := " ".join(thing[n:]), {})), None)
+        if key is not None:
+            out += [n for k in (key, *broader(key)) if lang in lexicon.nouns[k] for n in lexicon_synonyms(k, lang)]
     if subject.people:
         forms = lexicon.people.get(subject.people, {}).get(lang)
         if forms is not None:
             out += [" ".join(words(forms.nom)), " ".join(words(forms.with_))]
-    return own, out
+    return own, list(dict.fromkeys(out))
+
+
+def lexicon_synonyms(name: str, lang: str) -> list[str]:
+    """The lexicon's name of ``name`` in ``lang`` (when it has one) and its synonyms (``synonyms`` in
+    policies/vocabulary.yaml), folded."""
+    entry = load_lexicon().nouns.get(name, {}).get(lang)
+    found = ([entry[0]] if entry else []) + list(data().get("synonyms", {}).get(name, {}).get(lang, []))
+    return [" ".join(words(n)) for n in found]
+
+
+@lru_cache(maxsize=1)
+def _noun_synsets() -> dict[str, frozenset[str]]:
+    """The lexicon's English names -> the WordNet synsets each names (names WordNet lacks are left out)."""
+    out = {}
+    for name in load_lexicon().nouns:
+        found = english_names(name).get(" ".join(words(name)))
+        if found:
+            out[name] = found
+    return out
+
+
+@lru_cache(maxsize=512)
+def broader(name: str) -> tuple[str, ...]:
+    """The lexicon's entries WordNet puts above ``name`` or beside it as the same synset ("lamp" for "table lamp"),
+    specific ones only (never "artifact" or "object")."""
+    table = _noun_synsets()
+    own = table.get(name, frozenset())
+    above = {a for s in own for a in hierarchy().ancestors(s) if is_specific(a)}
+    return tuple(k for k, synsets in table.items() if k != name and synsets & above)
 
 
 def product_titles(ctx: Any, sku: str) -> list[str]:
@@ -285,13 +313,33 @@ _MIN_MODIFIER = 3  # letters before a compound's head: "Espresso|tasse", never "
 
 
 def names(text_words: list[str], phrase: str, lang: str) -> bool:
-    """True when the text names the folded ``phrase`` in ``lang``: as whole words; in a language without spaces,
-    anywhere in the text; in a compounding language, also as the head (last part) of a compound word."""
-    if contains(text_words, phrase):  # kana/Han phrases are found anywhere in the text (``contains``)
-        return True
-    if lang in _COMPOUNDING and phrase and " " not in phrase:
-        return any(len(w) >= len(phrase) + _MIN_MODIFIER and w.endswith(phrase) for w in text_words)
+    """True when the text names the folded ``phrase`` in ``lang``, in the singular or a plural form
+    (``plural_forms``): as whole words; in a language without spaces, anywhere in the text; in a compounding
+    language, also as the head (last part) of a compound word."""
+    for form in plural_forms(phrase, lang):
+        if contains(text_words, form):  # kana/Han phrases are found anywhere in the text (``contains``)
+            return True
+        compound = lang in _COMPOUNDING and form and " " not in form
+        if compound and any(len(w) >= len(form) + _MIN_MODIFIER and w.endswith(form) for w in text_words):
+            return True
     return False
+
+
+def plural_forms(phrase: str, lang: str) -> list[str]:
+    """The folded ``phrase`` and its plurals by the endings of ``plural_endings`` in policies/vocabulary.yaml
+    ("handschuh" -> "handschuhe"; "lampe de table" -> "lampes de table": the head is the first word in the
+    ``head_first`` languages, else the last)."""
+    parts = phrase.split()
+    endings = data().get("plural_endings", {}).get(lang, [])
+    if not parts or not endings:
+        return [phrase]
+    at = 0 if lang in data().get("head_first", []) else len(parts) - 1
+    head, out = parts[at], [phrase]
+    for rule in endings:
+        old, new = (fold(p) for p in rule.split(">", 1))
+        if head.endswith(old) and len(head) > len(old) + 1:
+            out.append(" ".join([*parts[:at], head[: len(head) - len(old)] + new, *parts[at + 1 :]]))
+    return list(dict.fromkeys(out))
 
 
 @lru_cache(maxsize=32)
