@@ -39,7 +39,6 @@ __all__ = [
     "LocalizeJobOptions",
     "LocalizeStage",
     "iter_localize_items",
-    "localize_result",
     "result_row",
     "row_items",
     "run_localize_job",
@@ -56,11 +55,6 @@ class LocalizeJobOptions(JobOptions):
     locales: list[str] = Field(min_length=1, description="Target BCP-47 locales.")
     style: str | None = Field(None, description="Style for rows that name none; the config default if unset.")
     include_review: bool = Field(False, description="Also localize results whose status is `review`.")
-
-
-def localize_result(result: CaptionResult, locales: Sequence[str], stage: LocalizeStage) -> list[CaptionResult]:
-    """Deprecated: use ``CaptionAgent.localize(result, locales)`` (this calls it with ``stage``'s agent)."""
-    return stage.agent.localize(result, locales)
 
 
 class LocalizeStage:

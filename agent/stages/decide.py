@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 Kind = Literal["retry", "next_link", "publish", "hold", "fail"]
-# What a step publishes or holds: the link's answer as moderated, the draft the engine judged with it (a fallback
-# verdict), the draft (to be judged now), an earlier link's rejected answer, or no text (a link said which data
-# it lacked).
-What = Literal["answer", "judged_draft", "draft", "rejected", "gap", ""]
+# What a step publishes or holds: the link's answer as moderated, the draft (judged as a stand-in), an earlier
+# link's rejected answer, or no text (a link said which data it lacked).
+What = Literal["answer", "draft", "rejected", "gap", ""]
 # An attempt's answer: a text (with the policy's verdict), an unusable answer a retry may fix, a link that cannot
 # write this item (no data), a server that is down, or a refiner that broke its contract.
 Answer = Literal["text", "unusable", "cannot", "down", "broken"]
@@ -28,12 +27,10 @@ class Step:
 
 @dataclass(frozen=True)
 class Attempt:
-    """One attempt's answer and the verdict on it (``action``: the policy's; ``drafted``: the engine judged the
-    draft as well, because a rule asked for a fallback)."""
+    """One attempt's answer and the policy's verdict on it (``action``, for a text)."""
 
     answer: Answer
     action: str = ""
-    drafted: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,12 +61,9 @@ def decide(attempt: Attempt, left: Left) -> Step:
         return Step("retry")
     if not left.last and action in _NOT_PUBLISHABLE:  # the next link writes before the draft
         return Step("next_link")
-    if not left.draft_ok and action != "block" and (attempt.drafted or action in ("fallback", "regenerate")):
-        return Step("hold", "answer")  # the draft is in another language: a person decides on the answer
-    if action == "fallback":
-        return Step("publish", "judged_draft")
-    if action == "regenerate":
-        return fall_back(left)
+    if action in ("fallback", "regenerate"):  # the policy wants the draft instead of this answer
+        # A draft in another language cannot stand in: a person decides on the answer (as moderated).
+        return Step("publish", "draft") if left.draft_ok else Step("hold", "answer")
     return Step("publish", "answer")
 
 

@@ -2,7 +2,8 @@
 
 * ``guard`` runs a policy call so that a crash never fails open;
 * ``sanitize`` vets the untrusted inputs (facts, image text, an old caption) before any prompt;
-* ``judge`` reviews an answer, ``judge_draft`` the draft standing in, ``hold`` a rejected answer sent to review;
+* ``judge`` reviews an answer, ``judge_draft`` the draft standing in, ``hold`` a rejected answer sent to review
+  (the engine only judges: ``decide`` says which of these happens);
 * ``ModerateStage`` turns each settled state into its result (the verdict's action sets the status);
   ``queue_for_review`` sends the held results of a batch to the config's review queue.
 """
@@ -75,23 +76,28 @@ def judge(policy: Any, state: CaptionState, text: str, attempts_left: int) -> Mo
     """The policy's verdict on an answer (None: the policy crashed and the item is settled)."""
     with StageTimer([state], "moderate"):
         outcome: ModerationOutcome | None = _guard(
-            state, "moderate", lambda: policy.review(text, state.moderation(attempts_left))
+            state, "moderate", lambda: policy.judge(text, state.moderation(attempts_left))
         )
     return outcome
 
 
-def judge_draft(policy: Any, state: CaptionState) -> ModerationOutcome | None:
-    """The verdict on the draft standing in: still moderated (redactions apply; regenerate is impossible)."""
+def judge_draft(policy: Any, state: CaptionState, verdict: ModerationOutcome | None) -> ModerationOutcome | None:
+    """The verdict on the draft standing in: still moderated (redactions apply; regenerate is impossible). After
+    a ``fallback`` verdict on an answer, the engine's ``judge_draft`` (the verdict's decisions, then the draft's);
+    otherwise the draft judged on its own."""
     with StageTimer([state], "moderate"):
-        outcome: ModerationOutcome | None = _guard(
-            state, "moderate", lambda: policy.review(state.best, state.moderation(0, is_fallback=True))
-        )
+        if verdict is not None and verdict.action == "fallback":
+            ctx = state.moderation(0)
+            outcome: ModerationOutcome | None = _guard(state, "moderate", lambda: policy.judge_draft(verdict, ctx))
+        else:
+            ctx = state.moderation(0, is_fallback=True)
+            outcome = _guard(state, "moderate", lambda: policy.judge(state.best, ctx))
     return outcome
 
 
 def hold(policy: Any, state: CaptionState, outcome: ModerationOutcome, text: str, by: str) -> None:
     """Send a rejected answer to review with every fix the policy makes to it (never the raw answer)."""
-    held = _guard(state, "moderate", lambda: policy.review(text, state.moderation(0, is_fallback=True)))
+    held = _guard(state, "moderate", lambda: policy.judge(text, state.moderation(0, is_fallback=True)))
     if held is None:
         return
     marked = [d.model_copy(update={"details": {**d.details, "pass": "held"}}) for d in held.decisions]

@@ -116,8 +116,7 @@ def _run_link(link: Any, policy: Any, states: list[CaptionState], attempts: int,
                 outcome = moderate.judge(policy, state, out.caption, left)
                 if outcome is None:  # the policy crashed: the item is held (or failed) already
                     continue
-                drafted = any(d.details.get("pass") == "draft" for d in outcome.decisions)
-                attempt_ = Attempt("text", outcome.action, drafted)
+                attempt_ = Attempt("text", outcome.action)
             else:
                 if kind != "down":
                     state.provenance.fallbacks.append(f"refine attempt {attempt + 1} ({link.name}): {out}")
@@ -135,8 +134,8 @@ def _run_link(link: Any, policy: Any, states: list[CaptionState], attempts: int,
                     state.record(outcome.decisions)
                 retry.append(state)
             elif step.kind == "next_link":
-                if outcome is not None:  # the engine's own judgment of the draft is not used: the next link writes
-                    state.record([d for d in outcome.decisions if d.details.get("pass") != "draft"])
+                if outcome is not None:  # the next link writes before the draft
+                    state.record(outcome.decisions)
                     state.provenance.fallbacks.append(
                         f"policy: {outcome.action} on the {link.name} answer; the next refiner writes"
                     )
@@ -158,7 +157,7 @@ def _apply(
 ) -> None:
     """Carry out a publish, hold or fail step; ``out`` is the link's answer (a RefinedCaption or an exception),
     ``outcome`` the policy's verdict on it (None when there was no text to judge)."""
-    if outcome is not None and step.what in ("judged_draft", "draft"):
+    if outcome is not None and step.what == "draft":
         state.provenance.fallbacks.append(
             f"policy: {outcome.action} after {state.provenance.refine_attempts} attempt(s)"
         )
@@ -169,13 +168,10 @@ def _apply(
         assert outcome is not None
         state.provenance.fallbacks.append(f"policy: {outcome.action}; the draft cannot stand in, held for review")
         moderate.hold(policy, state, outcome, out.caption, by)
-    elif step.what == "judged_draft":  # the engine judged the draft with the answer: its text stands in
-        assert outcome is not None
-        state.settle(outcome, outcome.text, "draft")
     elif step.what == "draft":
-        if outcome is not None:
-            state.record(outcome.decisions)
-        judged = moderate.judge_draft(policy, state)
+        if outcome is not None and outcome.action != "fallback":
+            state.record(outcome.decisions)  # a fallback verdict's decisions come back with the draft's
+        judged = moderate.judge_draft(policy, state, outcome)
         if judged is not None:
             state.settle(judged, judged.text, "draft")
     elif step.what == "rejected":

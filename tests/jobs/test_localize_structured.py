@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from caption_agent.jobs.localize_job import LocalizeStage, iter_localize_items, localize_result
+from caption_agent.jobs.localize_job import LocalizeStage, iter_localize_items
 from caption_agent.retrieval.product import Product
 from caption_agent.retrieval.retriever import product_facts
 from caption_agent.schemas import CaptionResult, DraftSubject
@@ -43,7 +43,7 @@ def stage():
 
 def test_a_caption_result_is_localized_from_its_subject(stage):
     result = _result(subject=DraftSubject(name="an espresso", mass=0.9))
-    de, fr, es = localize_result(result, ["de-DE", "fr-FR", "es-ES"], stage)
+    de, fr, es = stage.agent.localize(result, ["de-DE", "fr-FR", "es-ES"])  # the library call
     assert (de.status, de.text) == ("ok", "Ein Espresso. Hollowell Espressotasse.")
     assert (fr.text, es.text) == (
         "Un expresso. Tasse à espresso Hollowell.",
