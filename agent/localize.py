@@ -91,8 +91,9 @@ class Pair:
     image_text: str = ""
 
 
-def localization_state(agent: Any, pair: Pair) -> CaptionState:
-    """The state of one pair; bad input (unknown style, unreadable facts) fails it at ``input``."""
+def localization_state(agent: Any, pair: Pair | Any) -> CaptionState:
+    """The state of one pair (a ``Pair``, or anything with its fields: the batch job's ``LocalizeItem``); bad
+    input (unknown style, unreadable facts) fails it at ``input``."""
     from pydantic import ValidationError
 
     from caption_agent.prompts import load_preset

@@ -94,12 +94,7 @@ def run_caption_job(
     ``shards/{000..009}.tar``, local or on an object store). ``agent`` reuses a loaded CaptionAgent (local runner
     only); otherwise one is built from ``config``.
     """
-    inputs = [manifest] if isinstance(manifest, (str, Path)) else list(manifest)
-    if not inputs:
-        raise ManifestError("no input given.")
-    for name in iter_inputs([str(i) for i in inputs]):
-        if not is_remote(name) and not Path(name).exists():
-            raise ManifestError(f"manifest {name!r} does not exist.")
+    inputs = _checked_inputs(manifest)
     config = agent.config if agent is not None else (config or AgentConfig.load())
     style = options.style or config.default_style
     locale = options.locale or config.default_locale
@@ -125,15 +120,9 @@ def run_caption_job(
     if options.runner == "ray":
         from caption_agent.jobs.ray_sources import RaySource
 
-        source = RaySource(
-            inputs=[str(i) for i in inputs],
-            style=style,
-            locale=locale,
-            limits=config.images.model_dump(mode="json"),
-            sources=sources,
-            limit=options.limit,
-            steps=caption_steps(config_data, recaption),
-        )
+        limits = config.images.model_dump(mode="json")
+        steps = caption_steps(config_data, recaption)  # the agent's stages as named slices, one actor pool each
+        source = RaySource([str(i) for i in inputs], style, locale, limits, sources, options.limit, steps)
     # How the old caption is judged changes what is written: part of the output's settings.
     extra = f"recaption:{options.keep}:{options.min_clip_s}"
     try:
@@ -155,6 +144,17 @@ def run_caption_job(
 
         write_sidecars(options.out, options.sidecars, list(iter_inputs([str(i) for i in inputs])))
     return summary
+
+
+def _checked_inputs(manifest: Path | str | Sequence[Path | str]) -> list[Path | str]:
+    """The inputs as a list; none, or a local one that does not exist, is a ManifestError."""
+    inputs = [manifest] if isinstance(manifest, (str, Path)) else list(manifest)
+    if not inputs:
+        raise ManifestError("no input given.")
+    for name in iter_inputs([str(i) for i in inputs]):
+        if not is_remote(name) and not Path(name).exists():
+            raise ManifestError(f"manifest {name!r} does not exist.")
+    return inputs
 
 
 def recaption_set(options: CaptionJobOptions) -> bool:

@@ -29,7 +29,7 @@ from caption_agent.jobs.localize_rows import (
 )
 from caption_agent.jobs.manifest_rows import ManifestError
 from caption_agent.locales import normalize_locale
-from caption_agent.localize import Pair, localization_state, run_localization
+from caption_agent.localize import localization_state, run_localization
 from caption_agent.schemas import CaptionResult
 
 # The input side lives in localize_rows; these names stay importable from here (the service, the Ray stage spec).
@@ -87,28 +87,13 @@ class LocalizeStage:
         _ = self.refiner, self.policy
 
     def __call__(self, items: Sequence[LocalizeItem]) -> list[dict[str, Any]]:
-        states = [localization_state(self.agent, pair_of(item)) for item in items]
+        states = [localization_state(self.agent, item) for item in items]
         run_localization(self.agent, states)
         return [record_of(item, state.done) for item, state in zip(items, states)]
 
     def close(self) -> None:
         if self._agent is not None:
             self._agent.close()
-
-
-def pair_of(item: LocalizeItem) -> Pair:
-    return Pair(
-        key=item.key,
-        text=item.text,
-        style=item.style,
-        locale=item.locale,
-        source_locale=item.source_locale,
-        max_chars=item.max_chars,
-        faces=item.faces,
-        facts=item.facts,
-        subject=item.subject,
-        image_text=item.image_text,
-    )
 
 
 def record_of(item: LocalizeItem, result: CaptionResult) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 from caption_agent._iter import surrogate_field
 from caption_agent.config import AgentConfig
 from caption_agent.errors import ConfigError
-from caption_agent.jobs.localize_job import LocalizeItem, pair_of, row_items
+from caption_agent.jobs.localize_job import LocalizeItem, row_items
 from caption_agent.locales import normalize_locale
 from caption_agent.localize import localization_state, run_localization
 from caption_agent.service.errors import BadRequestError, PayloadTooLargeError, RequestTimeoutError
@@ -90,7 +90,7 @@ def run_localize(agent: Any, items: list[LocalizeItem], stop: threading.Event | 
     for item in items:
         if stop is not None and stop.is_set():
             break
-        state = localization_state(agent, pair_of(item))
+        state = localization_state(agent, item)
         run_localization(agent, [state])
         results.append(state.done)
     return results
