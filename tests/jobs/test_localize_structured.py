@@ -80,3 +80,14 @@ def iter_localize_items_from(result: CaptionResult):
 
     row = CaptionRow.model_validate(result_row(result.model_dump(mode="json")))
     return row_items(row, ["de-DE"], style="alt_text")
+
+
+def test_the_library_call_keeps_the_structured_parts(stage):
+    """CaptionAgent.localize: the source's key, its text as the draft, its facts, and the image's text as written."""
+    result = _result(subject=DraftSubject(name="an espresso", mass=0.9), image_text="HOLLOWELL ESPRESSO")
+    (de,) = stage.agent.localize(result, ["de_de"])
+    assert (de.key, de.locale, de.draft, de.image_text) == ("k1", "de-DE", result.text, "HOLLOWELL ESPRESSO")
+    assert [f.id for f in de.facts] == [f.id for f in result.facts]
+    assert de.provenance.prompt_version.startswith("alt_text@") and de.provenance.policy_hash
+    with pytest.raises(ValueError, match="no text to localize"):
+        stage.agent.localize(_result(status="review", text=None), ["de-DE"])
