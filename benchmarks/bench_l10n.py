@@ -106,13 +106,11 @@ def _policy(tmp: Path) -> Any:
 
 def _jobs(catalog: Path, styles: list[str], only_locales: list[str] | None = None) -> list[Any]:
     from caption_agent.locales import normalize_locale
-    from caption_agent.policies import ModerationContext
     from caption_agent.prompts import load_preset
-    from caption_agent.refine_loop import Refinement
-    from caption_agent.refiners import RefineJob
     from caption_agent.retrieval.catalog import read_catalog
     from caption_agent.retrieval.retriever import product_facts
     from caption_agent.schemas import DraftSubject
+    from caption_agent.state import CaptionState
 
     out = []
     for _, product in read_catalog(catalog):
@@ -125,9 +123,17 @@ def _jobs(catalog: Path, styles: list[str], only_locales: list[str] | None = Non
             for style in styles:
                 preset = load_preset(style)
                 facts = product_facts(product, 0.9)
-                job = RefineJob(preset=preset, draft=draft, locale=locale, facts=facts, subject=subject)
-                ctx = ModerationContext(preset=preset, locale=locale, draft=draft, facts=facts, faces=0)
-                item = Refinement(job=job, ctx=ctx, fallback_ok=locale.startswith("en"))
+                item = CaptionState(
+                    key=None,
+                    style_name=style,
+                    locale=locale,
+                    preset=preset,
+                    source=draft,
+                    source_subject=subject,
+                    facts=list(facts),
+                    faces=0,
+                    draft_ok=locale.startswith("en"),
+                )
                 item.bench = (product.sku, locale, style)  # type: ignore[attr-defined]
                 item.names = [product.brand or ""]  # type: ignore[attr-defined]
                 out.append(item)
@@ -186,9 +192,9 @@ def evaluate(items: list[Any], langid: Any, expected: dict[tuple[str, str], dict
             row[status] += 1
             rules = sorted({d.rule for d in item.decisions if d.action not in ("allow", "redact")})
             cause = "template: " + item.gap.reason.split(": ")[-1][:40] if item.gap and not rules else "+".join(rules)
-            held_by[locale][cause or type(item.error).__name__] += 1
+            held_by[locale][cause or type(item.exc).__name__] += 1
             why = item.gap.reason if item.gap else "; ".join(d.reason for d in item.decisions if d.action != "allow")
-            why = why or (f"{type(item.error).__name__}: {item.error}" if item.error is not None else "")
+            why = why or (f"{type(item.exc).__name__}: {item.exc}" if item.exc is not None else "")
             if len(samples[f"{locale} held"]) < 3:
                 samples[f"{locale} held"].append(f"{sku}/{style}: {why[:160]}")
             continue
@@ -230,15 +236,15 @@ def print_table(title: str, result: dict[str, Any]) -> None:
 
 
 def run_template(styles: list[str], policy: Any, langid: Any, expected: Any) -> dict[str, Any]:
-    from caption_agent import refine_loop
     from caption_agent.refiners.template import TemplateRefiner
+    from caption_agent.stages.refine import refine
 
     refiner = TemplateRefiner()
     out = {}
     for catalog in CATALOGS:
         items = _jobs(catalog, styles)
         t0 = time.perf_counter()
-        refine_loop.run(refiner, policy, items, max_regenerations=2)
+        refine(refiner, policy, items, max_regenerations=2)
         result = evaluate(items, langid, expected)
         result["seconds"] = round(time.perf_counter() - t0, 2)
         print_table(f"template refiner, {catalog.name}, styles {', '.join(styles)} ({result['seconds']} s)", result)
@@ -249,14 +255,14 @@ def run_template(styles: list[str], policy: Any, langid: Any, expected: Any) -> 
 def run_vllm(
     url: str, model: str, locales: list[str], policy: Any, langid: Any, expected: Any, products: int
 ) -> dict[str, Any]:
-    from caption_agent import refine_loop
     from caption_agent.refiners import REFINERS
+    from caption_agent.stages.refine import refine
 
     refiner = REFINERS.build("vllm", {"base_url": url, "model": model})
     items = _jobs(CATALOGS[1], ["seo_product"], only_locales=locales)[: products * len(locales)]
     t0 = time.perf_counter()
     try:
-        refine_loop.run(refiner, policy, items, max_regenerations=2)
+        refine(refiner, policy, items, max_regenerations=2)
     finally:
         refiner.close()
     result = evaluate(items, langid, expected)

@@ -10,9 +10,10 @@ from caption_agent.schemas import DraftSubject, GroundingFact, PolicyDecision
 
 @dataclass
 class ModerationContext:
-    """Inputs of one moderation. Build it once per request and pass the same object to ``prepare_inputs``
-    and every ``review`` call: ``prepare_inputs`` records there what it neutralised, so that ``review`` can
-    catch a caption that follows an injected instruction anyway.
+    """Inputs of one moderation. Pass the same object to ``prepare_inputs`` and every ``judge``/``review`` call,
+    or contexts that share its ``neutralised`` and ``input_flags`` lists (the pipeline derives one per call from
+    the item's state: ``CaptionState.moderation``): ``prepare_inputs`` records there what it neutralised, so that
+    ``review`` can catch a caption that follows an injected instruction anyway.
 
     ``facts`` and ``image_text`` may be the raw or the prepared versions; grounding accepts either.
     """

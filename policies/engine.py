@@ -3,7 +3,10 @@
 * ``screen_image`` — before any text: image safety (and the face count the people rule needs, or None
   when the detector did not look);
 * ``prepare_inputs`` — before the prompt: PII masked and instruction-like text cut out of untrusted text;
-* ``review`` — after refinement: every rule on the caption; the strongest action wins.
+* ``judge`` — after refinement: every rule on the caption; the strongest action wins (``judge_draft``: the draft
+  judged as a stand-in; ``review``: both, for one-shot checks).
+
+The engine judges; it never decides what happens next (``caption_agent.stages.decide`` does).
 
 Every rule records a decision, also when it allows. A rule that raises takes its ``on_error`` action (review
 or block) and says why: the engine never fails open.
@@ -195,18 +198,21 @@ class PolicyEngine(PolicyBackend):
         ctx.neutralised.extend(p for p in dict.fromkeys(found) if p not in ctx.neutralised)
 
     # -- 3. the caption -------------------------------------------------------------------------------------
-    def review(
+    def judge(
         self, text: str, ctx: ModerationContext, only: frozenset[str] | set[str] | None = None
     ) -> ModerationOutcome:
-        """Every rule on the refined caption. The action is the strongest one; ``text`` is the fixed caption.
-
-        A ``fallback`` outcome already carries the moderated ranked draft as ``text`` (its decisions follow,
-        marked ``details.pass = "draft"``); publish ``text`` when the action is allow, redact or fallback.
-        ``only`` restricts the run to the named rules (the review queue re-checks human edits that way)."""
+        """Every rule on ``text``; the action is the strongest one, ``text`` the fixed caption. A judgment only:
+        what happens next (a retry, another refiner, the draft standing in) is the caller's to decide
+        (``caption_agent.stages.decide``). ``only`` restricts the run to the named rules."""
         self._recall(ctx)
-        outcome = self._review(text, ctx, only)
-        if outcome.action != "fallback" or ctx.is_fallback:
-            return outcome
+        return self._review(text, ctx, only)
+
+    def judge_draft(
+        self, verdict: ModerationOutcome, ctx: ModerationContext, only: frozenset[str] | set[str] | None = None
+    ) -> ModerationOutcome:
+        """The draft (``ctx.draft``) judged as the stand-in for a text whose ``verdict`` was ``fallback``: the
+        verdict's decisions, then the draft's (marked ``details.pass = "draft"``); the action stays ``fallback``
+        when the draft passes (allow, redact), else it is the draft's own; ``text`` is the moderated draft."""
         draft_ctx = ModerationContext(
             **{
                 **ctx.__dict__,
@@ -220,8 +226,19 @@ class PolicyEngine(PolicyBackend):
         marked = [d.model_copy(update={"details": {**d.details, "pass": "draft"}}) for d in second.decisions]
         action = "fallback" if second.action in ("allow", "redact") else second.action
         return ModerationOutcome(
-            action=action, text=second.text, decisions=outcome.decisions + marked, feedback=outcome.feedback
+            action=action, text=second.text, decisions=verdict.decisions + marked, feedback=verdict.feedback
         )
+
+    def review(
+        self, text: str, ctx: ModerationContext, only: frozenset[str] | set[str] | None = None
+    ) -> ModerationOutcome:
+        """The one-shot check (policy evals, a reviewer's edit): ``judge``, and on a ``fallback`` verdict also
+        ``judge_draft``, so that ``text`` is what would be published (allow, redact or fallback). The caption
+        pipeline calls the two itself, when its decision lets the draft stand in."""
+        outcome = self.judge(text, ctx, only)
+        if outcome.action != "fallback" or ctx.is_fallback:
+            return outcome
+        return self.judge_draft(outcome, ctx, only)
 
     def _review(self, text: str, ctx: ModerationContext, only: frozenset[str] | set[str] | None) -> ModerationOutcome:
         decisions: list[PolicyDecision] = []

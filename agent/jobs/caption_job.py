@@ -12,7 +12,7 @@ from caption_agent.config import AgentConfig
 from caption_agent.jobs.engine import JobOptions, JobSummary, StageSpec, config_fingerprint, run_job
 from caption_agent.jobs.manifest import CaptionItem, iter_items
 from caption_agent.jobs.manifest_rows import ManifestError, read_rows
-from caption_agent.jobs.recaption import Recaptioner
+from caption_agent.jobs.pipeline_steps import AgentRecords, caption_steps
 from caption_agent.jobs.sources import SourceOptions, is_remote, iter_inputs
 from caption_agent.jobs.webdataset import is_shard
 
@@ -49,25 +49,9 @@ class CaptionJobOptions(JobOptions):
         )
 
 
-class CaptionStage:
-    """Captions one batch with a CaptionAgent: the pipeline's batched stages (decode, screen, draft, rank, check
-    skus and ground, refine with bounded concurrency, moderate)."""
-
-    def __init__(
-        self, config: dict[str, Any] | None = None, agent: Any = None, recaption: dict[str, Any] | None = None
-    ) -> None:
-        self._config = config
-        self._agent = agent
-        self._recaption = recaption or {}
-        self._recaptioner: Recaptioner | None = None
-
-    @property
-    def agent(self) -> Any:
-        if self._agent is None:
-            from caption_agent.pipeline import CaptionAgent
-
-            self._agent = CaptionAgent(AgentConfig.load(**(self._config or {})))
-        return self._agent
+class CaptionStage(AgentRecords):
+    """Captions one batch with a CaptionAgent: all its stages (decode and screen, draft, rank, check skus and
+    ground, refine with bounded concurrency, moderate)."""
 
     def warm(self) -> None:
         """Load every stage now, on one thread, so that concurrent batches never race to load a model."""
@@ -78,21 +62,6 @@ class CaptionStage:
     def __call__(self, items: Sequence[CaptionItem]) -> list[dict[str, Any]]:
         # Unknown skus are the pipeline's to refuse (one rule for API, CLI, service and jobs).
         return self.records(items, self.agent.caption_batch([i.request() for i in items]))
-
-    def records(self, items: Sequence[CaptionItem], results: Sequence[Any]) -> list[dict[str, Any]]:
-        """Each item's record from its CaptionResult, with the recaptioning fields where a row had a caption."""
-        records = [
-            item.annotate(result.model_dump(mode="json", exclude_none=True)) for item, result in zip(items, results)
-        ]
-        if any(i.original is not None for i in items):
-            if self._recaptioner is None:
-                self._recaptioner = Recaptioner(self.agent, **self._recaption)
-            self._recaptioner.apply(items, records)
-        return records
-
-    def close(self) -> None:
-        if self._agent is not None:
-            self._agent.close()
 
 
 def count_items(inputs: Path | str | Sequence[str | Path]) -> int | None:
@@ -125,12 +94,7 @@ def run_caption_job(
     ``shards/{000..009}.tar``, local or on an object store). ``agent`` reuses a loaded CaptionAgent (local runner
     only); otherwise one is built from ``config``.
     """
-    inputs = [manifest] if isinstance(manifest, (str, Path)) else list(manifest)
-    if not inputs:
-        raise ManifestError("no input given.")
-    for name in iter_inputs([str(i) for i in inputs]):
-        if not is_remote(name) and not Path(name).exists():
-            raise ManifestError(f"manifest {name!r} does not exist.")
+    inputs = _checked_inputs(manifest)
     config = agent.config if agent is not None else (config or AgentConfig.load())
     style = options.style or config.default_style
     locale = options.locale or config.default_locale
@@ -155,17 +119,10 @@ def run_caption_job(
     source = None
     if options.runner == "ray":
         from caption_agent.jobs.ray_sources import RaySource
-        from caption_agent.jobs.ray_stream import caption_steps
 
-        source = RaySource(
-            inputs=[str(i) for i in inputs],
-            style=style,
-            locale=locale,
-            limits=config.images.model_dump(mode="json"),
-            sources=sources,
-            limit=options.limit,
-            steps=caption_steps(config_data, recaption),
-        )
+        limits = config.images.model_dump(mode="json")
+        steps = caption_steps(config_data, recaption)  # the agent's stages as named slices, one actor pool each
+        source = RaySource([str(i) for i in inputs], style, locale, limits, sources, options.limit, steps)
     # How the old caption is judged changes what is written: part of the output's settings.
     extra = f"recaption:{options.keep}:{options.min_clip_s}"
     try:
@@ -187,6 +144,17 @@ def run_caption_job(
 
         write_sidecars(options.out, options.sidecars, list(iter_inputs([str(i) for i in inputs])))
     return summary
+
+
+def _checked_inputs(manifest: Path | str | Sequence[Path | str]) -> list[Path | str]:
+    """The inputs as a list; none, or a local one that does not exist, is a ManifestError."""
+    inputs = [manifest] if isinstance(manifest, (str, Path)) else list(manifest)
+    if not inputs:
+        raise ManifestError("no input given.")
+    for name in iter_inputs([str(i) for i in inputs]):
+        if not is_remote(name) and not Path(name).exists():
+            raise ManifestError(f"manifest {name!r} does not exist.")
+    return inputs
 
 
 def recaption_set(options: CaptionJobOptions) -> bool:

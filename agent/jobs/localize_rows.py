@@ -14,7 +14,8 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from caption_agent.jobs.manifest import JobItem, digest, fingerprint
 from caption_agent.jobs.manifest_rows import read_rows
 from caption_agent.jobs.records import read_records
-from caption_agent.refiners.subject import read_subject
+from caption_agent.localize import Source
+from caption_agent.localize import screened_faces as faces_in
 from caption_agent.schemas import DraftSubject, GroundingFact
 
 _LOCALIZABLE = ("ok",)
@@ -193,11 +194,7 @@ def result_row(record: dict[str, Any]) -> dict[str, Any]:
 
 def screened_faces(record: dict[str, Any]) -> int | None:
     """The face count the image screen recorded in a caption result (None when it did not count)."""
-    for decision in record.get("decisions") or []:
-        if isinstance(decision, dict) and decision.get("rule") == "image_safety":
-            faces = (decision.get("details") or {}).get("faces")
-            return faces if isinstance(faces, int) and not isinstance(faces, bool) else None
-    return None
+    return faces_in(record.get("decisions") or [])
 
 
 def row_items(
@@ -245,13 +242,6 @@ def row_items(
 
 
 def source_subject(row: CaptionRow) -> DraftSubject | None:
-    """What the source caption is about: the caption job's structured subject, else the subject read from its
-    ranked draft (the drafter's fixed shapes), else None (the template then reads the caption text itself)."""
-    if row.subject is not None:
-        return row.subject
-    read = read_subject(row.draft) if row.draft else None
-    if read is None:
-        return None
-    if read.people:
-        return DraftSubject(name=read.people, people=1, context=[read.thing] if read.thing else [], mass=1.0)
-    return DraftSubject(name=read.thing, mass=1.0)
+    """What the source caption is about (``localize.Source.what``): its structured subject, else the one read
+    from its ranked draft, else None."""
+    return Source(text=row.text, style=row.style or "", subject=row.subject, draft=row.draft).what()

@@ -2,8 +2,9 @@
 
 Each step holds its own CaptionAgent, which loads only the stages that step touches (the agent builds its
 components on first use): the draft step loads the drafter and the image screen, the rank step the ranker and
-the retriever, the refine step the refiner and the policy. A WorkItem (request, decoded working copy, drafts,
-facts) travels between steps pickled, so the image is decoded once, in the draft step.
+the retriever, the refine step the refiner and the policy. Each step runs a named slice of the agent's stages
+(``agent.stages.slice("screen", "draft")``...); a CaptionState (request, decoded working copy, drafts, facts)
+travels between steps pickled, so the image is decoded once, in the draft step.
 """
 
 from __future__ import annotations
@@ -12,63 +13,106 @@ import hashlib
 import os
 from typing import Any, Sequence
 
-from caption_agent.jobs.caption_job import CaptionStage
+from caption_agent.config import AgentConfig
+from caption_agent.jobs.ray_sources import StepSpec
+from caption_agent.jobs.recaption import Recaptioner
 
-# The steps of ray_stream.CAPTION_STEPS.
+
+class AgentRecords:
+    """A CaptionAgent built from a config on first use, and the job records of its results (with the
+    recaptioning fields where a row had a caption)."""
+
+    def __init__(
+        self, config: dict[str, Any] | None = None, agent: Any = None, recaption: dict[str, Any] | None = None
+    ) -> None:
+        self._config = config
+        self._agent = agent
+        self._recaption = recaption or {}
+        self._recaptioner: Recaptioner | None = None
+
+    @property
+    def agent(self) -> Any:
+        if self._agent is None:
+            from caption_agent.pipeline import CaptionAgent
+
+            self._agent = CaptionAgent(AgentConfig.load(**(self._config or {})))
+        return self._agent
+
+    def records(self, items: Sequence[Any], results: Sequence[Any]) -> list[dict[str, Any]]:
+        """Each item's record from its CaptionResult, with the recaptioning fields where a row had a caption."""
+        records = [
+            item.annotate(result.model_dump(mode="json", exclude_none=True)) for item, result in zip(items, results)
+        ]
+        if any(i.original is not None for i in items):
+            if self._recaptioner is None:
+                self._recaptioner = Recaptioner(self.agent, **self._recaption)
+            self._recaptioner.apply(items, records)
+        return records
+
+    def close(self) -> None:
+        if self._agent is not None:
+            self._agent.close()
 
 
 class _AgentStep:
-    STAGES: tuple[str, ...] = ()
+    """A named slice of the agent's stages (``FIRST`` to ``LAST``) over the states that travel between steps."""
+
+    FIRST, LAST = "", ""
 
     def __init__(self, config: dict[str, Any], recaption: dict[str, Any] | None = None) -> None:
-        self._stage = CaptionStage(config, recaption=recaption)
+        self._stage = AgentRecords(config, recaption=recaption)
 
-    def _run(self, work: list[Any]) -> list[Any]:
-        # The pipeline's own batched stages, in its order (CaptionAgent._run runs all of them at once).
+    def _run(self, states: list[Any]) -> list[Any]:
         agent = self._stage.agent
-        for name in self.STAGES:
-            live = [w for w in work if w.live]
-            if live:
-                getattr(agent, name)(live)
-        for w in work:
-            w.exc = None  # the result records the error; exceptions need not travel
-        return work
+        agent.run(states, agent.stages.slice(self.FIRST, self.LAST))
+        for s in states:
+            s.exc = None  # the result records the error; exceptions need not travel
+        return states
 
 
 class DraftStep(_AgentStep):
     """Decode, screen and draft (the GPU step when the drafter is a VLM)."""
 
-    STAGES = ("_prepare", "_draft")
+    FIRST, LAST = "screen", "draft"
 
     def __call__(self, pairs: Sequence[tuple[Any, Any]]) -> list[Any]:
-        from caption_agent.work import WorkItem
+        from caption_agent.state import CaptionState
 
         agent = self._stage.agent
-        return self._run([WorkItem(agent.with_defaults(item.request())) for item, _ in pairs])
+        return self._run([CaptionState.of(agent.with_defaults(item.request())) for item, _ in pairs])
 
 
 class RankStep(_AgentStep):
     """Rank drafts (CLIP-S or consensus) and ground them in catalog facts (CPU)."""
 
-    STAGES = ("_rank", "_ground")
+    FIRST, LAST = "rank", "ground"
 
     def __call__(self, pairs: Sequence[tuple[Any, Any]]) -> list[Any]:
-        return self._run([work for _, work in pairs])
+        return self._run([state for _, state in pairs])
 
 
 class RefineStep(_AgentStep):
     """Refine (vLLM or local, the refiner's max_concurrency bounds requests in flight) and moderate; records."""
 
-    STAGES = ("_refine_and_moderate",)
+    FIRST, LAST = "refine", "moderate"
 
     def __call__(self, pairs: Sequence[tuple[Any, Any]]) -> list[dict[str, Any]]:
-        work = self._run([work for _, work in pairs])
-        agent = self._stage.agent
-        if agent.config.policy.review_queue is not None:
-            agent._queue_for_review([w.result for w in work if w.result is not None])
-        items = [item for item, _ in pairs]
-        records: list[dict[str, Any]] = self._stage.records(items, [w.result for w in work])
-        return records
+        states = self._run([state for _, state in pairs])
+        return self._stage.records([item for item, _ in pairs], [s.done for s in states])
+
+
+def caption_steps(config: dict[str, Any], recaption: dict[str, Any]) -> tuple[StepSpec, ...]:
+    """The caption pipeline as streaming steps: draft, rank + ground, refine + moderate."""
+    kwargs = {"config": config, "recaption": recaption}
+    return tuple(StepSpec(target, kwargs, role) for target, role in CAPTION_STEPS)
+
+
+# (target, role): role picks the step's resources in ray_stream._remote_args.
+CAPTION_STEPS = (
+    ("caption_agent.jobs.pipeline_steps:DraftStep", "draft"),
+    ("caption_agent.jobs.pipeline_steps:RankStep", "cpu"),
+    ("caption_agent.jobs.pipeline_steps:RefineStep", "io"),
+)
 
 
 class NoopStep:

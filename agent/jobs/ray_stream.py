@@ -30,7 +30,7 @@ import pickle
 import time
 from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 
-from caption_agent.jobs.ray_sources import RaySource, StepSpec, make_datasource, row_to_raw
+from caption_agent.jobs.ray_sources import RaySource, make_datasource, row_to_raw
 from caption_agent.jobs.stages import error_record, import_target, ray_session
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -277,18 +277,3 @@ def _stream(
             )
         ]
         yield rows, float(sum(batch["seconds"]))
-
-
-def caption_steps(config: dict[str, Any], recaption: dict[str, Any]) -> tuple[StepSpec, ...]:
-    """The caption pipeline as streaming steps: draft, rank + ground, refine + moderate."""
-    kwargs = {"config": config, "recaption": recaption}
-    return tuple(StepSpec(target, kwargs, role) for target, role in CAPTION_STEPS)
-
-
-# (target, role): the steps are named, not imported (pipeline_steps imports the caption job, which imports this
-# module); role picks the step's resources in _remote_args.
-CAPTION_STEPS = (
-    ("caption_agent.jobs.pipeline_steps:DraftStep", "draft"),
-    ("caption_agent.jobs.pipeline_steps:RankStep", "cpu"),
-    ("caption_agent.jobs.pipeline_steps:RefineStep", "io"),
-)

@@ -1,7 +1,8 @@
 """The refiner chain: the primary backend, then its fallbacks in order, then (optionally) the ranked draft.
 
-The chain only holds the links; ``refine_loop`` walks it (each link refined, moderated and regenerated on its own
-before the next is tried). Every link is built from its own settings section (``refiner.<name>``).
+The chain only holds the links; the refine stage (``stages.refine``) walks it (each link refined, moderated and
+regenerated on its own before the next is tried). Every link is built from its own settings section
+(``refiner.<name>``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""/v1/localize on the batch job's code: the same LocalizeItem keys and LocalizeStage (refine + moderate).
+"""/v1/localize on the library's localization (``caption_agent.localize``: the refine and moderate stages), with
+the batch job's LocalizeItem keys (so the job and the service share cache entries).
 
 A request's work is bounded before it starts (facts, locales and text bytes: ``ServiceSettings.localize_*``),
 and stops between locales once its caller is gone (deadline passed, or the client disconnected): the model
@@ -14,8 +15,9 @@ from typing import Any
 from caption_agent._iter import surrogate_field
 from caption_agent.config import AgentConfig
 from caption_agent.errors import ConfigError
-from caption_agent.jobs.localize_job import LocalizeItem, LocalizeStage, row_items
+from caption_agent.jobs.localize_job import LocalizeItem, row_items
 from caption_agent.locales import normalize_locale
+from caption_agent.localize import localization_state, run_localization
 from caption_agent.service.errors import BadRequestError, PayloadTooLargeError, RequestTimeoutError
 from caption_agent.service.schemas import LocalizeBody
 from caption_agent.service.settings import ServiceSettings
@@ -81,19 +83,20 @@ def catalog_facts(agent: Any, sku: str) -> list[Any]:
     return product_facts(products[0], 1.0)
 
 
-def run_localize(agent: Any, items: list[LocalizeItem], stop: threading.Event | None = None) -> list[dict[str, Any]]:
-    """Refine and moderate every item with the agent's loaded refiner and policy (runs in the model thread),
-    one locale at a time; once ``stop`` is set the remaining locales are not started."""
-    stage = LocalizeStage(agent.config.model_dump(mode="json"), refiner=agent.refiner, policy=agent.policy)
-    records: list[dict[str, Any]] = []
+def run_localize(agent: Any, items: list[LocalizeItem], stop: threading.Event | None = None) -> list[Any]:
+    """Each item's CaptionResult, refined and moderated with the agent's loaded refiner and policy (runs in the
+    model thread), one locale at a time; once ``stop`` is set the remaining locales are not started."""
+    results: list[Any] = []
     for item in items:
         if stop is not None and stop.is_set():
             break
-        records.extend(stage([item]))
-    return records
+        state = localization_state(agent, item)
+        run_localization(agent, [state])
+        results.append(state.done)
+    return results
 
 
-async def localize_for(request: Any, state: Any, items: list[LocalizeItem]) -> list[dict[str, Any]]:
+async def localize_for(request: Any, state: Any, items: list[LocalizeItem]) -> list[Any]:
     """Run ``items`` on the model thread while the caller waits: past ``request_timeout_s`` -> 504; either way,
     and when the client disconnects, the work still queued for this request is dropped."""
     stop = threading.Event()

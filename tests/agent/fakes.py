@@ -62,10 +62,10 @@ class ScriptedRefiner(Refiner):
 
 
 class CrashingPolicy:
-    """The real engine, except that ``method`` (default ``review``) crashes: a fault the real engine cannot be made
-    to produce."""
+    """The real engine, except that ``method`` (default ``judge``, what the pipeline moderates with) crashes: a
+    fault the real engine cannot be made to produce."""
 
-    def __init__(self, engine: Any, error: Exception | None = None, method: str = "review") -> None:
+    def __init__(self, engine: Any, error: Exception | None = None, method: str = "judge") -> None:
         self._engine, self._error, self._method = engine, error or RuntimeError("rule blew up"), method
 
     def __getattr__(self, name: str) -> Any:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from caption_agent.jobs.localize_job import LocalizeStage, iter_localize_items, localize_result
+from caption_agent.jobs.localize_job import LocalizeStage, iter_localize_items
 from caption_agent.retrieval.product import Product
 from caption_agent.retrieval.retriever import product_facts
 from caption_agent.schemas import CaptionResult, DraftSubject
@@ -43,7 +43,7 @@ def stage():
 
 def test_a_caption_result_is_localized_from_its_subject(stage):
     result = _result(subject=DraftSubject(name="an espresso", mass=0.9))
-    de, fr, es = localize_result(result, ["de-DE", "fr-FR", "es-ES"], stage)
+    de, fr, es = stage.agent.localize(result, ["de-DE", "fr-FR", "es-ES"])  # the library call
     assert (de.status, de.text) == ("ok", "Ein Espresso. Hollowell Espressotasse.")
     assert (fr.text, es.text) == (
         "Un expresso. Tasse à espresso Hollowell.",
@@ -80,3 +80,14 @@ def iter_localize_items_from(result: CaptionResult):
 
     row = CaptionRow.model_validate(result_row(result.model_dump(mode="json")))
     return row_items(row, ["de-DE"], style="alt_text")
+
+
+def test_the_library_call_keeps_the_structured_parts(stage):
+    """CaptionAgent.localize: the source's key, its text as the draft, its facts, and the image's text as written."""
+    result = _result(subject=DraftSubject(name="an espresso", mass=0.9), image_text="HOLLOWELL ESPRESSO")
+    (de,) = stage.agent.localize(result, ["de_de"])
+    assert (de.key, de.locale, de.draft, de.image_text) == ("k1", "de-DE", result.text, "HOLLOWELL ESPRESSO")
+    assert [f.id for f in de.facts] == [f.id for f in result.facts]
+    assert de.provenance.prompt_version.startswith("alt_text@") and de.provenance.policy_hash
+    with pytest.raises(ValueError, match="no text to localize"):
+        stage.agent.localize(_result(status="review", text=None), ["de-DE"])

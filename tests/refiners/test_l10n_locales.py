@@ -9,19 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from caption_agent import refine_loop
 from caption_agent.config import TemplateRefinerSettings
 from caption_agent.glossary import load_glossary
 from caption_agent.locales import normalize_locale
-from caption_agent.policies import ModerationContext, PolicyEngine
+from caption_agent.policies import PolicyEngine
 from caption_agent.prompts import load_preset
-from caption_agent.refine_loop import Refinement
 from caption_agent.refiners import RefineJob
 from caption_agent.refiners.chain import CannotComposeError
 from caption_agent.refiners.template import TemplateRefiner
 from caption_agent.retrieval.product import Product
 from caption_agent.retrieval.retriever import product_facts
 from caption_agent.schemas import DraftSubject
+from caption_agent.stages.refine import refine
+from caption_agent.state import CaptionState
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG = {
@@ -96,8 +96,15 @@ def _with(job: RefineJob, **kw) -> RefineJob:
 def test_short_natural_captions_are_published(locale, noun, expected):
     """dataset_recaption (no facts): "Un chat." is whole and natural, not held for being under 10 characters."""
     preset = load_preset("dataset_recaption")
-    job = RefineJob(preset=preset, draft=f"A {noun}.", locale=locale, subject=DraftSubject(name=f"a {noun}"))
-    ctx = ModerationContext(preset=preset, locale=locale, draft=f"A {noun}.", faces=0)
-    item = Refinement(job=job, ctx=ctx, fallback_ok=False)
-    refine_loop.run(TemplateRefiner(), PolicyEngine.load(), [item], max_regenerations=1)
+    item = CaptionState(
+        key=None,
+        style_name=preset.name,
+        locale=locale,
+        preset=preset,
+        source=f"A {noun}.",
+        source_subject=DraftSubject(name=f"a {noun}"),
+        faces=0,
+        draft_ok=False,
+    )
+    refine(TemplateRefiner(), PolicyEngine.load(), [item], max_regenerations=1)
     assert item.outcome is not None and item.outcome.action == "allow" and item.text == expected, item.decisions

@@ -1,0 +1,96 @@
+"""The models and engines the stages share, built lazily from the config, once (a given one is used as it is).
+
+``CaptionAgent`` is a ``Components``: ``agent.ranker``, ``agent.policy``... are these. Each component is built by
+one function in its stage module (``rank.build_ranker``, ``ground.build_retriever``, ``refine.build_refiner``,
+``moderate.build_policy``...).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from caption_agent.config import AgentConfig
+from caption_agent.refiners import REFINERS
+
+NAMES = ("drafter", "ranker", "retriever", "refiner", "policy", "embedder")
+
+
+class Components:
+    def __init__(self, config: AgentConfig | None = None, **given: Any) -> None:
+        """Components passed in (already loaded models shared between agents, or test fakes) are used as they
+        are and never closed here; the others are built from ``config`` on first use."""
+        self.config = config or AgentConfig.load()
+        from caption_agent.drafters import DRAFTERS
+
+        # A misspelt backend is a ConfigError now, not a traceback at the first image.
+        DRAFTERS.check(self.config.drafter.backend)
+        REFINERS.check(self.config.refiner.backend, "none")
+        for name in self.config.refiner.fallbacks:
+            REFINERS.check(name, "draft")
+        unknown = set(given) - set(NAMES)
+        if unknown:
+            raise TypeError(f"unknown component(s): {sorted(unknown)}; known: {', '.join(NAMES)}")
+        self._given = {name: part for name, part in given.items() if part is not None}
+        self.__dict__.update(self._given)  # what cached_property would have built
+
+    def built(self, name: str) -> Any:
+        """The component if it is built (or given) already, else None: nothing loads."""
+        return self.__dict__.get(name)
+
+    @cached_property
+    def drafters(self) -> Any:
+        from caption_agent.stages.draft import build_drafters
+
+        return build_drafters(self.config.drafter)
+
+    @cached_property
+    def drafter(self) -> Any:
+        return self.drafters.get()[0]
+
+    @cached_property
+    def embedder(self) -> Any:
+        from caption_agent.stages.rank import build_embedder
+
+        return build_embedder(self.config.retrieval)
+
+    @cached_property
+    def ranker(self) -> Any:
+        from caption_agent.stages.rank import build_ranker
+
+        return build_ranker(self.config, None if self.config.ranker.clip_model else self.embedder)
+
+    @cached_property
+    def retriever(self) -> Any:
+        from caption_agent.stages.ground import build_retriever
+
+        settings = self.config.retrieval
+        if settings.catalog_dir is None and settings.chroma_url is None:
+            return None
+        return build_retriever(settings, self.embedder)
+
+    @cached_property
+    def refiner(self) -> Any:
+        """The refiner chain: the primary backend, its fallbacks, then the draft (``refiner.fallbacks``)."""
+        from caption_agent.stages.refine import build_refiner
+
+        return build_refiner(self.config.refiner)
+
+    @cached_property
+    def policy(self) -> Any:
+        from caption_agent.stages.moderate import build_policy
+
+        return build_policy(self.config.policy)
+
+    def close(self) -> None:
+        """Release the components built here (models, connections, the catalog's lock); given ones stay open."""
+        router = self.__dict__.pop("drafters", None)
+        if router is not None:
+            router.close()
+        owned = {name: self.__dict__.pop(name, None) for name in ("drafter", "refiner", "retriever")}
+        owned = {name: part for name, part in owned.items() if name not in self._given}
+        for name in ("drafter", "refiner"):
+            if owned.get(name) is not None:
+                owned[name].close()
+        if owned.get("retriever") is not None:
+            owned["retriever"].store.close()
