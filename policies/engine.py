@@ -183,8 +183,8 @@ class PolicyEngine(PolicyBackend):
     def _remember(self, cleaned: str, passages: list[str]) -> None:
         rest = cleaned
         for rule in self.rules(""):
-            placeholder = getattr(rule.config, "placeholder", None)
-            rest = rest.replace(placeholder, "") if placeholder else rest
+            for placeholder in rule.placeholders():
+                rest = rest.replace(placeholder, "")
         if len(rest.strip()) < 8:  # nothing but the placeholder: too common a key to tie to one request
             return
         with self._lock:

@@ -31,7 +31,7 @@ class Recaptioner:
         if not self.agent.config.ranker.clip_model:
             return None
         ranker = self.agent.ranker
-        return ranker if hasattr(ranker, "clip_s") else None
+        return ranker if ranker.gives_clip_s else None
 
     def _clean(self, text: str, style: str | None, locale: str | None) -> str:
         """The old caption as the policy engine cleans untrusted catalog text (instructions cut, PII masked);

@@ -73,9 +73,7 @@ class RefinerChain:
     def check_ready(self) -> None:
         """Run the readiness probe of every link that has one (a vLLM server: a real completion)."""
         for link in self.links:
-            probe = getattr(link, "check_ready", None)
-            if probe is not None:
-                probe()
+            link.check_ready()
 
     def close(self) -> None:
         for link in self.links:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
+from caption_agent.backends import check_backends
 from caption_agent.config import AgentConfig
-from caption_agent.refiners import REFINERS
 
 NAMES = ("drafter", "ranker", "retriever", "refiner", "policy", "embedder")
 
@@ -21,13 +21,7 @@ class Components:
         """Components passed in (already loaded models shared between agents, or test fakes) are used as they
         are and never closed here; the others are built from ``config`` on first use."""
         self.config = config or AgentConfig.load()
-        from caption_agent.drafters import DRAFTERS
-
-        # A misspelt backend is a ConfigError now, not a traceback at the first image.
-        DRAFTERS.check(self.config.drafter.backend)
-        REFINERS.check(self.config.refiner.backend, "none")
-        for name in self.config.refiner.fallbacks:
-            REFINERS.check(name, "draft")
+        check_backends(self.config)  # a misspelt backend is a ConfigError now, not a traceback at the first image
         unknown = set(given) - set(NAMES)
         if unknown:
             raise TypeError(f"unknown component(s): {sorted(unknown)}; known: {', '.join(NAMES)}")
@@ -58,16 +52,13 @@ class Components:
     def ranker(self) -> Any:
         from caption_agent.stages.rank import build_ranker
 
-        return build_ranker(self.config, None if self.config.ranker.clip_model else self.embedder)
+        return build_ranker(self.config, lambda: self.embedder)  # loaded only if the ranker needs it
 
     @cached_property
     def retriever(self) -> Any:
         from caption_agent.stages.ground import build_retriever
 
-        settings = self.config.retrieval
-        if settings.catalog_dir is None and settings.chroma_url is None:
-            return None
-        return build_retriever(settings, self.embedder)
+        return build_retriever(self.config.retrieval, lambda: self.embedder)  # None when no catalog is configured
 
     @cached_property
     def refiner(self) -> Any:
@@ -93,4 +84,4 @@ class Components:
             if owned.get(name) is not None:
                 owned[name].close()
         if owned.get("retriever") is not None:
-            owned["retriever"].store.close()
+            owned["retriever"].close()

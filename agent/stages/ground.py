@@ -9,16 +9,11 @@ from caption_agent.state import CaptionState, StageTimer
 
 
 def build_retriever(settings: Any, embedder: Any) -> Any:
-    """The catalog retriever of a ``RetrievalSettings`` section (None when no catalog is configured), with the
-    relevance gate when ``relevance_gate`` is on."""
-    if settings.catalog_dir is None and settings.chroma_url is None:
-        return None
-    from caption_agent.retrieval import CatalogStore, Retriever
-    from caption_agent.retrieval.relevance import RelevanceGate
+    """The catalog retriever of a ``RetrievalSettings`` section from ``RETRIEVERS`` (None when no catalog is
+    configured), with the relevance gate inside when ``relevance_gate`` is on."""
+    from caption_agent.retrieval.base import build_retriever as build
 
-    store = CatalogStore.open(settings, embedder)
-    gate = RelevanceGate(settings.gate_min_score) if settings.relevance_gate else None
-    return Retriever(store, top_k=settings.top_k, min_score=settings.min_score, gate=gate)
+    return build(settings, embedder)
 
 
 class GroundStage:
@@ -31,7 +26,7 @@ class GroundStage:
         """Facts for every live item in one batched retrieval; if that fails, item by item to pin the error."""
         embedder = self.parts.built("embedder")
         for state in states:
-            state.provenance.embedder = getattr(embedder, "model_id", "") if embedder is not None else ""
+            state.provenance.embedder = embedder.model_id if embedder is not None else ""
         retriever = self.parts.retriever
         if retriever is None:
             return
@@ -52,7 +47,7 @@ class GroundStage:
                     except Exception as exc:  # noqa: BLE001 - fails this item, never the batch
                         state.fail(exc, "ground")
                         continue
-            if getattr(retriever, "gate", None) is not None:  # similarity-found products must be relevant
+            if retriever.gate is not None:  # similarity-found products must be relevant
                 facts, why = retriever.gated(facts, state.drafted.subject, state.ranked[0].text, state.hint)
                 state.provenance.fallbacks.extend([why] if why else [])
             state.facts = facts
@@ -65,14 +60,14 @@ def check_skus(retriever: Any, states: list[CaptionState]) -> None:
     if not skus:
         return
     try:
-        found = retriever.store.content_hashes(skus)
-        empty = not found and retriever.store.count() == 0  # an empty catalog is a setup mistake: say so
+        found = retriever.known_skus(skus)
+        empty = not found and retriever.count() == 0  # an empty catalog is a setup mistake: say so
     except Exception as exc:  # noqa: BLE001 - the store is down: these items fail, the batch goes on
         for state in states:
             if state.hint.sku:
                 state.fail(exc, "ground")
         return
-    where = getattr(retriever.store, "location", "")
+    where = retriever.location
     why = f"; the catalog at {where} holds no products: ingest your product file into it first" if empty else ""
     for state in states:
         sku = state.hint.sku

@@ -18,10 +18,10 @@ from caption_agent.state import CaptionState, StageTimer
 
 
 def build_policy(settings: Any) -> Any:
-    """The policy engine of a ``PolicySettings`` section."""
-    from caption_agent.policies import PolicyEngine
+    """The policy engine of a ``PolicySettings`` section (``policy.backend`` from ``POLICY_ENGINES``)."""
+    from caption_agent.policies.backend import build_policy as build
 
-    return PolicyEngine.load(settings.file)
+    return build(settings)
 
 
 def guard(

@@ -8,21 +8,19 @@ from caption_agent.state import CaptionState, StageTimer
 
 
 def build_embedder(settings: Any) -> Any:
-    """The text embedder of a ``RetrievalSettings`` section (the consensus ranker and the catalog share it)."""
-    from caption_agent.embedders import get_embedder
+    """The text embedder of a ``RetrievalSettings`` section (``retrieval.embedder_backend`` from ``EMBEDDERS``; the
+    consensus ranker and the catalog share it)."""
+    from caption_agent.embedders import build_embedder as build
 
-    return get_embedder(settings.embedder, runtime=settings.embedder_runtime)
+    return build(settings)
 
 
 def build_ranker(config: Any, embedder: Any) -> Any:
-    """CLIP-S when ``ranker.clip_model`` is set, else the consensus ranker over ``embedder``."""
-    if config.ranker.clip_model:
-        from caption_agent.ranking_clip import ClipRanker
+    """The ranker of ``config.ranker`` from ``RANKERS`` (CLIP-S when ``clip_model`` is set, else the consensus of
+    ``embedder``'s embeddings); ``embedder`` may be a function that loads it, called only if the ranker needs it."""
+    from caption_agent.ranking import build_ranker as build
 
-        return ClipRanker(config.ranker.clip_model, drafter_weight=config.ranker.drafter_weight)
-    from caption_agent.ranking import ConsensusRanker
-
-    return ConsensusRanker(embedder, drafter_weight=config.ranker.drafter_weight)
+    return build(config.ranker, embedder)
 
 
 class RankStage:

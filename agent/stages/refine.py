@@ -56,7 +56,7 @@ def refine(refiner: Any, policy: Any, states: Sequence[CaptionState], max_regene
     for index, link in enumerate(chain.links):
         if not pending:
             break
-        attempts = 1 if getattr(link, "deterministic", False) else max_regenerations + 1
+        attempts = 1 if link.deterministic else max_regenerations + 1
         pending = _run_link(link, policy, pending, attempts, last=index == len(chain.links) - 1)
         for state in pending:  # the next link starts afresh: no feedback meant for another model
             state.feedback = []
