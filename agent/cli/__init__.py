@@ -14,9 +14,9 @@ from caption_agent.cli import help as _help
 from caption_agent.cli.cache import cache_app
 from caption_agent.cli.catalog import ingest
 from caption_agent.cli.models import models_app
-from caption_agent.cli.policy import eval_policies, eval_review, policy_app, review_app
+from caption_agent.cli.policy import policy_app, review_app
 from caption_agent.errors import CaptionAgentError, describe
-from caption_agent.eval.cli import eval_captions
+from caption_agent.eval.cli import eval_app, eval_policies
 from caption_agent.jobs.cli import batch_app
 from caption_agent.service.cli import serve
 from caption_agent.usage import BaseUrlOpt, CatalogOpt, FailOnReviewOpt, ModelOpt, RefinerOpt, VlmOpt, VlmUrlOpt
@@ -153,10 +153,6 @@ def styles(
 app.command("ingest")(ingest)
 app.add_typer(policy_app, name="policy")
 app.add_typer(review_app, name="review")
-eval_app = typer.Typer(no_args_is_help=True, help="Evaluate captions and policies.")
-eval_app.command("policies")(eval_policies)
-eval_app.command("captions")(eval_captions)
-eval_app.command("review")(eval_review)
 app.add_typer(eval_app, name="eval")
 app.command("eval-policies", hidden=True)(eval_policies)  # older spelling
 app.add_typer(batch_app, name="batch")

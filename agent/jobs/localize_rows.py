@@ -13,7 +13,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from caption_agent.jobs.manifest import JobItem, digest, fingerprint
 from caption_agent.jobs.manifest_rows import read_rows
-from caption_agent.jobs.records import read_records
+from caption_agent.records import read_records
 from caption_agent.refiners.subject import read_subject
 from caption_agent.schemas import DraftSubject, GroundingFact
 

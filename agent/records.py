@@ -1,4 +1,5 @@
-"""Job records on disk: the JSONL line format of the output log, and reading an output back.
+"""Caption records on disk: the JSONL line format of a batch job's output, and reading an output back (public:
+the applications share it; batch jobs write these files, eval, review and localization read them).
 
 ``dumps`` writes a record as one line with ``key`` and ``status`` first, so ``parse_head`` can read them without
 parsing the rest. ``scan_lines`` checks every line of a JSONL log (only the last may be torn); the output log uses it
@@ -15,8 +16,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from caption_agent.errors import CaptionAgentError
-from caption_agent.jobs.parquet_parts import parquet_files as _parquet_files
-from caption_agent.jobs.parquet_parts import pq as _pq
+from caption_agent.parquet_parts import parquet_files as _parquet_files
+from caption_agent.parquet_parts import pq as _pq
 
 _HEAD = re.compile(rb'^\{"key":"([^"\\]+)","status":"([a-z]+)"')
 
