@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from caption_agent._lazy import lazy_exports
-
 # One import name: pyproject.toml maps the folder retrieval/ to `caption_agent.retrieval`. Imported by its folder's
 # name (from the repository root) it would be a second copy of the package beside the installed one.
 if __name__ != "caption_agent.retrieval":
@@ -16,6 +14,8 @@ if __name__ != "caption_agent.retrieval":
         f"`import {__name__}` loads the repository folder retrieval/, not the package: "
         "import `caption_agent.retrieval` instead (install the repository first: `make setup`, or `pip install -e .`)."
     )
+
+from caption_agent._lazy import lazy_exports  # noqa: E402 - after the import-name check: a clear error first
 
 __all__ = ["CatalogRetriever", "CatalogStore", "IngestSummary", "Product", "Retriever", "ingest_file", "read_catalog"]
 
