@@ -11,11 +11,16 @@ batch job and the service build the states of many pairs and run them at once (`
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from caption_agent.errors import CaptionAgentError
 from caption_agent.locales import normalize_locale, writing_system
+from caption_agent.records import digest, fingerprint
 from caption_agent.schemas import CaptionResult, DraftSubject, GroundingFact
 from caption_agent.state import CaptionState
 
@@ -77,7 +82,8 @@ def screened_faces(decisions: Sequence[Any]) -> int | None:
 
 @dataclass
 class Pair:
-    """One (source, target locale) pair and the key its result carries. ``subject`` as given (already read)."""
+    """One (source, target locale) pair and the key its result carries. ``subject`` as given (already read);
+    ``cache_key`` / ``source_key`` / ``id``: set by ``row_pairs`` (the batch job and the service share them)."""
 
     key: str | None
     text: str
@@ -89,6 +95,100 @@ class Pair:
     facts: list[Any] = field(default_factory=list)  # GroundingFact, or its JSON
     subject: Any = None  # DraftSubject, or its JSON
     image_text: str = ""
+    cache_key: str = ""
+    source_key: str = ""
+    id: str | None = None
+
+
+class CaptionRow(BaseModel):
+    """A plain caption to localize, as users write it (JSONL/CSV/Parquet)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    text: str = Field(
+        validation_alias=AliasChoices("text", "caption"),
+        min_length=1,
+        max_length=5000,
+        description="The source caption.",
+    )
+    id: str | None = Field(None, max_length=256, description="Caller's id, echoed in the output.")
+    style: str | None = Field(None, max_length=64, description="Style preset of the caption.")
+    locale: str | None = Field(None, max_length=35, description="Locale of the source caption.")
+    sku: str | None = Field(None, max_length=128, description="Product the caption describes.")
+    max_chars: int | None = Field(None, ge=10, le=5000, description="Length budget.")
+    faces: int | None = Field(
+        None,
+        ge=0,
+        le=1000,
+        description="People the source image showed, as its screen "
+        "counted them; unknown (unset) holds captions for review under the people rule.",
+    )
+    facts: list[GroundingFact] = Field(default_factory=list, description="Facts: strings or GroundingFact objects.")
+    draft: str | None = Field(
+        None, max_length=2000, description="The ranked draft the caption was written from (a caption job's `draft`)."
+    )
+    subject: DraftSubject | None = Field(
+        None, description="The drafted subject (a caption job's `subject`): named in each target language."
+    )
+    image_text: str = Field(
+        "", max_length=2000, description="Text read from the image: quoted as written, never translated."
+    )
+
+    @field_validator("facts", mode="before")
+    @classmethod
+    def _facts(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, str):  # a CSV cell: JSON list, or one fact per line
+            value = value.strip()
+            value = json.loads(value) if value.startswith("[") else [v for v in value.splitlines() if v.strip()]
+        sku = (info.data or {}).get("sku") or ""
+        return [
+            {"id": f"{sku or 'input'}:fact{i}", "sku": sku, "field": "text", "text": f, "score": 1.0}
+            if isinstance(f, str)
+            else f
+            for i, f in enumerate(value or [])
+        ]
+
+
+def row_pairs(
+    row: CaptionRow, locales: Sequence[str], *, style: str, source_key: str = "", origin: str = ""
+) -> Iterator[Pair]:
+    """One pair per target locale for one caption row. Cache keys depend only on the caption, its facts and the
+    target settings, so the batch job and the HTTP service share cache entries; keys add the row's ``origin``
+    (batch jobs), so every input row x locale gets its own record even when rows repeat."""
+    facts = [f.model_dump(mode="json") for f in row.facts]
+    # Every part of a fact counts: the grounding and people rules read its structured fields too.
+    facts_hash = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
+    subject = Source(text=row.text, style=row.style or "", subject=row.subject, draft=row.draft).what()
+    subject_json = subject.model_dump(mode="json") if subject is not None else None
+    text_hash = hashlib.sha256(row.text.encode("utf-8")).hexdigest()
+    source_key = source_key or row.id or digest("source", text_hash, facts_hash)
+    for locale in locales:
+        fields = {
+            "style": row.style or style,
+            "locale": locale,
+            "max_chars": row.max_chars,
+            "source_locale": row.locale,
+            "facts": facts_hash,
+            "faces": row.faces,
+            "subject": subject_json,
+            "image_text": row.image_text,
+        }
+        cache_key = digest("localize", text_hash, fingerprint(fields))
+        yield Pair(
+            key=digest("localize", cache_key, source_key, *([origin] if origin else [])),
+            text=row.text,
+            style=row.style or style,
+            locale=locale,
+            source_locale=row.locale,
+            max_chars=row.max_chars,
+            faces=row.faces,
+            facts=facts,
+            subject=subject_json,
+            image_text=row.image_text,
+            cache_key=cache_key,
+            source_key=source_key,
+            id=row.id,
+        )
 
 
 def localization_state(agent: Any, pair: Pair | Any) -> CaptionState:

@@ -15,6 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from caption_agent.errors import ConfigError, UnknownStyleError
 from caption_agent.yaml_files import load_yaml
 
+# One import name: pyproject.toml maps the folder prompts/ to `caption_agent.prompts`. Imported by its folder's
+# name (from the repository root) it would be a second copy of the package beside the installed one.
+if __name__ != "caption_agent.prompts":
+    raise ImportError(
+        f"`import {__name__}` loads the repository folder prompts/, not the package: "
+        "import `caption_agent.prompts` instead (install the repository first: `make setup`, or `pip install -e .`)."
+    )
+
 __all__ = [
     "Budget",
     "CaptionRequires",

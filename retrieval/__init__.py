@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from caption_agent._lazy import lazy_exports
+# One import name: pyproject.toml maps the folder retrieval/ to `caption_agent.retrieval`. Imported by its folder's
+# name (from the repository root) it would be a second copy of the package beside the installed one.
+if __name__ != "caption_agent.retrieval":
+    raise ImportError(
+        f"`import {__name__}` loads the repository folder retrieval/, not the package: "
+        "import `caption_agent.retrieval` instead (install the repository first: `make setup`, or `pip install -e .`)."
+    )
+
+from caption_agent._lazy import lazy_exports  # noqa: E402 - after the import-name check: a clear error first
 
 __all__ = [
     "RETRIEVERS",

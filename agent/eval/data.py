@@ -105,7 +105,7 @@ def load_results(
             return [_coco_item(i, row, refs, style, locale) for i, row in enumerate(data)]
         records: Any = [data]
     else:
-        from caption_agent.jobs.records import read_records
+        from caption_agent.records import read_records
 
         try:
             records = list(read_records(path))

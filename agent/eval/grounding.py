@@ -105,9 +105,7 @@ def grounding(
             if kind == "name":
                 counts.mentioned += re.search(r"(?<!\w)" + re.escape(concept) + r"(?!\w)", folded) is not None
             elif kind == "number":
-                from caption_agent.policies.rules.grounding import _number_values
-
-                counts.mentioned += bool(_number_values(concept) & stated.get("number", set()))
+                counts.mentioned += bool(rule.number_values(concept) & stated.get("number", set()))
             else:
                 wanted = {concept, *rule.config.broader.get(concept, [])}
                 counts.mentioned += bool(wanted & stated.get(kind, set()))
@@ -115,12 +113,10 @@ def grounding(
 
 
 def _stated(claims: list[Any], rule: Any) -> dict[str, set]:
-    from caption_agent.policies.rules.grounding import _number_values
-
     out: dict[str, set] = {}
     for c in claims:
         if c.kind == "number":
-            out.setdefault("number", set()).update(_number_values(c.concept))
+            out.setdefault("number", set()).update(rule.number_values(c.concept))
         else:
             out.setdefault(c.kind, set()).add(c.concept)
     return out

@@ -178,7 +178,7 @@ def load_corpus(path: Path | str) -> list[Case]:
 
 def run_case(engine: Any, case: Case) -> CaseResult:
     """Run one case through the real engine and check its expectations."""
-    from caption_agent.policies.context import ModerationContext
+    from caption_agent.policies import ModerationContext
     from caption_agent.prompts import load_preset
 
     facts = [

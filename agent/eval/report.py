@@ -82,41 +82,15 @@ def _evaluate_runs(
 ) -> dict[str, dict[str, Any]]:
     from caption_agent.eval.compliance import compliance
     from caption_agent.eval.grounding import grounding, load_catalog_facts
-    from caption_agent.locales import language_code
     from caption_agent.policies import PolicyEngine
 
     refs = load_references(references)
     engine = PolicyEngine.load(policy)
     facts = load_catalog_facts(catalog) if catalog else None
     items = {label: load_results(path, refs, style=style, locale=locale) for label, path in runs.items()}
-    captions: dict[str, dict[str, Any]] = {label: {} for label in runs}
-    scored: dict[tuple[str, str], dict[str, str]] = {}
-    for label, run_items in items.items():
-        groups: dict[str, list[EvalItem]] = {}
-        for item in run_items:
-            if item.image_id is not None and item.text:
-                groups.setdefault(f"{item.style or '-'}/{item.locale}", []).append(item)
-        for name, members in sorted(groups.items()):
-            if language_code(members[0].locale) != refs.language:
-                captions[label][name] = {
-                    "skipped": f"locale {members[0].locale} is not the references' language ({refs.language})",
-                    "captions": len(members),
-                }
-                continue
-            scored[label, name], captions[label][name] = _one_per_image(members)
+    captions, scored = _caption_groups(items, refs)
     if scored:
-        all_scores = coco_scores_groups({i: r.captions for i, r in refs.images.items()}, scored)
-        for (label, name), (overall, images) in all_scores.items():
-            row = captions[label][name]
-            row.update(
-                metrics={k: round(v, 4) for k, v in overall.items()},
-                coverage=round(len(scored[label, name]) / len(refs.images), 4),
-            )
-            if per_image:
-                row["per_image"] = {
-                    i: {"caption": scored[label, name][i], **{k: round(v, 4) for k, v in s.items()}}
-                    for i, s in images.items()
-                }
+        _add_coco_scores(captions, scored, refs, per_image)
     reports: dict[str, dict[str, Any]] = {}
     for label, run_items in items.items():
         reports[label] = {
@@ -140,6 +114,49 @@ def _evaluate_runs(
 
             reports[label]["clip_s"] = clip_scores(run_items, refs, clip_model, images_dir)
     return reports
+
+
+def _caption_groups(
+    items: Mapping[str, list[EvalItem]], refs: Any
+) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str], dict[str, str]]]:
+    """Per run, the captioned results grouped by style/locale: each group's row of the report (a skip reason for a
+    locale not in the references' language) and, for the groups to score, one caption per image."""
+    from caption_agent.locales import language_code
+
+    captions: dict[str, dict[str, Any]] = {label: {} for label in items}
+    scored: dict[tuple[str, str], dict[str, str]] = {}
+    for label, run_items in items.items():
+        groups: dict[str, list[EvalItem]] = {}
+        for item in run_items:
+            if item.image_id is not None and item.text:
+                groups.setdefault(f"{item.style or '-'}/{item.locale}", []).append(item)
+        for name, members in sorted(groups.items()):
+            if language_code(members[0].locale) != refs.language:
+                captions[label][name] = {
+                    "skipped": f"locale {members[0].locale} is not the references' language ({refs.language})",
+                    "captions": len(members),
+                }
+                continue
+            scored[label, name], captions[label][name] = _one_per_image(members)
+    return captions, scored
+
+
+def _add_coco_scores(
+    captions: dict[str, dict[str, Any]], scored: dict[tuple[str, str], dict[str, str]], refs: Any, per_image: bool
+) -> None:
+    """The COCO metrics and coverage of every scored group, in one scorer run for all runs and groups."""
+    all_scores = coco_scores_groups({i: r.captions for i, r in refs.images.items()}, scored)
+    for (label, name), (overall, images) in all_scores.items():
+        row = captions[label][name]
+        row.update(
+            metrics={k: round(v, 4) for k, v in overall.items()},
+            coverage=round(len(scored[label, name]) / len(refs.images), 4),
+        )
+        if per_image:
+            row["per_image"] = {
+                i: {"caption": scored[label, name][i], **{k: round(v, 4) for k, v in s.items()}}
+                for i, s in images.items()
+            }
 
 
 def _one_per_image(members: list[EvalItem]) -> tuple[dict[str, str], dict[str, Any]]:
@@ -206,8 +223,19 @@ def render_table(report: dict[str, Any]) -> str:
         )
         for label, r in runs.items()
     ]
+    lines += _metric_lines(runs, col)
+    lines.append("")
+    lines += [(f"[{label}] " if label else "") + _clip_line(r.get("clip_s")) for label, r in runs.items()]
+    lines += _compliance_lines(runs, col)
+    lines.append("")
+    for label, r in runs.items():
+        lines += _grounding_lines(f"[{label}] " if label else "", r["grounding"], r["moderation"])
+    return "\n".join(lines)
+
+
+def _metric_lines(runs: dict[str, dict[str, Any]], col: Any) -> list[str]:
     head = f"{'group (style/locale)':28s}{col('config')}{'n':>4s}" + "".join(f"{m:>9s}" for m in METRICS)
-    lines += ["", "Caption metrics (pycocoevalcap, corpus level)", head, "-" * len(head)]
+    lines = ["", "Caption metrics (pycocoevalcap, corpus level)", head, "-" * len(head)]
     for name in _keys(runs, "captions"):
         for n, (label, r) in enumerate((label, r) for label, r in runs.items() if name in r["captions"]):
             row, first = r["captions"][name], f"{name if n == 0 else '':28s}{col(label)}"
@@ -216,19 +244,20 @@ def render_table(report: dict[str, Any]) -> str:
                 if "skipped" in row
                 else f"{first}{row['captions']:>4d}" + "".join(f"{row['metrics'][m]:>9.3f}" for m in METRICS)
             )
-    lines.append("")
-    for label, r in runs.items():
-        clip = r.get("clip_s")
-        text = (
-            (
-                f"CLIP-S (w={clip['w']:g}, {clip['model']}): {clip['mean']:.4f} over {clip['captions']} captions, "
-                f"{clip['truncated_over_77_tokens']} truncated at 77 tokens"
-            )
-            if clip
-            else "CLIP-S: not computed (no CLIP model configured: --clip-model or ranker.clip_model)"
-        )
-        lines.append((f"[{label}] " if label else "") + text)
-    lines += [
+    return lines
+
+
+def _clip_line(clip: dict[str, Any] | None) -> str:
+    if not clip:
+        return "CLIP-S: not computed (no CLIP model configured: --clip-model or ranker.clip_model)"
+    return (
+        f"CLIP-S (w={clip['w']:g}, {clip['model']}): {clip['mean']:.4f} over {clip['captions']} captions, "
+        f"{clip['truncated_over_77_tokens']} truncated at 77 tokens"
+    )
+
+
+def _compliance_lines(runs: dict[str, dict[str, Any]], col: Any) -> list[str]:
+    lines = [
         "",
         "Compliance per preset",
         (
@@ -245,22 +274,21 @@ def render_table(report: dict[str, Any]) -> str:
                 f"{_fmt(row['length_compliance']):>11s}{c['min']:>7d}/{c['median']:>4d}/{c['max']:>4d}    "
                 f"{_fmt(row['language_compliance']):>13s}  {row['language']}"
             )
-    lines.append("")
-    for label, r in runs.items():
-        g, m = r["grounding"], r["moderation"]
-        prefix = f"[{label}] " if label else ""
-        lines += [
-            (
-                f"{prefix}Grounding vs catalog: precision {_fmt(g['precision'])} ({g['supported']}/"
-                f"{g['claims']} claims), recall {_fmt(g['recall'])} ({g['mentioned']}/{g['attributes']} "
-                f"attributes), {g['skipped_no_product']} caption(s) without a product"
-            ),
-            (
-                f"{prefix}Moderation changed {m['changed']}/{m['records']} captions (share "
-                f"{_fmt(m['changed_share'])}); by rule {m['by_rule']}"
-            ),
-        ]
-    return "\n".join(lines)
+    return lines
+
+
+def _grounding_lines(prefix: str, g: dict[str, Any], m: dict[str, Any]) -> list[str]:
+    return [
+        (
+            f"{prefix}Grounding vs catalog: precision {_fmt(g['precision'])} ({g['supported']}/"
+            f"{g['claims']} claims), recall {_fmt(g['recall'])} ({g['mentioned']}/{g['attributes']} "
+            f"attributes), {g['skipped_no_product']} caption(s) without a product"
+        ),
+        (
+            f"{prefix}Moderation changed {m['changed']}/{m['records']} captions (share "
+            f"{_fmt(m['changed_share'])}); by rule {m['by_rule']}"
+        ),
+    ]
 
 
 def _keys(runs: dict[str, dict[str, Any]], section: str) -> list[str]:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from caption_agent.jobs.caption_job import CaptionJobOptions, run_caption_job
     from caption_agent.jobs.engine import JobSummary
     from caption_agent.jobs.localize_job import LocalizeJobOptions, run_localize_job
-    from caption_agent.jobs.records import read_records
+    from caption_agent.records import read_records
 
 _LAZY = {
     "CaptionJobOptions": "caption_agent.jobs.caption_job",
@@ -32,7 +32,7 @@ _LAZY = {
     "JobSummary": "caption_agent.jobs.engine",
     "LocalizeJobOptions": "caption_agent.jobs.localize_job",
     "run_localize_job": "caption_agent.jobs.localize_job",
-    "read_records": "caption_agent.jobs.records",
+    "read_records": "caption_agent.records",
 }
 
 

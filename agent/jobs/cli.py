@@ -52,6 +52,38 @@ LogJson = Annotated[bool, typer.Option("--log-json", help="Write JSON log lines 
 ShowProgress = Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr.")]
 AllowChange = Annotated[bool, typer.Option("--allow-config-change", help="Resume an output made with other settings.")]
 
+# `batch caption` options.
+Inputs = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="INPUT...",
+        help="A folder of images, a .jsonl/.csv/.parquet manifest, or WebDataset shards (several, or a brace "
+        "pattern such as 'shards/{000..009}.tar'; local or s3://, gs://, az://).",
+    ),
+]
+StorageOptions = Annotated[
+    Optional[str], typer.Option("--storage-options", help="fsspec options as JSON, e.g. an S3 endpoint_url.")
+]
+UrlAllow = Annotated[
+    Optional[list[str]], typer.Option("--url-allow", help="Host whose http(s) image URLs may be fetched.")
+]
+AllowPrivateUrls = Annotated[
+    bool, typer.Option("--allow-private-urls", help="Let allow-listed hosts resolve to private addresses.")
+]
+Keep = Annotated[str, typer.Option("--keep", help="Recaptioning: new | better (by CLIP-S).")]
+MinClipS = Annotated[
+    Optional[float], typer.Option("--min-clip-s", help="Recaptioning: mark rows below this CLIP-S as filtered.")
+]
+Sidecars = Annotated[
+    Optional[Path], typer.Option("--sidecars", help="WebDataset inputs: write caption sidecar shards here.")
+]
+RayGpus = Annotated[float, typer.Option("--ray-gpus", help="GPUs per Ray drafting actor.")]
+RayResources = Annotated[
+    Optional[str], typer.Option("--ray-resources", help="Custom Ray resources per drafting actor, as JSON.")
+]
+RayCpuActors = Annotated[int, typer.Option("--ray-cpu-actors", help="Ray actors for ranking/grounding.")]
+RayIoActors = Annotated[int, typer.Option("--ray-io-actors", help="Ray actors for refinement.")]
+
 
 def _fail(exc: Exception) -> None:
     typer.secho(f"error: {describe(exc)}", fg=typer.colors.RED, err=True)
@@ -197,39 +229,20 @@ def _json_option(text: str | None, flag: str) -> dict[str, Any]:
 @batch_app.command("caption")
 @_with_common_options
 def caption_cmd(
-    manifest: Annotated[
-        list[str],
-        typer.Argument(
-            metavar="INPUT...",
-            help="A folder of images, a .jsonl/.csv/.parquet manifest, or WebDataset shards (several, or a brace "
-            "pattern such as 'shards/{000..009}.tar'; local or s3://, gs://, az://).",
-        ),
-    ],
+    manifest: Inputs,
     locale: Annotated[Optional[str], typer.Option("--locale", "-l", help="Locale for rows that name none.")] = None,
     catalog: CatalogOpt = None,
     batch_size: BatchSize = 16,
-    storage_options: Annotated[
-        Optional[str], typer.Option("--storage-options", help="fsspec options as JSON, e.g. an S3 endpoint_url.")
-    ] = None,
-    url_allow: Annotated[
-        Optional[list[str]], typer.Option("--url-allow", help="Host whose http(s) image URLs may be fetched.")
-    ] = None,
-    allow_private_urls: Annotated[
-        bool, typer.Option("--allow-private-urls", help="Let allow-listed hosts resolve to private addresses.")
-    ] = False,
-    keep: Annotated[str, typer.Option("--keep", help="Recaptioning: new | better (by CLIP-S).")] = "new",
-    min_clip_s: Annotated[
-        Optional[float], typer.Option("--min-clip-s", help="Recaptioning: mark rows below this CLIP-S as filtered.")
-    ] = None,
-    sidecars: Annotated[
-        Optional[Path], typer.Option("--sidecars", help="WebDataset inputs: write caption sidecar shards here.")
-    ] = None,
-    ray_gpus: Annotated[float, typer.Option("--ray-gpus", help="GPUs per Ray drafting actor.")] = 0.0,
-    ray_resources: Annotated[
-        Optional[str], typer.Option("--ray-resources", help="Custom Ray resources per drafting actor, as JSON.")
-    ] = None,
-    ray_cpu_actors: Annotated[int, typer.Option("--ray-cpu-actors", help="Ray actors for ranking/grounding.")] = 1,
-    ray_io_actors: Annotated[int, typer.Option("--ray-io-actors", help="Ray actors for refinement.")] = 1,
+    storage_options: StorageOptions = None,
+    url_allow: UrlAllow = None,
+    allow_private_urls: AllowPrivateUrls = False,
+    keep: Keep = "new",
+    min_clip_s: MinClipS = None,
+    sidecars: Sidecars = None,
+    ray_gpus: RayGpus = 0.0,
+    ray_resources: RayResources = None,
+    ray_cpu_actors: RayCpuActors = 1,
+    ray_io_actors: RayIoActors = 1,
     **common: Any,
 ) -> None:
     """Caption every image of INPUT into OUT; kill and re-run at will: each item is written exactly once."""

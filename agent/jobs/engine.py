@@ -13,21 +13,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import queue
 import sqlite3
-import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, Protocol, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from caption_agent._iter import chunked
+from caption_agent.jobs.local_runner import Prefetcher, run_local
 from caption_agent.jobs.log import OutputLog, infer_format
 from caption_agent.jobs.metrics import JobMetrics, Progress
-from caption_agent.jobs.stages import Stage, StageSpec, error_record, safe_call
+from caption_agent.jobs.stages import Stage, StageSpec, error_record
 
 log = logging.getLogger("caption_agent.jobs")
 _MEMO_SIZE = 4096  # results kept in memory for repeats within a run; --cache covers the rest
@@ -143,7 +141,7 @@ def config_fingerprint(config: Any, extra: str = "") -> str:
     data["policy_hash"] = PolicyEngine.load(config.policy.file).hash
     data["presets"] = {name: prompt_hash(p) for name, p in list_styles(config.prompts_dir).items()}
     if "template" in config.refiner.chain():  # the compose templates and the lexicon write its captions
-        from caption_agent.refiners.template import template_data_digest
+        from caption_agent.refiners import template_data_digest
 
         data["template_data"] = template_data_digest(config.refiner.template)
     text = json.dumps(data, sort_keys=True, default=str) + "\0" + extra + "\0" + __version__
@@ -216,8 +214,6 @@ def run_job(
     metrics = JobMetrics(kind, options.metrics_port, options.metrics_addr)
     summary.metrics_port = metrics.port
     cache = ResultCache(options.cache_dir, fingerprint) if options.cache_dir else None
-    memo: OrderedDict[str, dict[str, Any]] = OrderedDict()  # recent results by cache key (bounded LRU)
-    waiting: dict[str, list[Any]] = {}  # cache key in flight -> items that will copy its record
     with OutputLog(
         options.out,
         fmt,
@@ -235,91 +231,121 @@ def run_job(
             "job started",
             extra={"job": kind, "out": str(options.out), "done_before": len(out.index), "runner": options.runner},
         )
-
-        def write(records: list[dict[str, Any]], *, cached: bool = False) -> None:
-            out.append(records)
-            n, errors = metrics.record(records, cached=cached)
-            progress.update(done=n, errors=errors, cached=n if cached else 0)
-
-        def pending() -> Iterator[Any]:
-            seen: set[str] = set()
-            for item in reader:
-                summary.total += 1
-                if item.key in out.index:
-                    summary.already_done += 1
-                    progress.update(done=1)
-                    continue
-                if item.key in seen:  # two rows of one input never share a key; guard the log all the same
-                    log.warning("an input row repeats another row's key; written once", extra={"key": item.key})
-                    summary.already_done += 1
-                    progress.update(done=1)
-                    continue
-                seen.add(item.key)
-                if item.error:
-                    write([error_record(item, item.error["type"], item.error["message"], item.error["stage"])])
-                    continue
-                hit = memo.get(item.cache_key)
-                if hit is not None:  # computed earlier in this run for another row
-                    summary.duplicates += 1
-                    write([copy_record(item, hit)], cached=True)
-                    continue
-                hit = cache.get(item.cache_key) if cache else None
-                if hit is not None:
-                    write([item.annotate({**hit, "key": item.key, "cached": True})], cached=True)
-                    continue
-                if item.cache_key in waiting:  # the same request is being computed: copy its result
-                    summary.duplicates += 1
-                    waiting[item.cache_key].append(item)
-                    continue
-                waiting[item.cache_key] = []
-                yield item
-
-        def finished(batch: Sequence[Any], records: list[dict[str, Any]], seconds: float) -> None:
-            metrics.batch_seconds(seconds)
-            write(records)
-            for item, record in zip(batch, records):
-                followers = waiting.pop(item.cache_key, [])
-                if followers:
-                    write([copy_record(f, record) for f in followers], cached=True)
-            done = [(i.cache_key, r) for i, r in zip(batch, records) if r["status"] != "error"]
-            for cache_key, record in done:
-                memo[cache_key] = record
-                memo.move_to_end(cache_key)
-                if len(memo) > _MEMO_SIZE:
-                    memo.popitem(last=False)
-            if cache:
-                out.flush()  # the log is the truth: cache only what is already durable there
-                cache.put_many(done)
-
-        streaming = options.runner == "ray" and source is not None
-        reader = _Prefetcher(() if streaming else items, options.batch_size * max(2, options.workers) * 2)
+        run = _JobRun(summary, out, metrics, progress, cache)
         try:
-            if streaming:
-                from caption_agent.jobs.ray_driver import drive_stream
-
-                drive_stream(source, options, out, write, copy_record, summary, metrics, progress, cache)
-            elif options.runner == "ray":
-                from caption_agent.jobs.ray_runner import run_ray
-
-                todo = list(pending())
-                metrics.pending(len(todo))
-                by_key = {i.key: i for i in todo}
-                for keys, records, seconds in run_ray(todo, spec, options):
-                    finished([by_key[k] for k in keys], records, seconds)
-            else:
-                assert stage is not None
-                for batch, records, seconds in run_local(
-                    chunked(pending(), options.batch_size), stage, options.workers
-                ):
-                    finished(batch, records, seconds)
+            run.compute(items, stage, spec, options, source)
             out.flush()
             out.compact()
         finally:
-            reader.close()
             progress.close()
             metrics.close()
             if cache:
                 cache.close()
+    _close_summary(summary, metrics, skipped_inputs, start)
+    log.info("job finished", extra={"summary": summary.model_dump()})
+    return summary
+
+
+class _JobRun:
+    """One run's driver state: what is written (log, metrics, progress), recent results by cache key (a bounded
+    LRU) and the rows waiting for a computation in flight. Only the job's driver thread uses it."""
+
+    def __init__(self, summary: JobSummary, out: OutputLog, metrics: JobMetrics, progress: Progress, cache: Any):
+        self.summary, self.out, self.metrics, self.progress, self.cache = summary, out, metrics, progress, cache
+        self.memo: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.waiting: dict[str, list[Any]] = {}  # cache key in flight -> items that will copy its record
+
+    def compute(self, items: Iterable[Any], stage: Stage | None, spec: StageSpec, options: JobOptions, source: Any):
+        """Run what is pending on the runner the options name, writing each batch as it finishes."""
+        streaming = options.runner == "ray" and source is not None
+        reader = Prefetcher(() if streaming else items, options.batch_size * max(2, options.workers) * 2)
+        try:
+            if streaming:
+                from caption_agent.jobs.ray_driver import drive_stream
+
+                drive_stream(source, options, self.out, self.write, copy_record, self.summary, self.metrics,
+                             self.progress, self.cache)  # fmt: skip
+            elif options.runner == "ray":
+                from caption_agent.jobs.ray_runner import run_ray
+
+                todo = list(self.pending(reader))
+                self.metrics.pending(len(todo))
+                by_key = {i.key: i for i in todo}
+                for keys, records, seconds in run_ray(todo, spec, options):
+                    self.finished([by_key[k] for k in keys], records, seconds)
+            else:
+                assert stage is not None
+                for batch, records, seconds in run_local(
+                    chunked(self.pending(reader), options.batch_size), stage, options.workers
+                ):
+                    self.finished(batch, records, seconds)
+        finally:
+            reader.close()
+
+    def write(self, records: list[dict[str, Any]], *, cached: bool = False) -> None:
+        self.out.append(records)
+        n, errors = self.metrics.record(records, cached=cached)
+        self.progress.update(done=n, errors=errors, cached=n if cached else 0)
+
+    def pending(self, reader: Iterable[Any]) -> Iterator[Any]:
+        """The items that need computing; the others are answered here (done before, a repeated key, an unusable
+        row, a result of this run or of the cache, a computation already in flight)."""
+        seen: set[str] = set()
+        summary = self.summary
+        for item in reader:
+            summary.total += 1
+            if item.key in self.out.index or item.key in seen:
+                if item.key not in self.out.index:  # two rows of one input never share a key; guard the log anyway
+                    log.warning("an input row repeats another row's key; written once", extra={"key": item.key})
+                summary.already_done += 1
+                self.progress.update(done=1)
+                continue
+            seen.add(item.key)
+            if not self._answered(item):
+                self.waiting[item.cache_key] = []
+                yield item
+
+    def _answered(self, item: Any) -> bool:
+        """Write ``item``'s record if it needs no computation of its own; whether it did."""
+        if item.error:
+            self.write([error_record(item, item.error["type"], item.error["message"], item.error["stage"])])
+            return True
+        hit = self.memo.get(item.cache_key)
+        if hit is not None:  # computed earlier in this run for another row
+            self.summary.duplicates += 1
+            self.write([copy_record(item, hit)], cached=True)
+            return True
+        hit = self.cache.get(item.cache_key) if self.cache else None
+        if hit is not None:
+            self.write([item.annotate({**hit, "key": item.key, "cached": True})], cached=True)
+            return True
+        if item.cache_key in self.waiting:  # the same request is being computed: copy its result
+            self.summary.duplicates += 1
+            self.waiting[item.cache_key].append(item)
+            return True
+        return False
+
+    def finished(self, batch: Sequence[Any], records: list[dict[str, Any]], seconds: float) -> None:
+        self.metrics.batch_seconds(seconds)
+        self.write(records)
+        for item, record in zip(batch, records):
+            followers = self.waiting.pop(item.cache_key, [])
+            if followers:
+                self.write([copy_record(f, record) for f in followers], cached=True)
+        done = [(i.cache_key, r) for i, r in zip(batch, records) if r["status"] != "error"]
+        for cache_key, record in done:
+            self.memo[cache_key] = record
+            self.memo.move_to_end(cache_key)
+            if len(self.memo) > _MEMO_SIZE:
+                self.memo.popitem(last=False)
+        if self.cache:
+            self.out.flush()  # the log is the truth: cache only what is already durable there
+            self.cache.put_many(done)
+
+
+def _close_summary(
+    summary: JobSummary, metrics: JobMetrics, skipped_inputs: Callable[[], int] | None, start: float
+) -> None:
     for status in ("ok", "review", "blocked"):
         setattr(summary, status, metrics.statuses[status])
     summary.errors = metrics.statuses["error"]
@@ -329,81 +355,3 @@ def run_job(
     summary.skipped_inputs = skipped_inputs() if skipped_inputs else 0
     summary.elapsed_s = round(time.monotonic() - start, 3)
     summary.items_per_s = round(summary.written / summary.elapsed_s, 3) if summary.elapsed_s else 0.0
-    log.info("job finished", extra={"summary": summary.model_dump()})
-    return summary
-
-
-def run_local(
-    batches: Iterable[list[Any]], stage: Stage, workers: int
-) -> Iterator[tuple[list[Any], list[dict[str, Any]], float]]:
-    """Run batches in this process, ``workers`` at a time (so refinement of one overlaps drafting of the next)."""
-
-    def timed(batch: list[Any]) -> tuple[list[Any], list[dict[str, Any]], float]:
-        t0 = time.perf_counter()
-        records = safe_call(stage, batch)
-        return batch, records, time.perf_counter() - t0
-
-    if workers <= 1:
-        for batch in batches:
-            yield timed(batch)
-        return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job-batch") as pool:
-        running: set[Future[Any]] = set()
-        for batch in batches:
-            running.add(pool.submit(timed, batch))
-            if len(running) >= workers:
-                done, running = wait(running, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    yield fut.result()
-        for fut in running:
-            yield fut.result()
-
-
-_END = object()
-
-
-class _Prefetcher:
-    """Pulls an iterator (manifest reading and image hashing) on a thread, ``depth`` items ahead.
-
-    Only reading happens on the thread; filtering and writing stay on the job's single driver thread.
-    """
-
-    def __init__(self, source: Iterable[Any], depth: int) -> None:
-        self._q: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
-        self._stop = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._fill, args=(source,), name="job-prefetch", daemon=True)
-        self._thread.start()
-
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _fill(self, source: Iterable[Any]) -> None:
-        try:
-            for item in source:
-                if not self._put(item):
-                    return
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
-            self._error = exc
-        self._put(_END)
-
-    def __iter__(self) -> _Prefetcher:
-        return self
-
-    def __next__(self) -> Any:
-        item = self._q.get()
-        if item is _END:
-            self._stop.set()
-            if self._error is not None:
-                raise self._error
-            raise StopIteration
-        return item
-
-    def close(self) -> None:
-        self._stop.set()

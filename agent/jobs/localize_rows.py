@@ -3,71 +3,21 @@ facts, image text, faces), turned into one (caption, target locale) item each.""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
-from caption_agent.jobs.manifest import JobItem, digest, fingerprint
+from caption_agent.jobs.manifest import JobItem, digest
 from caption_agent.jobs.manifest_rows import read_rows
-from caption_agent.jobs.records import read_records
-from caption_agent.localize import Source
+from caption_agent.localize import CaptionRow, Source, row_pairs
 from caption_agent.localize import screened_faces as faces_in
-from caption_agent.schemas import DraftSubject, GroundingFact
+from caption_agent.records import read_records
+from caption_agent.schemas import DraftSubject
 
 _LOCALIZABLE = ("ok",)
-
-
-class CaptionRow(BaseModel):
-    """A plain caption to localize, as users write it (JSONL/CSV/Parquet)."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    text: str = Field(
-        validation_alias=AliasChoices("text", "caption"),
-        min_length=1,
-        max_length=5000,
-        description="The source caption.",
-    )
-    id: str | None = Field(None, max_length=256, description="Caller's id, echoed in the output.")
-    style: str | None = Field(None, max_length=64, description="Style preset of the caption.")
-    locale: str | None = Field(None, max_length=35, description="Locale of the source caption.")
-    sku: str | None = Field(None, max_length=128, description="Product the caption describes.")
-    max_chars: int | None = Field(None, ge=10, le=5000, description="Length budget.")
-    faces: int | None = Field(
-        None,
-        ge=0,
-        le=1000,
-        description="People the source image showed, as its screen "
-        "counted them; unknown (unset) holds captions for review under the people rule.",
-    )
-    facts: list[GroundingFact] = Field(default_factory=list, description="Facts: strings or GroundingFact objects.")
-    draft: str | None = Field(
-        None, max_length=2000, description="The ranked draft the caption was written from (a caption job's `draft`)."
-    )
-    subject: DraftSubject | None = Field(
-        None, description="The drafted subject (a caption job's `subject`): named in each target language."
-    )
-    image_text: str = Field(
-        "", max_length=2000, description="Text read from the image: quoted as written, never translated."
-    )
-
-    @field_validator("facts", mode="before")
-    @classmethod
-    def _facts(cls, value: Any, info: Any) -> Any:
-        if isinstance(value, str):  # a CSV cell: JSON list, or one fact per line
-            value = value.strip()
-            value = json.loads(value) if value.startswith("[") else [v for v in value.splitlines() if v.strip()]
-        sku = (info.data or {}).get("sku") or ""
-        return [
-            {"id": f"{sku or 'input'}:fact{i}", "sku": sku, "field": "text", "text": f, "score": 1.0}
-            if isinstance(f, str)
-            else f
-            for i, f in enumerate(value or [])
-        ]
 
 
 @dataclass(frozen=True)
@@ -200,44 +150,23 @@ def screened_faces(record: dict[str, Any]) -> int | None:
 def row_items(
     parsed: CaptionRow, locales: Sequence[str], *, style: str, row: int = 0, source_key: str = "", origin: str = ""
 ) -> Iterator[LocalizeItem]:
-    """One item per target locale for one source caption. Cache keys depend only on the caption, its facts and
-    the target settings, so the batch job and the HTTP service share cache entries; item keys add the row's
-    ``origin`` (batch jobs), so every input row x locale gets its own record even when rows repeat."""
-    facts = [f.model_dump(mode="json") for f in parsed.facts]
-    # Every part of a fact counts: the grounding and people rules read its structured fields too.
-    facts_hash = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
-    subject = source_subject(parsed)
-    subject_json = subject.model_dump(mode="json") if subject is not None else None
-    text_hash = hashlib.sha256(parsed.text.encode("utf-8")).hexdigest()
-    source_key = source_key or parsed.id or digest("source", text_hash, facts_hash)
-    for locale in locales:
-        fields = {
-            "style": parsed.style or style,
-            "locale": locale,
-            "max_chars": parsed.max_chars,
-            "source_locale": parsed.locale,
-            "facts": facts_hash,
-            "faces": parsed.faces,
-            "subject": subject_json,
-            "image_text": parsed.image_text,
-        }
-        cache_key = digest("localize", text_hash, fingerprint(fields))
-        key = digest("localize", cache_key, source_key, *([origin] if origin else []))
+    """One item per target locale for one source caption (``localize.row_pairs``: the keys the service shares)."""
+    for pair in row_pairs(parsed, locales, style=style, source_key=source_key, origin=origin):
         yield LocalizeItem(
-            key=key,
-            cache_key=cache_key,
+            key=pair.key or "",
+            cache_key=pair.cache_key,
             row=row,
-            source_key=source_key,
-            text=parsed.text,
-            style=parsed.style or style,
-            locale=locale,
-            source_locale=parsed.locale,
-            max_chars=parsed.max_chars,
-            id=parsed.id,
-            faces=parsed.faces,
-            facts=facts,
-            subject=subject_json,
-            image_text=parsed.image_text,
+            source_key=pair.source_key,
+            text=pair.text,
+            style=pair.style,
+            locale=pair.locale,
+            source_locale=pair.source_locale,
+            max_chars=pair.max_chars,
+            id=pair.id,
+            faces=pair.faces,
+            facts=pair.facts,
+            subject=pair.subject,
+            image_text=pair.image_text,
         )
 
 

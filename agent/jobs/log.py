@@ -24,14 +24,13 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from caption_agent.jobs.manifest import KEY_VERSION
-from caption_agent.jobs.parquet_parts import COLUMNS as _COLUMNS
-from caption_agent.jobs.parquet_parts import column as _column
-from caption_agent.jobs.parquet_parts import pa as _pa
-from caption_agent.jobs.parquet_parts import parquet_files as _parquet_files
-from caption_agent.jobs.parquet_parts import pc as _pc
-from caption_agent.jobs.parquet_parts import pq as _pq
-from caption_agent.jobs.records import OutputLogError, dumps, parse_head, scan_lines
+from caption_agent.parquet_parts import COLUMNS as _COLUMNS
+from caption_agent.parquet_parts import column as _column
+from caption_agent.parquet_parts import pa as _pa
+from caption_agent.parquet_parts import parquet_files as _parquet_files
+from caption_agent.parquet_parts import pc as _pc
+from caption_agent.parquet_parts import pq as _pq
+from caption_agent.records import KEY_VERSION, OutputLogError, dumps, parse_head, scan_lines
 
 Format = Literal["jsonl", "parquet"]
 log = logging.getLogger("caption_agent.jobs")

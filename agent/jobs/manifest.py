@@ -28,11 +28,9 @@ from caption_agent.errors import CaptionAgentError
 from caption_agent.jobs.manifest_rows import ManifestError, _Raw, read_inputs
 from caption_agent.jobs.manifest_rows import read_shards as read_shards  # imported from here by ray_sources
 from caption_agent.jobs.sources import SourceOptions, content_hash, fetch_bytes, is_remote
+from caption_agent.records import digest, fingerprint
 from caption_agent.schemas import CaptionRequest, ProductHint
 
-# Bump when the key recipe changes, so old logs are never matched by accident (the output log refuses them).
-# k1: content + request (+ id); repeated rows shared one record. k2: row origin + id + content + request.
-KEY_VERSION = "k2"
 _HASH_CHUNK = 1 << 20
 
 
@@ -63,20 +61,6 @@ class ManifestRow(BaseModel):
     locale: str | None = Field(None, max_length=35, description="BCP-47 locale; the job default when unset.")
     n_candidates: int | None = Field(None, ge=1, le=32, description="Drafts per image.")
     max_chars: int | None = Field(None, ge=10, le=5000, description="Length budget.")
-
-
-def digest(*parts: str) -> str:
-    """A 128-bit hex key over ``parts`` (NUL-separated, so parts cannot run into each other)."""
-    # surrogatepass: a name that is not valid UTF-8 (a shard member's, read with surrogate escapes) still has a
-    # key of its own; valid text encodes exactly as before.
-    return hashlib.sha256("\0".join((KEY_VERSION, *parts)).encode("utf-8", "surrogatepass")).hexdigest()[:32]
-
-
-def fingerprint(fields: dict[str, Any]) -> str:
-    """Canonical JSON of the fields that decide an item's output (unset fields left out)."""
-    return json.dumps(
-        {k: v for k, v in sorted(fields.items()) if v is not None}, separators=(",", ":"), ensure_ascii=False
-    )
 
 
 def content_id(path: str, limits: ImageLimits) -> str:
@@ -219,21 +203,9 @@ def _to_item(
     """The item of one row: its key (content hashed where the bytes are: read here for remote images)."""
     label = raw.label or label
     base = Path(raw.base) if raw.base else base
-    problem = raw.problem
-    parsed: ManifestRow | None = None
-    blob = raw.blob
-    if not problem and raw.data is not None and isinstance(raw.data.get("image"), (bytes, bytearray)):
-        blob = bytes(raw.data["image"])  # inline bytes (a Parquet binary column)
-        raw.data = {**raw.data, "image": f"{label}#row{raw.row}"}
-    if not problem:
-        try:
-            parsed = ManifestRow.model_validate(raw.data)
-        except ValidationError as exc:
-            problem = "; ".join(_column_problem(e) for e in exc.errors())
-        except RecursionError:
-            problem = "nested too deeply"
+    parsed, problem, blob = _parse_row(raw, label)
     if parsed is None:
-        return _row_error(raw, label, style, locale, problem)
+        return _row_error(raw, label, style, locale, problem or "")
     fields: dict[str, Any] = {
         "style": parsed.style or style,
         "locale": parsed.locale or locale,
@@ -243,21 +215,7 @@ def _to_item(
         "n_candidates": parsed.n_candidates,
         "max_chars": parsed.max_chars,
     }
-    error: dict[str, str] | None = None
-    if blob is not None:
-        source = parsed.image
-        content = content_hash(blob) if len(blob) <= limits.max_bytes else f"oversize:{len(blob)}:{source}"
-    elif is_remote(parsed.image):
-        source = parsed.image
-        try:
-            blob = fetch_bytes(source, limits.max_bytes, sources or SourceOptions())
-            content = content_hash(blob)
-        except CaptionAgentError as exc:
-            content = f"unreadable:{type(exc).__name__}:{source}"
-            error = {"type": type(exc).__name__, "stage": "input", "message": str(exc)}
-    else:
-        source = parsed.image if os.path.isabs(parsed.image) else os.path.abspath(base / parsed.image)
-        content = content_id(source, limits)
+    source, content, blob, error = _image_content(parsed.image, blob, base, limits, sources)
     # The existing caption is context for the refiner, so it is part of the request (absent: keys as before).
     request = fingerprint({**fields, "original": parsed.caption})
     cache_key = digest("caption", content, request)
@@ -274,6 +232,42 @@ def _to_item(
         error=error,
         **fields,
     )
+
+
+def _parse_row(raw: _Raw, label: str) -> tuple[ManifestRow | None, str | None, bytes | None]:
+    """The row's fields (None with the problem when they are not valid) and its inline image bytes, if any."""
+    problem = raw.problem
+    blob = raw.blob
+    if not problem and raw.data is not None and isinstance(raw.data.get("image"), (bytes, bytearray)):
+        blob = bytes(raw.data["image"])  # inline bytes (a Parquet binary column)
+        raw.data = {**raw.data, "image": f"{label}#row{raw.row}"}
+    if problem:
+        return None, problem, blob
+    try:
+        return ManifestRow.model_validate(raw.data), problem, blob
+    except ValidationError as exc:
+        return None, "; ".join(_column_problem(e) for e in exc.errors()), blob
+    except RecursionError:
+        return None, "nested too deeply", blob
+
+
+def _image_content(
+    image: str, blob: bytes | None, base: Path, limits: ImageLimits, sources: SourceOptions | None
+) -> tuple[str, str, bytes | None, dict[str, str] | None]:
+    """Where the row's image is, its content id (a hash where the bytes are at hand: remote images are read
+    here), the bytes, and the input error of a remote image that cannot be read."""
+    if blob is not None:
+        content = content_hash(blob) if len(blob) <= limits.max_bytes else f"oversize:{len(blob)}:{image}"
+        return image, content, blob, None
+    if is_remote(image):
+        try:
+            blob = fetch_bytes(image, limits.max_bytes, sources or SourceOptions())
+        except CaptionAgentError as exc:
+            error = {"type": type(exc).__name__, "stage": "input", "message": str(exc)}
+            return image, f"unreadable:{type(exc).__name__}:{image}", None, error
+        return image, content_hash(blob), blob, None
+    source = image if os.path.isabs(image) else os.path.abspath(base / image)
+    return source, content_id(source, limits), None, None
 
 
 def iter_items(

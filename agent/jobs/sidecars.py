@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from caption_agent.jobs.records import read_records
 from caption_agent.jobs.webdataset import split_name
+from caption_agent.records import read_records
 
 _JSON_KEYS = ("key", "status", "original", "scores", "kept", "filtered", "error", "style", "locale", "decision")
 

@@ -5,34 +5,37 @@ from __future__ import annotations
 import errno
 import socket
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from caption_agent.errors import CaptionAgentError
 from caption_agent.usage import BaseUrlOpt, CatalogOpt, ModelOpt, RefinerOpt, VlmOpt, VlmUrlOpt
 
+HostOpt = Annotated[Optional[str], typer.Option(help="Bind address (default 127.0.0.1: loopback only).")]
+PortOpt = Annotated[Optional[int], typer.Option(help="TCP port (default 8000).")]
+AgentConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Agent TOML config file.")]
+ServiceConfigOpt = Annotated[Optional[Path], typer.Option(help="Service TOML config file (keys, limits, queue).")]
+ReviewQueueOpt = Annotated[Optional[Path], typer.Option(help="Review queue JSONL served at /review.")]
+HashKeyOpt = Annotated[
+    bool,
+    typer.Option("--hash-key", help="Read an API key from stdin (or make a new one), print its config hash, and exit."),
+]
+
 
 def serve(
-    host: Annotated[Optional[str], typer.Option(help="Bind address (default 127.0.0.1: loopback only).")] = None,
-    port: Annotated[Optional[int], typer.Option(help="TCP port (default 8000).")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Agent TOML config file.")] = None,
-    service_config: Annotated[
-        Optional[Path], typer.Option(help="Service TOML config file (keys, limits, queue).")
-    ] = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
+    config: AgentConfigOpt = None,
+    service_config: ServiceConfigOpt = None,
     catalog: CatalogOpt = None,
     refiner: RefinerOpt = None,
     model: ModelOpt = None,
     base_url: BaseUrlOpt = None,
     vlm: VlmOpt = None,
     vlm_url: VlmUrlOpt = None,
-    review_queue: Annotated[Optional[Path], typer.Option(help="Review queue JSONL served at /review.")] = None,
-    hash_key: Annotated[
-        bool,
-        typer.Option(
-            "--hash-key", help="Read an API key from stdin (or make a new one), print its config hash, and exit."
-        ),
-    ] = False,
+    review_queue: ReviewQueueOpt = None,
+    hash_key: HashKeyOpt = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve captions over HTTP: POST /v1/captions, /v1/localize, GET /v1/styles, /readyz, /metrics, /review."""
@@ -62,6 +65,12 @@ def serve(
             sock.close()
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
+    _warn_exposure(settings)
+    _run(uvicorn, app, settings, sock, log_level)
+
+
+def _warn_exposure(settings: Any) -> None:
+    """Warn about a service others can reach without a key, or that answers fewer host names than it listens on."""
     if settings.host not in ("127.0.0.1", "::1", "localhost") and not settings.api_key_hashes:
         typer.secho(
             f"warning: listening on {settings.host} without API keys; anyone who can reach it may use it.",
@@ -75,6 +84,9 @@ def serve(
             fg=typer.colors.YELLOW,
             err=True,
         )
+
+
+def _run(uvicorn: Any, app: Any, settings: Any, sock: socket.socket, log_level: str) -> None:
     from caption_agent.service.middleware import header_deadline_protocol
 
     # proxy_headers=False: X-Forwarded-* are believed only from `trusted_proxies`, by the app's HTTP guard.

@@ -1,5 +1,5 @@
 """/v1/localize on the library's localization (``caption_agent.localize``: the refine and moderate stages), with
-the batch job's LocalizeItem keys (so the job and the service share cache entries).
+the same keys as the batch job (``localize.row_pairs``: the job and the service share cache entries).
 
 A request's work is bounded before it starts (facts, locales and text bytes: ``ServiceSettings.localize_*``),
 and stops between locales once its caller is gone (deadline passed, or the client disconnected): the model
@@ -15,9 +15,8 @@ from typing import Any
 from caption_agent._iter import surrogate_field
 from caption_agent.config import AgentConfig
 from caption_agent.errors import ConfigError
-from caption_agent.jobs.localize_job import LocalizeItem, row_items
 from caption_agent.locales import normalize_locale
-from caption_agent.localize import localization_state, run_localization
+from caption_agent.localize import Pair, localization_state, row_pairs, run_localization
 from caption_agent.service.errors import BadRequestError, PayloadTooLargeError, RequestTimeoutError
 from caption_agent.service.schemas import LocalizeBody
 from caption_agent.service.settings import ServiceSettings
@@ -56,7 +55,7 @@ def check_limits(body: LocalizeBody, settings: ServiceSettings) -> None:
         )
 
 
-def localize_items(body: LocalizeBody, config: AgentConfig, settings: ServiceSettings) -> list[LocalizeItem]:
+def localize_items(body: LocalizeBody, config: AgentConfig, settings: ServiceSettings) -> list[Pair]:
     """One item per distinct target locale; limits, bad locales, an unknown style or no refiner fail here (4xx)."""
     from caption_agent.prompts import load_preset
 
@@ -69,7 +68,7 @@ def localize_items(body: LocalizeBody, config: AgentConfig, settings: ServiceSet
     style = body.style or config.default_style
     load_preset(style, config.prompts_dir)
     locales = list(dict.fromkeys(normalize_locale(loc) for loc in body.locales))
-    return list(row_items(body, locales, style=style))
+    return list(row_pairs(body, locales, style=style))
 
 
 def catalog_facts(agent: Any, sku: str) -> list[Any]:
@@ -83,7 +82,7 @@ def catalog_facts(agent: Any, sku: str) -> list[Any]:
     return product_facts(products[0], 1.0)
 
 
-def run_localize(agent: Any, items: list[LocalizeItem], stop: threading.Event | None = None) -> list[Any]:
+def run_localize(agent: Any, items: list[Pair], stop: threading.Event | None = None) -> list[Any]:
     """Each item's CaptionResult, refined and moderated with the agent's loaded refiner and policy (runs in the
     model thread), one locale at a time; once ``stop`` is set the remaining locales are not started."""
     results: list[Any] = []
@@ -96,7 +95,7 @@ def run_localize(agent: Any, items: list[LocalizeItem], stop: threading.Event | 
     return results
 
 
-async def localize_for(request: Any, state: Any, items: list[LocalizeItem]) -> list[Any]:
+async def localize_for(request: Any, state: Any, items: list[Pair]) -> list[Any]:
     """Run ``items`` on the model thread while the caller waits: past ``request_timeout_s`` -> 504; either way,
     and when the client disconnects, the work still queued for this request is dropped."""
     stop = threading.Event()

@@ -2,22 +2,27 @@
 policy reasons; verdicts are appended through ``policies.review`` to the file `caption-agent review import` reads.
 """
 
-# No `from __future__ import annotations`: FastAPI reads the route signatures of the closures below, whose
-# types are imported inside the functions (fastapi loads only when an app is built).
+# No `from __future__ import annotations`: FastAPI reads the route signatures. The module imports fastapi:
+# only create_app imports it, after checking the `serve` extra.
 
 import asyncio
 import io
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
-from caption_agent.service.errors import ConflictError, EditRefusedError, NotFoundError, NotReadyError
-
-if TYPE_CHECKING:  # fastapi loads only when an app is built
-    from fastapi import FastAPI
+from caption_agent.policies.review_desk import ReviewDesk
+from caption_agent.policies.verdicts import ReviewDecision
+from caption_agent.service.deps import State, review_key
+from caption_agent.service.desk import desk_session, mapped_desk_errors, review_desk, review_paths, reviewer_name
+from caption_agent.service.errors import ConflictError, EditRefusedError, NotFoundError
+from caption_agent.service.schemas import error_responses
+from caption_agent.service.security import COOKIE
 
 _THUMB_PX = 640
 # The pages' script and styles are files: the Content-Security-Policy admits no inline script or style.
@@ -65,146 +70,123 @@ def import_command(queue: Path, decisions: Path) -> str:
     return f"caption-agent review import {decisions} --results {queue} --out {out}"
 
 
-def add_review_routes(app: "FastAPI", state: Any) -> None:
-    from fastapi import Depends, Form, Request
-    from fastapi.responses import HTMLResponse, RedirectResponse, Response
+router = APIRouter()
+_LOGIN_FORM = {"description": "No or wrong API key: the sign-in form", "content": {"text/html": {}}}
 
-    from caption_agent.policies.review_desk import ReviewDesk
-    from caption_agent.policies.verdicts import ReviewDecision
-    from caption_agent.service.review_api import _mapped, _session, add_review_api, reviewer_name
-    from caption_agent.service.schemas import error_responses
-    from caption_agent.service.security import COOKIE
 
-    def paths() -> tuple[Path, Path]:
-        if state.review_queue is None:
-            raise NotReadyError(
-                "no review queue is configured.",
-                fix="set `review_queue` in the service config (or policy.review_queue).",
-            )
-        return state.review_queue, state.settings.decisions_path(state.review_queue)
-
-    def desk() -> ReviewDesk:
-        return ReviewDesk(*paths())
-
-    def auth(request: Request) -> None:
+@router.get(
+    "/review",
+    response_class=HTMLResponse,
+    tags=["review"],
+    summary="The review desk (items load from /review/api).",
+    responses={401: _LOGIN_FORM, **error_responses(503)},
+)
+async def review_page(request: Request, state: State) -> Any:
+    try:
         state.keys.check(request.headers, request.cookies)
+    except Exception:  # noqa: BLE001 - any auth failure shows the key form
+        return HTMLResponse(render("login.html", failed=bool(request.cookies.get(COOKIE))), status_code=401)
+    queue, decisions = review_paths(state)
+    named = reviewer_name(state, request, "")
+    page = render(
+        "review.html", queue=str(queue), decisions=str(decisions), reviewer=named,
+        import_command=import_command(queue, decisions),
+    )  # fmt: skip
+    return HTMLResponse(page)
 
-    login_form = {"description": "No or wrong API key: the sign-in form", "content": {"text/html": {}}}
 
-    @app.get(
-        "/review",
-        response_class=HTMLResponse,
-        tags=["review"],
-        summary="The review desk (items load from /review/api).",
-        responses={401: login_form, **error_responses(503)},
-    )
-    async def review_page(request: Request) -> Any:
-        try:
-            state.keys.check(request.headers, request.cookies)
-        except Exception:  # noqa: BLE001 - any auth failure shows the key form
-            return HTMLResponse(render("login.html", failed=bool(request.cookies.get(COOKIE))), status_code=401)
-        queue, decisions = paths()
-        named = reviewer_name(state, request, "")
-        return HTMLResponse(
-            render(
-                "review.html",
-                queue=str(queue),
-                decisions=str(decisions),
-                reviewer=named,
-                import_command=import_command(queue, decisions),
-            )  # fmt: skip
+@router.post(
+    "/review/login",
+    tags=["review"],
+    summary="Trade an API key for a review-page cookie.",
+    status_code=303,
+    responses={303: {"description": "Back to /review"}, 401: _LOGIN_FORM},
+)
+async def review_login(request: Request, state: State, key: str = Form(max_length=512)) -> Any:
+    if not state.keys.valid(key):
+        return HTMLResponse(render("login.html", failed=True), status_code=401)
+    reply = RedirectResponse("/review", status_code=303)
+    # Secure over TLS: direct, or as a trusted proxy's X-Forwarded-Proto (the HTTP guard sets the scheme).
+    secure = request.url.scheme == "https"
+    reply.set_cookie(COOKIE, key, httponly=True, secure=secure, samesite="strict", path="/review")
+    return reply
+
+
+@router.get("/static/{name}", include_in_schema=False)
+async def static_file(name: str) -> Response:
+    if name not in _STATIC:
+        raise NotFoundError(f"no static file {name!r}.", fix="the page's files are: " + ", ".join(_STATIC) + ".")
+    return Response(_static(name), media_type=_STATIC[name], headers={"Cache-Control": "no-cache"})
+
+
+@router.get(
+    "/review/images/{review_id}",
+    tags=["review"],
+    dependencies=[Depends(review_key)],
+    summary="The queued item's image, re-encoded as a JPEG thumbnail.",
+    responses={200: {"content": {"image/jpeg": {}}}, **error_responses(401, 404, 503)},
+)
+async def review_image(review_id: str, state: State) -> Response:
+    queue, _ = review_paths(state)
+    data = await asyncio.to_thread(_thumbnail, state, queue, review_id)
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.post(
+    "/review/decisions",
+    response_model=DecisionAck,
+    tags=["review"],
+    dependencies=[Depends(review_key)],
+    responses=error_responses(401, 403, 404, 409, 422, 503),
+    summary="Record a verdict (approve | edit | reject | undo) for a queued item; edits are re-checked first.",
+)
+async def review_decide(decision: ReviewDecision, request: Request, state: State) -> DecisionAck:
+    queue, decisions = review_paths(state)
+    desk = ReviewDesk(queue, decisions)
+    with mapped_desk_errors():
+        item = await asyncio.to_thread(desk.item, decision.review_id)
+    if decision.verdict == "approve" and not item.get("text"):
+        raise EditRefusedError(
+            f"{decision.review_id} has no caption to approve.",
+            fix="write the caption and save it as an edit, ask for another attempt, or reject the item.",
+            rules=[],
+            suggestion=None,
         )
+    if decision.verdict == "edit":
+        # The policy engine is model work: it runs in the service's single model thread.
+        await state.in_model_thread(_check_edit, state.agent, item, decision.text or "")
+    named = decision.model_copy(update={"reviewer": reviewer_name(state, request, decision.reviewer)})
+    with mapped_desk_errors():
+        await asyncio.to_thread(desk.decide, named, desk_session(request))
+    state.metrics.observe_verdict(named, item)
+    return DecisionAck(review_id=decision.review_id, verdict=decision.verdict, reviewer=named.reviewer,
+                       decisions_file=str(decisions), import_command=import_command(queue, decisions))  # fmt: skip
 
-    @app.post(
-        "/review/login",
-        tags=["review"],
-        summary="Trade an API key for a review-page cookie.",
-        status_code=303,
-        responses={303: {"description": "Back to /review"}, 401: login_form},
-    )
-    async def review_login(request: Request, key: str = Form(max_length=512)) -> Any:
-        if not state.keys.valid(key):
-            return HTMLResponse(render("login.html", failed=True), status_code=401)
-        reply = RedirectResponse("/review", status_code=303)
-        # Secure over TLS: direct, or as a trusted proxy's X-Forwarded-Proto (the HTTP guard sets the scheme).
-        secure = request.url.scheme == "https"
-        reply.set_cookie(COOKIE, key, httponly=True, secure=secure, samesite="strict", path="/review")
-        return reply
 
-    @app.get("/static/{name}", include_in_schema=False)
-    async def static_file(name: str) -> Response:
-        if name not in _STATIC:
-            raise NotFoundError(f"no static file {name!r}.", fix="the page's files are: " + ", ".join(_STATIC) + ".")
-        return Response(_static(name), media_type=_STATIC[name], headers={"Cache-Control": "no-cache"})
-
-    @app.get(
-        "/review/images/{review_id}",
-        tags=["review"],
-        dependencies=[Depends(auth)],
-        summary="The queued item's image, re-encoded as a JPEG thumbnail.",
-        responses={200: {"content": {"image/jpeg": {}}}, **error_responses(401, 404, 503)},
-    )
-    async def review_image(review_id: str) -> Response:
-        queue, _ = paths()
-        data = await asyncio.to_thread(_thumbnail, state, queue, review_id)
-        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
-
-    @app.post(
-        "/review/decisions",
-        response_model=DecisionAck,
-        tags=["review"],
-        dependencies=[Depends(auth)],
-        responses=error_responses(401, 403, 404, 409, 422, 503),
-        summary="Record a verdict (approve | edit | reject | undo) for a queued item; edits are re-checked first.",
-    )
-    async def review_decide(decision: ReviewDecision, request: Request) -> DecisionAck:
-        queue, decisions = paths()
-        d = desk()
-        with _mapped():
-            item = await asyncio.to_thread(d.item, decision.review_id)
-        if decision.verdict == "approve" and not item.get("text"):
-            raise EditRefusedError(
-                f"{decision.review_id} has no caption to approve.",
-                fix="write the caption and save it as an edit, ask for another attempt, or reject the item.",
-                rules=[],
-                suggestion=None,
-            )
-        if decision.verdict == "edit":
-            # The policy engine is model work: it runs in the service's single model thread.
-            await state.in_model_thread(_check_edit, state.agent, item, decision.text or "")
-        named = decision.model_copy(update={"reviewer": reviewer_name(state, request, decision.reviewer)})
-        with _mapped():
-            await asyncio.to_thread(d.decide, named, _session(request))
-        state.metrics.observe_verdict(named, item)
-        return DecisionAck(review_id=decision.review_id, verdict=decision.verdict, reviewer=named.reviewer,
-                           decisions_file=str(decisions), import_command=import_command(queue, decisions))  # fmt: skip
-
-    @app.post(
-        "/review/api/items/{review_id}/retry",
-        tags=["review"],
-        dependencies=[Depends(auth)],
-        responses=error_responses(401, 403, 404, 409, 422, 503),
-        summary="Another attempt: caption the item again with the refiners after the one that wrote it.",
-    )
-    async def review_retry(review_id: str, request: Request) -> dict[str, Any]:
-        queue, _ = paths()
-        with _mapped():
-            item = await asyncio.to_thread(desk().item, review_id)
-        result = await state.in_model_thread(_retry, state, queue, item)
-        who = reviewer_name(state, request, request.headers.get("x-reviewer", ""))
-        await asyncio.to_thread(desk().note, review_id, "retry", who, item.get("text") or "", result.text or "")
-        return {
-            "review_id": review_id,
-            "status": result.status,
-            "text": result.text or "",
-            "refined_by": result.provenance.refined_by,
-            "reasons": [r.model_dump() for r in result.reasons],
-            "hint": result.hint.model_dump(exclude_none=True) if result.hint else {},
-            "facts": [f.id for f in result.facts],
-            "facts_used": result.facts_used,
-        }
-
-    add_review_api(app, state, desk, auth)
+@router.post(
+    "/review/api/items/{review_id}/retry",
+    tags=["review"],
+    dependencies=[Depends(review_key)],
+    responses=error_responses(401, 403, 404, 409, 422, 503),
+    summary="Another attempt: caption the item again with the refiners after the one that wrote it.",
+)
+async def review_retry(review_id: str, request: Request, state: State) -> dict[str, Any]:
+    queue, _ = review_paths(state)
+    with mapped_desk_errors():
+        item = await asyncio.to_thread(review_desk(state).item, review_id)
+    result = await state.in_model_thread(_retry, state, queue, item)
+    who = reviewer_name(state, request, request.headers.get("x-reviewer", ""))
+    await asyncio.to_thread(review_desk(state).note, review_id, "retry", who, item.get("text") or "", result.text or "")
+    return {
+        "review_id": review_id,
+        "status": result.status,
+        "text": result.text or "",
+        "refined_by": result.provenance.refined_by,
+        "reasons": [r.model_dump() for r in result.reasons],
+        "hint": result.hint.model_dump(exclude_none=True) if result.hint else {},
+        "facts": [f.id for f in result.facts],
+        "facts_used": result.facts_used,
+    }
 
 
 def _check_edit(agent: Any, item: dict[str, Any], text: str) -> None:
@@ -320,23 +302,3 @@ def _retry(state: Any, queue: Path, item: dict[str, Any]) -> Any:
         return agent.caption_batch([request])[0]
     finally:
         agent.__dict__["refiner"] = chain
-
-
-def keep_for_review(state: Any, requests: list[Any], results: list[Any]) -> None:
-    """After a batch: keep the uploaded images of results the desk will show (held, or sampled for an audit),
-    and queue the audit sample of ok results (``audit_share``)."""
-    from caption_agent.policies.review import ReviewQueue, audit_sampled, needs_review
-
-    queue = state.review_queue
-    if queue is None:
-        return
-    folder = state.settings.images_path(queue)
-    for request, result in zip(requests, results):
-        audit = audit_sampled(result, state.settings.audit_share)
-        if audit:
-            ReviewQueue(queue).add(result, audit=True)
-        if (audit or needs_review(result)) and isinstance(request.image, bytes) and result.image is not None:
-            folder.mkdir(parents=True, exist_ok=True)
-            target = folder / result.image.sha256
-            if not target.exists():
-                target.write_bytes(request.image)

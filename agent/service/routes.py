@@ -1,18 +1,21 @@
-"""The JSON API: POST /v1/captions, POST /v1/localize, GET /v1/styles, /healthz, /readyz, /metrics."""
+"""The JSON API router: POST /v1/captions, POST /v1/localize, GET /v1/styles, /healthz, /readyz, /metrics; and the
+OpenAPI and /redoc pages of the app."""
 
-# No `from __future__ import annotations`: FastAPI reads the route signatures of the closures below, whose
-# types are imported inside the functions (fastapi loads only when an app is built).
+# No `from __future__ import annotations`: FastAPI reads the route signatures. The module imports fastapi:
+# only create_app imports it, after checking the `serve` extra.
 
 import asyncio
 import base64
 import binascii
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from caption_agent.locales import normalize_locale
 from caption_agent.schemas import CaptionResult
+from caption_agent.service.deps import State, api_key
 from caption_agent.service.errors import (
     BadRequestError,
     NotReadyError,
@@ -35,160 +38,148 @@ from caption_agent.service.schemas import (
     StylesResponse,
     error_responses,
 )
-from caption_agent.service.security import refuse_key_in_url
-
-if TYPE_CHECKING:  # fastapi loads only when an app is built
-    from fastapi import FastAPI
 
 _CAPTION_ERRORS = error_responses(401, 403, 409, 413, 415, 422, 429, 502, 503, 504)
 _FORM_FIELDS = set(CaptionFields.model_fields)
 
+router = APIRouter()
 
-def add_api_routes(app: "FastAPI", state: Any) -> None:
-    from fastapi import Depends, Request, Response
-    from fastapi.responses import JSONResponse
 
-    def auth(request: Request) -> None:  # the key only from headers: the review page's cookie is for /review
-        refuse_key_in_url(request.query_params.keys())
-        state.keys.check(request.headers)
+def json_only(request: Request) -> None:  # runs before FastAPI validates the body: 415, not 422
+    if media_type(request) != "application/json":
+        raise unsupported(media_type(request), "application/json")
 
-    def json_only(request: Request) -> None:  # runs before FastAPI validates the body: 415, not 422
-        if media_type(request) != "application/json":
-            raise unsupported(media_type(request), "application/json")
 
-    @app.get("/healthz", response_model=Health, tags=["ops"], summary="Liveness: the process answers.")
-    async def healthz() -> Health:
-        return Health(status="alive")
+@router.get("/healthz", response_model=Health, tags=["ops"], summary="Liveness: the process answers.")
+async def healthz() -> Health:
+    return Health(status="alive")
 
-    @app.get(
-        "/readyz",
-        response_model=Readiness,
-        tags=["ops"],
-        responses={503: {"model": Readiness}},
-        summary="Readiness: models loaded, catalog store and LLM/VLM servers reachable.",
-    )
-    async def readyz() -> Any:
-        checks = await state.readiness()
-        ready = all(v == "ok" for v in checks.values())
-        return JSONResponse(Readiness(ready=ready, checks=checks).model_dump(), status_code=200 if ready else 503)
 
-    @app.get(
-        "/metrics",
-        tags=["ops"],
-        summary="Prometheus metrics.",
-        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
-    )
-    async def metrics() -> Response:
-        data, ctype = state.metrics.render()
-        return Response(data, media_type=ctype)
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    tags=["ops"],
+    responses={503: {"model": Readiness}},
+    summary="Readiness: models loaded, catalog store and LLM/VLM servers reachable.",
+)
+async def readyz(state: State) -> Any:
+    checks = await state.readiness()
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse(Readiness(ready=ready, checks=checks).model_dump(), status_code=200 if ready else 503)
 
-    @app.get(
-        "/v1/styles",
-        response_model=StylesResponse,
-        tags=["captions"],
-        dependencies=[Depends(auth)],
-        responses=error_responses(401),
-        summary="The style presets a request may name.",
-    )
-    async def styles() -> StylesResponse:
-        from caption_agent.prompts import list_styles
 
-        found = list_styles(state.agent.config.prompts_dir)
-        return StylesResponse(
-            default=state.agent.config.default_style,
-            styles=[
-                StyleInfo(
-                    name=p.name,
-                    version=p.version,
-                    description=p.description,
-                    max_chars=p.max_chars,
-                    use_facts=p.use_facts,
-                )
-                for p in found.values()
-            ],
-        )
+@router.get(
+    "/metrics",
+    tags=["ops"],
+    summary="Prometheus metrics.",
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
+async def metrics(state: State) -> Response:
+    data, ctype = state.metrics.render()
+    return Response(data, media_type=ctype)
 
-    @app.post(
-        "/v1/captions",
-        response_model=CaptionResult,
-        response_model_exclude_none=True,
-        tags=["captions"],
-        dependencies=[Depends(auth)],
-        responses=_CAPTION_ERRORS,
-        openapi_extra={"x-caption-body": True},
-        summary="Caption one image (multipart field `image`, or JSON with image_base64 / image_url).",
-    )
-    async def captions(request: Request) -> Any:
-        require_ready(state)
-        # One deadline for the whole request: reading the body, downloading image_url, waiting and captioning.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + state.settings.request_timeout_s
-        try:
-            async with asyncio.timeout_at(deadline):
-                fields, image = await _read_caption_body(request, state)
-        except TimeoutError:
-            raise RequestTimeoutError(
-                f"the request did not complete within the {state.settings.request_timeout_s:g} s request timeout "
-                "(the body and image_url download count)."
-            ) from None
-        agent = state.agent
-        from caption_agent.prompts import load_preset
 
-        load_preset(fields.style or agent.config.default_style, agent.config.prompts_dir)  # unknown -> 422 now
-        normalize_locale(fields.locale or agent.config.default_locale)
-        caption_request = agent.make_request(
-            image,
-            style=fields.style,
-            locale=fields.locale,
-            sku=fields.sku,
-            brand=fields.brand,
-            category=fields.category,
-            n_candidates=fields.n_candidates,
-            max_chars=fields.max_chars,
-        )
-        caption_request.key = fields.key
-        result = await state.batcher.submit(caption_request, deadline - loop.time())
-        state.metrics.observe_result(result)
-        if result.status == "error":
-            status, body = result_error(result)
-            request.state.error_type = result.error.type
-            return JSONResponse(body, status_code=status)
-        return result
+@router.get(
+    "/v1/styles",
+    response_model=StylesResponse,
+    tags=["captions"],
+    dependencies=[Depends(api_key)],
+    responses=error_responses(401),
+    summary="The style presets a request may name.",
+)
+async def styles(state: State) -> StylesResponse:
+    from caption_agent.prompts import list_styles
 
-    @app.post(
-        "/v1/localize",
-        response_model=LocalizeResponse,
-        response_model_exclude_none=True,
-        tags=["captions"],
-        dependencies=[Depends(auth), Depends(json_only)],
-        responses=error_responses(401, 409, 413, 415, 422, 429, 502, 503, 504),
-        summary="Rewrite an existing caption into other locales (refined and moderated per locale).",
-    )
-    async def localize(body: LocalizeBody, request: Request) -> Any:
-        require_ready(state)
-        from caption_agent.service.localize import catalog_facts, localize_for, localize_items
-
-        if body.sku and not body.facts and state.agent.retriever is not None:  # the service's own catalog
-            body = body.model_copy(update={"facts": await state.in_model_thread(catalog_facts, state.agent, body.sku)})
-        items = localize_items(body, state.agent.config, state.settings)
-        if state.waiting_localize >= state.settings.queue_size:
-            raise QueueFullError(
-                f"too many localization requests waiting ({state.waiting_localize}).",
-                retry_after_s=state.batcher.retry_after_s() + len(items),
+    found = list_styles(state.agent.config.prompts_dir)
+    return StylesResponse(
+        default=state.agent.config.default_style,
+        styles=[
+            StyleInfo(
+                name=p.name, version=p.version, description=p.description, max_chars=p.max_chars, use_facts=p.use_facts
             )
-        state.waiting_localize += 1
-        t0 = time.perf_counter()
-        try:
-            records = await localize_for(request, state, items)  # 504 past the deadline; stops when the caller goes
-        finally:
-            state.waiting_localize -= 1
-        state.metrics.stage.labels("localize").observe(time.perf_counter() - t0)
-        results = [CaptionResult.model_validate(r) for r in records]
-        failed = [r for r in results if r.status == "error"]
-        if failed and len(failed) == len(results):
-            status, payload = result_error(failed[0])
-            return JSONResponse(payload, status_code=status)
-        return LocalizeResponse(results=results)
+            for p in found.values()
+        ],
+    )
+
+
+@router.post(
+    "/v1/captions",
+    response_model=CaptionResult,
+    response_model_exclude_none=True,
+    tags=["captions"],
+    dependencies=[Depends(api_key)],
+    responses=_CAPTION_ERRORS,
+    openapi_extra={"x-caption-body": True},
+    summary="Caption one image (multipart field `image`, or JSON with image_base64 / image_url).",
+)
+async def captions(request: Request, state: State) -> Any:
+    require_ready(state)
+    # One deadline for the whole request: reading the body, downloading image_url, waiting and captioning.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + state.settings.request_timeout_s
+    try:
+        async with asyncio.timeout_at(deadline):
+            fields, image = await _read_caption_body(request, state)
+    except TimeoutError:
+        raise RequestTimeoutError(
+            f"the request did not complete within the {state.settings.request_timeout_s:g} s request timeout "
+            "(the body and image_url download count)."
+        ) from None
+    # The style, locale and image are checked by the pipeline: a bad one comes back as the result's error record.
+    caption_request = state.agent.make_request(
+        image,
+        style=fields.style,
+        locale=fields.locale,
+        sku=fields.sku,
+        brand=fields.brand,
+        category=fields.category,
+        n_candidates=fields.n_candidates,
+        max_chars=fields.max_chars,
+    )
+    caption_request.key = fields.key
+    result = await state.batcher.submit(caption_request, deadline - loop.time())
+    state.metrics.observe_result(result)
+    if result.status == "error":
+        status, body = result_error(result)
+        request.state.error_type = result.error.type
+        return JSONResponse(body, status_code=status)
+    return result
+
+
+@router.post(
+    "/v1/localize",
+    response_model=LocalizeResponse,
+    response_model_exclude_none=True,
+    tags=["captions"],
+    dependencies=[Depends(api_key), Depends(json_only)],
+    responses=error_responses(401, 409, 413, 415, 422, 429, 502, 503, 504),
+    summary="Rewrite an existing caption into other locales (refined and moderated per locale).",
+)
+async def localize(body: LocalizeBody, request: Request, state: State) -> Any:
+    require_ready(state)
+    from caption_agent.service.localize import catalog_facts, localize_for, localize_items
+
+    if body.sku and not body.facts and state.agent.retriever is not None:  # the service's own catalog
+        body = body.model_copy(update={"facts": await state.in_model_thread(catalog_facts, state.agent, body.sku)})
+    items = localize_items(body, state.agent.config, state.settings)
+    if state.waiting_localize >= state.settings.queue_size:
+        raise QueueFullError(
+            f"too many localization requests waiting ({state.waiting_localize}).",
+            retry_after_s=state.batcher.retry_after_s() + len(items),
+        )
+    state.waiting_localize += 1
+    t0 = time.perf_counter()
+    try:
+        records = await localize_for(request, state, items)  # 504 past the deadline; stops when the caller goes
+    finally:
+        state.waiting_localize -= 1
+    state.metrics.stage.labels("localize").observe(time.perf_counter() - t0)
+    results = [CaptionResult.model_validate(r) for r in records]
+    failed = [r for r in results if r.status == "error"]
+    if failed and len(failed) == len(results):
+        status, payload = result_error(failed[0])
+        return JSONResponse(payload, status_code=status)
+    return LocalizeResponse(results=results)
 
 
 async def _read_caption_body(request: Any, state: Any) -> tuple[CaptionFields, bytes]:
@@ -311,7 +302,7 @@ def install_openapi(app: Any) -> None:
     app.openapi = openapi
 
 
-def add_docs_routes(app: "FastAPI") -> None:
+def add_docs_routes(app: FastAPI) -> None:
     """/redoc, as FastAPI builds it, with a Content-Security-Policy that admits its CDN and, by hash, its inline
     script (the service's own policy allows no inline script). /docs is served offline (service/docs.py)."""
     import hashlib

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from caption_agent.jobs.localize_job import CaptionRow
+from caption_agent.localize import CaptionRow
 from caption_agent.schemas import CaptionResult
 
 _STYLE = Field(None, max_length=64, description="Style preset (GET /v1/styles); the service default when unset.")

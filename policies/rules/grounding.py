@@ -92,6 +92,12 @@ class GroundingRule(Rule):
     stages = frozenset({"output"})
     config: GroundingConfig
 
+    @staticmethod
+    def number_values(raw: str) -> set[float]:
+        """The values a number claim ("1,5 l", "1.5", "½") stands for, as the rule compares them (public: the
+        grounding evaluation counts numbers the same way)."""
+        return _number_values(raw)
+
     @cached_property
     def _lexicon(self) -> list[tuple[str, re.Pattern[str], dict[str, str]]]:
         """Per kind: one regex over folded text, and folded form -> concept."""

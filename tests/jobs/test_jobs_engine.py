@@ -11,7 +11,7 @@ from pathlib import Path
 from caption_agent.jobs.engine import JobOptions, StageSpec, run_job
 from caption_agent.jobs.localize_job import iter_localize_items
 from caption_agent.jobs.manifest import iter_items
-from caption_agent.jobs.records import read_records
+from caption_agent.records import read_records
 
 SPEC = StageSpec(stage="unused:Stage", item="caption_agent.jobs.manifest:CaptionItem")
 

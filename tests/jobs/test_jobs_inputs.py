@@ -15,7 +15,7 @@ import pytest
 from caption_agent.jobs import CaptionJobOptions, read_records, run_caption_job
 from caption_agent.jobs.log import OutputLog
 from caption_agent.jobs.manifest import iter_items
-from caption_agent.jobs.records import OutputLogError
+from caption_agent.records import OutputLogError
 
 pytestmark = pytest.mark.slow
 
@@ -156,8 +156,8 @@ def test_a_shard_member_whose_name_is_not_utf8_fails_only_its_sample(tmp_path, i
     assert len(items) == 2 and len({i.key for i in items}) == 2
     by_error = sorted(items, key=lambda i: i.error is not None)
     assert by_error[0].error is None and "not valid Unicode" in by_error[1].error["message"]
-    from caption_agent.jobs.records import dumps
     from caption_agent.jobs.stages import error_record
+    from caption_agent.records import dumps
 
     bad = by_error[1]
     line = dumps(error_record(bad, bad.error["type"], bad.error["message"], bad.error["stage"]))

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from caption_agent.jobs.log import JobLockedError, JobMismatchError, OutputLog, OutputLogError
-from caption_agent.jobs.records import read_records
+from caption_agent.records import read_records
 
 
 def _rec(i: int, status: str = "ok") -> dict:

@@ -83,7 +83,7 @@ def test_a_failing_import_check_fails_the_setup(repo):
     out = run(repo, "", "lite,safety")
     assert out.returncode == 1
     assert (
-        "bootstrap: the import check (import torch, agent, chromadb, sentence_transformers, nudenet) failed"
+        "bootstrap: the import check (import torch, caption_agent, chromadb, sentence_transformers, nudenet) failed"
         in out.stderr
     )
     assert stamps(repo) == []

@@ -210,7 +210,7 @@ def test_an_audit_share_of_ok_results_reaches_the_desk(tmp_path, images_dir):
     from caption_agent.policies.review import ReviewQueue
     from caption_agent.schemas import CaptionRequest
     from caption_agent.service import ServiceSettings
-    from caption_agent.service.review import keep_for_review
+    from caption_agent.service.keep import keep_for_review
 
     queue = tmp_path / "review.jsonl"
     data = (images_dir / "coffee.jpg").read_bytes()

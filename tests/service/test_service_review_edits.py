@@ -40,6 +40,7 @@ def test_edits_are_checked_before_they_are_recorded(tmp_path, catalog_dir, lite_
         reply = client.post("/v1/captions", files={"image": ("coffee.jpg", data, "image/jpeg")}, data={"key": "c1"})
         assert reply.status_code == 200 and reply.json()["status"] == "review", reply.text
         (item,) = ReviewQueue(queue).items()
+        assert agent.config.policy.review_queue is None  # the service queued the hold; the agent's config is as given
         rid = item["review_id"]
         decisions = server.state.settings.decisions_path(queue)
 

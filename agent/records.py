@@ -1,4 +1,5 @@
-"""Job records on disk: the JSONL line format of the output log, and reading an output back.
+"""Caption records on disk: the JSONL line format of a batch job's output, and reading an output back (public:
+the applications share it; batch jobs write these files, eval, review and localization read them).
 
 ``dumps`` writes a record as one line with ``key`` and ``status`` first, so ``parse_head`` can read them without
 parsing the rest. ``scan_lines`` checks every line of a JSONL log (only the last may be torn); the output log uses it
@@ -9,14 +10,34 @@ resumed or read.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
 from typing import Any, Iterator
 
 from caption_agent.errors import CaptionAgentError
-from caption_agent.jobs.parquet_parts import parquet_files as _parquet_files
-from caption_agent.jobs.parquet_parts import pq as _pq
+from caption_agent.parquet_parts import parquet_files as _parquet_files
+from caption_agent.parquet_parts import pq as _pq
+
+# Bump when the key recipe changes, so old logs are never matched by accident (the output log refuses them).
+# k1: content + request (+ id); repeated rows shared one record. k2: row origin + id + content + request.
+KEY_VERSION = "k2"
+
+
+def digest(*parts: str) -> str:
+    """A 128-bit hex key over ``parts`` (NUL-separated, so parts cannot run into each other)."""
+    # surrogatepass: a name that is not valid UTF-8 (a shard member's, read with surrogate escapes) still has a
+    # key of its own; valid text encodes exactly as before.
+    return hashlib.sha256("\0".join((KEY_VERSION, *parts)).encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def fingerprint(fields: dict[str, Any]) -> str:
+    """Canonical JSON of the fields that decide an item's output (unset fields left out)."""
+    return json.dumps(
+        {k: v for k, v in sorted(fields.items()) if v is not None}, separators=(",", ":"), ensure_ascii=False
+    )
+
 
 _HEAD = re.compile(rb'^\{"key":"([^"\\]+)","status":"([a-z]+)"')
 

@@ -1,4 +1,5 @@
-"""The Parquet side of the job log: part-file names, the column layout, and pyarrow loaded on demand."""
+"""The Parquet side of a batch job's output (written by the job log, read by ``records``): part-file names, the
+column layout, and pyarrow loaded on demand."""
 
 from __future__ import annotations
 
