@@ -16,7 +16,7 @@ from caption_agent.errors import CaptionAgentError
 from caption_agent.ranking import Ranker
 from caption_agent.schemas import CaptionRequest, CaptionResult, ProductHint
 from caption_agent.stages import Stages, stages_of
-from caption_agent.stages.components import Components
+from caption_agent.stages.components import NAMES, Components
 from caption_agent.stages.moderate import queue_for_review
 from caption_agent.state import CaptionState
 
@@ -127,6 +127,16 @@ class CaptionAgent(Components):
         from caption_agent.localize import localize
 
         return localize(self, result, locales, style=style)
+
+    def sharing(self, **given: Any) -> CaptionAgent:
+        """An agent with this one's config and already built components (loaded models, the catalog, the policy),
+        with ``given`` ones in their place (e.g. ``refiner=`` another chain). It runs on the shared models and never
+        closes them; this agent stays as it was (nothing is swapped in place)."""
+        shared = {name: part for name in NAMES if (part := self.built(name)) is not None}
+        other = CaptionAgent(self.config, **{**shared, **given})
+        if self.built("drafters") is not None:  # the drafter router and the drafters it loaded
+            other.__dict__["drafters"] = other._given["drafters"] = self.drafters
+        return other
 
     def as_runnable(self) -> Any:
         """The agent as a LangChain Runnable (invoke / batch / ainvoke / callbacks)."""

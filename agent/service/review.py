@@ -297,8 +297,5 @@ def _retry(state: Any, queue: Path, item: dict[str, Any]) -> Any:
         image=_image_bytes(state, queue, item), style=result.get("style") or "alt_text",
         locale=result.get("locale") or "en-US", key=result.get("key"), hint=hint,
     )  # fmt: skip
-    agent.__dict__["refiner"] = RefinerChain(links=rest, draft=chain.draft)  # the model thread is single
-    try:
-        return agent.caption_batch([request])[0]
-    finally:
-        agent.__dict__["refiner"] = chain
+    # The same loaded models with the rest of the chain; the service's agent itself is left as it is.
+    return agent.sharing(refiner=RefinerChain(links=rest, draft=chain.draft)).caption_batch([request])[0]

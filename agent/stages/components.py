@@ -76,7 +76,7 @@ class Components:
     def close(self) -> None:
         """Release the components built here (models, connections, the catalog's lock); given ones stay open."""
         router = self.__dict__.pop("drafters", None)
-        if router is not None:
+        if router is not None and "drafters" not in self._given:  # a router shared with another agent stays open
             router.close()
         owned = {name: self.__dict__.pop(name, None) for name in ("drafter", "refiner", "retriever")}
         owned = {name: part for name, part in owned.items() if name not in self._given}

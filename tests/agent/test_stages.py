@@ -72,3 +72,20 @@ def test_the_ray_steps_give_the_local_runners_records(tmp_path, images_dir):
         a["provenance"] = {k: v for k, v in a["provenance"].items() if k not in strip}
         b["provenance"] = {k: v for k, v in b["provenance"].items() if k not in strip}
     assert streamed == local and {r["status"] for r in local} <= {"ok", "review"}
+
+
+def test_an_agent_sharing_the_models_uses_its_own_refiner_and_leaves_the_first_as_it_was(engine, images_dir):
+    """What the review desk's retry does: the same loaded drafter, ranker and policy with another refiner chain; the
+    service's agent is never swapped in place, and closing the sharing agent closes nothing it shares."""
+    drafter, ranker = FakeDrafter([DRAFT]), FakeRanker()
+    agent = CaptionAgent(
+        AgentConfig.load(), drafter=drafter, ranker=ranker, refiner=ScriptedRefiner([GOOD]), policy=engine
+    )
+    first = agent.refiner
+    other = agent.sharing(refiner=ScriptedRefiner(["A white espresso cup beside its saucer."]))
+    assert (other.drafter, other.ranker, other.policy) == (drafter, ranker, engine)
+    got = other.caption(images_dir / "coffee.jpg", style="alt_text")
+    assert (got.status, got.text) == ("ok", "A white espresso cup beside its saucer.")
+    other.close()
+    assert agent.refiner is first and agent.drafter is drafter
+    assert agent.caption(images_dir / "coffee.jpg", style="alt_text").text == GOOD
