@@ -54,3 +54,14 @@ def test_the_applications_are_the_independence_contracts_modules():
     apps = [f"caption_agent.{name}" for name in APPLICATIONS]
     assert _contract(config, "applications-independent")["modules"] == apps
     assert _contract(config, "applications-public-surface")["source_modules"] == apps
+
+
+def test_every_module_the_architecture_page_names_exists():
+    """docs/architecture.md walks a reader through the modules of one caption, job and request: none may be stale."""
+    import re
+
+    text = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"(?<![\w/.])((?:[a-z_]+/)*[a-z_]+\.(?:py|yaml))\b", text))
+    assert len(named) > 40
+    missing = sorted(p for p in named if not any((REPO / root / p).exists() for root in ("", "agent")))
+    assert not missing, f"docs/architecture.md names modules that do not exist: {missing}"
