@@ -200,6 +200,16 @@ class PeopleRule(Rule):
             + [ctx.image_text]
         )
         found = {m.title() for t in texts for m in _PROPER_BIGRAM.findall(t)}
+        # A pair that shares a word with the product's own title (in any locale) is the product, not a person:
+        # "Kurze Motorradhandschuhe" opening the de-DE description of "Redline Motorradhandschuhe aus Leder".
+        titled = {
+            fold(w)
+            for f in ctx.facts
+            for k, v in [*f.fields.items(), (f.field, f.text)]
+            if k.rsplit(".", 1)[-1] == "title"
+            for w in re.findall(r"\w{4,}", str(v))
+        }
+        found = {n for n in found if not set(fold(n).split()) & titled}
         # A pair the catalog also writes with a lower-case word is a common noun, not a person ("Flat White" in a
         # German description, where every noun is capitalised, is "flat white" in the English one; "French press").
         lower = {

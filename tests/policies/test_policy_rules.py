@@ -120,6 +120,22 @@ def test_people_rule_takes_no_pair_the_catalog_writes_in_lower_case_for_a_name(e
     assert fired(named).get("people") and "Anna Berg" not in named.text
 
 
+def test_people_rule_takes_no_pair_sharing_a_word_with_the_products_title_for_a_name(engine, make_ctx):
+    """German capitalises the adjective that opens a sentence: "Kurze Motorradhandschuhe" in the de-DE description of
+    "Redline Motorradhandschuhe aus Leder" is the product (issue #28: sample MOTO-GLOVE-2 was held in de-DE)."""
+    fields = {
+        "title": "Redline Leather Riding Gloves",
+        "i18n.de-DE.title": "Redline Motorradhandschuhe aus Leder",
+        "i18n.de-DE.description": "Kurze Motorradhandschuhe aus Leder, entworfen von Anna Berg.",
+    }
+    facts = _row_facts("MOTO-GLOVE-2", fields)
+    ctx = make_ctx(draft="A glove.", preset="seo_product", locale="de-DE", facts=facts, faces=1)
+    kept = engine.review("Kurze Motorradhandschuhe aus Leder.", ctx)
+    assert "people" not in fired(kept) and kept.text.startswith("Kurze Motorradhandschuhe")
+    named = engine.review("Anna Berg trägt kurze Motorradhandschuhe aus Leder.", ctx)
+    assert fired(named).get("people") == "review"  # a name in catalog prose is still a name (held in German)
+
+
 def test_people_rule_regenerates_other_languages(engine, make_ctx):
     out = engine.review(
         "Eine junge Frau hält einen Helm in der Hand.",
