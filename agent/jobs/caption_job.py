@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
 
 from pydantic import Field
 
@@ -15,6 +15,9 @@ from caption_agent.jobs.manifest_rows import ManifestError, read_rows
 from caption_agent.jobs.pipeline_steps import AgentRecords, caption_steps
 from caption_agent.jobs.sources import SourceOptions, is_remote, iter_inputs
 from caption_agent.jobs.webdataset import is_shard
+
+if TYPE_CHECKING:
+    from caption_agent.jobs.ray_sources import RaySource, StepSpec
 
 log = logging.getLogger("caption_agent.jobs")
 
@@ -98,13 +101,7 @@ def run_caption_job(
     config = agent.config if agent is not None else (config or AgentConfig.load())
     style = options.style or config.default_style
     locale = options.locale or config.default_locale
-    sources = options.sources()
-    items = iter_items(inputs, style=style, locale=locale, limits=config.images, sources=sources)
-    if options.limit:
-        items = _take(items, options.limit)
-    total = count_items(inputs)
-    if options.limit and total is not None:
-        total = min(total, options.limit)
+    items, total = _planned_items(inputs, options, config, style, locale)
     config_data = config.model_dump(mode="json")
     recaption = {"keep": options.keep, "min_clip_s": options.min_clip_s}
     spec = StageSpec(
@@ -118,11 +115,7 @@ def run_caption_job(
         stage.warm()
     source = None
     if options.runner == "ray":
-        from caption_agent.jobs.ray_sources import RaySource
-
-        limits = config.images.model_dump(mode="json")
-        steps = caption_steps(config_data, recaption)  # the agent's stages as named slices, one actor pool each
-        source = RaySource([str(i) for i in inputs], style, locale, limits, sources, options.limit, steps)
+        source = _ray_source(inputs, options, config, style, locale, caption_steps(config_data, recaption))
     # How the old caption is judged changes what is written: part of the output's settings.
     extra = f"recaption:{options.keep}:{options.min_clip_s}"
     try:
@@ -144,6 +137,34 @@ def run_caption_job(
 
         write_sidecars(options.out, options.sidecars, list(iter_inputs([str(i) for i in inputs])))
     return summary
+
+
+def _planned_items(
+    inputs: list[Path | str], options: CaptionJobOptions, config: AgentConfig, style: str, locale: str
+) -> tuple[Iterator[CaptionItem], int | None]:
+    """The items to caption (at most ``options.limit``) and how many there are, when that is cheap to know."""
+    items = iter_items(inputs, style=style, locale=locale, limits=config.images, sources=options.sources())
+    if options.limit:
+        items = _take(items, options.limit)
+    total = count_items(inputs)
+    if options.limit and total is not None:
+        total = min(total, options.limit)
+    return items, total
+
+
+def _ray_source(
+    inputs: list[Path | str],
+    options: CaptionJobOptions,
+    config: AgentConfig,
+    style: str,
+    locale: str,
+    steps: tuple[StepSpec, ...],
+) -> RaySource:
+    """The Ray runner's source: the agent's stages as named slices (``steps``), one actor pool each."""
+    from caption_agent.jobs.ray_sources import RaySource
+
+    limits = config.images.model_dump(mode="json")
+    return RaySource([str(i) for i in inputs], style, locale, limits, options.sources(), options.limit, steps)
 
 
 def _checked_inputs(manifest: Path | str | Sequence[Path | str]) -> list[Path | str]:

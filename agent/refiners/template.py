@@ -133,6 +133,38 @@ def _product_slots(
         for name in ("title", "brand", "description", "attributes", "attr"):
             slots.missing[name] = "no catalog facts for this image"
         return
+    product = _product_text(slots, facts, locale, table)
+    for name in ("title", "brand"):
+        if (value := product.usable(name)) is not None:
+            slots.values[name] = (value, product.fact_id(name))
+        else:
+            slots.missing.setdefault(name, f"{product.sku} has no usable {name} in {locale}")
+    _description_slot(slots, product)
+    _attribute_slots(slots, product, lang, template, lexicon)
+    slots.missing.setdefault("attr", f"{product.sku} lacks that attribute in {locale}")
+
+
+@dataclass
+class _ProductText:
+    """One product's catalog text as written for a locale, and the ids of its facts that survived sanitizing."""
+
+    sku: str
+    locale: str
+    ids: set[str]
+    local: dict[str, str]
+
+    def fact_id(self, name: str) -> str | None:
+        fid = f"{self.sku}:{name}"
+        return fid if fid in self.ids else None
+
+    def usable(self, name: str) -> str | None:
+        """A value whose fact survived sanitizing and that nothing masked."""
+        value = self.local.get(name, "").strip()
+        return value if value and self.fact_id(name) and not _PLACEHOLDER.search(value) else None
+
+
+def _product_text(slots: _Slots, facts: list[GroundingFact], locale: str, table: LocaleFallbacks) -> _ProductText:
+    """The first fact's product in ``locale``'s catalog text; without any, only its brand (the rest is missing)."""
     sku = facts[0].sku
     ids = {f.id for f in facts if f.sku == sku}
     fields = next((f.fields for f in facts if f.sku == sku and f.field == "title"), facts[0].fields)
@@ -146,44 +178,39 @@ def _product_slots(
         local = {k: v for k, v in fields.items() if k == "brand"}
     elif served != locale and language_code(served or locale) == language_code(locale):
         slots.notes.append(f"locale: {locale} written from the catalog's {served} text for {sku} (fallback)")
+    return _ProductText(sku, locale, ids, local)
 
-    def fact_id(name: str) -> str | None:
-        fid = f"{sku}:{name}"
-        return fid if fid in ids else None
 
-    def usable(name: str) -> str | None:  # a value whose fact survived sanitizing and that nothing masked
-        value = local.get(name, "").strip()
-        return value if value and fact_id(name) and not _PLACEHOLDER.search(value) else None
-
-    for name in ("title", "brand"):
-        if (value := usable(name)) is not None:
-            slots.values[name] = (value, fact_id(name))
-        else:
-            slots.missing.setdefault(name, f"{sku} has no usable {name} in {locale}")
-    sentences = [
-        s for s in _SENTENCE.split(local.get("description", "")) if s and not _PLACEHOLDER.search(s) and not fragment(s)
-    ]
-    if sentences and fact_id("description"):
-        slots.items["description"] = [(s.strip(), fact_id("description"), s.strip()) for s in sentences]
+def _description_slot(slots: _Slots, product: _ProductText) -> None:
+    """The description's whole sentences, leaving out masked ones and fragments."""
+    text = product.local.get("description", "")
+    sentences = [s for s in _SENTENCE.split(text) if s and not _PLACEHOLDER.search(s) and not fragment(s)]
+    if sentences and (fid := product.fact_id("description")):
+        slots.items["description"] = [(s.strip(), fid, s.strip()) for s in sentences]
     else:
-        slots.missing.setdefault("description", f"{sku} has no usable description in {locale}")
-    attrs = [k[len("attributes.") :] for k in local if k.startswith("attributes.")]
+        slots.missing.setdefault("description", f"{product.sku} has no usable description in {product.locale}")
+
+
+def _attribute_slots(
+    slots: _Slots, product: _ProductText, lang: str, template: ComposeTemplate, lexicon: Lexicon
+) -> None:
+    """Each usable attribute as its own slot ({attr.NAME}), and as a name: value pair of the attributes list."""
+    attrs = [k[len("attributes.") :] for k in product.local if k.startswith("attributes.")]
     order = {name: i for i, name in enumerate(template.attribute_order)}
     pairs = []
     for name in sorted(attrs, key=lambda a: (order.get(a, len(order)), a)):
-        value = usable(f"attributes.{name}")
+        value = product.usable(f"attributes.{name}")
         label = name if lang == "en" else lexicon.attributes.get(name, {}).get(lang)
         if value is None:
             continue
-        slots.values[f"attr.{name}"] = (value, fact_id(f"attributes.{name}"))
+        slots.values[f"attr.{name}"] = (value, product.fact_id(f"attributes.{name}"))
         if label:  # an attribute whose name the lexicon cannot give in this language is left out of the list
             text = template.languages[lang].pair.format(name=label, value=value)
-            pairs.append((text, fact_id(f"attributes.{name}"), value))
+            pairs.append((text, product.fact_id(f"attributes.{name}"), value))
     if pairs:
         slots.items["attributes"] = pairs
     else:
-        slots.missing.setdefault("attributes", f"{sku} has no attributes to state in {locale}")
-    slots.missing.setdefault("attr", f"{sku} lacks that attribute in {locale}")
+        slots.missing.setdefault("attributes", f"{product.sku} has no attributes to state in {product.locale}")
 
 
 def fragment(sentence: str) -> bool:

@@ -135,28 +135,10 @@ class ImageSafetyRule(Rule):
         try:
             found = detect(image)
         except MissingExtraError as exc:
-            action = cfg.if_unavailable
-            return RuleResult(
-                [
-                    PolicyDecision(
-                        rule=self.name,
-                        action=action,
-                        reason=f"skipped: nudenet not installed ({exc.fix}); policy says {action}",
-                        details={"faces": None, "skipped": True},
-                    )
-                ],
-                "",
-            )
+            return self._skipped(exc)
         boxes = self._faces(image, found)
         faces = None if boxes is None else len(boxes)
-        blocking = [d for d in found if d["class"] in cfg.block_classes and d["score"] >= cfg.block_score]
-        reviewing = [
-            d
-            for d in found
-            if (d["class"] in cfg.review_classes or d["class"] in cfg.block_classes)
-            and d["score"] >= cfg.review_score
-            and d not in blocking
-        ]
+        blocking, reviewing = self._graded(found)
         # Face classes are gendered guesses: keep them out of the record.
         shown = [
             {"class": d["class"], "score": round(d["score"], 3)}
@@ -191,6 +173,30 @@ class ImageSafetyRule(Rule):
             )
         counted = f"{faces} face(s)" if faces is not None else "faces not counted (face detector not installed)"
         return self.allow("", f"no unsafe content detected; {counted}", **details)
+
+    def _skipped(self, exc: MissingExtraError) -> RuleResult:
+        """The detector is not installed: the policy's if_unavailable decides, and the record says it was skipped."""
+        action = self.config.if_unavailable
+        decision = PolicyDecision(
+            rule=self.name,
+            action=action,
+            reason=f"skipped: nudenet not installed ({exc.fix}); policy says {action}",
+            details={"faces": None, "skipped": True},
+        )
+        return RuleResult([decision], "")
+
+    def _graded(self, found: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The detections that block the image, and those (not blocking) that send it to review."""
+        cfg = self.config
+        blocking = [d for d in found if d["class"] in cfg.block_classes and d["score"] >= cfg.block_score]
+        reviewing = [
+            d
+            for d in found
+            if (d["class"] in cfg.review_classes or d["class"] in cfg.block_classes)
+            and d["score"] >= cfg.review_score
+            and d not in blocking
+        ]
+        return blocking, reviewing
 
     def _faces(self, image: Any, found: list[dict[str, Any]]) -> list[list[float]] | None:
         """Face boxes [[x0, y0, x1, y1, score]] (int pixels, 2-decimal score), or None when the detector is not

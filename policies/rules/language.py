@@ -102,50 +102,49 @@ class LanguageRule(Rule):
 
     def check_output(self, text: str, ctx) -> RuleResult:
         want = _SAME.get(language_code(ctx.locale), language_code(ctx.locale))
-        # Names, codes and numbers carry no language and mislead detection on short captions.
-        brands = {str(v) for f in ctx.facts for k, v in f.fields.items() if k in ("brand", "title", "name")}
-        for fact in ctx.facts:  # the product's own name in this locale is a name too ("Affiche portrait ...")
-            local = localized_fields(dict(fact.fields), ctx.locale) or {}
-            brands |= {str(v) for k, v in local.items() if k in ("title", "name") and v}
-        sample = normalize(text)
-        for brand in sorted(brands, key=len, reverse=True):
-            sample = sample.replace(brand, " ")
-        sample = re.sub(r"\b[A-Z0-9][A-Z0-9-]+\b|\d+|\[\w+\]", " ", sample)
-        sample = " ".join(sample.split())
+        sample = _detection_sample(text, ctx)
         script = _cjk_script_says(sample, want)
         if script:
             return self.allow(text, f"written in {script}, the {want} script", expected=want)
         if len(sample) < self.config.min_chars or len(sample.split()) < self.config.min_words:
-            if want != "en" and self._echoes_english(sample, ctx.draft):
-                return self.violation(
-                    text,
-                    None,
-                    f"caption is the English draft's wording, locale {ctx.locale} wants {want}",
-                    ctx,
-                    feedback=f"write the caption in the language of {ctx.locale}",
-                    expected=want,
-                )
-            # English needs no such check: the drafters write it, and garbled English is the coherence rule's.
-            # Only the catalog's words for this locale count: the English title alone is no ja-JP caption.
-            unknown = _unknown_words(text, want, ctx, own_locale_only=True) if want != "en" else []
-            if unknown:
-                return self.violation(
-                    text,
-                    None,
-                    f"too short to detect the language ({len(sample)} chars), and {', '.join(map(repr, unknown[:5]))}"
-                    f" is not a {want} word of the lexicon, the templates or the catalog",
-                    ctx,
-                    feedback=f"write the caption in the language of {ctx.locale}",
-                    expected=want,
-                    unknown=unknown[:10],
-                    code="language.unverified",
-                )
-            return self.allow(
+            return self._check_short(text, sample, want, ctx)
+        return self._check_detected(text, sample, want, ctx)
+
+    def _check_short(self, text: str, sample: str, want: str, ctx) -> RuleResult:
+        """Text too short to detect: an echo of the English draft is wrong, and every word must be a known one."""
+        if want != "en" and self._echoes_english(sample, ctx.draft):
+            return self.violation(
                 text,
-                f"too short to detect the language reliably ({len(sample)} chars, "
-                f"{len(sample.split())} words); every word is a known {want} word",
+                None,
+                f"caption is the English draft's wording, locale {ctx.locale} wants {want}",
+                ctx,
+                feedback=f"write the caption in the language of {ctx.locale}",
                 expected=want,
             )
+        # English needs no such check: the drafters write it, and garbled English is the coherence rule's.
+        # Only the catalog's words for this locale count: the English title alone is no ja-JP caption.
+        unknown = _unknown_words(text, want, ctx, own_locale_only=True) if want != "en" else []
+        if unknown:
+            return self.violation(
+                text,
+                None,
+                f"too short to detect the language ({len(sample)} chars), and {', '.join(map(repr, unknown[:5]))}"
+                f" is not a {want} word of the lexicon, the templates or the catalog",
+                ctx,
+                feedback=f"write the caption in the language of {ctx.locale}",
+                expected=want,
+                unknown=unknown[:10],
+                code="language.unverified",
+            )
+        return self.allow(
+            text,
+            f"too short to detect the language reliably ({len(sample)} chars, "
+            f"{len(sample.split())} words); every word is a known {want} word",
+            expected=want,
+        )
+
+    def _check_detected(self, text: str, sample: str, want: str, ctx) -> RuleResult:
+        """Text long enough to detect: the detector's reading, checked against the known words where it may err."""
         found = detect(sample)
         probs: dict[str, float] = {}
         for code, p in found:
@@ -183,6 +182,20 @@ class LanguageRule(Rule):
                 **details,
             )
         return self.allow(text, f"language uncertain (best {top}, p={p_top:.2f}); allowed by policy", **details)
+
+
+def _detection_sample(text: str, ctx) -> str:
+    """The caption without what carries no language and misleads detection on short captions: names, codes and
+    numbers (the product's own name in this locale is a name too: "Affiche portrait ...")."""
+    brands = {str(v) for f in ctx.facts for k, v in f.fields.items() if k in ("brand", "title", "name")}
+    for fact in ctx.facts:
+        local = localized_fields(dict(fact.fields), ctx.locale) or {}
+        brands |= {str(v) for k, v in local.items() if k in ("title", "name") and v}
+    sample = normalize(text)
+    for brand in sorted(brands, key=len, reverse=True):
+        sample = sample.replace(brand, " ")
+    sample = re.sub(r"\b[A-Z0-9][A-Z0-9-]+\b|\d+|\[\w+\]", " ", sample)
+    return " ".join(sample.split())
 
 
 def _unknown_words(text: str, lang: str, ctx, own_locale_only: bool = False) -> list[str]:

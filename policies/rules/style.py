@@ -47,36 +47,9 @@ class StyleRule(Rule):
             budget.max_words,
         )
         fixes: list[str] = []
-        # Only what nobody can see goes; no NFKC: the text is published as written (issue 25: normalising here
-        # turned "＜script＞", which markup had judged, into "<script>").
-        fixed = visible(text)
-        if fixed.split() != text.split():
-            fixes.append("removed invisible characters")
         openings = [*preset.banned_openings, *self.config.extra_banned_openings]
-        cut = _strip_opening(fixed, openings)
-        if cut != fixed:
-            fixes.append(f"removed banned opening {fixed[: len(fixed) - len(cut)].strip()!r}")
-            fixed = cut
-        for phrase in [*preset.banned_phrases, *self.config.extra_banned_phrases]:
-            sk, index = skeleton_map(fixed)
-            m = re.search(term_pattern(phrase), sk)
-            if m:
-                a, b = index[m.start()], index[m.end() - 1] + 1
-                fixes.append(f"removed banned phrase {fixed[a:b]!r}")
-                fixed = tidy(fixed[:a] + fixed[b:])
-        if max_words and len(fixed.split()) > max_words:
-            fixes.append(f"{len(fixed.split())} words > {max_words}")
-            fixed = _whole(fit_length(" ".join(fixed.split()[:max_words]), len(fixed)), min_chars)
-        if preset.max_clip_tokens and self.config.clip_tokens:
-            from caption_agent.clip_tokens import count_clip_tokens, fit_clip_tokens
-
-            n = count_clip_tokens(fixed)
-            if n > preset.max_clip_tokens:
-                fixes.append(f"{n} CLIP tokens > {preset.max_clip_tokens}")
-                fixed = fit_clip_tokens(fixed, preset.max_clip_tokens)
-        if len(fixed) > limit:
-            fixes.append(f"{len(fixed)} characters > {limit}")
-            fixed = _whole(fit_length(fixed, limit), min_chars)
+        fixed = _without_banned(text, openings, [*preset.banned_phrases, *self.config.extra_banned_phrases], fixes)
+        fixed = self._fitted(fixed, limit, min_chars, max_words, preset.max_clip_tokens, fixes)
         limits = {
             "max_chars": limit,
             "min_chars": min_chars,
@@ -111,6 +84,47 @@ class StyleRule(Rule):
         return self.allow(
             text, f"within style limits ({len(text)}/{limit} characters, no banned opening or phrase)", limits=limits
         )
+
+    def _fitted(
+        self, fixed: str, limit: int, min_chars: int, max_words: int | None, max_tokens: int | None, fixes: list[str]
+    ) -> str:
+        """``fixed`` cut to the preset's words, CLIP tokens and characters, in that order; each cut noted in
+        ``fixes``."""
+        if max_words and len(fixed.split()) > max_words:
+            fixes.append(f"{len(fixed.split())} words > {max_words}")
+            fixed = _whole(fit_length(" ".join(fixed.split()[:max_words]), len(fixed)), min_chars)
+        if max_tokens and self.config.clip_tokens:
+            from caption_agent.clip_tokens import count_clip_tokens, fit_clip_tokens
+
+            n = count_clip_tokens(fixed)
+            if n > max_tokens:
+                fixes.append(f"{n} CLIP tokens > {max_tokens}")
+                fixed = fit_clip_tokens(fixed, max_tokens)
+        if len(fixed) > limit:
+            fixes.append(f"{len(fixed)} characters > {limit}")
+            fixed = _whole(fit_length(fixed, limit), min_chars)
+        return fixed
+
+
+def _without_banned(text: str, openings: list[str], phrases: list[str], fixes: list[str]) -> str:
+    """``text`` without invisible characters, a banned opening or banned phrases; each removal noted in ``fixes``."""
+    # Only what nobody can see goes; no NFKC: the text is published as written (issue 25: normalising here
+    # turned "＜script＞", which markup had judged, into "<script>").
+    fixed = visible(text)
+    if fixed.split() != text.split():
+        fixes.append("removed invisible characters")
+    cut = _strip_opening(fixed, openings)
+    if cut != fixed:
+        fixes.append(f"removed banned opening {fixed[: len(fixed) - len(cut)].strip()!r}")
+        fixed = cut
+    for phrase in phrases:
+        sk, index = skeleton_map(fixed)
+        m = re.search(term_pattern(phrase), sk)
+        if m:
+            a, b = index[m.start()], index[m.end() - 1] + 1
+            fixes.append(f"removed banned phrase {fixed[a:b]!r}")
+            fixed = tidy(fixed[:a] + fixed[b:])
+    return fixed
 
 
 def _strip_opening(text: str, openings: list[str]) -> str:
