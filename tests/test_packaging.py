@@ -137,3 +137,16 @@ def test_a_built_wheel_has_one_top_level_name(tmp_path):
     assert "caption_agent/data/bpe_simple_vocab_16e6.txt.gz" in names  # CLIP token counting (core)
     top_level = next(n for n in names if n.endswith("top_level.txt"))
     assert zipfile.ZipFile(wheel).read(top_level).decode().split() == ["caption_agent"]
+
+
+def test_every_package_data_pattern_matches_a_file():
+    """pyproject's package-data names only files that exist (a stale pattern hides a renamed or removed folder)."""
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    folder_of = {package: REPO / folder for package, folder in config["package-dir"].items()}
+    stale = [
+        f"{package}: {pattern}"
+        for package, patterns in config["package-data"].items()
+        for pattern in patterns
+        if not any(folder_of.get(package, REPO / package.replace(".", "/")).glob(pattern))
+    ]
+    assert not stale, f"package-data patterns that match no file: {stale}"
