@@ -54,6 +54,7 @@ def _job(manifest: Path, out: Path, step: str, kwargs: dict, **opts: object) -> 
 
     real_write = engine.OutputLog.append
     cpu = CpuMeter()
+    t_start = time.perf_counter()
 
     def timed_append(self, records):
         done = (arrivals[-1][1] if arrivals else 0) + len(records)
@@ -69,6 +70,7 @@ def _job(manifest: Path, out: Path, step: str, kwargs: dict, **opts: object) -> 
     finally:
         engine.OutputLog.append = real_write  # type: ignore[method-assign]
     _job.cpu_s = cpu.total()  # type: ignore[attr-defined]
+    _job.wall_s = time.perf_counter() - t_start  # type: ignore[attr-defined]
     _job.cpu_by_process = cpu.by_process()  # type: ignore[attr-defined]
     return summary, steady_rate(arrivals)
 
@@ -167,6 +169,9 @@ def scaling(items: int, rounds: int, batch_size: int = 16) -> dict:
     # The machine's own ratio before Ray starts and again after it stopped (load on a shared box drifts).
     machine = [machine_ratio(items // 2, rounds)]
     ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
+    idle = CpuMeter()  # what Ray's own processes spend per second with no job: paid per second, not per item
+    time.sleep(5)
+    idle_per_s = idle.total() / 5
     tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     manifest = tmp / "m.jsonl"
     # A brand hint per row makes every row its own computation (rows that differ only by id would share one).
@@ -176,6 +181,7 @@ def scaling(items: int, rounds: int, batch_size: int = 16) -> dict:
     result["intra_op_threads"] = 1
     rates: dict[int, list[float]] = {1: [], 2: []}
     cpu_per_item: list[float] = []
+    idle_per_item: list[float] = []  # Ray's idle cost over each run's wall time, per item
     by_process: dict[str, float] = {}  # CPU seconds per item by process title, mean of the four runs
     work = burn_cpu_per_item(rounds)
     try:
@@ -193,6 +199,7 @@ def scaling(items: int, rounds: int, batch_size: int = 16) -> dict:
             assert summary.written == items, summary  # type: ignore[attr-defined]
             rates[actors].append(round(rate, 2))
             cpu_per_item.append(_job.cpu_s / items)  # type: ignore[attr-defined]
+            idle_per_item.append(idle_per_s * _job.wall_s / items)  # type: ignore[attr-defined]
             for name, sec in _job.cpu_by_process.items():  # type: ignore[attr-defined]
                 by_process[name] = by_process.get(name, 0.0) + sec / items / 4
         result["items_per_s_1_actor"], result["items_per_s_2_actors"] = rates[1], rates[2]
@@ -200,7 +207,13 @@ def scaling(items: int, rounds: int, batch_size: int = 16) -> dict:
         # itself (reading, keying, claims, transfers, actors, driver). With 1 actor that overhead runs on the idle
         # core; with 2 it takes from the workers, so on 2 idle cores the ratio is at best 2 * work / (work + overhead).
         overhead = max(0.0, sum(cpu_per_item) / len(cpu_per_item) - work)
-        result["cpu_ms_per_item"] = {"work": round(work * 1e3, 2), "runner_overhead": round(overhead * 1e3, 2)}
+        idle_ms = sum(idle_per_item) / len(idle_per_item) * 1e3
+        result["cpu_ms_per_item"] = {
+            "work": round(work * 1e3, 2),
+            "runner_overhead": round(overhead * 1e3, 2),
+            "of_which_ray_idle": round(idle_ms, 2),  # grows with wall time: a loaded machine inflates it
+        }
+        result["ray_idle_cpu_s_per_s"] = round(idle_per_s, 3)
         result["cpu_bound_share_of_machine_ratio"] = round(work / (work + overhead), 3)
         top = sorted(by_process.items(), key=lambda kv: -kv[1])[:8]
         result["cpu_ms_per_item_by_process"] = {name: round(sec * 1e3, 2) for name, sec in top}
