@@ -7,9 +7,10 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-# safety (NudeNet) is part of the default: the default policy holds unscreened images for review.
+# safety (NudeNet) is part of the default: the default policy holds unscreened images for review. The default has no
+# torch (onnx extra: the ONNX exports on onnxruntime); setup-dev adds lite (torch backends) for the tests.
 setup:
-	@scripts/bootstrap.sh lite,vllm,safety
+	@scripts/bootstrap.sh onnx,vllm,safety
 
 setup-dev:
 	@scripts/bootstrap.sh lite,vllm,ocr,safety,parquet,metrics,ray,datasets,eval,serve,dev
@@ -41,7 +42,7 @@ lint: setup-dev lint-site
 	cd $(LINT_SITE) && PYTHONPATH=$$PWD ../.venv/bin/lint-imports --config ../pyproject.toml --no-cache
 	cd $(LINT_SITE) && ../.venv/bin/mypy --config-file ../pyproject.toml --cache-dir ../.mypy_cache -p caption_agent
 
-vllm-up: setup
+vllm-up: setup-dev  # `convert` turns the bundled GGUF into a HF folder with torch + transformers (the lite extra)
 	$(PY) scripts/vllm_server.py setup && $(PY) scripts/vllm_server.py convert && $(PY) scripts/vllm_server.py start
 
 vllm-down:

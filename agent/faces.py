@@ -233,8 +233,11 @@ def _normalise(pixels: np.ndarray) -> np.ndarray:
 
 
 def torch_networks(folder: Path) -> dict[str, Any]:
-    """P-, R- and O-net on torch with the wheel's state dicts, by name, in eval mode."""
-    import torch
+    """P-, R- and O-net on torch with the wheel's state dicts, by name, in eval mode (MissingExtraError naming the
+    ``lite`` extra without torch: the default install runs the ONNX exports and has none)."""
+    from caption_agent._extras import require
+
+    torch = require("torch", "lite", "Face detection on torch (or its one-time ONNX export)")
 
     nets = dict(zip(_NETS, _networks()))
     for name, net in nets.items():

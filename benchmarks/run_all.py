@@ -127,8 +127,13 @@ def _default_path_rows(r: dict[str, Any]) -> list[Row]:
     cold, batch, serve = r.get("cold", {}).get("this"), r.get("batch", {}).get("this"), r.get("serve", {}).get("this")
     if cold:
         torch_ = "torch" in cold["breakdown"].get("modules", []) if isinstance(cold["breakdown"], dict) else None
+        cpu = cold.get("cli_cpu_p50_s")
         rows.append(
-            ("cold caption one.jpg p50 s", cold["cli_p50_s"], f"new process, cache built; torch imported: {torch_}")
+            (
+                "cold caption one.jpg p50 s",
+                cold["cli_p50_s"],
+                f"new process, cache built; CPU {cpu} s (user + system); torch imported: {torch_}",
+            )
         )
     if batch:
         stages = ", ".join(f"{k} {v['per_s']}/s" for k, v in batch["stages"].items())

