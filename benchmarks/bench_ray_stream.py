@@ -5,7 +5,8 @@
    to the last, so actor start-up is left out on both sides. Also the CPU time the whole run (driver, Ray, actors)
    spends per item beyond the work itself, which does not depend on the machine's load, and the share of the
    machine ratio it allows on 2 idle cores (cpu_bound_share_of_machine_ratio). Blocks of --batch-size rows (16, the
-   job's default; 4 made 4x the blocks, and each block costs a read, a key call, a claims call and two transfers).
+   job's default; 4 made 4x the blocks, and each block costs a claims call, a step call and its transfers; rows are
+   keyed in the read tasks, so a block no longer costs a key actor's call and transfer).
 2. rss: peak RSS of the driver process while it streams an N-row Parquet manifest (default 1,000,000) through
    zero-cost steps (NoopStep) into a JSONL output log. Ray workers are other processes; the driver holds the
    done keys and a block in flight, never the rows.

@@ -1,9 +1,11 @@
 """Ray Data reads a job's input: a Datasource whose read tasks stream manifest rows and WebDataset samples.
 
 The driver never lists items: read tasks run on the cluster (one per shard, one per Parquet row group, one per
-other manifest) and emit rows as they are read, in blocks of ``_BLOCK_ROWS``; keys are computed downstream, in
-workers (``ray_stream.KeyStep``), where the bytes are. Rows are numbered as the local runner numbers them, so
-both runners give every row the same key.
+other manifest) and emit rows as they are read, in blocks of ``_BLOCK_ROWS``. Keys are computed in workers, where
+the bytes are: by default in the read task itself (``make_datasource``'s ``key``, a ``ray_stream.KeyStep``, passed
+in so that this module does not import the runner), which spares each block an actor call and an object transfer;
+with several key actors, downstream in their own pool. Rows are numbered as the local runner numbers them, so both
+runners give every row the same key.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from caption_agent.config import ImageLimits
 from caption_agent.jobs.manifest import _Raw, read_inputs, read_shards
@@ -69,9 +71,11 @@ def row_to_raw(text: str, blob: bytes) -> _Raw:
     return _Raw(**fields)
 
 
-def _blocks(raws: Iterator[_Raw], block_rows: int = _BLOCK_ROWS) -> Iterator[Any]:
-    import pyarrow as pa
+# Keys rows in a read task: (row texts, their bytes) -> the columns of the keyed block (``ray_stream.KeyStep``).
+KeyRows = Callable[[list[str], list[bytes]], dict[str, list[Any]]]
 
+
+def _blocks(raws: Iterator[_Raw], block_rows: int = _BLOCK_ROWS, key: KeyRows | None = None) -> Iterator[Any]:
     texts: list[str] = []
     blobs: list[bytes] = []
     for raw in raws:
@@ -79,10 +83,33 @@ def _blocks(raws: Iterator[_Raw], block_rows: int = _BLOCK_ROWS) -> Iterator[Any
         texts.append(text)
         blobs.append(blob)
         if len(texts) >= block_rows:
-            yield pa.table({"raw": pa.array(texts, pa.large_string()), "blob": pa.array(blobs, pa.large_binary())})
+            yield _block(texts, blobs, key)
             texts, blobs = [], []
     if texts:
-        yield pa.table({"raw": pa.array(texts, pa.large_string()), "blob": pa.array(blobs, pa.large_binary())})
+        yield _block(texts, blobs, key)
+
+
+def _block(texts: list[str], blobs: list[bytes], key: KeyRows | None) -> Any:
+    import pyarrow as pa
+
+    if key is None:  # raw rows, keyed by the key actors downstream
+        return pa.table({"raw": pa.array(texts, pa.large_string()), "blob": pa.array(blobs, pa.large_binary())})
+    columns = key(texts, blobs)
+    return pa.table({name: pa.array(columns[name], kind) for name, kind in _keyed_schema(pa)})
+
+
+def _keyed_schema(pa: Any) -> list[tuple[str, Any]]:
+    """The columns of a keyed block (large types: a block of big images may pass 2 GiB)."""
+    text, blob = pa.large_string(), pa.large_binary()
+    return [
+        ("key", text),
+        ("payload", blob),
+        ("record", text),
+        ("skip", pa.bool_()),
+        ("seconds", pa.float64()),
+        ("cache", text),
+        ("follower", blob),
+    ]
 
 
 def _parquet_slice(path: str, group: int, first_row: int, label: str) -> Iterator[_Raw]:
@@ -98,8 +125,9 @@ def _parquet_slice(path: str, group: int, first_row: int, label: str) -> Iterato
             row += 1
 
 
-def make_datasource(source: RaySource) -> Any:
-    """A Ray Data Datasource over ``source``'s inputs (imported lazily: Ray is an optional extra)."""
+def make_datasource(source: RaySource, key: KeyRows | None = None) -> Any:
+    """A Ray Data Datasource over ``source``'s inputs (imported lazily: Ray is an optional extra): blocks of raw
+    rows (``raw``, ``blob``), or, with ``key``, of keyed rows (the columns of ``ray_stream.KeyStep``)."""
     from ray.data import Datasource, ReadTask
     from ray.data.block import BlockMetadata
 
@@ -122,7 +150,7 @@ def make_datasource(source: RaySource) -> Any:
 
             def task(fn: Any, files: tuple[str, ...]) -> Any:
                 meta = BlockMetadata(num_rows=None, size_bytes=None, exec_stats=None, input_files=files)
-                return ReadTask(lambda: _blocks(fn(), src.block_rows), meta)
+                return ReadTask(lambda: _blocks(fn(), src.block_rows, key), meta)
 
             if src.limit is not None:  # the first N rows in input order: one reader
                 return [task(lambda: _take(read_inputs(src.inputs, src.sources, limits), src.limit), tuple(names))]

@@ -1,7 +1,8 @@
 """The streaming Ray Data runner: Ray reads the input, workers key the rows, stages run as separate steps.
 
-    read (Datasource: shards, row groups, manifests)
-      -> keys   (CPU actors: parse rows, hash bytes where they are (fetching remote ones), drop done keys)
+    read + keys (Datasource: shards, row groups, manifests; each read task parses its rows, hashes the bytes where
+                 they are (fetching remote ones), drops done keys; with --ray-key-actors N > 1, keying is a pool
+                 of N actors of its own, for one manifest whose rows are slow to key)
       -> draft  (actor pool; GPUs per actor and custom resources configurable)
       -> rank + ground (CPU actors)
       -> refine + moderate (light actors; the refiner bounds its own concurrent requests to vLLM)
@@ -47,37 +48,50 @@ class KeyStep:
     """Rows -> (key, payload) where the bytes are; done keys are dropped, unusable rows become error records.
 
     With a ``ledger``, each batch claims its rows' cache keys in one call: a row whose computation another row
-    claimed first becomes a follower (no payload, the row pickled in ``follower``)."""
+    claimed first becomes a follower (no payload, the row pickled in ``follower``). Runs in the read tasks
+    (``key_rows``, the datasource's ``key``) or as a ``map_batches`` actor (``__call__``); the done keys are
+    fetched on first use, once per worker process (a read task's pickled step carries only their reference).
+    """
 
     def __init__(self, source: RaySource, done: list[Any] | None = None, ledger: Any = None) -> None:
-        from pathlib import Path
-
         self.source = source
-        self.limits = source.image_limits()
-        self.base = Path(".")
         self.ledger = ledger
-        self.done: frozenset[str] = frozenset()
-        if done:
-            import ray
+        self._done_ref = done
 
-            self.done = ray.get(done[0])
+    def _done(self) -> frozenset[str]:
+        if not self._done_ref:
+            return frozenset()
+        import ray
+
+        ref = self._done_ref[0]
+        if _DONE_CACHE.get("ref") != ref.hex():
+            _DONE_CACHE.clear()
+            _DONE_CACHE.update(ref=ref.hex(), keys=ray.get(ref))
+        keys: frozenset[str] = _DONE_CACHE["keys"]
+        return keys
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
+        return self.key_rows([str(t) for t in batch["raw"]], [bytes(b) for b in batch["blob"]])
+
+    def key_rows(self, texts: list[str], blobs: list[bytes]) -> dict[str, list[Any]]:
+        from pathlib import Path
+
         from caption_agent.jobs.manifest import _to_item
 
         src = self.source
+        limits, base, done = src.image_limits(), Path("."), self._done()
         keys, payloads, records, skips, caches, followers = [], [], [], [], [], []
         todo: list[tuple[int, Any]] = []
-        for text, blob in zip(batch["raw"], batch["blob"]):
-            raw = row_to_raw(str(text), bytes(blob))
-            item = _to_item(raw, self.base, raw.label, src.style, src.locale, self.limits, src.sources)
+        for text, blob in zip(texts, blobs):
+            raw = row_to_raw(text, blob)
+            item = _to_item(raw, base, raw.label, src.style, src.locale, limits, src.sources)
             keys.append(item.key)
-            skips.append(item.key in self.done)
+            skips.append(item.key in done)
             payloads.append(b"")
             records.append("")
             caches.append("")
             followers.append(b"")
-            if item.key in self.done:
+            if item.key in done:
                 continue
             if item.error:
                 err = item.error
@@ -105,6 +119,9 @@ class KeyStep:
             "cache": caches,
             "follower": followers,
         }
+
+
+_DONE_CACHE: dict[str, Any] = {}  # this worker process's done keys: {"ref": object id, "keys": frozenset}
 
 
 def _digest(text: str, size: int) -> bytes:
@@ -228,28 +245,36 @@ def run_ray_stream(
     """Yield (rows, seconds) per finished block."""
     source = dataclasses.replace(source, block_rows=max(1, options.batch_size))  # one batch per block
     with ray_session(options.ray_address) as ray:
-        ds = ray.data.read_datasource(make_datasource(source), num_cpus=0.25)
         done_ref = [ray.put(done)] if done else None
         # Owned by this driver: it goes when the driver goes, so a re-run starts with no claims.
         ledger = ray.remote(num_cpus=0)(ClaimLedger).remote()
         try:
-            yield from _stream(ray, ds, source, options, done_ref, ledger)
+            yield from _stream(ray, source, options, done_ref, ledger)
         finally:
             ray.kill(ledger)
 
 
+def _read(ray: Any, source: RaySource, key: Any) -> Any:
+    """The read as a dataset (Ray Data gathers the read tasks' blocks up to its target block size, then splits
+    them so that the steps get enough blocks to share out)."""
+    return ray.data.read_datasource(make_datasource(source, key), num_cpus=0.25)
+
+
 def _stream(
-    ray: Any, ds: Any, source: RaySource, options: JobOptions, done_ref: Any, ledger: Any
+    ray: Any, source: RaySource, options: JobOptions, done_ref: Any, ledger: Any
 ) -> Iterator[tuple[list[StreamRow], float]]:
-    """The steps after the read (key, then the pipeline's), and the finished blocks as StreamRows."""
-    ds = ds.map_batches(
-        KeyStep,
-        fn_constructor_kwargs={"source": source, "done": done_ref, "ledger": ledger},
-        batch_size=options.batch_size,
-        batch_format="numpy",
-        num_cpus=0.25,
-        compute=ray.data.ActorPoolStrategy(size=options.ray_key_actors),
-    )
+    """Read and key the rows, run the pipeline's steps, and yield the finished blocks as StreamRows."""
+    if options.ray_key_actors > 1:  # keying in a pool of its own: one manifest's rows keyed N at a time
+        ds = _read(ray, source, None).map_batches(
+            KeyStep,
+            fn_constructor_kwargs={"source": source, "done": done_ref, "ledger": ledger},
+            batch_size=options.batch_size,
+            batch_format="numpy",
+            num_cpus=0.25,
+            compute=ray.data.ActorPoolStrategy(size=options.ray_key_actors),
+        )
+    else:  # keyed in the read tasks: no actor call and no object transfer per block for it
+        ds = _read(ray, source, KeyStep(source, done_ref, ledger).key_rows)
     for n, step in enumerate(source.steps):
         final = n == len(source.steps) - 1
         args = _remote_args(step.role, options)
