@@ -325,3 +325,24 @@ def test_shared_results_spill_what_memory_evicts():
         assert shared.get("unknown") is None
     finally:
         shared.close()
+
+
+def test_read_tasks_key_their_rows_as_the_local_runner_does(tmp_path, images_dir, cluster):
+    """The datasource's read task keys its rows itself (no key actor after it), in blocks of ``block_rows``, with
+    the local runner's keys; an unusable row becomes an error record, a done key (from the object store) a skip."""
+    from caption_agent.jobs.ray_sources import make_datasource
+    from caption_agent.jobs.ray_stream import KeyStep
+
+    manifest = _manifest(tmp_path, images_dir, 5)  # 5 rows, then 2 unusable ones
+    source = RaySource(inputs=[str(manifest)], style="alt_text", locale="en-US", limits={}, block_rows=3)
+    (task,) = make_datasource(source, KeyStep(source).key_rows).get_read_tasks(1)
+    blocks = [block.to_pydict() for block in task()]
+    assert [len(b["key"]) for b in blocks] == [3, 3, 1]
+    rows = {k: (p, r) for b in blocks for k, p, r in zip(b["key"], b["payload"], b["record"])}
+    items = list(iter_items(manifest, style="alt_text", locale="en-US"))
+    assert list(rows) == [i.key for i in items]
+    assert [bool(p) for p, _ in rows.values()] == [not i.error for i in items]
+    errors = [json.loads(r) for p, r in rows.values() if not p]
+    assert len(errors) == 1 and errors[0]["status"] == "error"  # '{"image": 12' (a missing file fails later)
+    (done,) = make_datasource(source, KeyStep(source, [ray.put(frozenset(rows))]).key_rows).get_read_tasks(1)
+    assert all(all(b["skip"].to_pylist()) and not any(b["payload"].to_pylist()) for b in done())
