@@ -47,8 +47,9 @@ class RaySource:
     sources: SourceOptions = field(default_factory=SourceOptions)
     limit: int | None = None
     steps: tuple[StepSpec, ...] = ()
-    # Rows per read block. Ray Data hands a whole block to one actor of the next step, so blocks of one batch let
-    # every actor of a pool work at once; the runner sets it to the job's batch size.
+    # Rows per block a read task yields (and per keying call and ledger claim); the runner sets it to the job's batch
+    # size. Ray Data (2.60) gathers a task's blocks up to its target block size (128 MiB) before passing them on,
+    # then splits them (SplitBlocks) so that the steps' actors share them out: the steps' blocks are not these.
     block_rows: int = _BLOCK_ROWS
 
     def image_limits(self) -> ImageLimits:
