@@ -58,7 +58,12 @@ class JobOptions(BaseModel):
     ray_cpu_actors: int = Field(1, ge=1, le=1024, description="Ray actors for the CPU steps (ranking, grounding).")
     ray_cpu_per_actor: float = Field(0.25, gt=0, le=64, description="CPUs per CPU-step actor.")
     ray_io_actors: int = Field(1, ge=1, le=1024, description="Ray actors for refinement and moderation.")
-    ray_key_actors: int = Field(1, ge=1, le=1024, description="Ray actors that key rows (hash or fetch images); 1: the read tasks key their own rows.")
+    ray_key_actors: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="Ray actors that key rows (hash or fetch images); 1: the read tasks key their own rows.",
+    )
     metrics_port: int | None = Field(None, ge=0, le=65535, description="Serve Prometheus metrics on this port.")
     metrics_addr: str = Field("127.0.0.1", description="Address the metrics server binds.")
     progress: bool = Field(True, description="Show a progress bar on stderr.")
