@@ -12,12 +12,19 @@ then deletes it. ``--check`` never exports: torch is made unimportable for it.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 
 
 def main(argv: list[str]) -> int:
-    check = "--check" in argv
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="Export nothing: exit 0 when every file is there, else 1 (naming what is missing).",
+    )
+    check = parser.parse_args(argv).check
     if check:
         sys.modules["torch"] = None  # type: ignore[assignment]  # import torch now fails: a missing file is reported
     from caption_agent.drafters.lite_model import onnx_entry as lite0_entry
