@@ -35,6 +35,7 @@ _LEADING = re.compile(r"^\s*[,;:.!?)\]}]")  # a sentence starts with a word, a n
 _CUT = re.compile(r"(?:[,;:(\-–—]|\.\.\.|…)\s*$")
 _HASHTAGS = re.compile(r"(?:\s+#[\w-]+)+$")
 _SENTENCES = re.compile(r"(?<=[.!?])\s+")
+_LAST_TOKEN = re.compile(r"[^\W_]+")
 
 
 class CoherenceConfig(RuleConfig):
@@ -120,9 +121,9 @@ class CoherenceRule(Rule):
         body = _HASHTAGS.sub("", text.strip())
         if _CUT.search(body):
             return "text.cut_off", "the caption stops mid-sentence (it ends on a comma, colon, dash or an ellipsis)"
-        tokens = vocab.words(body)
-        if tokens and tokens[-1] in frozenset(vocab.data().get("dangling_ends", {}).get(lang, [])):
-            return "text.cut_off", f"the caption ends on {tokens[-1]!r}: the sentence is cut off"
+        last = _LAST_TOKEN.findall(body)[-1:]  # numbers count: "Saucer Set of 4." ends on "4", not on "of"
+        if last and vocab.fold(last[0]) in frozenset(vocab.data().get("dangling_ends", {}).get(lang, [])):
+            return "text.cut_off", f"the caption ends on {vocab.fold(last[0])!r}: the sentence is cut off"
         for sentence in _SENTENCES.split(body):
             if fragment(sentence):
                 return "text.dangling", f"{sentence.strip()!r} is left without the sentence it belonged to"

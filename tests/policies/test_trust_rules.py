@@ -128,6 +128,13 @@ def test_degenerate_or_cut_off_text_is_held(engine, make_ctx, caption, code):
     assert _codes(outcome).get("coherence") == code, outcome.decisions
 
 
+def test_a_caption_ending_on_a_number_is_not_cut_off(engine, make_ctx):
+    """A caption may end on a number: "Set of 4." is whole (issue #28: the alt text of SAUCER-SET-4 was held)."""
+    ctx = make_ctx(draft="A cup.", attempts_left=0)
+    assert "coherence" not in fired(engine.review("A cup. Hollowell Saucer Set of 4.", ctx))
+    assert _codes(engine.review("A cup of", ctx)).get("coherence") == "text.cut_off"
+
+
 def test_social_hashtags_after_the_sentence_are_whole(engine, make_ctx):
     ctx = make_ctx(draft="An espresso.", preset="social", attempts_left=0)
     outcome = engine.review("An espresso to start the day. #coffee", ctx)
