@@ -1,8 +1,9 @@
 """The models and engines the stages share, built lazily from the config, once (a given one is used as it is).
 
-``CaptionAgent`` is a ``Components``: ``agent.ranker``, ``agent.policy``... are these. Each component is built by
-one function in its stage module (``rank.build_ranker``, ``ground.build_retriever``, ``refine.build_refiner``,
-``moderate.build_policy``...).
+``CaptionAgent`` is a ``Components``: ``agent.ranker``, ``agent.policy``... are these. Each is built by its registry's
+factory (``ranking.build_ranker``, ``embedders.build_embedder``, ``retrieval.base.build_retriever``,
+``policies.backend.build_policy``; drafters and the refiner chain by ``draft.build_drafters`` and
+``refine.build_refiner``).
 """
 
 from __future__ import annotations
@@ -44,19 +45,19 @@ class Components:
 
     @cached_property
     def embedder(self) -> Any:
-        from caption_agent.stages.rank import build_embedder
+        from caption_agent.embedders import build_embedder
 
         return build_embedder(self.config.retrieval)
 
     @cached_property
     def ranker(self) -> Any:
-        from caption_agent.stages.rank import build_ranker
+        from caption_agent.ranking import build_ranker
 
-        return build_ranker(self.config, lambda: self.embedder)  # loaded only if the ranker needs it
+        return build_ranker(self.config.ranker, lambda: self.embedder)  # loaded only if the ranker needs it
 
     @cached_property
     def retriever(self) -> Any:
-        from caption_agent.stages.ground import build_retriever
+        from caption_agent.retrieval.base import build_retriever
 
         return build_retriever(self.config.retrieval, lambda: self.embedder)  # None when no catalog is configured
 
@@ -69,7 +70,7 @@ class Components:
 
     @cached_property
     def policy(self) -> Any:
-        from caption_agent.stages.moderate import build_policy
+        from caption_agent.policies.backend import build_policy
 
         return build_policy(self.config.policy)
 

@@ -8,14 +8,6 @@ from caption_agent.errors import UnknownSkuError
 from caption_agent.state import CaptionState, StageTimer
 
 
-def build_retriever(settings: Any, embedder: Any) -> Any:
-    """The catalog retriever of a ``RetrievalSettings`` section from ``RETRIEVERS`` (None when no catalog is
-    configured), with the relevance gate inside when ``relevance_gate`` is on."""
-    from caption_agent.retrieval.base import build_retriever as build
-
-    return build(settings, embedder)
-
-
 class GroundStage:
     name = "ground"
 

@@ -17,13 +17,6 @@ from caption_agent.schemas import ModerationOutcome, PolicyDecision
 from caption_agent.state import CaptionState, StageTimer
 
 
-def build_policy(settings: Any) -> Any:
-    """The policy engine of a ``PolicySettings`` section (``policy.backend`` from ``POLICY_ENGINES``)."""
-    from caption_agent.policies.backend import build_policy as build
-
-    return build(settings)
-
-
 def guard(
     state: CaptionState, stage: str, call: Callable[[], Any], on_crash: Callable[[ModerationOutcome], None]
 ) -> Any:

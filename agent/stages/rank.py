@@ -7,22 +7,6 @@ from typing import Any
 from caption_agent.state import CaptionState, StageTimer
 
 
-def build_embedder(settings: Any) -> Any:
-    """The text embedder of a ``RetrievalSettings`` section (``retrieval.embedder_backend`` from ``EMBEDDERS``; the
-    consensus ranker and the catalog share it)."""
-    from caption_agent.embedders import build_embedder as build
-
-    return build(settings)
-
-
-def build_ranker(config: Any, embedder: Any) -> Any:
-    """The ranker of ``config.ranker`` from ``RANKERS`` (CLIP-S when ``clip_model`` is set, else the consensus of
-    ``embedder``'s embeddings); ``embedder`` may be a function that loads it, called only if the ranker needs it."""
-    from caption_agent.ranking import build_ranker as build
-
-    return build(config.ranker, embedder)
-
-
 class RankStage:
     name = "rank"
 
