@@ -272,14 +272,16 @@ class FaceDetector:
     """MTCNN on CPU, its networks on onnxruntime (default) or torch. Thread-safe: the networks are read-only after
     loading (onnxruntime sessions allow concurrent runs; torch runs under ``inference_mode``)."""
 
-    def __init__(self, weights: Path | None = None, runtime: Runtime = "onnx") -> None:
+    def __init__(self, weights: Path | None = None, runtime: Runtime = "onnx", threads: int = 1) -> None:
         folder = weights or weights_dir()
         self.runtime = runtime
         if runtime == "onnx":
             from caption_agent.onnx_models import session
 
             entry = onnx_entry(folder)
-            self._sessions = {name: session(entry / f"{name}.onnx") for name in _NETS}
+            # One intra-op thread by default: the screen stage runs one image per core at once (faster than every
+            # core on one image; benchmarks/bench_default_path.py measures both).
+            self._sessions = {name: session(entry / f"{name}.onnx", threads) for name in _NETS}
         else:
             self._torch = torch_networks(folder)
 

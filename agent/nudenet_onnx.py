@@ -28,10 +28,12 @@ _NMS_SCORE, _NMS_IOU = 0.25, 0.45
 class NudeNet:
     """``detect(bgr) -> [{class, score, box: [x, y, w, h]}]``, as ``nudenet.NudeDetector.detect`` returns."""
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int = 1) -> None:
         self._nn = require("nudenet.nudenet", "safety", "The image safety rule", package="nudenet")
         self.labels: list[str] = list(getattr(self._nn, "__labels"))  # a module global (no mangling here)
-        self._session = session(Path(str(self._nn.__file__)).with_name("320n.onnx"))
+        # One intra-op thread by default: the screen stage runs one image per core at once (faster than every
+        # core on one image; benchmarks/bench_default_path.py measures both).
+        self._session = session(Path(str(self._nn.__file__)).with_name("320n.onnx"), threads)
         self._input = self._session.get_inputs()[0].name
         self.size = 320
 

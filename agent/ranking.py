@@ -51,6 +51,13 @@ class Ranker(ABC):
             return [], 0.0
         return self.blend(candidates, self.scores(candidates, image))
 
+    def rank_many(
+        self, groups: Sequence[Sequence[Candidate]], images: Sequence[Any]
+    ) -> list[tuple[list[Candidate], float]]:
+        """``rank`` of each group (one image's candidates, beside its image); a backend that scores many groups in
+        one model call overrides this."""
+        return [self.rank(c, im) for c, im in zip(groups, images)]
+
     def blend(self, candidates: Sequence[Candidate], quality: np.ndarray) -> tuple[list[Candidate], float]:
         """Confidence = w * drafter probability + (1 - w) * quality, best first."""
         quality = np.clip(quality, 0.0, 1.0)
@@ -98,10 +105,31 @@ class ConsensusRanker(Ranker):
     def scores(self, candidates: Sequence[Candidate], image: Any = None) -> np.ndarray:
         if len(candidates) == 1:
             return np.ones(1)
-        vecs = self.embedder.encode([c.text for c in candidates])
-        sims = vecs @ vecs.T
-        np.fill_diagonal(sims, 0.0)
-        return sims.sum(axis=1) / (len(candidates) - 1)
+        return _consensus(self.embedder.encode([c.text for c in candidates]))
+
+    def rank_many(
+        self, groups: Sequence[Sequence[Candidate]], images: Sequence[Any]
+    ) -> list[tuple[list[Candidate], float]]:
+        """Every group's drafts embedded in one call (the embedder spreads one call over the cores)."""
+        texts = [c.text for g in groups if len(g) > 1 for c in g]
+        vecs = self.embedder.encode(texts) if texts else None
+        out: list[tuple[list[Candidate], float]] = []
+        start = 0
+        for group in groups:
+            if len(group) <= 1:
+                out.append(self.rank(group))
+                continue
+            assert vecs is not None
+            out.append(self.blend(group, _consensus(vecs[start : start + len(group)])))
+            start += len(group)
+        return out
+
+
+def _consensus(vecs: np.ndarray) -> np.ndarray:
+    """Mean cosine similarity of each (unit) vector to the others."""
+    sims = vecs @ vecs.T
+    np.fill_diagonal(sims, 0.0)
+    return np.asarray(sims.sum(axis=1) / (len(vecs) - 1))
 
 
 RANKERS: Registry[Ranker] = Registry(

@@ -10,7 +10,7 @@ venv, e.g. main's) alternately with this one in the same run, so "before" and "a
 2. batch: images/s of ``CaptionAgent().caption_batch`` over ``--items`` distinct photos (crops of the bundled real
    photos at varied sizes, written once as JPEG files), against the sum-of-stages limit measured in the same
    process on the same working copies: each model's raw rate (lite classifier, MTCNN, NudeNet, the ranker's
-   embedder) at its best batch size, combined as 1 / sum(1 / rate).
+   embedder) at its best batch size and thread layout, combined as 1 / sum(1 / rate).
 3. serve: ``caption-agent serve`` (defaults) with ``--clients`` concurrent clients sending single captions back to
    back; p50/p95 latency and requests/s.
 """
@@ -133,34 +133,12 @@ def batch(photos: list[Path]) -> dict[str, Any]:
     copies = [load_image(str(p), agent.config.images)[0] for p in photos]
     decode_per_s = len(photos) / (time.perf_counter() - t0)
     rule = next(r for r in agent.policy.rules(agent.config.default_style) if r.name == "image_safety")
-    cfg = rule.config
-    from caption_agent import faces as face_detection
-    from caption_agent.policies.rules import image_safety
-
-    mtcnn = face_detection.detector()
     drafter = agent.drafter
     texts = [[c.text for c in r.candidates] for r in results if r.candidates]
-    stages = {
-        "lite classifier": _best_rate(drafter.probabilities, copies, (1, 8, 32)),
-        "mtcnn": _best_rate(
-            lambda ims: [mtcnn.detect(im, min_face_px=cfg.face_min_px, score=cfg.face_score) for im in ims],
-            copies,
-            (1,),
-        ),
-        "nudenet": _best_rate(lambda ims: [image_safety.detect(im) for im in ims], copies, (1,)),
-        "embedder (ranking)": _best_rate(
-            lambda groups: agent.embedder.encode([t for g in groups for t in g]), texts or [["a"]], (1, 16)
-        ),
-    }
-    if hasattr(image_safety, "detect_many"):
-        stages["nudenet"] = _best_rate(image_safety.detect_many, copies, (1, 8))
-    if hasattr(mtcnn, "detect_many"):
-        stages["mtcnn"] = _best_rate(
-            lambda ims: mtcnn.detect_many(ims, min_face_px=cfg.face_min_px, score=cfg.face_score), copies, (1, 8)
-        )
-    for name, rate in _one_thread_each(drafter, cfg, copies).items():
-        threads = {"one session, intra-op threads = cores": stages[name], "1 thread x cores callers": rate}
-        stages[name] = {**max(threads.values(), key=lambda r: r["per_s"]), "threads": threads}
+    stages = _layouts(drafter, rule.config, copies)
+    stages["embedder (ranking)"] = _best_rate(
+        lambda groups: agent.embedder.encode([t for g in groups for t in g]), texts or [["a"]], (1, 16, 64)
+    )
     limit = 1.0 / sum(1.0 / s["per_s"] for s in stages.values())
     pipeline = len(photos) / pipeline_s
     return {
@@ -175,9 +153,10 @@ def batch(photos: list[Path]) -> dict[str, Any]:
     }
 
 
-def _one_thread_each(drafter: Any, cfg: Any, copies: list[Any]) -> dict[str, dict[str, Any]]:
-    """The vision models' other thread layout: sessions with one intra-op thread, called by one thread per core at
-    once (sessions allow concurrent runs). The embedder already runs that way (one batch per core)."""
+def _layouts(drafter: Any, cfg: Any, copies: list[Any]) -> dict[str, dict[str, Any]]:
+    """Each vision model's raw rate at its best batch size and thread layout: one session with one intra-op thread
+    per core called from one thread, or one-thread sessions called by one thread per core at once (sessions allow
+    concurrent runs). The embedder already runs the second way (one batch per core)."""
     from concurrent.futures import ThreadPoolExecutor
 
     import numpy as np
@@ -187,24 +166,31 @@ def _one_thread_each(drafter: Any, cfg: Any, copies: list[Any]) -> dict[str, dic
     from caption_agent.nudenet_onnx import NudeNet
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    old = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = "1"  # onnx_models.session: new sessions with one intra-op thread
-    try:
-        lite, mtcnn, nudenet = Lite0("onnx"), FaceDetector(), NudeNet()
-    finally:
-        if old is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
-        else:
-            os.environ["OMP_NUM_THREADS"] = old
-    calls = {
-        "lite classifier": lambda im: lite(np.stack([drafter._preprocess(im)])),
-        "mtcnn": lambda im: mtcnn.detect(im, min_face_px=cfg.face_min_px, score=cfg.face_score),
-        "nudenet": lambda im: nudenet.detect(np.ascontiguousarray(np.asarray(im.convert("RGB"))[:, :, ::-1])),
-    }
-    out = {}
+
+    def calls(threads: int) -> dict[str, Callable[[Any], Any]]:
+        lite, mtcnn, nudenet = Lite0("onnx", threads), FaceDetector(threads=threads), NudeNet(threads)
+        return {
+            "lite classifier": lambda ims: lite(np.stack([drafter._preprocess(im) for im in ims])),
+            "mtcnn": lambda im: mtcnn.detect(im, min_face_px=cfg.face_min_px, score=cfg.face_score),
+            "nudenet": lambda im: nudenet.detect(np.ascontiguousarray(np.asarray(im.convert("RGB"))[:, :, ::-1])),
+        }
+
+    out: dict[str, dict[str, Any]] = {}
     with ThreadPoolExecutor(cores) as pool:
-        for name, one in calls.items():
-            out[name] = _best_rate(lambda ims, one=one: list(pool.map(one, ims)), copies, (cores, 4 * cores))
+        whole, single = calls(cores), calls(1)
+        for name in whole:
+            if name == "lite classifier":  # batched: one batch per call
+                one_session = _best_rate(whole[name], copies, (1, 8, 32))
+                per_core = _best_rate(
+                    lambda ims, f=single[name]: list(pool.map(f, [ims[i::cores] for i in range(cores)])),
+                    copies,
+                    (cores, 8 * cores),
+                )
+            else:
+                one_session = _best_rate(lambda ims, f=whole[name]: [f(im) for im in ims], copies, (1,))
+                per_core = _best_rate(lambda ims, f=single[name]: list(pool.map(f, ims)), copies, (cores, 4 * cores))
+            threads = {"one session, intra-op threads = cores": one_session, "1 thread x cores callers": per_core}
+            out[name] = {**max(threads.values(), key=lambda r: r["per_s"]), "threads": threads}
     return out
 
 

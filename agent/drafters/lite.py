@@ -170,7 +170,9 @@ class LiteDrafter(Drafter):
         from caption_agent.drafters.lite_model import Lite0
 
         # onnxruntime by default (torch only for the one-time export); torch when settings.runtime asks for it.
-        self._model = Lite0(self.settings.runtime)
+        # One intra-op thread: in a batch the screen stage runs ahead on every core, and a session whose threads
+        # wait on each other while those run drafted at half its speed (benchmarks/bench_default_path.py).
+        self._model = Lite0(self.settings.runtime, threads=1)
         self.model_id = MODEL_ID
         self._ocr = None
         if self.settings.ocr:

@@ -17,6 +17,7 @@ def build_drafters(settings: Any) -> Any:
 
 class DraftStage:
     name = "draft"
+    runs_ahead = False
 
     def __init__(self, parts: Any) -> None:
         self.parts = parts

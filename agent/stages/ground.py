@@ -10,6 +10,7 @@ from caption_agent.state import CaptionState, StageTimer
 
 class GroundStage:
     name = "ground"
+    runs_ahead = False
 
     def __init__(self, parts: Any) -> None:
         self.parts = parts

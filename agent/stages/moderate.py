@@ -102,6 +102,7 @@ class ModerateStage:
     """The verdict applied: each settled state becomes its result."""
 
     name = "moderate"
+    runs_ahead = False
 
     def __init__(self, parts: Any) -> None:
         self.parts = parts

@@ -34,6 +34,7 @@ class RefineStage:
     """Refine and moderate every live state; each ends with an outcome (or an error result)."""
 
     name = "refine"
+    runs_ahead = False
 
     def __init__(self, parts: Any) -> None:
         self.parts = parts
