@@ -136,24 +136,40 @@ def _networks() -> tuple[Any, Any, Any]:
 
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, by_min: bool = False) -> np.ndarray:
     """Greedy non-maximum suppression; indices kept, best first. ``by_min`` divides the overlap by the smaller
-    box (MTCNN's last stage) instead of the union."""
+    box (MTCNN's last stage) instead of the union.
+
+    The overlaps of a block of boxes with every later box are computed at once (numpy, without the GIL), and the
+    greedy pass reads them: the same picks, from the same float32 arithmetic, as suppressing box by box, at a
+    fraction of the Python work (P-net keeps hundreds of boxes per photo)."""
     import numpy as np
 
     if len(boxes) == 0:
         return np.zeros(0, dtype=np.int64)
-    x0, y0, x1, y1 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
-    area = (x1 - x0 + 1) * (y1 - y0 + 1)
     order = np.argsort(-scores, kind="stable")
+    x0, y0, x1, y1 = (boxes[order, k] for k in range(4))
+    area = (x1 - x0 + 1) * (y1 - y0 + 1)
+    n = len(order)
+    alive = np.ones(n, dtype=bool)
     keep = []
-    while order.size:
-        i, rest = order[0], order[1:]
-        keep.append(i)
-        w = np.maximum(0.0, np.minimum(x1[i], x1[rest]) - np.maximum(x0[i], x0[rest]) + 1)
-        h = np.maximum(0.0, np.minimum(y1[i], y1[rest]) - np.maximum(y0[i], y0[rest]) + 1)
+    for start in range(0, n, _NMS_BLOCK):
+        rows = slice(start, min(n, start + _NMS_BLOCK))
+        # overlap[r, c]: row box start + r against column box start + c (the later ones matter).
+        a0, a1, b0, b1 = x0[rows, None], x1[rows, None], y0[rows, None], y1[rows, None]
+        w = np.maximum(0.0, np.minimum(a1, x1[None, start:]) - np.maximum(a0, x0[None, start:]) + 1)
+        h = np.maximum(0.0, np.minimum(b1, y1[None, start:]) - np.maximum(b0, y0[None, start:]) + 1)
         inter = w * h
-        overlap = inter / (np.minimum(area[i], area[rest]) if by_min else area[i] + area[rest] - inter)
-        order = rest[overlap <= threshold]
-    return np.asarray(keep, dtype=np.int64)
+        mine, theirs = area[rows, None], area[None, start:]
+        overlap = inter / (np.minimum(mine, theirs) if by_min else mine + theirs - inter)
+        stays = overlap <= threshold  # as box by box: a NaN overlap (empty boxes) suppresses
+        for r in range(rows.stop - start):
+            i = start + r
+            if alive[i]:
+                keep.append(i)
+                alive[i + 1 :] &= stays[r, r + 1 :]
+    return order[np.asarray(keep, dtype=np.int64)]
+
+
+_NMS_BLOCK = 256  # rows of overlaps computed at once: 256 x (boxes left) float32, about 1.5 MB at P-net's worst
 
 
 def _square(boxes: np.ndarray) -> np.ndarray:
@@ -301,7 +317,8 @@ class FaceDetector:
         (O-net) score is at least ``score``, best first."""
         import numpy as np
 
-        rgb = np.asarray(image.convert("RGB"))  # uint8: the summed-area table stays in integers
+        # uint8 (the summed-area table stays in integers); convert() would copy even an RGB image
+        rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
         sums = _integral(rgb)
         boxes = self._propose(sums, max(12, int(min_face_px)))
         boxes = self._refine(sums, boxes, "rnet", 24, STAGE_THRESHOLDS[1], square=True)

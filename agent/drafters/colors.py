@@ -47,7 +47,8 @@ _ANCHORS_LAB = _to_lab(np.array([NAMED_COLORS[n] for n in _NAMES]))
 
 def dominant_colors(image: Image.Image, k: int = 3, min_share: float = 0.08) -> list[tuple[str, float]]:
     """Up to ``k`` colour names with their pixel share, strongest first (names are merged)."""
-    small = image.convert("RGB").resize((64, 64), Image.Resampling.BILINEAR)
+    rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert() copies even an RGB image
+    small = rgb.resize((64, 64), Image.Resampling.BILINEAR)
     pal_img = small.quantize(colors=8, method=Image.Quantize.MEDIANCUT)
     palette = np.array((pal_img.getpalette() or [])[: 8 * 3]).reshape(-1, 3)
     counts = np.bincount(np.asarray(pal_img).ravel(), minlength=8)[: len(palette)]

@@ -116,7 +116,7 @@ def detect(image: Any) -> list[dict[str, Any]]:
     """NudeNet detections for a PIL image: [{class, score, box}]."""
     import numpy as np
 
-    rgb = np.asarray(image.convert("RGB"))
+    rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))  # convert() copies even RGB
     # Fed the way NudeNet reads a file (cv2.imread: 3-channel BGR), so scores match detect(path).
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])
     return detector().detect(bgr)

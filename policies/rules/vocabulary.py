@@ -42,19 +42,23 @@ def words(text: str) -> list[str]:
     return [fold(w) for w in WORD.findall(text or "")]
 
 
+@lru_cache(maxsize=64)  # per language: the words are folded once, not on every check
 def function_words(lang: str) -> frozenset[str]:
     return frozenset(fold(w) for w in data().get("function_words", {}).get(lang, []))
 
 
+@lru_cache(maxsize=64)  # per language: the words are folded once, not on every check
 def vague_words(lang: str) -> frozenset[str]:
     """Words that describe a picture without naming anything in it ("scene", "tones", colour names)."""
     return frozenset(fold(w) for w in data().get("vague_words", {}).get(lang, []))
 
 
+@lru_cache(maxsize=64)  # per language: the words are folded once, not on every check
 def object_words(lang: str) -> frozenset[str]:
     return frozenset(fold(w) for w in data().get("object_words", {}).get(lang, []))
 
 
+@lru_cache(maxsize=64)  # per language: the words are folded once, not on every check
 def scene_words(lang: str) -> frozenset[str]:
     return frozenset(fold(w) for w in data().get("scene_words", {}).get(lang, []))
 
