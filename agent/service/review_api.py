@@ -78,7 +78,7 @@ async def list_items(
     request: Request,
     state: State,
     filters: Filters = Depends(filters_of),  # noqa: B008 - FastAPI's dependency declaration
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=2**62),  # SQLite integers are 64-bit: a larger offset is a 422, not a 500
     limit: int = Query(50, ge=1, le=500),
 ) -> dict[str, Any]:
     query = DeskQuery(**filters.model_dump())
