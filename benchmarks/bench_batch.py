@@ -193,7 +193,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             section: dict[str, Any] = {"temperature": 0}
             if args.base_url:
                 section.update(base_url=args.base_url, model=args.model)
-            real = CaptionAgent(AgentConfig.load(refiner={"backend": args.refiner, args.refiner: section}))
+            refiner: dict[str, Any] = {"backend": args.refiner}
+            if args.refiner != "none":  # "none" has no settings section
+                refiner[args.refiner] = section
+            real = CaptionAgent(AgentConfig.load(refiner=refiner))
             manifest, rows = _manifest(folder, items)
             report["real"] = _measure(real, manifest, rows, folder / "real", args.batch_size, args.workers, repeats)
             report["real"]["backends"] = {"drafter": "lite", "refiner": args.refiner}

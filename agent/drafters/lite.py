@@ -170,8 +170,8 @@ class LiteDrafter(Drafter):
         from caption_agent.drafters.lite_model import Lite0
 
         # onnxruntime by default (torch only for the one-time export); torch when settings.runtime asks for it.
-        # One intra-op thread: in a batch the screen stage runs ahead on every core, and a session whose threads
-        # wait on each other while those run drafted at half its speed (benchmarks/bench_default_path.py).
+        # One intra-op thread, one batch per core (``probabilities``): a session whose threads wait on each other
+        # drafted at half its speed while the screen ran ahead on every core (benchmarks/bench_default_path.py).
         self._model = Lite0(self.settings.runtime, threads=1)
         self.model_id = MODEL_ID
         self._ocr = None
@@ -192,11 +192,23 @@ class LiteDrafter(Drafter):
 
     def probabilities(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Softmax over the 1,000 classes, one row per image, in batches of ``settings.batch_size``."""
-        rows = []
-        for start in range(0, len(images), self.settings.batch_size):
-            chunk = images[start : start + self.settings.batch_size]
-            rows.append(self._model(np.stack([self._preprocess(im) for im in chunk])))
-        return np.concatenate(rows) if rows else np.zeros((0, 1000), dtype=np.float32)
+        size = self.settings.batch_size
+        chunks = [images[start : start + size] for start in range(0, len(images), size)]
+        if not chunks:
+            return np.zeros((0, 1000), dtype=np.float32)
+        from caption_agent.onnx_models import env_threads
+
+        workers = min(len(chunks), env_threads())
+        if workers <= 1:
+            return np.concatenate([self._batch(chunk) for chunk in chunks])
+        from concurrent.futures import ThreadPoolExecutor
+
+        # One-thread sessions, one batch per core at once (as the embedder): faster than every core on one batch.
+        with ThreadPoolExecutor(workers, thread_name_prefix="caption-lite") as pool:
+            return np.concatenate(list(pool.map(self._batch, chunks)))
+
+    def _batch(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return self._model(np.stack([self._preprocess(im) for im in images]))
 
     def classify(self, images: Sequence[Image.Image], top_k: int = 5) -> list[list[tuple[str, float]]]:
         """Top-k (label, probability) per image."""
