@@ -61,7 +61,7 @@ class Stages:
         stages work item by item, one per core, up to ``AHEAD`` chunks ahead of the later stages, which take each
         chunk whole (the drafter's and the embedder's batches). The cores stay busy: screening is onnxruntime on
         one-thread sessions without the GIL, the later stages are mostly Python. Results are the same as stage by
-        stage over the whole batch (tests/agent/test_stages.py)."""
+        stage over the whole batch (tests/agent/test_stages_ahead.py)."""
         from caption_agent.onnx_models import env_threads
 
         lead = self._leading()
@@ -93,7 +93,10 @@ class Stages:
             return [pool.submit(_run_each, first, [state]) for state in chunk]
 
         try:
-            ahead = deque(submit(chunk) for chunk in chunks[:AHEAD])
+            # The first item here, alone: what the leading stages build on first use (the policy, its models) is
+            # built once, before any thread asks for it.
+            _run_each(first, chunks[0][:1])
+            ahead = deque(submit(chunk) for chunk in [chunks[0][1:], *chunks[1:AHEAD]])
             for k, chunk in enumerate(chunks):
                 for done in ahead.popleft():
                     done.result()  # this chunk's first stages are done (or a crash is raised here)

@@ -180,3 +180,16 @@ def test_a_ranker_failure_fails_only_its_item(images_dir):
     assert [s.live for s in states] == [True, False, True]
     assert states[1].done.error is not None and states[1].done.error.stage == "rank"
     assert states[0].ranked and states[2].ranked
+
+
+def test_the_policy_is_built_once_when_the_screen_first_runs_ahead(images_dir, monkeypatch, two_cores):
+    """The leading stages' first item runs before any thread starts, so a lazily built part is built once (Python
+    3.12 dropped cached_property's lock)."""
+    import caption_agent.policies.backend as backend
+
+    built = []
+    real = backend.build_policy
+    monkeypatch.setattr(backend, "build_policy", lambda settings: built.append(1) or real(settings))
+    agent = CaptionAgent(AgentConfig.load(), drafter=FakeDrafter(["a cup", "a mug"]), ranker=FakeRanker())
+    results = agent.caption_batch([images_dir / "coffee.jpg"] * (stages_module.CHUNK + 4))
+    assert len(built) == 1 and {r.status for r in results} <= {"ok", "review"}
