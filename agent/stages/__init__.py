@@ -57,16 +57,16 @@ class Stages:
     def run(self, states: Sequence[CaptionState]) -> None:
         """Run each stage over the states still live.
 
-        A batch of more than ``CHUNK`` items whose leading stages run ahead (the screen) goes chunk by chunk: those
-        stages work item by item, one per core, up to ``AHEAD`` chunks ahead of the later stages, which take each
-        chunk whole (the drafter's and the embedder's batches). The cores stay busy: screening is onnxruntime on
+        A batch whose leading stages run ahead (the screen) goes in chunks of ``CHUNK`` items: those stages work item
+        by item, one per core, up to ``AHEAD`` chunks ahead of the later stages, which take each chunk whole (the
+        drafter's and the embedder's batches). The cores stay busy: screening is onnxruntime on
         one-thread sessions without the GIL, the later stages are mostly Python. Results are the same as stage by
         stage over the whole batch (tests/agent/test_stages_ahead.py)."""
         from caption_agent.onnx_models import env_threads
 
         lead = self._leading()
         # On one core (a Ray actor's share, OMP_NUM_THREADS=1) there is nothing to overlap.
-        if 0 < lead < len(self.stages) and len(states) > CHUNK and env_threads() > 1:
+        if lead > 0 and len(states) > 1 and env_threads() > 1:
             self._run_ahead(states, lead)
         else:
             _run_each(self.stages, states)

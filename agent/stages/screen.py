@@ -17,9 +17,9 @@ class ScreenStage:
     """Bad input (unknown style, unreadable image, bad locale) fails its item at ``input``; an image the policy
     blocks or holds ends here, before any model writes about it.
 
-    Items are screened one per core at once: the screening models run on one-thread sessions (onnxruntime releases
-    the GIL while it runs), which screens a batch faster than one item at a time on every core. The stage touches
-    nothing the later stages use, so it may also screen the next chunk of a batch while they run (``runs_ahead``)."""
+    The stage touches nothing the later stages use, so ``Stages.run`` screens a batch one item per core at once and
+    ahead of them (``runs_ahead``): the screening models run on one-thread sessions (onnxruntime releases the GIL
+    while it runs), faster than one item at a time on every core."""
 
     name = "screen"
     runs_ahead = True
@@ -28,20 +28,9 @@ class ScreenStage:
         self.parts = parts
 
     def run(self, states: list[CaptionState]) -> None:
-        from caption_agent.onnx_models import env_threads
-
-        config, policy = self.parts.config, self.parts.policy  # built here, once, before any thread reads them
-        workers = min(len(states), env_threads())
-        if workers <= 1:
-            for state in states:
-                screen(state, config, policy)
-            return
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(workers, thread_name_prefix="caption-screen") as pool:
-            # Re-raises a crash the item's own guard did not take, as the one-at-a-time loop would.
-            for _ in pool.map(lambda state: screen(state, config, policy), states):
-                pass
+        config, policy = self.parts.config, self.parts.policy
+        for state in states:
+            screen(state, config, policy)
 
 
 def screen(state: CaptionState, config: Any, policy: Any) -> None:

@@ -57,7 +57,7 @@ def test_a_batch_with_the_screen_ahead_gives_the_stage_by_stage_results(
     config = AgentConfig.load(retrieval={"catalog_dir": catalog_dir})
     agent = CaptionAgent(config, drafter=lite_drafter, embedder=embedder)
     ahead = agent.caption_batch(paths)
-    monkeypatch.setattr(stages_module, "CHUNK", 10**6)  # one chunk: each stage over the whole batch in turn
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # one core: each stage over the whole batch in turn, one thread
     whole = agent.caption_batch(paths)
     assert _records(ahead) == _records(whole)
     assert len(ahead) == len(paths)
